@@ -1,0 +1,96 @@
+"""Where everything lives: one place that turns environment variables into store locations.
+
+Every location has the embedded default of DESIGN.md §3 under ``FIN_HOME`` (default ``.fin_home``
+in the working directory), so a fresh clone needs no server, and production changes only
+environment variables, never code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def fin_home() -> Path:
+    """The root of every embedded store; created on first use."""
+    home = Path(_env("FIN_HOME", ".fin_home")).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def duckdb_path_from_url(url: str) -> str:
+    """Accept ``duckdb:///abs/path``, ``duckdb:///:memory:`` or a plain path for the warehouse."""
+    if url.startswith("duckdb:///"):
+        return url.removeprefix("duckdb:///")
+    if "://" in url:
+        raise ValueError(
+            f"FIN_WAREHOUSE_URL={url!r}: the warehouse is DuckDB: duckdb:///PATH or a plain path"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations and source choice, read once from the environment."""
+
+    home: Path
+    dagster_home: Path
+    warehouse_path: str
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    audit_url: str
+    online_store_url: str
+    reports_dir: Path
+    source: str
+    source_path: str
+    source_mapping: str
+    source_url: str
+    source_table: str
+    pii_key: str
+    partition_start: str
+    policy_path: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = fin_home()
+        return cls(
+            home=home,
+            dagster_home=Path(_env("DAGSTER_HOME", str(home / "dagster"))),
+            warehouse_path=duckdb_path_from_url(
+                _env("FIN_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}")
+            ),
+            mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+            mlflow_artifact_root=_env("FIN_MLFLOW_ARTIFACTS", str(home / "mlartifacts")),
+            audit_url=_env("FIN_AUDIT_URL", f"sqlite:///{home / 'audit.db'}"),
+            online_store_url=_env("FIN_ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
+            reports_dir=Path(_env("FIN_REPORTS_DIR", str(home / "reports"))),
+            source=_env("FIN_SOURCE", "simulator"),
+            source_path=_env("FIN_SOURCE_PATH", ""),
+            source_mapping=_env("FIN_SOURCE_MAPPING", ""),
+            source_url=_env("FIN_SOURCE_URL", ""),
+            source_table=_env("FIN_SOURCE_TABLE", "transactions"),
+            pii_key=os.environ.get("FIN_PII_KEY", ""),
+            partition_start=_env("FIN_PARTITION_START", "2018-04-01"),
+            policy_path=_env("FIN_POLICY", ""),
+        )
+
+
+class SettingsResource(ConfigurableResource):
+    """Paths for reports and other plain files, exposed to assets as a resource."""
+
+    home: str
+    reports_dir: str
+
+    def report_dir(self, *parts: str) -> Path:
+        """A directory under the reports root, created on demand."""
+        path = Path(self.reports_dir).joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
