@@ -88,6 +88,7 @@ class SettingsResource(ConfigurableResource):
 
     home: str
     reports_dir: str
+    policy_path: str = ""
 
     def report_dir(self, *parts: str) -> Path:
         """A directory under the reports root, created on demand."""

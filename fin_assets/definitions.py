@@ -1,0 +1,61 @@
+"""The one Dagster ``Definitions`` of fin-mlops (``[tool.dagster]`` and workspace.yaml point here).
+
+Resources are bound from environment variables (``fin_resources.settings``), so the same code
+runs on the embedded default and in production.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from fin_assets.ingestion import raw_transactions
+from fin_assets.jobs import ingest_transactions_job
+from fin_assets.lib.simulator import SimulatorConfig
+from fin_resources.audit_store import AuditStoreResource
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import Settings, SettingsResource
+from fin_resources.source import SimulatorResource, TransactionSourceResource
+from fin_resources.warehouse import WarehouseResource
+from fin_sensors.schedules import daily_ingestion_schedule
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Every resource, configured from the environment (or from ``settings`` in tests)."""
+    s = settings or Settings.from_env()
+    sim = SimulatorConfig.from_env()
+    return {
+        "settings": SettingsResource(
+            home=str(s.home), reports_dir=str(s.reports_dir), policy_path=s.policy_path
+        ),
+        "warehouse": WarehouseResource(path=s.warehouse_path),
+        "source": TransactionSourceResource(
+            kind=s.source,
+            path=s.source_path,
+            mapping=s.source_mapping,
+            url=s.source_url,
+            table=s.source_table,
+            pii_key=s.pii_key,
+        ),
+        "simulator": SimulatorResource(
+            seed=sim.seed,
+            n_customers=sim.n_customers,
+            n_terminals=sim.n_terminals,
+            radius=sim.radius,
+            start_date=sim.start_date.isoformat(),
+            drift_start=sim.drift_start.isoformat() if sim.drift_start else "",
+            drift_kind=sim.drift_kind,
+            drift_strength=sim.drift_strength,
+        ),
+        "mlflow": MlflowResource(
+            tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root
+        ),
+        "audit_store": AuditStoreResource(url=s.audit_url),
+    }
+
+
+defs = dg.Definitions(
+    assets=[raw_transactions],
+    jobs=[ingest_transactions_job],
+    schedules=[daily_ingestion_schedule],
+    resources=build_resources(),
+)

@@ -1,0 +1,42 @@
+"""MLflow tracking and registry with explicit run ids (never MLflow's global active run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from mlflow.tracking import MlflowClient
+
+
+class MlflowResource(ConfigurableResource):
+    """A client bound to one tracking URI; experiments get an explicit artifact location.
+
+    ``dagster-mlflow`` relies on the process-global active run, so two in-process runs would
+    share one MLflow run; passing run ids explicitly through this client avoids that.
+    Without an explicit location MLflow would write artifacts to ``$CWD/mlruns``.
+    """
+
+    tracking_uri: str
+    artifact_root: str
+
+    def client(self) -> MlflowClient:
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The id of experiment ``name``, created under ``artifact_root/name`` if missing."""
+        client = self.client()
+        existing = client.get_experiment_by_name(name)
+        if existing is not None:
+            return str(existing.experiment_id)
+        location = self.artifact_root
+        if "://" not in location:
+            path = Path(location).expanduser().resolve() / name
+            path.mkdir(parents=True, exist_ok=True)
+            location = path.as_uri()
+        else:
+            location = f"{location.rstrip('/')}/{name}"
+        return str(client.create_experiment(name, artifact_location=location))
