@@ -64,24 +64,31 @@ def _instance():  # type: ignore[no-untyped-def]
     return dg.DagsterInstance.get()
 
 
-def ingest_days(days: list[date]) -> list[tuple[date, bool, dict[str, object]]]:
-    """Run ``ingest_transactions_job`` once per day on the real instance; return per-day results."""
+def ingest_days(days: list[date], chunk: int = 31) -> list[tuple[date, bool, dict[str, object]]]:
+    """Run ``ingest_transactions_job`` on the real instance, one run per chunk of up to ``chunk``
+    consecutive days (as a Dagster backfill would); return per-day results."""
     from fin_assets.definitions import defs
 
     job = defs.resolve_job_def("ingest_transactions_job")
     instance = _instance()
     outcomes: list[tuple[date, bool, dict[str, object]]] = []
-    for day in days:
+    for i in range(0, len(days), chunk):
+        part = days[i : i + chunk]
         result = job.execute_in_process(
-            partition_key=day.isoformat(),
             instance=instance,
             raise_on_error=False,
             run_config=QUIET,
+            tags={
+                "dagster/asset_partition_range_start": part[0].isoformat(),
+                "dagster/asset_partition_range_end": part[-1].isoformat(),
+            },
         )
-        metadata: dict[str, object] = {}
+        per_day: dict[str, dict[str, object]] = {}
         for mat in result.asset_materializations_for_node("raw_transactions"):
-            metadata = {k: v.value for k, v in mat.metadata.items()}
-        outcomes.append((day, result.success, metadata))
+            table = mat.metadata.get("per_day")
+            for record in getattr(table, "records", []):
+                per_day[str(record.data["day"])] = dict(record.data)
+        outcomes += [(day, result.success, per_day.get(day.isoformat(), {})) for day in part]
     return outcomes
 
 

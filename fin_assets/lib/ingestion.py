@@ -18,7 +18,7 @@ from fin_assets.lib.ingestion_store import (
     PartitionWrite,
     ensure_tables,
     ids_in_other_partitions,
-    write_partition,
+    write_partitions,
 )
 from fin_assets.lib.simulator import SimulatorConfig
 from fin_assets.lib.sources import SourceBatch, SourceSpec, read_day
@@ -78,33 +78,54 @@ def _unattributable_quarantine(batch: SourceBatch, day: date, pii_key: str) -> p
     return split_day(batch.unattributable, day, pii_key=pii_key).quarantined
 
 
-def ingest_day(
+def ingest_days(
     con: duckdb.DuckDBPyConnection,
     spec: SourceSpec,
     simulator: SimulatorConfig,
-    day: date,
+    days: list[date],
     run_id: str,
     pii_key: str = "",
-) -> IngestionOutcome:
-    """Ingest one day into the warehouse; a file-level defect raises before anything is written."""
-    batch = read_day(spec, day, simulator)
+) -> list[IngestionOutcome]:
+    """Ingest days into the warehouse, all or nothing.
+
+    Every day is read and judged before anything is written, so a file-level defect on any day
+    raises ``SourceError`` with the warehouse untouched; the writes then share one transaction.
+    A transaction id already held by another day (in the warehouse or earlier in this batch)
+    is quarantined as a replay.
+    """
     ensure_tables(con)
-    replayed = ids_in_other_partitions(con, batch.frame["transaction_id"], day)
-    result: ContractResult = split_day(batch.frame, day, pii_key=pii_key, already_ingested=replayed)
-    unattributable = _unattributable_quarantine(batch, day, pii_key)
-    write_partition(
-        con,
-        PartitionWrite(
-            day=day,
-            source=batch.source,
-            run_id=run_id,
-            accepted=result.accepted,
-            quarantined=result.quarantined,
-            rows_in=result.rows_in,
-            ignored_columns=tuple(batch.ignored_columns),
-            unattributable=unattributable,
-        ),
-    )
+    batches = [(day, read_day(spec, day, simulator)) for day in days]
+    writes: list[PartitionWrite] = []
+    outcomes: list[IngestionOutcome] = []
+    batch_ids: dict[date, set[int]] = {}
+    for day, batch in batches:
+        replayed = ids_in_other_partitions(con, batch.frame["transaction_id"], day)
+        for other, ids in batch_ids.items():
+            if other != day:
+                replayed |= ids
+        result = split_day(batch.frame, day, pii_key=pii_key, already_ingested=replayed)
+        batch_ids[day] = set(result.accepted["transaction_id"].tolist())
+        unattributable = _unattributable_quarantine(batch, day, pii_key)
+        writes.append(
+            PartitionWrite(
+                day=day,
+                source=batch.source,
+                run_id=run_id,
+                accepted=result.accepted,
+                quarantined=result.quarantined,
+                rows_in=result.rows_in,
+                ignored_columns=tuple(batch.ignored_columns),
+                unattributable=unattributable,
+            )
+        )
+        outcomes.append(_outcome(day, batch, result, unattributable))
+    write_partitions(con, writes)
+    return outcomes
+
+
+def _outcome(
+    day: date, batch: SourceBatch, result: ContractResult, unattributable: pd.DataFrame | None
+) -> IngestionOutcome:
     accepted = result.accepted
     return IngestionOutcome(
         day=day,

@@ -7,7 +7,6 @@ tables exactly as they were.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import date
 
@@ -87,53 +86,58 @@ class PartitionWrite:
     unattributable: pd.DataFrame | None = None
 
 
-def write_partition(con: duckdb.DuckDBPyConnection, write: PartitionWrite) -> None:
-    """Replace the day's rows in all ingestion tables atomically."""
-    if write.rows_in != len(write.accepted) + len(write.quarantined):
-        raise ValueError(
-            f"refusing to write {write.day}: {write.rows_in} rows in but "
-            f"{len(write.accepted)} accepted + {len(write.quarantined)} quarantined"
-        )
+def write_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite]) -> None:
+    """Replace the days' rows in all ingestion tables, all days in one transaction."""
+    for write in writes:
+        if write.rows_in != len(write.accepted) + len(write.quarantined):
+            raise ValueError(
+                f"refusing to write {write.day}: {write.rows_in} rows in but "
+                f"{len(write.accepted)} accepted + {len(write.quarantined)} quarantined"
+            )
     ensure_tables(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DELETE FROM {RAW_TRANSACTIONS_TABLE} WHERE partition_date = ?", [write.day])
-        con.register("accepted_rows", write.accepted)
+        for write in writes:
+            _replace_partition(con, write)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _replace_partition(con: duckdb.DuckDBPyConnection, write: PartitionWrite) -> None:
+    con.execute(f"DELETE FROM {RAW_TRANSACTIONS_TABLE} WHERE partition_date = ?", [write.day])
+    con.register("accepted_rows", write.accepted)
+    try:
         con.execute(
             f"INSERT INTO {RAW_TRANSACTIONS_TABLE} SELECT transaction_id, tx_datetime, customer_id,"
             " terminal_id, tx_amount, tx_fraud, tx_fraud_scenario, protected_age_band,"
             " protected_sex, ?, ?, ? FROM accepted_rows",
             [write.day, write.source, write.run_id],
         )
-        con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE partition_date = ?", [write.day])
-        _insert_quarantine(con, write.quarantined, write.day, write.source, write.run_id)
-        if write.unattributable is not None:
-            con.execute(
-                f"DELETE FROM {QUARANTINE_TABLE} WHERE partition_date IS NULL AND source = ?",
-                [write.source],
-            )
-            _insert_quarantine(con, write.unattributable, None, write.source, write.run_id)
-        con.execute(f"DELETE FROM {INGESTION_LOG_TABLE} WHERE partition_date = ?", [write.day])
-        con.execute(
-            f"INSERT INTO {INGESTION_LOG_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-            [
-                write.day,
-                write.source,
-                write.rows_in,
-                len(write.accepted),
-                len(write.quarantined),
-                ",".join(write.ignored_columns),
-                write.run_id,
-            ],
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     finally:
-        for name in ("accepted_rows", "quarantine_rows"):
-            with contextlib.suppress(duckdb.Error):
-                con.unregister(name)
+        con.unregister("accepted_rows")
+    con.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE partition_date = ?", [write.day])
+    _insert_quarantine(con, write.quarantined, write.day, write.source, write.run_id)
+    if write.unattributable is not None:
+        con.execute(
+            f"DELETE FROM {QUARANTINE_TABLE} WHERE partition_date IS NULL AND source = ?",
+            [write.source],
+        )
+        _insert_quarantine(con, write.unattributable, None, write.source, write.run_id)
+    con.execute(f"DELETE FROM {INGESTION_LOG_TABLE} WHERE partition_date = ?", [write.day])
+    con.execute(
+        f"INSERT INTO {INGESTION_LOG_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+        [
+            write.day,
+            write.source,
+            write.rows_in,
+            len(write.accepted),
+            len(write.quarantined),
+            ",".join(write.ignored_columns),
+            write.run_id,
+        ],
+    )
 
 
 def _insert_quarantine(
@@ -146,12 +150,14 @@ def _insert_quarantine(
     if rows.empty:
         return
     con.register("quarantine_rows", rows)
-    con.execute(
-        f"INSERT INTO {QUARANTINE_TABLE} SELECT ?::DATE, ?, source_row, reason, all_reasons,"
-        " raw_record, ?, current_timestamp FROM quarantine_rows",
-        [day, source, run_id],
-    )
-    con.unregister("quarantine_rows")
+    try:
+        con.execute(
+            f"INSERT INTO {QUARANTINE_TABLE} SELECT ?::DATE, ?, source_row, reason, all_reasons,"
+            " raw_record, ?, current_timestamp FROM quarantine_rows",
+            [day, source, run_id],
+        )
+    finally:
+        con.unregister("quarantine_rows")
 
 
 def read_partition(con: duckdb.DuckDBPyConnection, day: date) -> pd.DataFrame:
