@@ -133,7 +133,7 @@ def raw_transactions(
     try:
         with warehouse.connect() as con:
             outcomes = ingest_days(
-                con, spec, simulator_config(simulator), days, context.run_id, source.pii_key
+                con, spec, simulator_config(simulator), days, context.run.run_id, source.pii_key
             )
     except SourceError as exc:
         raise dg.Failure(

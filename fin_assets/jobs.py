@@ -5,11 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from fin_assets.ingestion import raw_transactions
-from fin_assets.partitions import daily_partitions
 
 ingest_transactions_job = dg.define_asset_job(
     "ingest_transactions_job",
     selection=dg.AssetSelection.assets(raw_transactions),
-    partitions_def=daily_partitions,
     description="Ingest one day of transactions under the data contract.",
 )

@@ -115,7 +115,10 @@ def tokenise(values: pd.Series, key: str) -> pd.Series:
         & 0x7FFF_FFFF_FFFF_FFFF
         for u in uniques
     }
-    return text.map(digest).astype("Int64")
+    # Built from Python ints: going through float64 (as ``Series.map`` would with nulls)
+    # silently rounds 63-bit tokens.
+    tokens = [pd.NA if v is pd.NA else digest[v] for v in text.tolist()]
+    return pd.Series(pd.array(tokens, dtype="Int64"), index=values.index)
 
 
 def _canonical_text(series: pd.Series) -> pd.Series:
@@ -249,12 +252,12 @@ def quarantine_frame(
             if column in rows.columns:
                 rows[column] = tokenise(_canonical_text(rows[column]), pii_key)
     ordered = [sorted(reasons[p], key=_PRIORITY.__getitem__) for p in positions]
-    source_row = rows["_source_row"] if "_source_row" in rows.columns else pd.NA
+    source_row = (
+        rows["_source_row"].tolist() if "_source_row" in rows.columns else [pd.NA] * len(rows)
+    )
     return pd.DataFrame(
         {
-            "source_row": pd.array(source_row, dtype="Int64")
-            if len(rows)
-            else pd.array([], dtype="Int64"),
+            "source_row": pd.array(source_row, dtype="Int64"),
             "reason": [r[0] for r in ordered],
             "all_reasons": [",".join(r) for r in ordered],
             "raw_record": _records_json(rows),

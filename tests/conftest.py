@@ -1,0 +1,98 @@
+"""Shared fixtures: an isolated FIN_HOME per test, the Handbook file, and real services."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FIN_SHARED_DATA", REPO.parent / "shared" / "data"))
+HANDBOOK_FILE = SHARED_DATA / "handbook" / "transactions.parquet"
+
+#: Variables that would leak a developer's configuration into a test.
+_FIN_VARS = [
+    "FIN_SOURCE",
+    "FIN_SOURCE_PATH",
+    "FIN_SOURCE_MAPPING",
+    "FIN_SOURCE_URL",
+    "FIN_SOURCE_TABLE",
+    "FIN_PII_KEY",
+    "FIN_WAREHOUSE_URL",
+    "MLFLOW_TRACKING_URI",
+    "FIN_AUDIT_URL",
+    "FIN_ONLINE_STORE_URL",
+    "FIN_POLICY",
+    "FIN_DAGSTER_PG_URL",
+    "FIN_REPORTS_DIR",
+    "FIN_MLFLOW_ARTIFACTS",
+    "FIN_SIM_SEED",
+    "FIN_SIM_CUSTOMERS",
+    "FIN_SIM_TERMINALS",
+    "FIN_SIM_RADIUS",
+    "FIN_SIM_START",
+    "FIN_DRIFT_START",
+    "FIN_DRIFT_KIND",
+    "FIN_DRIFT_STRENGTH",
+]
+
+
+@pytest.fixture
+def fin_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, empty FIN_HOME (and DAGSTER_HOME inside it) for one test."""
+    for name in _FIN_VARS:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "fin_home"
+    monkeypatch.setenv("FIN_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    yield home
+
+
+@pytest.fixture
+def handbook_file() -> Path:
+    if not HANDBOOK_FILE.exists():
+        pytest.skip(f"Handbook data set not found at {HANDBOOK_FILE} (../shared is absent)")
+    return HANDBOOK_FILE
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip with a reason when a service is absent; fail instead under FIN_REQUIRE_SERVICES=1."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if os.environ.get("FIN_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message} and FIN_REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database on the local server, dropped afterwards."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    name = f"fin_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
