@@ -1,0 +1,77 @@
+"""The code location loads, and every job, schedule and sensor resolves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+
+from tests.conftest import REPO
+
+
+def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
+    from fin_assets.definitions import defs
+
+    repo = defs.get_repository_def()
+    jobs = [job.name for job in repo.get_all_jobs() if not job.name.startswith("__")]
+    assert "ingest_transactions_job" in jobs
+    for name in jobs:
+        assert defs.resolve_job_def(name).name == name
+    schedules = [s.name for s in repo.schedule_defs]
+    assert schedules == ["daily_ingestion_schedule"]
+    for name in schedules:
+        schedule = defs.resolve_schedule_def(name)
+        assert schedule.job_name == "ingest_transactions_job"
+    for sensor in repo.sensor_defs:
+        assert defs.resolve_sensor_def(sensor.name).name == sensor.name
+    graph = defs.resolve_asset_graph()
+    assert dg.AssetKey("raw_transactions") in graph.get_all_asset_keys()
+
+
+def test_daily_schedule_requests_yesterdays_partition(fin_home: Path) -> None:
+    from fin_assets.definitions import defs
+
+    schedule = defs.resolve_schedule_def("daily_ingestion_schedule")
+    assert schedule.cron_schedule == "0 1 * * *"
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2018, 4, 11, 1, 0))
+    requests = list(schedule.evaluate_tick(context).run_requests or [])
+    assert [r.partition_key for r in requests] == ["2018-04-10"]
+
+
+def test_every_asset_has_a_description_kinds_and_owners(fin_home: Path) -> None:
+    from fin_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.is_external:
+            continue
+        assert node.description, f"{key} has no docstring/description"
+        assert node.kinds, f"{key} has no kinds"
+        assert node.owners, f"{key} has no owners"
+
+
+def test_dagster_definitions_validate_passes(fin_home: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(fin_home / "dagster")}
+    (fin_home / "dagster").mkdir(parents=True, exist_ok=True)
+    (fin_home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "All code locations passed validation" in proc.stderr + proc.stdout

@@ -1,0 +1,102 @@
+"""Every store location comes from the environment, with embedded defaults under FIN_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from fin_assets.lib.policy import load_policy
+from fin_resources.audit_store import AuditStoreResource, normalise_url
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import Settings, duckdb_path_from_url
+from fin_resources.warehouse import WarehouseResource
+
+
+def test_defaults_live_under_fin_home(fin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME")
+    s = Settings.from_env()
+    assert s.home == fin_home.resolve()
+    assert s.dagster_home == fin_home.resolve() / "dagster"
+    assert s.warehouse_path == str(fin_home.resolve() / "warehouse.duckdb")
+    assert s.mlflow_tracking_uri == f"sqlite:///{fin_home.resolve() / 'mlflow.db'}"
+    assert s.audit_url == f"sqlite:///{fin_home.resolve() / 'audit.db'}"
+    assert s.online_store_url == f"sqlite:///{fin_home.resolve() / 'online.db'}"
+    assert s.source == "simulator"
+
+
+def test_environment_overrides_every_location(
+    fin_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FIN_WAREHOUSE_URL", f"duckdb:///{tmp_path}/w.duckdb")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("FIN_AUDIT_URL", "postgresql://postgres@db/audit")
+    monkeypatch.setenv("FIN_ONLINE_STORE_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("FIN_SOURCE", "files")
+    s = Settings.from_env()
+    assert s.warehouse_path == f"{tmp_path}/w.duckdb"
+    assert s.mlflow_tracking_uri == "http://mlflow.internal:5000"
+    assert s.audit_url == "postgresql://postgres@db/audit"
+    assert s.online_store_url == "redis://127.0.0.1:6379/0"
+    assert s.source == "files"
+
+
+def test_warehouse_url_forms() -> None:
+    assert duckdb_path_from_url("duckdb:///data/w.duckdb") == "data/w.duckdb"
+    assert duckdb_path_from_url("/abs/w.duckdb") == "/abs/w.duckdb"
+    with pytest.raises(ValueError, match="the warehouse is DuckDB"):
+        duckdb_path_from_url("postgresql://x/y")
+
+
+def test_postgres_urls_are_pinned_to_psycopg2() -> None:
+    assert normalise_url("postgresql://u@h/d") == "postgresql+psycopg2://u@h/d"
+    assert normalise_url("sqlite:///a.db") == "sqlite:///a.db"
+
+
+def test_warehouse_resource_creates_its_file(tmp_path: Path) -> None:
+    resource = WarehouseResource(path=str(tmp_path / "sub" / "w.duckdb"))
+    with resource.connect() as con:
+        assert con.execute("SELECT 41 + 1").fetchone() == (42,)
+    assert (tmp_path / "sub" / "w.duckdb").exists()
+
+
+def test_audit_store_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a' / 'audit.db'}"
+    assert AuditStoreResource(url=url).ping()
+    assert (tmp_path / "a" / "audit.db").exists()
+
+
+@pytest.mark.services
+def test_audit_store_on_postgres(postgres_url: str) -> None:
+    assert AuditStoreResource(url=postgres_url.replace("+psycopg2", "")).ping()
+
+
+def test_mlflow_experiment_artifacts_stay_under_the_artifact_root(tmp_path: Path) -> None:
+    resource = MlflowResource(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=str(tmp_path / "artifacts"),
+    )
+    first = resource.experiment_id("fraud")
+    assert resource.experiment_id("fraud") == first
+    experiment = resource.client().get_experiment(first)
+    assert experiment.artifact_location == (tmp_path / "artifacts" / "fraud").as_uri()
+    assert (tmp_path / "mlflow.db").exists()
+
+
+def test_policy_is_versioned_and_hashed(tmp_path: Path) -> None:
+    policy = load_policy()
+    assert policy.version
+    assert len(policy.sha256) == 64
+    assert policy.section("ingestion")["max_quarantine_rate"] == 0.01
+    with pytest.raises(KeyError, match="no section 'nope'"):
+        policy.section("nope")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("ingestion: {}\n")
+    with pytest.raises(ValueError, match="'version'"):
+        load_policy(bad)
+
+
+def test_sqlalchemy_stays_below_2_1() -> None:
+    major, minor = (int(p) for p in sa.__version__.split(".")[:2])
+    assert (major, minor) < (2, 1), "SQLAlchemy 2.1 breaks dagster-postgres (DESIGN.md §7)"
