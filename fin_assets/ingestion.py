@@ -2,6 +2,7 @@
 
 import json
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -43,7 +44,7 @@ def _contract_problems(
     day = outcome.day
     with warehouse.connect() as con:
         stored = read_partition(con, day)
-        log = partition_log(con, day) or {}
+        log: dict[str, Any] = partition_log(con, day) or {}
     failures = contract_failures(stored, day)
     problems = []
     if len(failures):

@@ -1,15 +1,19 @@
 """Schedules. This package never imports ``fin_assets.definitions`` (no import cycle)."""
 
-from __future__ import annotations
+from datetime import timedelta
 
 import dagster as dg
 
 from fin_assets.jobs import ingest_transactions_job
 
-#: Each night at 01:00 UTC, ingest the day that has just ended.
-daily_ingestion_schedule = dg.build_schedule_from_partitioned_job(
-    ingest_transactions_job,
-    name="daily_ingestion_schedule",
-    hour_of_day=1,
-    description="Ingest yesterday's transactions once the day has closed.",
+
+@dg.schedule(
+    cron_schedule="0 1 * * *",
+    job=ingest_transactions_job,
+    execution_timezone="UTC",
+    description="Each night at 01:00 UTC, ingest the day that has just ended.",
 )
+def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Request yesterday's partition; the run key makes a re-evaluated tick launch nothing new."""
+    day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
+    return dg.RunRequest(run_key=f"ingest-{day}", partition_key=day)

@@ -175,8 +175,9 @@ def parse(frame: pd.DataFrame, pii_key: str = "") -> ParseResult:
 
     raw_amount = frame["tx_amount"]
     amount = pd.to_numeric(raw_amount, errors="coerce").astype("float64")
+    non_finite: pd.Series
     if pd.api.types.is_numeric_dtype(raw_amount):
-        non_finite = ~np.isfinite(amount)
+        non_finite = pd.Series(~np.isfinite(amount.to_numpy()), index=amount.index)
     else:
         text = raw_amount.astype("string").str.strip().str.lower()
         non_finite = text.isin(_NON_FINITE_TEXT).fillna(False) | np.isinf(amount)
@@ -300,8 +301,8 @@ def split_day(
         reasons.setdefault(position, set()).update(found)
     if already_ingested:
         replayed = parsed.typed["transaction_id"].isin(list(already_ingested)).fillna(False)
-        for position in np.flatnonzero(replayed.to_numpy(dtype=bool)):
-            reasons.setdefault(int(position), set()).add("transaction_id_already_ingested")
+        for replay in np.flatnonzero(replayed.to_numpy(dtype=bool)):
+            reasons.setdefault(int(replay), set()).add("transaction_id_already_ingested")
 
     accepted = parsed.typed.drop(index=list(reasons))
     accepted = accepted.astype(

@@ -135,7 +135,10 @@ def _outcome(
         quarantined=len(result.quarantined),
         unattributable=0 if unattributable is None else len(unattributable),
         ignored_columns=tuple(batch.ignored_columns),
-        quarantine_by_reason=result.quarantined["reason"].value_counts().sort_index().to_dict(),
+        quarantine_by_reason={
+            str(k): int(v)
+            for k, v in result.quarantined["reason"].value_counts().sort_index().items()
+        },
         fraud_rate=float(accepted["tx_fraud"].mean()) if len(accepted) else None,
         amount_summary=amount_summary(accepted["tx_amount"]),
         data_hash=frame_hash(accepted),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -168,8 +169,8 @@ def read_partition(con: duckdb.DuckDBPyConnection, day: date) -> pd.DataFrame:
     ).df()
 
 
-def partition_log(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, object] | None:
+def partition_log(con: duckdb.DuckDBPyConnection, day: date) -> dict[str, Any] | None:
     """The ingestion log row of one day (counts that must reconcile), or ``None``."""
     ensure_tables(con)
     frame = con.execute(f"SELECT * FROM {INGESTION_LOG_TABLE} WHERE partition_date = ?", [day]).df()
-    return None if frame.empty else frame.iloc[0].to_dict()
+    return None if frame.empty else {str(k): v for k, v in frame.iloc[0].items()}

@@ -1,0 +1,85 @@
+"""The commands a newcomer types, run as subprocesses on a fresh FIN_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+    )
+
+
+def count(home: Path, sql: str) -> int:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        row = con.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_demo_ingests_the_requested_days(fin_home: Path) -> None:
+    env = {"FIN_SIM_CUSTOMERS": "300", "FIN_SIM_TERMINALS": "600"}
+    proc = run([str(BIN / "fin-mlops"), "demo", "--days", "3"], env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2018-04-03  ok" in proc.stdout
+    assert "make ui" in proc.stdout
+    assert (fin_home / "dagster" / "dagster.yaml").exists()
+    assert count(fin_home, "SELECT count(DISTINCT partition_date) FROM raw.transactions") == 3
+    assert sorted(p.name for p in (fin_home / "reports" / "data_quality").glob("*.html")) == [
+        "2018-04-01.html",
+        "2018-04-02.html",
+        "2018-04-03.html",
+    ]
+
+
+def _materialize(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "fin_assets.definitions",
+            "--select",
+            "raw_transactions",
+            "--partition",
+            "2018-04-01",
+        ],
+        env,
+    )
+
+
+@pytest.mark.handbook
+def test_dagster_cli_materialises_a_handbook_day_from_parquet_and_csv(
+    fin_home: Path, handbook_file: Path, tmp_path: Path
+) -> None:
+    (fin_home / "dagster").mkdir(parents=True)
+    env = {
+        "FIN_SOURCE": "files",
+        "FIN_SOURCE_PATH": str(handbook_file),
+        "FIN_SOURCE_MAPPING": "handbook",
+    }
+    proc = _materialize(env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert count(fin_home, "SELECT count(*) FROM raw.transactions") == 9488
+
+    day = pd.read_parquet(handbook_file, filters=[("TX_DATETIME", "<", pd.Timestamp("2018-04-02"))])
+    assert len(day) == 9488
+    day.iloc[:5000].to_csv(tmp_path / "handbook_2018-04-01.csv", index=False)
+    proc = _materialize({**env, "FIN_SOURCE_PATH": str(tmp_path / "handbook_{date}.csv")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert count(fin_home, "SELECT count(*) FROM raw.transactions") == 5000
+    assert date(2018, 4, 1).isoformat() in proc.stderr
