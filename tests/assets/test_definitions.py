@@ -37,7 +37,10 @@ def test_daily_schedule_requests_yesterdays_partition(fin_home: Path) -> None:
 
     schedule = defs.resolve_schedule_def("daily_ingestion_schedule")
     assert schedule.cron_schedule == "0 1 * * *"
-    context = dg.build_schedule_context(scheduled_execution_time=datetime(2018, 4, 11, 1, 0))
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2018, 4, 11, 1, 0),
+        repository_def=defs.get_repository_def(),
+    )
     requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert [r.partition_key for r in requests] == ["2018-04-10"]
 
