@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -141,6 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # ``backfill_policy`` is a beta parameter in Dagster 1.13; its notice is noise for CLI users.
+    warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
     parser = argparse.ArgumentParser(prog="fin-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="create FIN_HOME and the Dagster instance config").set_defaults(
