@@ -1,0 +1,204 @@
+"""Online features: the latest per-entity window state, and features for a new transaction.
+
+The offline features (dbt SQL) and these must agree for the same point in time; the definitions
+are those of DESIGN.md §2. The state keeps, per customer, the transactions of the last 30 days
+(time, amount) and, per terminal, those of the last ``delay + 30`` days (time, label). A lookup at
+time ``t`` counts what falls inside each window, exactly as the SQL frames do.
+
+Terminal windows end ``delay`` days before ``t``, so labels that arrive with the daily ingestion
+are enough: the state only has to be refreshed at least once every ``delay`` days. Customer
+windows reach up to ``t`` itself, so the real-time path appends each scored transaction to its
+customer's events (``record_transaction``) between two daily refreshes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Protocol
+
+import duckdb
+
+WINDOWS: Final[tuple[int, ...]] = (1, 7, 30)
+DAY_S: Final[int] = 86_400
+_META_KEY: Final[str] = "meta"
+
+
+class KeyValueStore(Protocol):
+    """What the online features need from a store (``fin_resources.online_store`` has two)."""
+
+    def get_many(self, keys: list[str]) -> list[str | None]: ...
+
+    def put_many(self, items: dict[str, str]) -> None: ...
+
+    def replace_all(self, items: dict[str, str]) -> None: ...
+
+
+def customer_key(customer_id: int) -> str:
+    return f"c:{customer_id}"
+
+
+def terminal_key(terminal_id: int) -> str:
+    return f"t:{terminal_id}"
+
+
+_EPOCH: Final[datetime] = datetime(1970, 1, 1)
+
+
+def _epoch(moment: datetime) -> int:
+    return int((moment - _EPOCH).total_seconds())
+
+
+def _moment(epoch: int) -> datetime:
+    return _EPOCH + timedelta(seconds=epoch)
+
+
+@dataclass(frozen=True)
+class OnlineState:
+    """The state written to the store: JSON per entity plus a meta document."""
+
+    as_of: datetime
+    delay_days: int
+    customers: int
+    terminals: int
+    items: dict[str, str]
+
+
+def build_state(
+    con: duckdb.DuckDBPyConnection, as_of: datetime, delay_days: int = 7
+) -> OnlineState:
+    """State from ``raw.transactions`` holding every transaction strictly before ``as_of``."""
+    end = _epoch(as_of)
+    horizon = max(WINDOWS)
+    customers = con.execute(
+        """
+        SELECT customer_id,
+               list(epoch(tx_datetime)::BIGINT ORDER BY tx_datetime, transaction_id),
+               list(tx_amount ORDER BY tx_datetime, transaction_id)
+        FROM raw.transactions
+        WHERE epoch(tx_datetime) > ? AND epoch(tx_datetime) < ?
+        GROUP BY customer_id
+        """,
+        [end - horizon * DAY_S, end],
+    ).fetchall()
+    terminals = con.execute(
+        """
+        SELECT terminal_id,
+               list(epoch(tx_datetime)::BIGINT ORDER BY tx_datetime, transaction_id),
+               list(tx_fraud ORDER BY tx_datetime, transaction_id)
+        FROM raw.transactions
+        WHERE epoch(tx_datetime) > ? AND epoch(tx_datetime) < ?
+        GROUP BY terminal_id
+        """,
+        [end - (delay_days + horizon) * DAY_S, end],
+    ).fetchall()
+    items = {customer_key(c): json.dumps({"t": t, "a": a}) for c, t, a in customers}
+    items.update({terminal_key(m): json.dumps({"t": t, "f": f}) for m, t, f in terminals})
+    items[_META_KEY] = json.dumps(
+        {"as_of": as_of.isoformat(), "as_of_epoch": end, "delay_days": delay_days}
+    )
+    return OnlineState(as_of, delay_days, len(customers), len(terminals), items)
+
+
+class StaleStateError(RuntimeError):
+    """The state cannot answer for this time without seeing the future or missing labels."""
+
+
+def _features(
+    customer: dict[str, list[Any]],
+    terminal: dict[str, list[Any]],
+    amount: float,
+    t: int,
+    delay_days: int,
+) -> dict[str, float]:
+    moment = _moment(t)
+    out: dict[str, float] = {
+        "tx_during_weekend": 1 if moment.weekday() >= 5 else 0,
+        "tx_during_night": 1 if moment.hour <= 6 else 0,
+    }
+    times: Sequence[int] = customer.get("t", [])
+    amounts: Sequence[float] = customer.get("a", [])
+    for w in WINDOWS:
+        lower = t - w * DAY_S
+        inside = [a for s, a in zip(times, amounts, strict=True) if lower < s <= t]
+        count = len(inside) + 1
+        out[f"customer_id_nb_tx_{w}day_window"] = count
+        out[f"customer_id_avg_amount_{w}day_window"] = math.fsum([*inside, amount]) / count
+    t_times: Sequence[int] = terminal.get("t", [])
+    frauds: Sequence[int] = terminal.get("f", [])
+    upper = t - delay_days * DAY_S
+    for w in WINDOWS:
+        lower = upper - w * DAY_S
+        labels = [f for s, f in zip(t_times, frauds, strict=True) if lower < s <= upper]
+        out[f"terminal_id_nb_tx_{w}day_window"] = len(labels)
+        out[f"terminal_id_risk_{w}day_window"] = sum(labels) / len(labels) if labels else 0.0
+    return out
+
+
+class OnlineFeatures:
+    """Feature lookups and real-time updates over a key-value store."""
+
+    def __init__(self, store: KeyValueStore) -> None:
+        self.store = store
+
+    def publish(self, state: OnlineState) -> None:
+        """Replace the whole state atomically (the daily refresh)."""
+        self.store.replace_all(state.items)
+
+    def _meta(self) -> dict[str, Any]:
+        raw = self.store.get_many([_META_KEY])[0]
+        if raw is None:
+            raise StaleStateError("the online store is empty: materialise online_features first")
+        return dict(json.loads(raw))
+
+    def lookup(
+        self, customer_id: int, terminal_id: int, amount: float, tx_datetime: datetime
+    ) -> dict[str, float]:
+        """Every feature of a new transaction, with the offline definitions.
+
+        Refused when the transaction is older than the state (the state would show it later
+        transactions) or when the terminal window would need labels the state does not have.
+        """
+        meta, raw_customer, raw_terminal = (
+            json.loads(v) if v else {}
+            for v in self.store.get_many(
+                [_META_KEY, customer_key(customer_id), terminal_key(terminal_id)]
+            )
+        )
+        if not meta:
+            raise StaleStateError("the online store is empty: materialise online_features first")
+        t = _epoch(tx_datetime)
+        last = int(meta.get("last_event_epoch", meta["as_of_epoch"]))
+        if t < last:
+            raise StaleStateError(
+                f"transaction at {tx_datetime} is older than the online state "
+                f"({_moment(last)}); use the offline features for the past"
+            )
+        delay = int(meta["delay_days"])
+        if t - delay * DAY_S >= int(meta["as_of_epoch"]):
+            raise StaleStateError(
+                f"online state as of {meta['as_of']} is more than {delay} days old for "
+                f"{tx_datetime}: terminal labels are missing; refresh online_features"
+            )
+        return _features(raw_customer, raw_terminal, float(amount), t, delay)
+
+    def record_transaction(self, customer_id: int, amount: float, tx_datetime: datetime) -> None:
+        """Append a scored transaction to its customer's events (customer windows include it)."""
+        meta = self._meta()
+        t = _epoch(tx_datetime)
+        key = customer_key(customer_id)
+        raw = self.store.get_many([key])[0]
+        events = json.loads(raw) if raw else {"t": [], "a": []}
+        horizon = t - max(WINDOWS) * DAY_S
+        kept = [(s, a) for s, a in zip(events["t"], events["a"], strict=True) if s > horizon]
+        kept.append((t, float(amount)))
+        meta["last_event_epoch"] = max(t, int(meta.get("last_event_epoch", 0)))
+        self.store.put_many(
+            {
+                key: json.dumps({"t": [s for s, _ in kept], "a": [a for _, a in kept]}),
+                _META_KEY: json.dumps(meta),
+            }
+        )
