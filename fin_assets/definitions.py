@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from fin_assets.features import dbt_resource, online_features, point_in_time_features
 from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import ingest_transactions_job
 from fin_assets.lib.simulator import SimulatorConfig
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.online_store import OnlineStoreResource
 from fin_resources.settings import Settings, SettingsResource
 from fin_resources.source import SimulatorResource, TransactionSourceResource
 from fin_resources.warehouse import WarehouseResource
@@ -50,11 +52,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root
         ),
         "audit_store": AuditStoreResource(url=s.audit_url),
+        "online_store": OnlineStoreResource(url=s.online_store_url),
+        "dbt": dbt_resource(),
     }
 
 
 defs = dg.Definitions(
-    assets=[raw_transactions],
+    assets=[raw_transactions, point_in_time_features, online_features],
     jobs=[ingest_transactions_job],
     schedules=[daily_ingestion_schedule],
     resources=build_resources(),

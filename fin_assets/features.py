@@ -1,0 +1,150 @@
+"""Feature assets: the dbt point-in-time models, and the online feature state.
+
+The SQL lives in ``dbt_project/``; this module only tells Dagster how the dbt models map onto the
+asset graph (``raw.transactions`` is the ``raw_transactions`` asset) and runs them one partition
+range at a time, so a daily run reads only the look-back it needs.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from fin_assets.lib.feature_registry import feature_versions
+from fin_assets.lib.features import run_dbt
+from fin_assets.lib.online import OnlineFeatures, build_state
+from fin_assets.partitions import daily_partitions
+from fin_resources.online_store import OnlineStoreResource
+from fin_resources.warehouse import WarehouseResource
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+OWNERS = ["team:fraud-data-science"]
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
+
+
+def _manifest_is_stale(project: DbtProject) -> bool:
+    manifest = Path(project.manifest_path)
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources += [p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file()]
+    return any(p.stat().st_mtime > built for p in sources)
+
+
+if _manifest_is_stale(dbt_project):
+    # ``dbt parse`` (a few seconds, in-process: ``dbt`` need not be on PATH) so the code location
+    # loads from a fresh clone and never from a manifest older than the models.
+    run_dbt(["parse"], warehouse_path=":memory:", target_path=dbt_project.target_path)
+
+
+class FeatureTranslator(DagsterDbtTranslator):
+    """dbt nodes → assets: the ingestion source is ``raw_transactions``; models keep their names."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(f"raw_{dbt_resource_props['name']}")
+        return dg.AssetKey(dbt_resource_props["name"])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "features"
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return OWNERS
+
+
+def dbt_resource() -> DbtCliResource:
+    """dbt from this virtualenv, so ``dbt`` need not be on PATH."""
+    return DbtCliResource(
+        project_dir=dbt_project,
+        profiles_dir=str(DBT_PROJECT_DIR),
+        dbt_executable=str(Path(sys.executable).parent / "dbt"),
+    )
+
+
+def _range_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+    keys = context.partition_key_range
+    end = date.fromisoformat(keys.end) + timedelta(days=1)
+    return {"start_date": keys.start, "end_date": end.isoformat()}
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+    dagster_dbt_translator=FeatureTranslator(),
+)
+def point_in_time_features(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    """Point-in-time features for the run's days, by dbt on the warehouse (tests run as checks).
+
+    Each run recomputes only its own days, reading the 30 + delay days of history they need,
+    and replaces them, so re-running a day is idempotent and its cost does not grow with history.
+    """
+    os.environ["FIN_WAREHOUSE_PATH"] = warehouse.path
+    versions = feature_versions()
+    dbt_vars = _range_vars(context)
+    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+    for event in invocation.stream():
+        if isinstance(event, dg.Output | dg.AssetMaterialization) and (
+            getattr(event, "output_name", None) == "transaction_features"
+            or getattr(event, "asset_key", None) == dg.AssetKey("transaction_features")
+        ):
+            event = event.with_metadata(
+                {
+                    **(event.metadata or {}),
+                    "feature_versions": dg.MetadataValue.json(versions),
+                    "days": f"{dbt_vars['start_date']}..{dbt_vars['end_date']} (end exclusive)",
+                }
+            )
+        yield event
+
+
+@dg.asset(
+    deps=[dg.AssetKey("transaction_features")],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+    group_name="features",
+    kinds={"sqlite", "redis"},
+    owners=OWNERS,
+)
+def online_features(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    online_store: OnlineStoreResource,
+) -> dg.MaterializeResult:
+    """Latest per-customer and per-terminal window state for real-time scoring.
+
+    After the day's features are built, the recent events of every active customer and terminal
+    are published to the online store (SQLite by default, Redis in production) in one swap;
+    lookups then compute features for a new transaction with the offline definitions.
+    """
+    last_day = date.fromisoformat(context.partition_key_range.end)
+    as_of = datetime(last_day.year, last_day.month, last_day.day) + timedelta(days=1)
+    with warehouse.connect(read_only=True) as con:
+        state = build_state(con, as_of)
+    store = online_store.open()
+    try:
+        OnlineFeatures(store).publish(state)
+    finally:
+        store.close()
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": as_of.isoformat(),
+            "customers": state.customers,
+            "terminals": state.terminals,
+            "keys": len(state.items),
+            "store": online_store.url.split("@")[-1],
+            "feature_versions": dg.MetadataValue.json(feature_versions()),
+        }
+    )
