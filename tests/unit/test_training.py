@@ -1,0 +1,455 @@
+"""Training data sets, reproducible training and leakage-free tuning (no dbt, no MLflow)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fin_assets.lib import feature_registry
+from fin_assets.lib.training import (
+    HANDBOOK_BASELINE,
+    LABEL,
+    TimeProtocol,
+    TrainingDataset,
+    build_training_dataset,
+    default_feature_columns,
+    evaluate,
+    known_compromised_customers,
+    load_snapshot,
+    prequential_folds,
+    preset,
+    save_snapshot,
+    train_challenger,
+    tune,
+)
+
+SMALL_FEATURES = ["tx_amount", "tx_during_night"]
+#: Train 2024-01-01..02, gap 03..04, test 05..06.
+SMALL_PROTOCOL = TimeProtocol(train_start=date(2024, 1, 1), train_days=2, delay_days=2, test_days=2)
+
+
+def _hand_frame(rows: list[tuple[int, datetime, int, int]]) -> pd.DataFrame:
+    """(transaction_id, tx_datetime, customer_id, tx_fraud) rows with the small feature set."""
+    frame = pd.DataFrame(rows, columns=["transaction_id", "tx_datetime", "customer_id", LABEL])
+    frame["terminal_id"] = frame["customer_id"] + 100
+    frame["tx_amount"] = 10.0 + frame["transaction_id"]
+    frame["tx_during_night"] = (frame["tx_datetime"].dt.hour <= 6).astype(np.int32)
+    return frame
+
+
+def _synthetic_features(
+    start: date = date(2023, 12, 1), days: int = 75, per_day: int = 120, seed: int = 0
+) -> pd.DataFrame:
+    """A features frame with every default feature column and a learnable fraud signal."""
+    rng = np.random.default_rng(seed)
+    n = days * per_day
+    day_offsets = np.repeat(np.arange(days), per_day)
+    seconds = rng.integers(0, 86_400, size=n)
+    when = pd.Timestamp(start) + pd.to_timedelta(day_offsets, unit="D")
+    when = when + pd.to_timedelta(seconds, unit="s")
+    frame = pd.DataFrame(
+        {
+            "transaction_id": np.arange(n, dtype=np.int64),
+            "tx_datetime": when,
+            "customer_id": rng.integers(0, 400, size=n),
+            "terminal_id": rng.integers(0, 800, size=n),
+            "tx_amount": np.round(rng.gamma(2.0, 30.0, size=n), 2),
+        }
+    )
+    for column in default_feature_columns():
+        if column not in frame:
+            frame[column] = rng.random(n)
+    logit = -4.0 + 0.02 * frame["tx_amount"] + 4.0 * frame["terminal_id_risk_7day_window"]
+    frame[LABEL] = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    return frame.sort_values(["tx_datetime", "transaction_id"]).reset_index(drop=True)
+
+
+#: Over the synthetic frame: train 2024-01-15..28, gap to 02-04, test 02-05..11.
+SYNTH_PROTOCOL = TimeProtocol(train_start=date(2024, 1, 15), train_days=14)
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> pd.DataFrame:
+    return _synthetic_features()
+
+
+@pytest.fixture(scope="module")
+def synthetic_dataset(synthetic: pd.DataFrame) -> TrainingDataset:
+    return build_training_dataset(synthetic, SYNTH_PROTOCOL)
+
+
+def _poison_test_period(frame: pd.DataFrame, test_start: date) -> pd.DataFrame:
+    """Flip the labels and scramble every feature of the rows from ``test_start`` on."""
+    poisoned = frame.copy()
+    rows = poisoned["tx_datetime"] >= pd.Timestamp(test_start)
+    rng = np.random.default_rng(99)
+    poisoned.loc[rows, LABEL] = 1 - poisoned.loc[rows, LABEL]
+    for column in default_feature_columns():
+        values = poisoned.loc[rows, column].to_numpy()
+        poisoned.loc[rows, column] = rng.permutation(values) * 3.0 + 1.0
+    return poisoned
+
+
+# ------------------------------------------------------------------ time protocol
+
+
+def test_handbook_baseline_protocol_dates() -> None:
+    p = HANDBOOK_BASELINE
+    assert (p.train_start, p.train_end) == (date(2018, 7, 25), date(2018, 7, 31))
+    assert (p.test_start, p.test_end) == (date(2018, 8, 8), date(2018, 8, 14))
+    # The gap 08-01..08-07 is exactly the 7-day delay.
+    assert (p.test_start - p.train_end).days - 1 == p.delay_days == 7
+    assert p.default_cutoff == datetime(2018, 8, 22)
+    assert p.test_days_list[0] == date(2018, 8, 8) and len(p.test_days_list) == 7
+    assert preset("handbook_baseline") == p
+    with pytest.raises(KeyError, match="presets"):
+        preset("nope")
+
+
+def test_protocol_arithmetic_roundtrip_latest_and_validation() -> None:
+    p = TimeProtocol(train_start=date(2024, 1, 1), train_days=30, delay_days=5, test_days=3)
+    assert p.train_end == date(2024, 1, 30)
+    assert p.test_start == date(2024, 2, 5)  # gap: 01-31..02-04
+    assert p.test_end == date(2024, 2, 7)
+    assert p.default_cutoff == datetime(2024, 2, 13)
+    assert TimeProtocol.from_dict(p.to_dict()) == p
+    assert TimeProtocol(datetime(2024, 1, 1, 13), 30, 5, 3) == p  # a datetime start is a day
+
+    latest = TimeProtocol.latest(date(2024, 3, 20), train_days=28)
+    # Labels are known up to 03-13 00:00, so the test week is 03-06..12.
+    assert (latest.test_start, latest.test_end) == (date(2024, 3, 6), date(2024, 3, 12))
+    assert latest.default_cutoff == datetime(2024, 3, 20)
+    assert latest.train_end == date(2024, 2, 27)
+
+    with pytest.raises(ValueError, match="train_days"):
+        TimeProtocol(date(2024, 1, 1), train_days=0)
+    with pytest.raises(ValueError, match="delay_days"):
+        TimeProtocol(date(2024, 1, 1), train_days=7, delay_days=-1)
+
+
+# ------------------------------------------------------------------ data set
+
+
+def _maturity_rows() -> list[tuple[int, datetime, int, int]]:
+    return [
+        (1, datetime(2023, 12, 31, 23, 59, 59), 1, 0),  # before training
+        (2, datetime(2024, 1, 1, 0, 0, 0), 2, 1),  # train, first second
+        (3, datetime(2024, 1, 2, 23, 59, 59), 3, 0),  # train, last second
+        (4, datetime(2024, 1, 3, 0, 0, 0), 4, 1),  # gap
+        (5, datetime(2024, 1, 4, 23, 59, 59), 5, 0),  # gap
+        (6, datetime(2024, 1, 5, 0, 0, 0), 6, 0),  # test, matured
+        (7, datetime(2024, 1, 5, 12, 0, 0), 7, 1),  # test, matured exactly at the cut-off
+        (8, datetime(2024, 1, 5, 12, 0, 1), 8, 0),  # test, one second too recent
+        (9, datetime(2024, 1, 6, 8, 0, 0), 9, 1),  # test, too recent
+        (10, datetime(2024, 1, 7, 0, 0, 0), 10, 0),  # after the test period
+    ]
+
+
+def test_matured_label_filter_keeps_exactly_the_known_labels() -> None:
+    frame = _hand_frame(_maturity_rows()).sample(frac=1.0, random_state=1)  # any row order
+    cutoff = datetime(2024, 1, 7, 12, 0, 0)  # labels known up to 2024-01-05 12:00:00
+    ds = build_training_dataset(frame, SMALL_PROTOCOL, cutoff, feature_columns=SMALL_FEATURES)
+    assert ds.train["transaction_id"].tolist() == [2, 3]
+    assert ds.test["transaction_id"].tolist() == [6, 7]
+    assert ds.immature_rows == 2
+    assert ds.cutoff == cutoff
+    assert ds.feature_columns == tuple(SMALL_FEATURES)
+    assert ds.train_label_rate == 0.5 and ds.test_label_rate == 0.5
+    # Default cut-off = end of the test period + delay: every test label is known.
+    full = build_training_dataset(frame, SMALL_PROTOCOL, feature_columns=SMALL_FEATURES)
+    assert full.cutoff == datetime(2024, 1, 9)
+    assert full.test["transaction_id"].tolist() == [6, 7, 8, 9]
+    assert full.immature_rows == 0
+    # A cut-off inside the periods: row 3 is not matured at 2024-01-04 12:00, no test label is.
+    with pytest.raises(ValueError, match="no test rows"):
+        build_training_dataset(
+            frame, SMALL_PROTOCOL, datetime(2024, 1, 4, 12), feature_columns=SMALL_FEATURES
+        )
+    early = build_training_dataset(
+        frame,
+        TimeProtocol(date(2024, 1, 1), train_days=1, delay_days=2, test_days=3),
+        datetime(2024, 1, 7, 12),
+        feature_columns=SMALL_FEATURES,
+    )
+    assert early.train["transaction_id"].tolist() == [2]
+    assert early.test["transaction_id"].tolist() == [5, 6, 7]
+
+
+def test_snapshot_columns_and_types_are_normalised() -> None:
+    ds = build_training_dataset(
+        _hand_frame(_maturity_rows()), SMALL_PROTOCOL, feature_columns=SMALL_FEATURES
+    )
+    assert list(ds.train.columns) == [
+        "transaction_id",
+        "tx_datetime",
+        "customer_id",
+        "terminal_id",
+        "tx_amount",
+        LABEL,
+        "tx_during_night",
+    ]
+    assert str(ds.train["tx_datetime"].dtype) == "datetime64[ns]"
+    assert ds.train["tx_during_night"].dtype == np.float64
+    assert ds.feature_versions["tx_amount"] == "canonical:float64"
+    assert (
+        ds.feature_versions["tx_during_night"]
+        == feature_registry.feature_versions()["tx_during_night"]
+    )
+
+
+def test_protected_label_and_unversioned_columns_are_refused() -> None:
+    frame = _hand_frame(_maturity_rows())
+    frame["protected_sex"] = "F"
+    frame["mystery"] = 1.0
+    with pytest.raises(ValueError, match="protected"):
+        build_training_dataset(
+            frame, SMALL_PROTOCOL, feature_columns=["tx_amount", "protected_sex"]
+        )
+    with pytest.raises(ValueError, match="without a version"):
+        build_training_dataset(frame, SMALL_PROTOCOL, feature_columns=["tx_amount", "mystery"])
+    with pytest.raises(ValueError, match="label"):
+        build_training_dataset(frame, SMALL_PROTOCOL, feature_columns=["tx_amount", LABEL])
+    with pytest.raises(ValueError, match="lacks"):
+        build_training_dataset(frame, SMALL_PROTOCOL)  # the default features are absent
+    # Protected columns still travel with the snapshot for fairness analysis.
+    ds = build_training_dataset(frame, SMALL_PROTOCOL, feature_columns=SMALL_FEATURES)
+    assert "protected_sex" in ds.test.columns
+    assert "protected_sex" not in ds.feature_columns
+
+
+def test_known_compromised_customers_exact_boundaries() -> None:
+    rows = [
+        (1, datetime(2023, 12, 31, 12), 10, 1),  # before training: not counted
+        (2, datetime(2024, 1, 1, 10), 11, 1),  # training fraud: known on both test days
+        (3, datetime(2024, 1, 3, 0), 12, 1),  # known 01-05 00:00, not *before* 01-05
+        (4, datetime(2024, 1, 3, 10), 13, 1),  # known 01-05 10:00
+        (5, datetime(2024, 1, 2, 23, 59, 59), 14, 1),  # known 01-04 23:59:59
+        (6, datetime(2024, 1, 4, 0), 15, 1),  # known 01-06 00:00: neither day
+        (7, datetime(2024, 1, 5, 9), 16, 1),  # test-period fraud: not known yet
+        (8, datetime(2024, 1, 1, 11), 17, 0),  # genuine
+    ]
+    frame = _hand_frame(rows)
+    known = known_compromised_customers(
+        frame, SMALL_PROTOCOL.test_days_list, 2, since=SMALL_PROTOCOL.train_start
+    )
+    assert known == {
+        date(2024, 1, 5): frozenset({11, 14}),
+        date(2024, 1, 6): frozenset({11, 12, 13, 14}),
+    }
+    ds = build_training_dataset(frame, SMALL_PROTOCOL, feature_columns=SMALL_FEATURES)
+    assert ds.known_compromised == known
+    # Nothing is known after the cut-off: at 01-05 06:00, card 13 (known 10:00) is not.
+    early = known_compromised_customers(
+        frame,
+        SMALL_PROTOCOL.test_days_list,
+        2,
+        since=SMALL_PROTOCOL.train_start,
+        cutoff=datetime(2024, 1, 5, 6),
+    )
+    assert early[date(2024, 1, 6)] == frozenset({11, 12, 14})
+
+
+def test_data_version_is_stable_and_ignores_input_row_order(synthetic: pd.DataFrame) -> None:
+    a = build_training_dataset(synthetic, SYNTH_PROTOCOL)
+    b = build_training_dataset(synthetic.sample(frac=1.0, random_state=5), SYNTH_PROTOCOL)
+    assert a.data_version == b.data_version
+    assert len(a.data_version) == 32
+    pd.testing.assert_frame_equal(a.train, b.train)
+    # Rows outside the protocol's span are not part of the snapshot.
+    outside = synthetic.copy()
+    outside.loc[outside["tx_datetime"] < pd.Timestamp("2024-01-01"), "tx_amount"] += 1.0
+    assert build_training_dataset(outside, SYNTH_PROTOCOL).data_version == a.data_version
+
+
+def test_changed_feature_version_or_data_gives_a_new_data_version(
+    synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = synthetic_dataset.data_version
+    changed_value = synthetic.copy()
+    row = changed_value.index[changed_value["tx_datetime"] >= pd.Timestamp("2024-01-20")][0]
+    changed_value.loc[row, "customer_id_avg_amount_7day_window"] += 1e-9
+    assert build_training_dataset(changed_value, SYNTH_PROTOCOL).data_version != base
+
+    override = build_training_dataset(
+        synthetic, SYNTH_PROTOCOL, feature_versions={"terminal_id_risk_7day_window": "v2"}
+    )
+    assert override.data_version != base
+    assert override.feature_versions["terminal_id_risk_7day_window"] == "v2"
+
+    registry = feature_registry.feature_versions()
+    registry["customer_id_nb_tx_1day_window"] = "edited-sql"
+    monkeypatch.setattr(feature_registry, "feature_versions", lambda: registry)
+    edited = build_training_dataset(synthetic, SYNTH_PROTOCOL)
+    assert edited.data_version not in {base, override.data_version}
+    assert edited.feature_versions["customer_id_nb_tx_1day_window"] == "edited-sql"
+
+    other_protocol = dataclasses.replace(SYNTH_PROTOCOL, train_days=13)
+    assert build_training_dataset(synthetic, other_protocol).data_version != base
+
+
+def test_snapshot_written_once_reads_back_and_detects_tampering(
+    synthetic_dataset: TrainingDataset, tmp_path: Path
+) -> None:
+    saved = save_snapshot(synthetic_dataset, tmp_path)
+    directory = tmp_path / synthetic_dataset.data_version
+    assert saved.source == str(directory.resolve())
+    assert {p.name for p in directory.iterdir()} == {
+        "train.parquet",
+        "test.parquet",
+        "manifest.json",
+    }
+    loaded = load_snapshot(directory)
+    assert loaded.data_version == synthetic_dataset.data_version
+    assert loaded.known_compromised == synthetic_dataset.known_compromised
+    assert loaded.protocol == SYNTH_PROTOCOL
+    pd.testing.assert_frame_equal(loaded.test, synthetic_dataset.test)
+    train = pd.read_parquet(directory / "train.parquet")
+    train[LABEL] = 1 - train[LABEL]
+    train.to_parquet(directory / "train.parquet", index=False)
+    with pytest.raises(ValueError, match="does not match its data version"):
+        load_snapshot(directory)
+
+
+def test_pass_through_columns_keep_nullable_types_through_parquet(tmp_path: Path) -> None:
+    frame = _hand_frame(_maturity_rows())
+    frame["protected_sex"] = ["F", "M", None, "F", "M", "F", "M", "F", "M", "F"]
+    frame["tx_fraud_scenario"] = pd.array([0, 1, None, 0, 1, 0, 2, 0, 3, 0], dtype="Int64")
+    ds = build_training_dataset(frame, SMALL_PROTOCOL, feature_columns=SMALL_FEATURES)
+    assert str(ds.test["protected_sex"].dtype) == "string"
+    assert str(ds.test["tx_fraud_scenario"].dtype) == "Int64"
+    loaded = load_snapshot(str(save_snapshot(ds, tmp_path).source))
+    assert loaded.data_version == ds.data_version
+    pd.testing.assert_frame_equal(loaded.train, ds.train)
+
+
+# ------------------------------------------------------------------ training
+
+
+def test_retraining_gives_bit_identical_predictions(synthetic_dataset: TrainingDataset) -> None:
+    params = {"n_estimators": 25, "max_depth": 4, "subsample": 0.8, "colsample_bytree": 0.8}
+    first = train_challenger(synthetic_dataset, params, seed=7)
+    second = train_challenger(synthetic_dataset, params, seed=7)
+    p1, p2 = first.predict(synthetic_dataset.test), second.predict(synthetic_dataset.test)
+    assert p1.dtype == np.float32
+    assert p1.tobytes() == p2.tobytes()
+    assert first.model_digest == second.model_digest
+    assert first.params["tree_method"] == "hist" and first.params["nthread"] == 2
+    assert first.hyperparameters()["n_estimators"] == 25
+    # The seed matters (row and column sampling), so the equality above is not vacuous.
+    other = train_challenger(synthetic_dataset, params, seed=8)
+    assert other.predict(synthetic_dataset.test).tobytes() != p1.tobytes()
+
+
+def test_trainer_refuses_parameters_that_break_reproducibility(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    for bad in ({"seed": 1}, {"nthread": 8}, {"n_jobs": -1}, {"objective": "reg:squarederror"}):
+        with pytest.raises(ValueError, match="set by the trainer"):
+            train_challenger(synthetic_dataset, bad)
+    with pytest.raises(ValueError, match="hist"):
+        train_challenger(synthetic_dataset, {"tree_method": "exact"})
+    with pytest.raises(ValueError, match="same parameter"):
+        train_challenger(synthetic_dataset, {"eta": 0.1, "learning_rate": 0.2})
+
+
+def test_parameter_aliases_are_recorded_under_one_name(synthetic_dataset: TrainingDataset) -> None:
+    model = train_challenger(synthetic_dataset, {"num_boost_round": 5, "eta": 0.1}, nthread=1)
+    assert model.n_estimators == 5 and model.booster.num_boosted_rounds() == 5
+    assert model.params["learning_rate"] == 0.1
+    assert "eta" not in model.params and "n_estimators" not in model.params
+    assert model.hyperparameters()["n_estimators"] == 5
+
+
+def test_evaluate_reports_out_of_time_metrics(synthetic_dataset: TrainingDataset) -> None:
+    model = train_challenger(synthetic_dataset, {"n_estimators": 20})
+    result = evaluate(model, synthetic_dataset, k=10)
+    assert set(result) == {"test_auc_roc", "test_average_precision", "test_card_precision_top_10"}
+    assert 0.6 < result["test_auc_roc"] <= 1.0  # the synthetic signal is learnable
+    assert 0.0 <= result["test_card_precision_top_10"] <= 1.0
+
+
+# ------------------------------------------------------------------ tuning
+
+
+def test_prequential_folds_geometry() -> None:
+    folds = prequential_folds(date(2024, 1, 1), date(2024, 1, 31), 2, 7, 5, 3)
+    # Latest fold validates on the last 5 days; its training block ends 3 gap days earlier.
+    assert folds[0] == (date(2024, 1, 17), date(2024, 1, 23), date(2024, 1, 27), date(2024, 1, 31))
+    assert folds[1] == (date(2024, 1, 12), date(2024, 1, 18), date(2024, 1, 22), date(2024, 1, 26))
+    with pytest.raises(ValueError, match="need 42 days"):
+        prequential_folds(date(2024, 1, 1), date(2024, 1, 31), 4, 7, 7, 7)
+
+
+GRID: dict[str, list[Any]] = {"max_depth": [2, 4], "n_estimators": [10, 20]}
+#: One thread: tuning results do not depend on it, and XGBoost threads contend on a busy CI box.
+FAST: dict[str, Any] = {"nthread": 1}
+INSIDE_TRAIN: dict[str, Any] = {
+    "n_folds": 2,
+    "fold_train_days": 5,
+    "fold_valid_days": 3,
+    "gap_days": 2,
+    **FAST,
+}
+
+
+def test_tuning_result_is_unchanged_by_a_poisoned_test_period(
+    synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset
+) -> None:
+    reference = tune(synthetic_dataset, GRID, **INSIDE_TRAIN)
+    assert len(reference.candidates) == 4
+    assert all(f.valid_end <= SYNTH_PROTOCOL.train_end for f in reference.folds)
+
+    # 1. The test frame itself replaced by garbage: labels flipped, features scrambled.
+    garbage = _poison_test_period(synthetic_dataset.test, SYNTH_PROTOCOL.test_start)
+    swapped = dataclasses.replace(synthetic_dataset, test=garbage)
+    assert tune(swapped, GRID, **INSIDE_TRAIN).to_dict() == reference.to_dict()
+
+    # 2. The source poisoned from the test period on, data set rebuilt: the test set and the
+    #    data version change, tuning does not, while the poison is visible to evaluation.
+    poisoned = build_training_dataset(
+        _poison_test_period(synthetic, SYNTH_PROTOCOL.test_start), SYNTH_PROTOCOL
+    )
+    assert poisoned.data_version != synthetic_dataset.data_version
+    assert tune(poisoned, GRID, **INSIDE_TRAIN).to_dict() == reference.to_dict()
+    model = train_challenger(synthetic_dataset, reference.best_params)
+    assert (
+        evaluate(model, poisoned)["test_auc_roc"]
+        < evaluate(model, synthetic_dataset)["test_auc_roc"]
+    )
+
+
+def test_tuning_with_history_reaches_back_but_never_forward(
+    synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset
+) -> None:
+    # The Handbook's geometry: 4 folds of 7 training, 7 gap and 7 validation days.
+    reference = tune(synthetic_dataset, GRID, history=synthetic, metric="auc_roc", **FAST)
+    assert len(reference.folds) == 4
+    assert reference.folds[0].valid_end == SYNTH_PROTOCOL.train_end
+    assert reference.folds[-1].train_start < SYNTH_PROTOCOL.train_start
+    poisoned_history = _poison_test_period(synthetic, SYNTH_PROTOCOL.test_start - timedelta(days=7))
+    again = tune(synthetic_dataset, GRID, history=poisoned_history, metric="auc_roc", **FAST)
+    assert again.to_dict() == reference.to_dict()
+    best = max(reference.candidates, key=lambda c: c.mean)
+    assert reference.best_params == best.params and reference.best_score == best.mean
+
+
+def test_tuning_ties_go_to_the_first_candidate_and_bad_setups_fail(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    same: list[dict[str, Any]] = [
+        {"max_depth": 3, "n_estimators": 10, "eta": 0.3},
+        {"max_depth": 3, "n_estimators": 10},
+    ]
+    result = tune(synthetic_dataset, same, metric="card_precision_top_k", k=20, **INSIDE_TRAIN)
+    assert result.candidates[0].mean == result.candidates[1].mean
+    assert result.best_params == same[0]
+    with pytest.raises(ValueError, match="need"):
+        tune(synthetic_dataset, GRID)  # 4 x 7-day folds do not fit in 14 training days
+    with pytest.raises(ValueError, match="empty"):
+        tune(synthetic_dataset, [], **INSIDE_TRAIN)
