@@ -1,14 +1,24 @@
-"""Brute-force reference for the point-in-time features (DESIGN.md §2), for tests only.
+"""Reference implementations of the point-in-time features (DESIGN.md §2), for tests and bench.
 
-Deliberately naive: for every transaction it walks the whole history and applies the written
-definitions literally, with Python datetimes and plain sums, so that it shares no trick (no
-window frames, no order key, no packing) with the SQL it checks. Quadratic; keep inputs small.
+* :func:`reference_features` — brute force: for every transaction it walks the whole history and
+  applies the written definitions literally, with Python datetimes and plain sums, so it shares
+  no trick (no window frames, no order key, no packing) with the SQL it checks. Quadratic; keep
+  inputs small.
+* :func:`get_customer_spending_behaviour_features` / :func:`get_count_risk_rolling_window` — the
+  Fraud-Detection-Handbook's published pandas code (chapter 3.4 of "Reproducible Machine
+  Learning for Credit Card Fraud Detection"), per-entity time-based ``rolling`` on TX_DATETIME,
+  applied with ``groupby(entity).apply``. One change: each group is sorted by (TX_DATETIME,
+  TRANSACTION_ID) with a stable sort instead of TX_DATETIME with the default unstable one, which
+  pins down the order of same-second transactions; pandas' rolling is positional among equal
+  timestamps (a row sees the earlier ones, not the later ones), which is exactly our tie rule.
+  :func:`per_entity` applies them per customer / terminal.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -87,3 +97,69 @@ def reference_features(
             features[f"terminal_id_risk_{w}day_window"] = frauds / len(matured) if matured else 0.0
         out.append(features)
     return pd.DataFrame(out).set_index("transaction_id").sort_index()
+
+
+HANDBOOK_DELAY_DAYS = 7
+
+
+def get_customer_spending_behaviour_features(
+    customer_transactions: pd.DataFrame, windows_size_in_days: tuple[int, ...] = WINDOWS_DAYS
+) -> pd.DataFrame:
+    """The Handbook's customer features for one customer's transactions (upper-case columns)."""
+    customer_transactions = customer_transactions.sort_values(
+        ["TX_DATETIME", "TRANSACTION_ID"], kind="stable"
+    )
+    customer_transactions.index = customer_transactions.TX_DATETIME
+    for window_size in windows_size_in_days:
+        sum_amount = customer_transactions["TX_AMOUNT"].rolling(str(window_size) + "d").sum()
+        nb_tx = customer_transactions["TX_AMOUNT"].rolling(str(window_size) + "d").count()
+        avg_amount = sum_amount / nb_tx
+        customer_transactions["CUSTOMER_ID_NB_TX_" + str(window_size) + "DAY_WINDOW"] = list(nb_tx)
+        customer_transactions["CUSTOMER_ID_AVG_AMOUNT_" + str(window_size) + "DAY_WINDOW"] = list(
+            avg_amount
+        )
+    customer_transactions.index = customer_transactions.TRANSACTION_ID
+    return customer_transactions
+
+
+def get_count_risk_rolling_window(
+    terminal_transactions: pd.DataFrame,
+    delay_period: int = HANDBOOK_DELAY_DAYS,
+    windows_size_in_days: tuple[int, ...] = WINDOWS_DAYS,
+    feature: str = "TERMINAL_ID",
+) -> pd.DataFrame:
+    """The Handbook's terminal count/risk features for one terminal's transactions."""
+    terminal_transactions = terminal_transactions.sort_values(
+        ["TX_DATETIME", "TRANSACTION_ID"], kind="stable"
+    )
+    terminal_transactions.index = terminal_transactions.TX_DATETIME
+    nb_fraud_delay = terminal_transactions["TX_FRAUD"].rolling(str(delay_period) + "d").sum()
+    nb_tx_delay = terminal_transactions["TX_FRAUD"].rolling(str(delay_period) + "d").count()
+    for window_size in windows_size_in_days:
+        span = str(delay_period + window_size) + "d"
+        nb_fraud_delay_window = terminal_transactions["TX_FRAUD"].rolling(span).sum()
+        nb_tx_delay_window = terminal_transactions["TX_FRAUD"].rolling(span).count()
+        nb_fraud_window = nb_fraud_delay_window - nb_fraud_delay
+        nb_tx_window = nb_tx_delay_window - nb_tx_delay
+        risk_window = nb_fraud_window / nb_tx_window
+        terminal_transactions[feature + "_NB_TX_" + str(window_size) + "DAY_WINDOW"] = list(
+            nb_tx_window
+        )
+        terminal_transactions[feature + "_RISK_" + str(window_size) + "DAY_WINDOW"] = list(
+            risk_window
+        )
+    terminal_transactions.index = terminal_transactions.TRANSACTION_ID
+    terminal_transactions = terminal_transactions.fillna(0)
+    return terminal_transactions
+
+
+def per_entity(
+    transactions: pd.DataFrame, entity: str, function: Callable[[pd.DataFrame], pd.DataFrame]
+) -> pd.DataFrame:
+    """``transactions.groupby(entity).apply(function)``, the Handbook's way of applying them.
+
+    The grouping column is left out of the groups (pandas deprecates passing it in); the
+    functions above do not read it.
+    """
+    others = [c for c in transactions.columns if c != entity]
+    return transactions.groupby(entity, group_keys=False)[others].apply(function)

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from fin_assets.lib.feature_registry import feature_names
-from fin_assets.lib.features import compute_features_for_frame, run_dbt
+from fin_assets.lib.features import DbtError, compute_features_for_frame, run_dbt
 from fin_assets.lib.schema import RAW_TRANSACTIONS_DDL
 
 FIRST_DAY = dt.date(2018, 4, 1)
@@ -153,3 +153,9 @@ def test_day_by_day_equals_full_build_and_a_rerun_replaces_the_day(tmp_path: Pat
         got[got["partition_date"] != pd.Timestamp(rerun)].reset_index(drop=True),
         expected["features.transaction_features"][untouched].reset_index(drop=True),
     )
+
+
+def test_dbt_failures_raise_with_dbt_s_own_message(tmp_path: Path) -> None:
+    with pytest.raises(DbtError) as failure:
+        _dbt(["run"], tmp_path / "empty.duckdb", tmp_path, start_date=_day(1), end_date=_day(0))
+    assert "start_date 2018-04-02 must be before end_date 2018-04-01" in str(failure.value)
