@@ -10,7 +10,7 @@ import dagster as dg
 
 from fin_assets.features import dbt_resource, online_features, point_in_time_features
 from fin_assets.ingestion import raw_transactions
-from fin_assets.jobs import ingest_transactions_job
+from fin_assets.jobs import build_features_job, daily_pipeline_job, ingest_transactions_job
 from fin_assets.lib.simulator import SimulatorConfig
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
@@ -59,7 +59,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
 
 defs = dg.Definitions(
     assets=[raw_transactions, point_in_time_features, online_features],
-    jobs=[ingest_transactions_job],
+    jobs=[ingest_transactions_job, build_features_job, daily_pipeline_job],
     schedules=[daily_ingestion_schedule],
     resources=build_resources(),
 )

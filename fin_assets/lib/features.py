@@ -40,6 +40,8 @@ import pandas as pd
 
 from fin_assets.lib import schema
 from fin_assets.lib.feature_registry import DBT_PROJECT_DIR
+from fin_assets.lib.sources import MAPPING_PRESETS
+from fin_assets.lib.sources import resolve_mapping as resolve_source_mapping
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult
@@ -54,20 +56,6 @@ FEATURE_MODELS: Final[tuple[str, ...]] = (
 
 #: Default label delay d in days (DESIGN.md §2); also the dbt var ``label_delay_days``.
 DEFAULT_LABEL_DELAY_DAYS: Final[int] = 7
-
-#: Column mapping of the Fraud-Detection-Handbook files onto the canonical schema.
-HANDBOOK_MAPPING: Final[dict[str, str]] = {
-    "TRANSACTION_ID": "transaction_id",
-    "TX_DATETIME": "tx_datetime",
-    "CUSTOMER_ID": "customer_id",
-    "TERMINAL_ID": "terminal_id",
-    "TX_AMOUNT": "tx_amount",
-    "TX_FRAUD": "tx_fraud",
-    "TX_FRAUD_SCENARIO": "tx_fraud_scenario",
-}
-
-#: Named mappings accepted by ``--mapping`` (``canonical``: the columns already have our names).
-MAPPING_PRESETS: Final[dict[str, dict[str, str]]] = {"canonical": {}, "handbook": HANDBOOK_MAPPING}
 
 #: DuckDB threads of the offline path: the performance budget is set for 2 cores.
 OFFLINE_THREADS: Final[int] = 2
@@ -352,15 +340,11 @@ def _quote(identifier: str) -> str:
 
 
 def resolve_mapping(mapping: str | Mapping[str, str] | None) -> dict[str, str]:
-    """A preset name (``handbook``), an explicit {source column: canonical column}, or None."""
+    """A mapping as ingestion accepts it (preset, inline JSON, file), an explicit dict, or None."""
     if mapping is None:
         return {}
     if isinstance(mapping, str):
-        try:
-            return dict(MAPPING_PRESETS[mapping.lower()])
-        except KeyError:
-            known = ", ".join(sorted(MAPPING_PRESETS))
-            raise ValueError(f"unknown column mapping {mapping!r}; presets: {known}") from None
+        return resolve_source_mapping(mapping)
     return dict(mapping)
 
 

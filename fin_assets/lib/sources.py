@@ -40,7 +40,7 @@ _HANDBOOK_DERIVED = ("TX_TIME_SECONDS", "TX_TIME_DAYS")
 DATE_PLACEHOLDER = "{date}"
 
 
-class SourceError(Exception):
+class SourceError(ValueError):
     """A file-level defect: the whole partition is refused and nothing is written."""
 
 

@@ -25,7 +25,7 @@ def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
     assert schedules == ["daily_ingestion_schedule"]
     for name in schedules:
         schedule = defs.resolve_schedule_def(name)
-        assert schedule.job_name == "ingest_transactions_job"
+        assert schedule.job_name == "daily_pipeline_job"
     for sensor in repo.sensor_defs:
         assert defs.resolve_sensor_def(sensor.name).name == sensor.name
     graph = defs.resolve_asset_graph()

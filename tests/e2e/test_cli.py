@@ -36,6 +36,10 @@ def test_demo_ingests_the_requested_days(fin_home: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2018-04-03  ok" in proc.stdout
     assert "make ui" in proc.stdout
+    assert "features built" in proc.stdout
+    assert count(fin_home, "SELECT count(*) FROM features.transaction_features") == count(
+        fin_home, "SELECT count(*) FROM raw.transactions"
+    )
     assert (fin_home / "dagster" / "dagster.yaml").exists()
     assert count(fin_home, "SELECT count(DISTINCT partition_date) FROM raw.transactions") == 3
     assert sorted(p.name for p in (fin_home / "reports" / "data_quality").glob("*.html")) == [
@@ -83,3 +87,44 @@ def test_dagster_cli_materialises_a_handbook_day_from_parquet_and_csv(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert count(fin_home, "SELECT count(*) FROM raw.transactions") == 5000
     assert date(2018, 4, 1).isoformat() in proc.stderr
+
+
+def test_features_command_runs_the_feature_sql_on_a_csv(fin_home: Path, tmp_path: Path) -> None:
+    from fin_assets.lib.feature_registry import feature_names
+    from fin_assets.lib.features import compute_features_for_frame
+
+    env = {"FIN_SIM_CUSTOMERS": "100", "FIN_SIM_TERMINALS": "200"}
+    proc = run(
+        [
+            str(BIN / "fin-mlops"),
+            "simulate",
+            "--end",
+            "2018-04-12",
+            "--out",
+            str(tmp_path / "t.csv"),
+        ],
+        env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run(
+        [
+            str(BIN / "fin-mlops"),
+            "features",
+            "--input",
+            str(tmp_path / "t.csv"),
+            "--output",
+            str(tmp_path / "f.parquet"),
+        ],
+        env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = pd.read_parquet(tmp_path / "f.parquet").sort_values("transaction_id")
+    source = pd.read_csv(tmp_path / "t.csv", parse_dates=["tx_datetime"])
+    assert f"wrote features of {len(source)} transactions" in proc.stdout
+    expected = compute_features_for_frame(source).sort_values("transaction_id")
+    names = feature_names()
+    pd.testing.assert_frame_equal(
+        written[names].reset_index(drop=True),
+        expected[names].reset_index(drop=True),
+        check_dtype=False,
+    )

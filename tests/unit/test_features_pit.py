@@ -22,7 +22,8 @@ from fin_assets.lib.feature_registry import (
     feature_names,
     feature_versions,
 )
-from fin_assets.lib.features import HANDBOOK_MAPPING, compute_features_for_frame
+from fin_assets.lib.features import compute_features_for_frame
+from fin_assets.lib.sources import HANDBOOK_MAPPING
 from tests.unit.reference_features import reference_features
 
 DAY = 86_400

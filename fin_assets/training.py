@@ -1,0 +1,491 @@
+"""Training assets: a versioned, time-split training snapshot and an XGBoost challenger in MLflow.
+
+``training_dataset`` cuts ``features.transaction_features`` under a time protocol (train, label-delay
+gap, out-of-time test; matured labels only) and writes a content-addressed Parquet snapshot whose
+hash is its data version. ``challenger_model`` trains on that snapshot, evaluates on the test
+period, and logs and registers the model in MLflow with its provenance (``validation_status``
+pending). The logic is in ``fin_assets.lib.training`` and ``fin_assets.lib.model_registry``.
+
+Hand-off without an I/O manager: the snapshot directory is named by its data version and
+``load_snapshot`` re-hashes what it reads, so ``challenger_model`` takes the snapshot path from
+the ``training_dataset`` materialization recorded by *this run* (or, when it is materialised on
+its own, the latest one) and cannot train on anything but the data that event names. Unlike a
+shared "latest" pointer file, two concurrent training runs cannot pick up each other's data.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import dagster as dg
+import duckdb
+import pandas as pd
+from pydantic import Field
+
+from fin_assets.lib import feature_registry
+from fin_assets.lib.model_registry import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_REGISTERED_MODEL,
+    PENDING,
+    TAG_DEVELOPER,
+    TAG_GIT_COMMIT,
+    log_challenger,
+    run_url,
+)
+from fin_assets.lib.training import (
+    DEFAULT_PARAMS,
+    KEY_COLUMNS,
+    LABEL,
+    PASSTHROUGH_COLUMNS,
+    TimeProtocol,
+    TrainingDataset,
+    TuningMetric,
+    build_training_dataset,
+    default_feature_columns,
+    evaluate,
+    load_snapshot,
+    preset,
+    save_snapshot,
+    train_challenger,
+    tune,
+)
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import SettingsResource
+from fin_resources.warehouse import WarehouseResource
+
+OWNERS = ["team:fraud-data-science"]
+TRANSACTION_FEATURES = dg.AssetKey("transaction_features")
+TRAINING_DATASET = dg.AssetKey("training_dataset")
+FEATURE_TABLE = "features.transaction_features"
+RAW_TABLE = "raw.transactions"
+#: Under ``settings.home``: snapshots in ``<data_version>/``, tuning history files by content hash.
+DATASETS_DIR = "datasets"
+HISTORY_DIR = "tuning_history"
+TUNING_METRICS = ("average_precision", "auc_roc", "card_precision_top_k")
+
+
+class TrainingConfig(dg.Config):
+    """Time protocol, XGBoost hyperparameters and tuning of a challenger.
+
+    Give the same config to ``training_dataset`` and ``challenger_model`` (``training_run_config``
+    does): the dataset reads the protocol and tuning-history fields, the model the rest.
+    """
+
+    preset: str = Field(default="", description="Named protocol, e.g. handbook_baseline.")
+    train_start: str = Field(
+        default="", description="First training day (ISO). Empty: latest matured protocol."
+    )
+    train_days: int = 21
+    delay_days: int = Field(default=7, description="Label delay gap between train and test.")
+    test_days: int = 7
+    n_estimators: int = DEFAULT_PARAMS["n_estimators"]
+    max_depth: int = DEFAULT_PARAMS["max_depth"]
+    learning_rate: float = DEFAULT_PARAMS["learning_rate"]
+    subsample: float = 1.0
+    colsample_bytree: float = 1.0
+    min_child_weight: float = 1.0
+    reg_lambda: float = 1.0
+    reg_alpha: float = 0.0
+    gamma: float = 0.0
+    scale_pos_weight: float = 1.0
+    tune: bool = Field(
+        default=False, description="Prequential search before the test period (never on it)."
+    )
+    tune_max_depth: list[int] = Field(default_factory=lambda: [3, 6, 9])
+    tune_n_estimators: list[int] = Field(default_factory=lambda: [25, 50, 100])
+    tune_learning_rate: list[float] = Field(default_factory=lambda: [0.1, 0.3])
+    tune_metric: str = Field(default="average_precision", description=", ".join(TUNING_METRICS))
+    tune_folds: int = 4
+    tune_fold_train_days: int = 7
+    tune_fold_valid_days: int = 7
+    seed: int = 0
+    registered_model: str = DEFAULT_REGISTERED_MODEL
+    experiment: str = DEFAULT_EXPERIMENT
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """XGBoost parameters (``n_estimators`` = boosting rounds), as the trainer takes them."""
+        names = ("n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree")
+        names += ("min_child_weight", "reg_lambda", "reg_alpha", "gamma", "scale_pos_weight")
+        return {name: getattr(self, name) for name in names}
+
+    def grid(self) -> dict[str, list[Any]]:
+        """The tuning grid; every combination is a candidate."""
+        return {
+            "max_depth": list(self.tune_max_depth),
+            "n_estimators": list(self.tune_n_estimators),
+            "learning_rate": list(self.tune_learning_rate),
+        }
+
+    def history_days(self) -> int:
+        """Days the prequential folds reach back from the last training day (inclusive)."""
+        return (
+            self.tune_folds * self.tune_fold_valid_days
+            + self.delay_days
+            + self.tune_fold_train_days
+        )
+
+
+def training_run_config(config: TrainingConfig | None = None) -> dg.RunConfig:
+    """Run config giving ``config`` to both training assets (for sensors, the CLI and tests)."""
+    config = config or TrainingConfig()
+    return dg.RunConfig(ops={"training_dataset": config, "challenger_model": config})
+
+
+# --------------------------------------------------------------------------------------------
+# helpers of training_dataset
+# --------------------------------------------------------------------------------------------
+
+
+def _feature_days(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
+    try:
+        row = con.execute(
+            f"SELECT min(tx_datetime)::DATE, max(tx_datetime)::DATE FROM {FEATURE_TABLE}"
+        ).fetchone()
+    except duckdb.CatalogException as exc:
+        raise dg.Failure(f"{FEATURE_TABLE} does not exist: materialise the features first") from exc
+    if row is None or row[0] is None:
+        raise dg.Failure(f"{FEATURE_TABLE} is empty: materialise the features first")
+    return row[0], row[1]
+
+
+def _resolve_protocol(config: TrainingConfig, last_day: date) -> tuple[TimeProtocol, str]:
+    if config.preset and config.train_start:
+        raise dg.Failure("give either preset or train_start, not both")
+    try:
+        if config.preset:
+            return preset(config.preset), f"preset {config.preset}"
+        if config.train_start:
+            start = date.fromisoformat(config.train_start)
+            protocol = TimeProtocol(start, config.train_days, config.delay_days, config.test_days)
+            return protocol, "train_start"
+        as_of = last_day + timedelta(days=1)
+        protocol = TimeProtocol.latest(
+            as_of, config.train_days, config.delay_days, config.test_days
+        )
+    except (KeyError, ValueError) as exc:
+        raise dg.Failure(f"invalid time protocol: {exc}") from exc
+    return protocol, f"latest matured window as of {as_of} (last feature day {last_day})"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _read_features(
+    con: duckdb.DuckDBPyConnection, start: date, end: date, columns: Sequence[str]
+) -> pd.DataFrame:
+    """Feature rows of days ``start..end`` in time order, with raw pass-through columns."""
+    selected = [*KEY_COLUMNS, LABEL, *(c for c in columns if c not in KEY_COLUMNS)]
+    fields = ", ".join(f'f."{c}"' for c in selected)
+    bounds = [_midnight(start), _midnight(end) + timedelta(days=1)]
+    raw_exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'raw' AND table_name = 'transactions'"
+    ).fetchone()
+    passthrough = list(PASSTHROUGH_COLUMNS) if raw_exists and raw_exists[0] else []
+    join = ""
+    if passthrough:
+        fields += ", " + ", ".join(f'r."{c}"' for c in passthrough)
+        join = (
+            f"LEFT JOIN (SELECT transaction_id, {', '.join(passthrough)} FROM {RAW_TABLE} "
+            "WHERE tx_datetime >= ? AND tx_datetime < ?) r USING (transaction_id) "
+        )
+    sql = (
+        f"SELECT {fields} FROM {FEATURE_TABLE} f {join}"
+        "WHERE f.tx_datetime >= ? AND f.tx_datetime < ? "
+        "ORDER BY f.tx_datetime, f.transaction_id"
+    )
+    return con.execute(sql, bounds * (2 if passthrough else 1)).df()
+
+
+def _missing_days(frame: pd.DataFrame, start: date, end: date) -> list[date]:
+    present = set(pd.to_datetime(frame["tx_datetime"]).dt.date.unique())
+    return [d for d in _days(start, end) if d not in present]
+
+
+def _stale_feature_days(
+    instance: dg.DagsterInstance, days: Sequence[date], expected: dict[str, str]
+) -> list[str]:
+    """Days whose latest recorded features were built with other feature versions than the code.
+
+    Days without a recorded materialization (features built outside Dagster) are not judged.
+    """
+    wanted = {d.isoformat() for d in days}
+    latest: dict[str, dict[str, str]] = {}
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=TRANSACTION_FEATURES, asset_partitions=sorted(wanted)),
+            limit=1000,
+            cursor=cursor,
+        )
+        for record in result.records:
+            mat = record.asset_materialization
+            if mat is None or mat.partition is None or mat.partition in latest:
+                continue
+            recorded = mat.metadata.get("feature_versions")
+            latest[mat.partition] = dict(getattr(recorded, "value", None) or {})
+        if not result.has_more or set(latest) >= wanted:
+            break
+        cursor = result.cursor
+    stale = []
+    for day, versions in sorted(latest.items()):
+        changed = sorted(k for k, v in expected.items() if versions and versions.get(k) != v)
+        if changed:
+            stale.append(f"{day} ({', '.join(changed)})")
+    return stale
+
+
+def _save_history(frame: pd.DataFrame, root: Path) -> tuple[Path, str]:
+    """Write tuning history as ``<root>/<sha256>.parquet``; the hash is of the file's bytes."""
+    root.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=root, suffix=".tmp")
+    os.close(handle)
+    tmp = Path(name)
+    frame.to_parquet(tmp, index=False)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    target = root / f"{digest[:32]}.parquet"
+    tmp.replace(target)
+    return target, digest
+
+
+@dg.asset(
+    deps=[TRANSACTION_FEATURES],
+    group_name="training",
+    kinds={"duckdb", "parquet"},
+    owners=OWNERS,
+    tags={"domain": "training"},
+)
+def training_dataset(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    warehouse: WarehouseResource,
+    settings: SettingsResource,
+) -> dg.MaterializeResult:
+    """Train and out-of-time test sets under a time protocol, matured labels only, as a snapshot.
+
+    Reads only the protocol's days of `features.transaction_features` (plus the older days that
+    prequential tuning needs when `tune` is set), refuses days missing from the warehouse or built
+    with other feature versions than the code, and writes `<home>/datasets/<data_version>/`
+    (Parquet + manifest). The data version is a content hash of rows, features and their
+    versions, protocol and cut-off: the same inputs give the same version.
+    """
+    columns = default_feature_columns()
+    versions = {c: v for c, v in feature_registry.feature_versions().items() if c in columns}
+    with warehouse.connect(read_only=True) as con:
+        first_day, last_day = _feature_days(con)
+        protocol, how = _resolve_protocol(config, last_day)
+        feature_delay = max(f.delay_days for f in feature_registry.FEATURES)
+        if protocol.delay_days < feature_delay:
+            raise dg.Failure(
+                f"delay_days {protocol.delay_days} < feature label delay {feature_delay}"
+            )
+        history_start = protocol.train_start
+        if config.tune:
+            reach = protocol.train_end - timedelta(days=config.history_days() - 1)
+            history_start = max(min(reach, protocol.train_start), first_day)
+        rows = _read_features(con, history_start, protocol.test_end, columns)
+    missing = _missing_days(rows, protocol.train_start, protocol.test_end)
+    if missing:
+        raise dg.Failure(
+            f"no features for {len(missing)} day(s) the protocol needs ({missing[0]}..{missing[-1]}"
+            f"; warehouse has {first_day}..{last_day}): materialise point_in_time_features for them"
+        )
+    stale = _stale_feature_days(context.instance, _days(history_start, protocol.test_end), versions)
+    if stale:
+        raise dg.Failure(
+            "features were built with other feature versions than the code: re-materialise "
+            f"point_in_time_features for {'; '.join(stale[:10])}"
+        )
+    # Nothing later than the warehouse's last day is known: labels after it have not matured.
+    cutoff = min(protocol.default_cutoff, _midnight(last_day + timedelta(days=1)))
+    try:
+        built = build_training_dataset(rows, protocol, cutoff, feature_versions=versions)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
+    dataset = save_snapshot(built, Path(settings.home) / DATASETS_DIR)
+    history = rows[pd.to_datetime(rows["tx_datetime"]) < _midnight(protocol.train_start)]
+    history_meta: dict[str, Any] = {"tuning_history_rows": len(history)}
+    if config.tune:
+        path, digest = _save_history(history, Path(settings.home) / DATASETS_DIR / HISTORY_DIR)
+        history_meta |= {"tuning_history_path": dg.MetadataValue.path(path)}
+        history_meta |= {"tuning_history_sha256": digest}
+    summary = dataset.summary()
+    context.log.info(f"data version {dataset.data_version} ({how}): {dataset.source}")
+    return dg.MaterializeResult(
+        metadata={
+            "data_version": dataset.data_version,
+            "protocol": dg.MetadataValue.json(protocol.to_dict()),
+            "protocol_source": how,
+            "cutoff": summary["cutoff"],
+            "dagster/row_count": len(dataset.train) + len(dataset.test),
+            **{k: summary[k] for k in ("train_rows", "test_rows", "train_frauds", "test_frauds")},
+            "train_label_rate": round(dataset.train_label_rate, 6),
+            "test_label_rate": round(dataset.test_label_rate, 6),
+            "immature_rows_excluded": dataset.immature_rows,
+            "rows_read": len(rows),
+            "snapshot_path": dg.MetadataValue.path(str(dataset.source)),
+            "feature_versions": dg.MetadataValue.json(dataset.feature_versions),
+            "known_compromised_per_test_day": dg.MetadataValue.json(
+                summary["known_compromised_per_test_day"]
+            ),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(c, str(t)) for c, t in dataset.train.dtypes.items()]
+            ),
+            **history_meta,
+        },
+        data_version=dg.DataVersion(dataset.data_version),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# helpers of challenger_model
+# --------------------------------------------------------------------------------------------
+
+
+def _dataset_metadata(context: dg.AssetExecutionContext) -> tuple[dict[str, Any], str]:
+    """Metadata of the ``training_dataset`` materialization this run made, else the latest one."""
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in reversed(records):
+        mat = record.event_log_entry.asset_materialization
+        if mat is not None and mat.asset_key == TRAINING_DATASET:
+            return {k: v.value for k, v in mat.metadata.items()}, "this run"
+    latest = context.instance.get_latest_materialization_event(TRAINING_DATASET)
+    mat = latest.asset_materialization if latest else None
+    if mat is None:
+        raise dg.Failure("training_dataset was never materialised: materialise it first")
+    return {k: v.value for k, v in mat.metadata.items()}, f"run {latest.run_id if latest else ''}"
+
+
+def _load_dataset(upstream: dict[str, Any]) -> TrainingDataset:
+    path = Path(str(upstream["snapshot_path"]))
+    if not (path / "manifest.json").exists():
+        raise dg.Failure(f"snapshot {path} is gone: re-materialise training_dataset")
+    try:
+        dataset = load_snapshot(path)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
+    if dataset.data_version != upstream["data_version"]:
+        raise dg.Failure(f"{path} holds {dataset.data_version}, not {upstream['data_version']}")
+    return dataset
+
+
+def _load_history(upstream: dict[str, Any]) -> pd.DataFrame | None:
+    if "tuning_history_path" not in upstream:
+        return None
+    path = Path(str(upstream["tuning_history_path"]))
+    if hashlib.sha256(path.read_bytes()).hexdigest() != upstream["tuning_history_sha256"]:
+        raise dg.Failure(f"tuning history {path} does not match its recorded hash")
+    return pd.read_parquet(path)
+
+
+def _metric_values(scores: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in scores.items()}
+
+
+@dg.asset(
+    deps=[training_dataset],
+    group_name="training",
+    kinds={"xgboost", "mlflow"},
+    owners=OWNERS,
+    tags={"domain": "training"},
+)
+def challenger_model(
+    context: dg.AssetExecutionContext, config: TrainingConfig, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    """An XGBoost challenger trained on the training snapshot, registered in MLflow as pending.
+
+    Seeded `hist` training on the training rows (optionally after a prequential hyperparameter
+    search on data before the test period), out-of-time metrics on the test period, then one
+    MLflow run with params, metrics, dataset input, signature, and a new registered version
+    tagged with data and feature versions, git commit, Dagster run id, developer and
+    `validation_status=pending`. It never becomes champion by itself.
+    """
+    upstream, origin = _dataset_metadata(context)
+    dataset = _load_dataset(upstream)
+    params, tuning = config.hyperparameters(), None
+    if config.tune:
+        if config.tune_metric not in TUNING_METRICS:
+            raise dg.Failure(f"tune_metric must be one of {TUNING_METRICS}")
+        try:
+            tuning = tune(
+                dataset,
+                config.grid(),
+                base_params=params,
+                history=_load_history(upstream),
+                n_folds=config.tune_folds,
+                fold_train_days=config.tune_fold_train_days,
+                fold_valid_days=config.tune_fold_valid_days,
+                metric=cast(TuningMetric, config.tune_metric),
+                seed=config.seed,
+            )
+        except ValueError as exc:
+            hint = "" if "tuning_history_path" in upstream else " (training_dataset had tune off)"
+            raise dg.Failure(f"tuning failed: {exc}{hint}") from exc
+        params = tuning.best_params
+    model = train_challenger(dataset, params, seed=config.seed)
+    scores = evaluate(model, dataset)
+    registered = log_challenger(
+        mlflow,
+        model,
+        dataset,
+        scores,
+        experiment=config.experiment,
+        registered_model=config.registered_model,
+        dagster_run_id=context.run.run_id,
+        developer=context.run.tags.get("dagster/user"),
+        tuning=tuning,
+        run_name=f"challenger-{context.run.run_id[:8]}",
+    )
+    ui = os.environ.get("MLFLOW_UI_URL", "").strip() or mlflow.tracking_uri
+    link = run_url(ui, registered.experiment_id, registered.run_id)
+    context.log.info(f"registered {registered.model_uri} (dataset from {origin}): {link}")
+    return dg.MaterializeResult(
+        metadata={
+            "mlflow_run_id": registered.run_id,
+            "mlflow_run": dg.MetadataValue.url(link) if link.startswith("http") else link,
+            "mlflow_experiment_id": registered.experiment_id,
+            "model_name": registered.model_name,
+            "model_version": registered.version,
+            "model_uri": registered.model_uri,
+            "data_version": dataset.data_version,
+            "model_digest": model.model_digest,
+            **_metric_values(scores),
+            "validation_status": PENDING,
+            "developer": registered.tags[TAG_DEVELOPER],
+            "git_commit": registered.tags[TAG_GIT_COMMIT],
+            "hyperparameters": dg.MetadataValue.json(model.hyperparameters()),
+            "tuning": dg.MetadataValue.json(
+                {
+                    "metric": tuning.metric,
+                    "best_params": tuning.best_params,
+                    "best_score": tuning.best_score,
+                }
+                if tuning
+                else {"tuned": False}
+            ),
+            "train_seconds": round(model.train_seconds, 3),
+            "snapshot_path": dg.MetadataValue.path(str(dataset.source)),
+        },
+        data_version=dg.DataVersion(model.model_digest),
+    )
+
+
+train_challenger_job = dg.define_asset_job(
+    "train_challenger_job",
+    selection=dg.AssetSelection.assets(training_dataset, challenger_model),
+    description="Cut a versioned training snapshot and register an XGBoost challenger (pending "
+    "validation). Give both assets the same TrainingConfig (training_run_config).",
+    tags={"domain": "training"},
+)
