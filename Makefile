@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(FIN_HOME)/dagster
 # This machine sets PYTHONDONTWRITEBYTECODE; bytecode is compiled at install time instead.
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo ui test lint unit bench clean
+.PHONY: setup demo ui test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,8 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python bench/bench_simulator.py
-	@if [ -f bench/bench_features.py ]; then $(BIN)/python bench/bench_features.py; fi
+	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_training.py
 
 clean:
 	rm -rf .fin_home .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
