@@ -12,6 +12,7 @@ from fin_assets.features import dbt_resource, online_features, point_in_time_fea
 from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import build_features_job, daily_pipeline_job, ingest_transactions_job
 from fin_assets.lib.simulator import SimulatorConfig
+from fin_assets.training import challenger_model, train_challenger_job, training_dataset
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.online_store import OnlineStoreResource
@@ -58,8 +59,14 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
 
 
 defs = dg.Definitions(
-    assets=[raw_transactions, point_in_time_features, online_features],
-    jobs=[ingest_transactions_job, build_features_job, daily_pipeline_job],
+    assets=[
+        raw_transactions,
+        point_in_time_features,
+        online_features,
+        training_dataset,
+        challenger_model,
+    ],
+    jobs=[ingest_transactions_job, build_features_job, daily_pipeline_job, train_challenger_job],
     schedules=[daily_ingestion_schedule],
     resources=build_resources(),
 )

@@ -1,10 +1,11 @@
 """Training assets: a versioned, time-split training snapshot and an XGBoost challenger in MLflow.
 
-``training_dataset`` cuts ``features.transaction_features`` under a time protocol (train, label-delay
-gap, out-of-time test; matured labels only) and writes a content-addressed Parquet snapshot whose
-hash is its data version. ``challenger_model`` trains on that snapshot, evaluates on the test
-period, and logs and registers the model in MLflow with its provenance (``validation_status``
-pending). The logic is in ``fin_assets.lib.training`` and ``fin_assets.lib.model_registry``.
+``training_dataset`` cuts ``features.transaction_features`` under a time protocol (train,
+label-delay gap, out-of-time test; matured labels only) and writes a content-addressed Parquet
+snapshot whose hash is its data version. ``challenger_model`` trains on that snapshot, evaluates
+on the test period, and logs and registers the model in MLflow with its provenance
+(``validation_status=pending``). The logic is in ``fin_assets.lib.training`` and
+``fin_assets.lib.model_registry``.
 
 Hand-off without an I/O manager: the snapshot directory is named by its data version and
 ``load_snapshot`` re-hashes what it reads, so ``challenger_model`` takes the snapshot path from
@@ -14,7 +15,6 @@ shared "latest" pointer file, two concurrent training runs cannot pick up each o
 """
 
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -67,6 +67,18 @@ RAW_TABLE = "raw.transactions"
 DATASETS_DIR = "datasets"
 HISTORY_DIR = "tuning_history"
 TUNING_METRICS = ("average_precision", "auc_roc", "card_precision_top_k")
+_HYPERPARAMETERS = (
+    "n_estimators",
+    "max_depth",
+    "learning_rate",
+    "subsample",
+    "colsample_bytree",
+    "min_child_weight",
+    "reg_lambda",
+    "reg_alpha",
+    "gamma",
+    "scale_pos_weight",
+)
 
 
 class TrainingConfig(dg.Config):
@@ -96,9 +108,9 @@ class TrainingConfig(dg.Config):
     tune: bool = Field(
         default=False, description="Prequential search before the test period (never on it)."
     )
-    tune_max_depth: list[int] = Field(default_factory=lambda: [3, 6, 9])
-    tune_n_estimators: list[int] = Field(default_factory=lambda: [25, 50, 100])
-    tune_learning_rate: list[float] = Field(default_factory=lambda: [0.1, 0.3])
+    tune_max_depth: list[int] = Field(default=[3, 6, 9], description="Grid (Handbook's).")
+    tune_n_estimators: list[int] = Field(default=[25, 50, 100], description="Grid.")
+    tune_learning_rate: list[float] = Field(default=[0.1, 0.3], description="Grid.")
     tune_metric: str = Field(default="average_precision", description=", ".join(TUNING_METRICS))
     tune_folds: int = 4
     tune_fold_train_days: int = 7
@@ -109,9 +121,7 @@ class TrainingConfig(dg.Config):
 
     def hyperparameters(self) -> dict[str, Any]:
         """XGBoost parameters (``n_estimators`` = boosting rounds), as the trainer takes them."""
-        names = ("n_estimators", "max_depth", "learning_rate", "subsample", "colsample_bytree")
-        names += ("min_child_weight", "reg_lambda", "reg_alpha", "gamma", "scale_pos_weight")
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in _HYPERPARAMETERS}
 
     def grid(self) -> dict[str, list[Any]]:
         """The tuning grid; every combination is a candidate."""
@@ -245,6 +255,53 @@ def _stale_feature_days(
     return stale
 
 
+def _refuse_unusable_inputs(
+    instance: dg.DagsterInstance,
+    rows: pd.DataFrame,
+    protocol: TimeProtocol,
+    history_start: date,
+    versions: dict[str, str],
+) -> None:
+    """Fail on a protocol the features cannot serve: short label delay, missing or stale days."""
+    feature_delay = max(f.delay_days for f in feature_registry.FEATURES)
+    if protocol.delay_days < feature_delay:
+        raise dg.Failure(f"delay_days {protocol.delay_days} < feature label delay {feature_delay}")
+    missing = _missing_days(rows, protocol.train_start, protocol.test_end)
+    if missing:
+        raise dg.Failure(
+            f"no features for {len(missing)} day(s) the protocol needs ({missing[0]}..{missing[-1]}"
+            "): materialise point_in_time_features for them"
+        )
+    stale = _stale_feature_days(instance, _days(history_start, protocol.test_end), versions)
+    if stale:
+        raise dg.Failure(
+            "features were built with other feature versions than the code: re-materialise "
+            f"point_in_time_features for {'; '.join(stale[:10])}"
+        )
+
+
+def _snapshot_metadata(dataset: TrainingDataset) -> dict[str, Any]:
+    summary = dataset.summary()
+    return {
+        "data_version": dataset.data_version,
+        "protocol": dg.MetadataValue.json(dataset.protocol.to_dict()),
+        "cutoff": summary["cutoff"],
+        "dagster/row_count": len(dataset.train) + len(dataset.test),
+        **{k: summary[k] for k in ("train_rows", "test_rows", "train_frauds", "test_frauds")},
+        "train_label_rate": round(dataset.train_label_rate, 6),
+        "test_label_rate": round(dataset.test_label_rate, 6),
+        "immature_rows_excluded": dataset.immature_rows,
+        "snapshot_path": dg.MetadataValue.path(str(dataset.source)),
+        "feature_versions": dg.MetadataValue.json(dataset.feature_versions),
+        "known_compromised_per_test_day": dg.MetadataValue.json(
+            summary["known_compromised_per_test_day"]
+        ),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(str(c), str(t)) for c, t in dataset.train.dtypes.items()]
+        ),
+    }
+
+
 def _save_history(frame: pd.DataFrame, root: Path) -> tuple[Path, str]:
     """Write tuning history as ``<root>/<sha256>.parquet``; the hash is of the file's bytes."""
     root.mkdir(parents=True, exist_ok=True)
@@ -284,28 +341,12 @@ def training_dataset(
     with warehouse.connect(read_only=True) as con:
         first_day, last_day = _feature_days(con)
         protocol, how = _resolve_protocol(config, last_day)
-        feature_delay = max(f.delay_days for f in feature_registry.FEATURES)
-        if protocol.delay_days < feature_delay:
-            raise dg.Failure(
-                f"delay_days {protocol.delay_days} < feature label delay {feature_delay}"
-            )
         history_start = protocol.train_start
         if config.tune:
             reach = protocol.train_end - timedelta(days=config.history_days() - 1)
             history_start = max(min(reach, protocol.train_start), first_day)
         rows = _read_features(con, history_start, protocol.test_end, columns)
-    missing = _missing_days(rows, protocol.train_start, protocol.test_end)
-    if missing:
-        raise dg.Failure(
-            f"no features for {len(missing)} day(s) the protocol needs ({missing[0]}..{missing[-1]}"
-            f"; warehouse has {first_day}..{last_day}): materialise point_in_time_features for them"
-        )
-    stale = _stale_feature_days(context.instance, _days(history_start, protocol.test_end), versions)
-    if stale:
-        raise dg.Failure(
-            "features were built with other feature versions than the code: re-materialise "
-            f"point_in_time_features for {'; '.join(stale[:10])}"
-        )
+    _refuse_unusable_inputs(context.instance, rows, protocol, history_start, versions)
     # Nothing later than the warehouse's last day is known: labels after it have not matured.
     cutoff = min(protocol.default_cutoff, _midnight(last_day + timedelta(days=1)))
     try:
@@ -314,35 +355,15 @@ def training_dataset(
         raise dg.Failure(str(exc)) from exc
     dataset = save_snapshot(built, Path(settings.home) / DATASETS_DIR)
     history = rows[pd.to_datetime(rows["tx_datetime"]) < _midnight(protocol.train_start)]
-    history_meta: dict[str, Any] = {"tuning_history_rows": len(history)}
+    extra: dict[str, Any] = {"protocol_source": how, "rows_read": len(rows)}
+    extra["tuning_history_rows"] = len(history)
     if config.tune:
         path, digest = _save_history(history, Path(settings.home) / DATASETS_DIR / HISTORY_DIR)
-        history_meta |= {"tuning_history_path": dg.MetadataValue.path(path)}
-        history_meta |= {"tuning_history_sha256": digest}
-    summary = dataset.summary()
+        extra |= {"tuning_history_path": dg.MetadataValue.path(path)}
+        extra |= {"tuning_history_sha256": digest}
     context.log.info(f"data version {dataset.data_version} ({how}): {dataset.source}")
     return dg.MaterializeResult(
-        metadata={
-            "data_version": dataset.data_version,
-            "protocol": dg.MetadataValue.json(protocol.to_dict()),
-            "protocol_source": how,
-            "cutoff": summary["cutoff"],
-            "dagster/row_count": len(dataset.train) + len(dataset.test),
-            **{k: summary[k] for k in ("train_rows", "test_rows", "train_frauds", "test_frauds")},
-            "train_label_rate": round(dataset.train_label_rate, 6),
-            "test_label_rate": round(dataset.test_label_rate, 6),
-            "immature_rows_excluded": dataset.immature_rows,
-            "rows_read": len(rows),
-            "snapshot_path": dg.MetadataValue.path(str(dataset.source)),
-            "feature_versions": dg.MetadataValue.json(dataset.feature_versions),
-            "known_compromised_per_test_day": dg.MetadataValue.json(
-                summary["known_compromised_per_test_day"]
-            ),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(c, str(t)) for c, t in dataset.train.dtypes.items()]
-            ),
-            **history_meta,
-        },
+        metadata={**_snapshot_metadata(dataset), **extra},
         data_version=dg.DataVersion(dataset.data_version),
     )
 
@@ -385,6 +406,8 @@ def _load_history(upstream: dict[str, Any]) -> pd.DataFrame | None:
     if "tuning_history_path" not in upstream:
         return None
     path = Path(str(upstream["tuning_history_path"]))
+    if not path.exists():
+        raise dg.Failure(f"tuning history {path} is gone: re-materialise training_dataset")
     if hashlib.sha256(path.read_bytes()).hexdigest() != upstream["tuning_history_sha256"]:
         raise dg.Failure(f"tuning history {path} does not match its recorded hash")
     return pd.read_parquet(path)
