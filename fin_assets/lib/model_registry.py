@@ -109,21 +109,15 @@ def git_commit(path: str | Path = _REPO_ROOT) -> tuple[str, str]:
     Best effort by design: a model trained from an installed wheel has no checkout, and that
     must not stop training; "unknown" says so in the registry instead.
     """
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(path), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain")
     except (OSError, subprocess.SubprocessError):
         return "unknown", "unknown"
     return (commit or "unknown"), ("true" if status else "false")

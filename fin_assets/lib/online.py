@@ -67,34 +67,33 @@ class OnlineState:
     items: dict[str, str]
 
 
+def _recent_events(
+    con: duckdb.DuckDBPyConnection, entity: str, value: str, after: int, before: int
+) -> list[tuple[int, list[int], list[Any]]]:
+    """Per entity, the (epoch, value) lists of its transactions in (after, before), in order."""
+    return con.execute(
+        f"""
+        SELECT {entity},
+               list(epoch(tx_datetime)::BIGINT ORDER BY tx_datetime, transaction_id),
+               list({value} ORDER BY tx_datetime, transaction_id)
+        FROM raw.transactions
+        WHERE epoch(tx_datetime) > ? AND epoch(tx_datetime) < ?
+        GROUP BY {entity}
+        """,
+        [after, before],
+    ).fetchall()
+
+
 def build_state(
     con: duckdb.DuckDBPyConnection, as_of: datetime, delay_days: int = 7
 ) -> OnlineState:
     """State from ``raw.transactions`` holding every transaction strictly before ``as_of``."""
     end = _epoch(as_of)
     horizon = max(WINDOWS)
-    customers = con.execute(
-        """
-        SELECT customer_id,
-               list(epoch(tx_datetime)::BIGINT ORDER BY tx_datetime, transaction_id),
-               list(tx_amount ORDER BY tx_datetime, transaction_id)
-        FROM raw.transactions
-        WHERE epoch(tx_datetime) > ? AND epoch(tx_datetime) < ?
-        GROUP BY customer_id
-        """,
-        [end - horizon * DAY_S, end],
-    ).fetchall()
-    terminals = con.execute(
-        """
-        SELECT terminal_id,
-               list(epoch(tx_datetime)::BIGINT ORDER BY tx_datetime, transaction_id),
-               list(tx_fraud ORDER BY tx_datetime, transaction_id)
-        FROM raw.transactions
-        WHERE epoch(tx_datetime) > ? AND epoch(tx_datetime) < ?
-        GROUP BY terminal_id
-        """,
-        [end - (delay_days + horizon) * DAY_S, end],
-    ).fetchall()
+    customers = _recent_events(con, "customer_id", "tx_amount", end - horizon * DAY_S, end)
+    terminals = _recent_events(
+        con, "terminal_id", "tx_fraud", end - (delay_days + horizon) * DAY_S, end
+    )
     items = {customer_key(c): json.dumps({"t": t, "a": a}) for c, t, a in customers}
     items.update({terminal_key(m): json.dumps({"t": t, "f": f}) for m, t, f in terminals})
     items[_META_KEY] = json.dumps(
