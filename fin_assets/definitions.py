@@ -50,7 +50,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             drift_strength=sim.drift_strength,
         ),
         "mlflow": MlflowResource(
-            tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root
+            tracking_uri=s.mlflow_tracking_uri,
+            artifact_root=s.mlflow_artifact_root,
+            ui_url=s.mlflow_ui_url,
         ),
         "audit_store": AuditStoreResource(url=s.audit_url),
         "online_store": OnlineStoreResource(url=s.online_store_url),

@@ -471,7 +471,7 @@ def challenger_model(
         tuning=tuning,
         run_name=f"challenger-{context.run.run_id[:8]}",
     )
-    ui = os.environ.get("MLFLOW_UI_URL", "").strip() or mlflow.tracking_uri
+    ui = mlflow.ui_url or mlflow.tracking_uri
     link = run_url(ui, registered.experiment_id, registered.run_id)
     context.log.info(f"registered {registered.model_uri} (dataset from {origin}): {link}")
     return dg.MaterializeResult(

@@ -18,6 +18,8 @@ class MlflowResource(ConfigurableResource):
 
     tracking_uri: str
     artifact_root: str
+    #: Base URL of the MLflow UI for links in asset metadata (``MLFLOW_UI_URL``); empty: none.
+    ui_url: str = ""
 
     def client(self) -> MlflowClient:
         if self.tracking_uri.startswith("sqlite:///"):

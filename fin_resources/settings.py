@@ -46,6 +46,7 @@ class Settings:
     warehouse_path: str
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
+    mlflow_ui_url: str
     audit_url: str
     online_store_url: str
     reports_dir: Path
@@ -69,6 +70,7 @@ class Settings:
             ),
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
             mlflow_artifact_root=_env("FIN_MLFLOW_ARTIFACTS", str(home / "mlartifacts")),
+            mlflow_ui_url=_env("MLFLOW_UI_URL", ""),
             audit_url=_env("FIN_AUDIT_URL", f"sqlite:///{home / 'audit.db'}"),
             online_store_url=_env("FIN_ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
             reports_dir=Path(_env("FIN_REPORTS_DIR", str(home / "reports"))),
