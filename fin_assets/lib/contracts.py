@@ -33,6 +33,7 @@ REASONS: Final[tuple[str, ...]] = (
     "missing_tx_datetime",
     "unparseable_tx_datetime",
     "tx_datetime_outside_partition",
+    "subsecond_tx_datetime",
     "missing_customer_id",
     "unparseable_customer_id",
     "missing_terminal_id",
@@ -57,6 +58,7 @@ _PANDERA_REASONS: Final[dict[tuple[str, str], str]] = {
     ("transaction_id", "not_nullable"): "missing_transaction_id",
     ("tx_datetime", "not_nullable"): "missing_tx_datetime",
     ("tx_datetime", "in_range"): "tx_datetime_outside_partition",
+    ("tx_datetime", "whole_seconds"): "subsecond_tx_datetime",
     ("customer_id", "not_nullable"): "missing_customer_id",
     ("terminal_id", "not_nullable"): "missing_terminal_id",
     ("tx_amount", "not_nullable"): "missing_tx_amount",
@@ -83,7 +85,14 @@ def transaction_contract(day: date) -> pa.DataFrameSchema:
                 "Int64", nullable=False, unique=True, report_duplicates="exclude_first"
             ),
             "tx_datetime": pa.Column(
-                "datetime64[ns]", pa.Check.in_range(start, end, include_max=False), nullable=False
+                "datetime64[ns]",
+                [
+                    pa.Check.in_range(start, end, include_max=False),
+                    # Timestamps are whole seconds (DESIGN.md §2): the feature SQL orders ties
+                    # within a second by transaction_id and would refuse a fraction.
+                    pa.Check(lambda s: s.dt.floor("s") == s, name="whole_seconds"),
+                ],
+                nullable=False,
             ),
             "customer_id": pa.Column("Int64", nullable=False),
             "terminal_id": pa.Column("Int64", nullable=False),

@@ -176,3 +176,21 @@ def test_tokenise_is_keyed_stable_and_type_blind() -> None:
     assert a.tolist() != tokenise(pd.Series(["5", "6"]), "k2").tolist()
     assert a.iloc[0] != a.iloc[1]
     assert all(0 <= v < 2**63 for v in a)
+
+
+def test_subsecond_timestamp_is_quarantined() -> None:
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [1, 2],
+            "tx_datetime": pd.to_datetime(
+                ["2018-04-01 01:00:00", "2018-04-01 01:00:00.500"], format="ISO8601"
+            ),
+            "customer_id": [1, 2],
+            "terminal_id": [1, 2],
+            "tx_amount": [1.0, 2.0],
+            "tx_fraud": [0, 0],
+        }
+    )
+    result = split_day(frame, DAY)
+    assert result.accepted["transaction_id"].tolist() == [1]
+    assert result.quarantined["reason"].tolist() == ["subsecond_tx_datetime"]
