@@ -66,7 +66,7 @@ def _instance():  # type: ignore[no-untyped-def]
     return dg.DagsterInstance.get()
 
 
-def ingest_days(days: list[date], chunk: int = 31) -> list[tuple[date, bool, dict[str, object]]]:
+def run_ingestion(days: list[date], chunk: int = 31) -> list[tuple[date, bool, dict[str, object]]]:
     """Run ``ingest_transactions_job`` on the real instance, one run per chunk of up to ``chunk``
     consecutive days (as a Dagster backfill would); return per-day results."""
     from fin_assets.definitions import defs
@@ -109,7 +109,7 @@ def _print_ingestion(outcomes: list[tuple[date, bool, dict[str, object]]]) -> bo
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    outcomes = ingest_days(_days(args.start, args.end))
+    outcomes = run_ingestion(_days(args.start, args.end))
     return 0 if _print_ingestion(outcomes) else 1
 
 
@@ -188,7 +188,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cmd_init(args)
     days = _days(args.start, args.start + timedelta(days=args.days - 1))
     print(f"\n== ingesting {len(days)} simulated days under the data contract ==")
-    ok = _print_ingestion(ingest_days(days))
+    ok = _print_ingestion(run_ingestion(days))
     print(f"\n== point-in-time features (dbt) and online state for {days[0]}..{days[-1]} ==")
     features_ok = build_features(days)
     print("features built" if features_ok else "feature build FAILED (see make ui)")

@@ -9,7 +9,8 @@ import pandas as pd
 
 from fin_assets.lib.contracts import contract_failures
 from fin_assets.lib.data_quality import run_suite, write_report
-from fin_assets.lib.ingestion import IngestionOutcome, amount_summary, frame_hash, ingest_days
+from fin_assets.lib.hashing import frame_digest
+from fin_assets.lib.ingestion import IngestionOutcome, amount_summary, ingest_days
 from fin_assets.lib.ingestion_store import partition_log, read_partition
 from fin_assets.lib.policy import load_policy
 from fin_assets.lib.schema import QUARANTINE_TABLE, RAW_TRANSACTIONS_TABLE
@@ -172,7 +173,7 @@ def raw_transactions(
         for reason, count in o.quarantine_by_reason.items():
             by_reason[reason] = by_reason.get(reason, 0) + int(count)
     frauds = sum(int(o.accepted_frame["tx_fraud"].sum()) for o in outcomes)
-    data_hash = frame_hash(pd.DataFrame({"day_hash": [o.data_hash for o in outcomes]}))
+    data_hash = frame_digest(pd.DataFrame({"day_hash": [o.data_hash for o in outcomes]}))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": accepted,

@@ -6,7 +6,6 @@ CLI, the tests and the asset share one path.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -14,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from fin_assets.lib.contracts import ContractResult, split_day
+from fin_assets.lib.hashing import frame_digest
 from fin_assets.lib.ingestion_store import (
     PartitionWrite,
     ensure_tables,
@@ -48,13 +48,6 @@ class IngestionOutcome:
     @property
     def quarantine_rate(self) -> float:
         return self.quarantined / self.rows_in if self.rows_in else 0.0
-
-
-def frame_hash(frame: pd.DataFrame) -> str:
-    """A content hash of a frame's values and column names: the data version of a partition."""
-    digest = hashlib.sha256(",".join(frame.columns).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def amount_summary(amounts: pd.Series) -> dict[str, float]:
@@ -141,6 +134,6 @@ def _outcome(
         },
         fraud_rate=float(accepted["tx_fraud"].mean()) if len(accepted) else None,
         amount_summary=amount_summary(accepted["tx_amount"]),
-        data_hash=frame_hash(accepted),
+        data_hash=frame_digest(accepted),
         accepted_frame=accepted,
     )

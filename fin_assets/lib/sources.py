@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 import yaml
 
+from fin_assets.lib.contracts import day_bounds
 from fin_assets.lib.schema import CANONICAL_COLUMNS, REQUIRED_COLUMNS
 from fin_assets.lib.simulator import SimulatorConfig, simulate_day
 
@@ -99,11 +100,6 @@ def resolve_mapping(spec: str) -> dict[str, str]:
     return mapping
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day)
-    return start, start + timedelta(days=1)
-
-
 def apply_mapping(
     frame: pd.DataFrame, mapping: dict[str, str], source: str
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -151,7 +147,7 @@ def _read_parquet_day(
         dataset.schema.field(ts_col).type
     ):
         return None
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     field_ = pc.field(ts_col)
     in_day = dataset.to_table(filter=(field_ >= start) & (field_ < end)).to_pandas()
     nulls = dataset.to_table(filter=field_.is_null()).to_pandas()
@@ -191,7 +187,7 @@ def read_file_day(spec: SourceSpec, day: date) -> SourceBatch:
             f"{path}: required column(s) missing: tx_datetime (source column {ts_col!r})"
         )
     parsed = pd.to_datetime(raw[ts_col], errors="coerce", format="mixed")
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     rows = raw[(parsed >= start) & (parsed < end)]
     frame, ignored = apply_mapping(rows, mapping, str(path))
     frame["_source_row"] = rows.index.to_numpy()
@@ -219,7 +215,7 @@ def read_sql_day(spec: SourceSpec, day: date) -> SourceBatch:
         raise SourceError(
             f"{label}: required column(s) missing: tx_datetime (source column {ts_col!r})"
         )
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     ts = table.c[ts_col]
     with engine.connect() as conn:
         in_day = pd.read_sql(sa.select(table).where(ts >= start, ts < end), conn)
