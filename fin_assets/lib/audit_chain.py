@@ -1,0 +1,499 @@
+"""A tamper-evident, append-only audit trail: a SHA-256 hash chain in one SQL table.
+
+Why a hash chain and triggers both: the triggers (SQLite and PostgreSQL) stop the application and
+ordinary users from rewriting history (UPDATE, DELETE and, on PostgreSQL, TRUNCATE raise
+"audit_entries is append-only"), but a database administrator can drop or disable them. The hash
+chain is what an auditor checks afterwards: every entry stores the SHA-256 of its own canonical
+JSON, which includes the previous entry's hash, so editing, deleting, inserting or reordering any
+entry breaks a hash or a link that :meth:`AuditChain.verify` recomputes and names.
+
+Limits, stated so nobody over-trusts the chain:
+
+- A chain cannot show that its *tail* was cut off: entries 1..k of a chain of n are a valid chain.
+  Record the head ``(seq, entry_hash)`` somewhere else (Dagster materialisation metadata, a
+  ticket, an e-mail) and pass it to ``verify(anchor=...)``: a missing or different anchored entry
+  is then detected.
+- The hash is not a signature. Someone who can write to the table can rewrite the whole chain
+  from some entry onward with freshly computed hashes, or append forged entries at the head; only
+  an anchor recorded before the rewrite exposes the former, and nothing inside the database can
+  expose the latter. Hence: keep write access to the audit database narrow and anchor often.
+
+Entries are written one at a time under a write lock (``BEGIN IMMEDIATE`` on SQLite, ``LOCK
+TABLE ... IN SHARE ROW EXCLUSIVE MODE`` on PostgreSQL) so two writers can never both extend the
+same head and fork the chain; :meth:`AuditChain.writer` exposes that transaction so that callers
+(the approvals module) can store a decision and its audit entry atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+#: ``prev_hash`` of the first entry.
+GENESIS_HASH: Final[str] = "0" * 64
+APPEND_ONLY_MESSAGE: Final[str] = "audit_entries is append-only"
+TABLE_NAME: Final[str] = "audit_entries"
+#: The fields covered by ``entry_hash``, in the order they are documented.
+HASHED_FIELDS: Final[tuple[str, ...]] = (
+    "seq",
+    "recorded_at",
+    "actor",
+    "action",
+    "subject",
+    "payload",
+    "prev_hash",
+)
+#: Marks a connection that holds the chain's write lock (``Connection.info``).
+_LOCK_KEY: Final[str] = "fin_audit_chain_write_lock"
+#: PostgreSQL advisory lock taken while creating the schema.
+_DDL_LOCK_KEY: Final[str] = "fin_audit_schema"
+_VERIFY_BATCH: Final[int] = 1000
+
+metadata = sa.MetaData()
+
+audit_entries = sa.Table(
+    TABLE_NAME,
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("recorded_at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_entries_subject", "subject"),
+    sa.Index("ix_audit_entries_action", "action"),
+)
+
+_SQLITE_TRIGGERS: Final[tuple[str, ...]] = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS {TABLE_NAME}_no_{op.lower()} BEFORE {op} ON {TABLE_NAME} "
+    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+    for op in ("UPDATE", "DELETE")
+)
+_PG_FUNCTION: Final[str] = f"""
+CREATE OR REPLACE FUNCTION {TABLE_NAME}_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '{APPEND_ONLY_MESSAGE} (% refused)', TG_OP;
+END
+$$
+"""
+_PG_TRIGGERS: Final[dict[str, str]] = {
+    f"{TABLE_NAME}_no_update_delete": (
+        f"CREATE TRIGGER {TABLE_NAME}_no_update_delete BEFORE UPDATE OR DELETE ON {TABLE_NAME} "
+        f"FOR EACH ROW EXECUTE FUNCTION {TABLE_NAME}_append_only()"
+    ),
+    f"{TABLE_NAME}_no_truncate": (
+        f"CREATE TRIGGER {TABLE_NAME}_no_truncate BEFORE TRUNCATE ON {TABLE_NAME} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE_NAME}_append_only()"
+    ),
+}
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON text of ``value``: sorted keys, no spaces, ASCII only, no NaN.
+
+    One text per value is what makes a hash over JSON reproducible by anyone (an auditor's script
+    in another language included); NaN and infinities are refused because they are not JSON.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def compute_entry_hash(
+    seq: int,
+    recorded_at: str,
+    actor: str,
+    action: str,
+    subject: str,
+    payload: str,
+    prev_hash: str,
+) -> str:
+    """SHA-256 (hex) of the canonical JSON of an entry's fields other than its own hash.
+
+    ``payload`` is the stored canonical JSON *text*, so the hash binds the exact stored bytes.
+    """
+    fields = {
+        "seq": seq,
+        "recorded_at": recorded_at,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "payload": payload,
+        "prev_hash": prev_hash,
+    }
+    return hashlib.sha256(canonical_json(fields).encode("ascii")).hexdigest()
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """``now`` (default: the current time) as a UTC ISO-8601 string to the second.
+
+    A naive datetime is refused: its time zone is a guess, and an audit trail must not guess.
+    """
+    moment = datetime.now(UTC) if now is None else now
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"timestamp {moment!r} has no time zone; pass an aware datetime")
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    """One stored entry; ``payload_json`` is the exact stored canonical JSON text."""
+
+    seq: int
+    recorded_at: str
+    actor: str
+    action: str
+    subject: str
+    payload_json: str
+    prev_hash: str
+    entry_hash: str
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload as a dict (parsed from the stored text)."""
+        value = json.loads(self.payload_json)
+        if not isinstance(value, dict):
+            raise ValueError(f"audit entry {self.seq}: payload is not a JSON object")
+        return value
+
+    def computed_hash(self) -> str:
+        """The hash the entry's fields give now (differs from ``entry_hash`` if edited)."""
+        return compute_entry_hash(
+            self.seq,
+            self.recorded_at,
+            self.actor,
+            self.action,
+            self.subject,
+            self.payload_json,
+            self.prev_hash,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for exports (the payload parsed, the hash fields as stored)."""
+        return {
+            "seq": self.seq,
+            "recorded_at": self.recorded_at,
+            "actor": self.actor,
+            "action": self.action,
+            "subject": self.subject,
+            "payload": self.payload,
+            "prev_hash": self.prev_hash,
+            "entry_hash": self.entry_hash,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :meth:`AuditChain.verify`.
+
+    Attributes:
+        ok: every entry's hash and link are intact (and the anchor, if given, matches).
+        checked: entries that verified before the first bad one (all of them when ok).
+        first_bad_seq: the first sequence number that is wrong or missing; None when ok.
+        reason: what is wrong there, in words; "" when ok.
+    """
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    reason: str
+
+
+def _dialect(bind: sa.Engine | sa.Connection) -> str:
+    return bind.dialect.name
+
+
+@contextlib.contextmanager
+def ddl_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction for creating tables, serialised across processes; commits on success.
+
+    ``create_all`` checks then creates, so two processes starting at once could both try to
+    create a table; SQLite's ``BEGIN IMMEDIATE`` or a PostgreSQL advisory lock makes them take
+    turns.
+    """
+    with engine.connect() as conn:
+        dialect = _dialect(conn)
+        if dialect == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif dialect == "postgresql":
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _DDL_LOCK_KEY}
+            )
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """Create ``audit_entries`` and its append-only triggers if missing (idempotent).
+
+    On PostgreSQL a trigger that an administrator disabled is re-enabled and the trigger
+    function is replaced by the original. Other databases get the table without triggers (the
+    chain still detects tampering, nothing prevents it).
+    """
+    with ddl_transaction(engine) as conn:
+        dialect = _dialect(conn)
+        metadata.create_all(conn, checkfirst=True)
+        if dialect == "sqlite":
+            for statement in _SQLITE_TRIGGERS:
+                conn.exec_driver_sql(statement)
+        elif dialect == "postgresql":
+            # sa.text escapes the ``%`` of RAISE for psycopg2's pyformat parameters.
+            conn.execute(sa.text(_PG_FUNCTION))
+            rows = conn.execute(
+                sa.text(
+                    "SELECT tgname, tgenabled FROM pg_trigger "
+                    "WHERE tgrelid = CAST(:table AS regclass) AND NOT tgisinternal"
+                ),
+                {"table": TABLE_NAME},
+            ).all()
+            present = {str(name): str(enabled) for name, enabled in rows}
+            for name, statement in _PG_TRIGGERS.items():
+                if name not in present:
+                    conn.exec_driver_sql(statement)
+                elif present[name] == "D":
+                    conn.exec_driver_sql(f"ALTER TABLE {TABLE_NAME} ENABLE TRIGGER {name}")
+
+
+def _entry(row: sa.Row[Any]) -> AuditEntry:
+    return AuditEntry(
+        seq=int(row.seq),
+        recorded_at=str(row.recorded_at),
+        actor=str(row.actor),
+        action=str(row.action),
+        subject=str(row.subject),
+        payload_json=str(row.payload),
+        prev_hash=str(row.prev_hash),
+        entry_hash=str(row.entry_hash),
+    )
+
+
+def _require_text(name: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"audit entry {name} must be a non-empty string, got {value!r}")
+
+
+class AuditChain:
+    """The audit trail stored in ``engine`` (SQLite or PostgreSQL; others without triggers).
+
+    Constructing it ensures the schema, so every user of the chain runs with the triggers in
+    place.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        ensure_schema(engine)
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[sa.Connection]:
+        """One transaction holding the chain's write lock; commits on success.
+
+        Everything written on the yielded connection (an approval and its audit entry, say)
+        commits or rolls back together. SQLite: ``BEGIN IMMEDIATE`` takes the database write lock
+        before the head is read. PostgreSQL: ``LOCK TABLE`` in SHARE ROW EXCLUSIVE mode, which
+        conflicts with itself (one writer at a time) but not with readers.
+        """
+        with self.engine.connect() as conn:
+            dialect = _dialect(conn)
+            if dialect == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif dialect == "postgresql":
+                conn.exec_driver_sql(f"LOCK TABLE {TABLE_NAME} IN SHARE ROW EXCLUSIVE MODE")
+            else:
+                conn.execute(
+                    sa.select(audit_entries.c.seq)
+                    .order_by(audit_entries.c.seq.desc())
+                    .limit(1)
+                    .with_for_update()
+                )
+            conn.info[_LOCK_KEY] = True
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            else:
+                conn.commit()
+            finally:
+                conn.info.pop(_LOCK_KEY, None)
+
+    def append_on(
+        self,
+        conn: sa.Connection,
+        action: str,
+        actor: str,
+        subject: str,
+        payload: Mapping[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> AuditEntry:
+        """Append one entry on a connection obtained from :meth:`writer` (lock held)."""
+        if not conn.info.get(_LOCK_KEY):
+            raise RuntimeError("append_on needs a connection from AuditChain.writer()")
+        for name, value in (("action", action), ("actor", actor), ("subject", subject)):
+            _require_text(name, value)
+        if not isinstance(payload, Mapping):
+            raise TypeError(f"audit payload must be a mapping, got {type(payload).__name__}")
+        payload_json = canonical_json(dict(payload))
+        recorded_at = utc_timestamp(now)
+        head = conn.execute(
+            sa.select(audit_entries.c.seq, audit_entries.c.entry_hash)
+            .order_by(audit_entries.c.seq.desc())
+            .limit(1)
+        ).first()
+        seq = 1 if head is None else int(head.seq) + 1
+        prev_hash = GENESIS_HASH if head is None else str(head.entry_hash)
+        entry_hash = compute_entry_hash(
+            seq, recorded_at, actor, action, subject, payload_json, prev_hash
+        )
+        entry = AuditEntry(
+            seq, recorded_at, actor, action, subject, payload_json, prev_hash, entry_hash
+        )
+        conn.execute(
+            audit_entries.insert().values(
+                seq=seq,
+                recorded_at=recorded_at,
+                actor=actor,
+                action=action,
+                subject=subject,
+                payload=payload_json,
+                prev_hash=prev_hash,
+                entry_hash=entry_hash,
+            )
+        )
+        return entry
+
+    def append(
+        self,
+        action: str,
+        actor: str,
+        subject: str,
+        payload: Mapping[str, Any],
+        *,
+        now: datetime | None = None,
+    ) -> AuditEntry:
+        """Append one entry in its own transaction and return it.
+
+        ``subject`` names what the entry is about (``fraud_detector/3``, ``policy``);
+        ``payload`` is a JSON-able mapping (callers add the policy version and sha256).
+        """
+        with self.writer() as conn:
+            return self.append_on(conn, action, actor, subject, payload, now=now)
+
+    def entries(self, subject: str | None = None, action: str | None = None) -> list[AuditEntry]:
+        """Entries in chain order, optionally only those about ``subject`` and/or of ``action``."""
+        query = sa.select(audit_entries).order_by(audit_entries.c.seq)
+        if subject is not None:
+            query = query.where(audit_entries.c.subject == subject)
+        if action is not None:
+            query = query.where(audit_entries.c.action == action)
+        with self.engine.connect() as conn:
+            return [_entry(row) for row in conn.execute(query)]
+
+    def latest(self, action: str, subject: str | None = None) -> AuditEntry | None:
+        """The last entry of ``action`` (about ``subject`` if given), or None."""
+        query = (
+            sa.select(audit_entries)
+            .where(audit_entries.c.action == action)
+            .order_by(audit_entries.c.seq.desc())
+            .limit(1)
+        )
+        if subject is not None:
+            query = query.where(audit_entries.c.subject == subject)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _entry(row)
+
+    def head(self) -> AuditEntry | None:
+        """The last entry (what to record elsewhere as an anchor), or None when empty."""
+        query = sa.select(audit_entries).order_by(audit_entries.c.seq.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _entry(row)
+
+    def verify(self, *, anchor: tuple[int, str] | None = None) -> VerifyResult:
+        """Recompute every hash and link, in seq order, and name the first bad entry.
+
+        Detects an edited entry (its hash no longer matches its fields), a deleted one (a gap in
+        seq, or a broken link if the rest were renumbered), an inserted one (the entry after it no
+        longer links or, renumbered, no longer hashes) and a reordering (hashes cover seq).
+        ``anchor=(seq, entry_hash)`` recorded elsewhere additionally detects a truncated tail
+        and a rewrite of the chain up to the anchor, which the chain alone cannot show.
+        """
+        expected_seq = 1
+        prev_hash = GENESIS_HASH
+        anchored_hash: str | None = None
+        query = sa.select(audit_entries).order_by(audit_entries.c.seq)
+        with self.engine.connect() as conn:
+            rows = conn.execution_options(yield_per=_VERIFY_BATCH).execute(query)
+            for row in rows:
+                entry = _entry(row)
+                problem = self._problem(entry, expected_seq, prev_hash)
+                if problem is not None:
+                    rows.close()
+                    bad_seq = min(entry.seq, expected_seq)
+                    return VerifyResult(False, expected_seq - 1, bad_seq, problem)
+                if anchor is not None and entry.seq == anchor[0]:
+                    anchored_hash = entry.entry_hash
+                prev_hash = entry.entry_hash
+                expected_seq += 1
+        checked = expected_seq - 1
+        if anchor is not None:
+            anchor_seq, anchor_hash = anchor
+            if anchor_seq > checked:
+                return VerifyResult(
+                    False,
+                    checked,
+                    checked + 1,
+                    f"the chain ends at seq {checked} but the anchor names seq {anchor_seq}: "
+                    f"entries {checked + 1}..{anchor_seq} were removed (truncated tail)",
+                )
+            if anchored_hash != anchor_hash:
+                return VerifyResult(
+                    False,
+                    checked,
+                    anchor_seq,
+                    f"entry {anchor_seq} has hash {anchored_hash} but the anchor recorded "
+                    f"{anchor_hash}: the chain up to it was rewritten",
+                )
+        return VerifyResult(True, checked, None, "")
+
+    @staticmethod
+    def _problem(entry: AuditEntry, expected_seq: int, prev_hash: str) -> str | None:
+        if entry.seq > expected_seq:
+            return (
+                f"entry {expected_seq} is missing: seq {entry.seq} follows seq "
+                f"{expected_seq - 1} (deleted or renumbered)"
+            )
+        if entry.seq < expected_seq:
+            return f"seq {entry.seq} is out of sequence (expected {expected_seq})"
+        if entry.computed_hash() != entry.entry_hash:
+            return (
+                f"entry {entry.seq}: stored hash does not match its content "
+                "(edited, renumbered or moved)"
+            )
+        if entry.prev_hash != prev_hash:
+            return (
+                f"entry {entry.seq}: prev_hash does not match the hash of entry "
+                f"{entry.seq - 1} (an entry before it was inserted, removed or moved)"
+            )
+        try:
+            payload_ok = canonical_json(entry.payload) == entry.payload_json
+        except ValueError:
+            payload_ok = False
+        if not payload_ok:
+            return f"entry {entry.seq}: payload is not a canonical JSON object"
+        return None
