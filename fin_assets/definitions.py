@@ -9,16 +9,31 @@ from __future__ import annotations
 import dagster as dg
 
 from fin_assets.features import dbt_resource, online_features, point_in_time_features
+from fin_assets.governance import (
+    audit_trail,
+    champion_model,
+    champion_was_approved,
+    promote_champion_job,
+)
 from fin_assets.ingestion import raw_transactions
-from fin_assets.jobs import build_features_job, daily_pipeline_job, ingest_transactions_job
+from fin_assets.jobs import (
+    build_features_job,
+    daily_pipeline_job,
+    ingest_transactions_job,
+    retrain_challenger_job,
+)
 from fin_assets.lib.simulator import SimulatorConfig
+from fin_assets.monitoring import monitoring_report, score_and_monitor_job, scored_transactions
 from fin_assets.training import challenger_model, train_challenger_job, training_dataset
+from fin_assets.validation import validation_pack
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.settings import Settings, SettingsResource
 from fin_resources.source import SimulatorResource, TransactionSourceResource
 from fin_resources.warehouse import WarehouseResource
+from fin_sensors.approval import approval_sensor
+from fin_sensors.drift import drift_retrain_sensor
 from fin_sensors.schedules import daily_ingestion_schedule
 
 
@@ -67,8 +82,23 @@ defs = dg.Definitions(
         online_features,
         training_dataset,
         challenger_model,
+        validation_pack,
+        champion_model,
+        audit_trail,
+        scored_transactions,
+        monitoring_report,
     ],
-    jobs=[ingest_transactions_job, build_features_job, daily_pipeline_job, train_challenger_job],
+    asset_checks=[champion_was_approved],
+    jobs=[
+        ingest_transactions_job,
+        build_features_job,
+        daily_pipeline_job,
+        train_challenger_job,
+        retrain_challenger_job,
+        promote_champion_job,
+        score_and_monitor_job,
+    ],
     schedules=[daily_ingestion_schedule],
+    sensors=[approval_sensor, drift_retrain_sensor],
     resources=build_resources(),
 )

@@ -11,7 +11,8 @@ from fin_assets.jobs import daily_pipeline_job
     cron_schedule="0 1 * * *",
     job=daily_pipeline_job,
     execution_timezone="UTC",
-    description="Each night at 01:00 UTC: ingest the day that has just ended, then its features.",
+    description="Each night at 01:00 UTC: the day that has just ended is ingested, its features "
+    "built, scored by the champion and monitored.",
 )
 def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Request yesterday's partition; the run key makes a re-evaluated tick launch nothing new."""

@@ -1,0 +1,226 @@
+"""Benchmark of the daily monitoring report against its budget, and at one million rows.
+
+Budget (issue 7): the monitoring of one day of the full-size simulator (5,000 customers, 10,000
+terminals, about 10k transactions) in at most 10 s on 2 cores: ``drift_report`` (PSI and
+Evidently's tests for the 15 features and the score, segment drift, the Evidently snapshot), its
+JSON summary and the Evidently HTML report written to disk. The same for 1,000,000 current rows
+(about 100 days), reported with wall time and peak memory but not judged.
+
+Set-up (untimed): simulate the days, compute point-in-time features by the dbt SQL, train a
+champion on 14 warmed-up days (from day 37: every window complete) and score its training rows:
+that scored frame is the reference every report compares with. Memory: peak resident set size
+sampled every 10 ms by psutil during the timed stages, and its rise over the size before them.
+The first report of a process also imports Evidently (about 10 s of CPU): it is timed apart, on
+a small report, before the cases.
+``matured_performance`` (AUC, average precision, card precision top-100 per day) is timed too.
+
+Run: ``.venv/bin/python bench/bench_monitoring.py [--big-rows 1000000]``. Exits 1 when the
+budget is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+
+from fin_assets.lib import monitoring, training
+from fin_assets.lib.features import compute_features_for_frame
+from fin_assets.lib.policy import load_policy
+from fin_assets.lib.scoring import score_transactions
+from fin_assets.lib.simulator import SimulatorConfig, simulate_range
+
+BUDGET_SECONDS = 10.0
+WARM_UP_DAYS = 37
+TRAIN_DAYS = 14
+MB = 1024.0 * 1024.0
+
+
+@dataclass
+class Memory:
+    """RSS before a block and the highest RSS seen while it ran (bytes)."""
+
+    before: int = 0
+    peak: int = 0
+
+
+@contextmanager
+def sampled_rss(interval: float = 0.01) -> Iterator[Memory]:
+    """Sample this process's RSS in a thread while the block runs."""
+    process = psutil.Process()
+    memory = Memory(before=process.memory_info().rss)
+    memory.peak = memory.before
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            memory.peak = max(memory.peak, process.memory_info().rss)
+            done.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield memory
+    finally:
+        done.set()
+        thread.join()
+        memory.peak = max(memory.peak, process.memory_info().rss)
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    began = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - began
+
+
+@dataclass
+class Row:
+    case: str
+    reference_rows: int
+    current_rows: int
+    report_s: float
+    summary_s: float
+    html_s: float
+    matured_s: float
+    memory: Memory
+
+    @property
+    def total_s(self) -> float:
+        return self.report_s + self.summary_s + self.html_s
+
+
+def _monitor(
+    name: str,
+    case: str,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: list[str],
+    important: list[str],
+    out_dir: Path,
+) -> Row:
+    """Time one report: drift, summary, HTML; then matured performance (apart)."""
+    policy = load_policy()
+    with sampled_rss() as memory:
+        drift, report_s = _timed(
+            lambda: monitoring.drift_report(reference, current, columns, policy=policy)
+        )
+        _, summary_s = _timed(
+            lambda: monitoring.monitoring_summary(drift, important_features=important)
+        )
+        _, html_s = _timed(lambda: drift.save_html(out_dir / f"{name}.html"))
+        as_of = pd.Timestamp(current["tx_datetime"].max()).to_pydatetime() + timedelta(days=8)
+        _, matured_s = _timed(
+            lambda: monitoring.matured_performance(
+                current, as_of=as_of, delay_days=7, k=100, policy=policy
+            )
+        )
+    return Row(case, len(reference), len(current), report_s, summary_s, html_s, matured_s, memory)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set up, run both cases, print the table; 0 when the daily case is within budget."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=42, help="simulator seed")
+    parser.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the big case")
+    args = parser.parse_args(argv)
+
+    config = SimulatorConfig(seed=args.seed)
+    start = config.start_date
+    train_start = start + timedelta(days=WARM_UP_DAYS)
+    first_monitored = train_start + timedelta(days=TRAIN_DAYS + 7)
+    # ~10k transactions a day: enough days after the training period for the big case
+    days = WARM_UP_DAYS + TRAIN_DAYS + 7 + args.big_rows // 9_000 + 2
+    began = time.perf_counter()
+    raw = simulate_range(config, start, start + timedelta(days=days - 1))
+    features = compute_features_for_frame(raw)
+    del raw
+    protocol = training.TimeProtocol(
+        train_start=train_start, train_days=TRAIN_DAYS, delay_days=7, test_days=1
+    )
+    dataset = training.build_training_dataset(features, protocol, cutoff=datetime(2100, 1, 1))
+    model = training.train_challenger(dataset, seed=0)
+    columns = list(model.feature_columns)
+    important = monitoring.important_features(model.booster, policy=load_policy())
+    stamp = {"model_name": "fraud_detector", "model_version": "1", "model_digest": "bench"}
+
+    def scored(frame: pd.DataFrame) -> pd.DataFrame:
+        return score_transactions(
+            frame, model.booster, columns, **stamp, include_features=True
+        ).reset_index(drop=True)
+
+    reference = scored(dataset.train)
+    when = pd.to_datetime(features["tx_datetime"])
+    monitored = features[when >= pd.Timestamp(first_monitored)]
+    one_day = scored(monitored[when[monitored.index].dt.date == first_monitored])
+    big = scored(monitored.head(args.big_rows))
+    del features, monitored
+    setup_s = time.perf_counter() - began
+    # Evidently's import and first report build caches (~10 s here): once per process, so
+    # measured apart, on a small report, like the SQL compilation of bench_training.py.
+    policy = load_policy()
+    _, warm_up_s = _timed(
+        lambda: monitoring.drift_report(
+            reference.head(2000), one_day.head(500), columns, policy=policy, segments={}
+        )
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [
+            _monitor(
+                "day",
+                f"1 day ({first_monitored})",
+                reference,
+                one_day,
+                columns,
+                important,
+                Path(tmp),
+            ),
+            _monitor("big", f"{len(big):,} rows", reference, big, columns, important, Path(tmp)),
+        ]
+        html_mb = {p.name: p.stat().st_size / MB for p in Path(tmp).glob("*.html")}
+
+    header = (
+        f"{'case':<20} {'ref rows':>9} {'cur rows':>10} {'report s':>9} {'summary s':>9} "
+        f"{'html s':>7} {'total s':>8} {'budget s':>8} {'result':>6} {'matured s':>9} "
+        f"{'peak RSS MB':>11} {'+RSS MB':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    status = 0
+    for i, row in enumerate(rows):
+        judged = i == 0
+        verdict = ("PASS" if row.total_s <= BUDGET_SECONDS else "FAIL") if judged else "-"
+        if verdict == "FAIL":
+            status = 1
+        budget = f"{BUDGET_SECONDS:.1f}" if judged else "-"
+        print(
+            f"{row.case:<20} {row.reference_rows:>9,} {row.current_rows:>10,} "
+            f"{row.report_s:>9.2f} {row.summary_s:>9.3f} {row.html_s:>7.2f} {row.total_s:>8.2f} "
+            f"{budget:>8} {verdict:>6} {row.matured_s:>9.2f} {row.memory.peak / MB:>11.0f} "
+            f"{(row.memory.peak - row.memory.before) / MB:>8.0f}"
+        )
+    print(
+        f"{len(columns)} features + score; reference = the champion's training rows "
+        f"{protocol.train_start}..{protocol.train_end}, scored; HTML sizes "
+        + ", ".join(f"{name} {size:.1f} MB" for name, size in sorted(html_mb.items()))
+        + f"; set-up {setup_s:.1f} s and first report in the process (Evidently import) "
+        f"{warm_up_s:.1f} s, untimed; {os.cpu_count()} CPUs visible, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""``fin-mlops`` governance commands: approvers, pending, approve, reject, rollback, audit.
+
+Every refusal prints why on stderr, exits with status 3 and is itself in the audit trail (the
+library writes it). Tokens are read from ``--token`` or ``FIN_APPROVER_TOKEN``; the only time a
+token is shown is when ``approvers add`` creates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from fin_assets.lib import approvals
+from fin_assets.lib.audit_chain import AuditChain
+from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL
+from fin_assets.lib.policy import Policy, load_policy
+from fin_resources.audit_store import AuditStoreResource
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import Settings
+
+REFUSED = 3
+
+
+@contextmanager
+def _store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
+    settings = Settings.from_env()
+    engine = AuditStoreResource(url=settings.audit_url).engine()
+    try:
+        approvals.ensure_schema(engine)
+        yield engine, AuditChain(engine), load_policy(settings.policy_path or None)
+    finally:
+        engine.dispose()
+
+
+def _mlflow() -> MlflowResource:
+    settings = Settings.from_env()
+    return MlflowResource(
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifact_root=settings.mlflow_artifact_root,
+        ui_url=settings.mlflow_ui_url,
+    )
+
+
+def _refused(refusal: approvals.Refusal) -> int:
+    print(f"refused ({refusal.code}): {refusal.message}", file=sys.stderr)
+    return REFUSED
+
+
+def cmd_approvers_add(args: argparse.Namespace) -> int:
+    with _store() as (engine, _, policy):
+        try:
+            token = approvals.add_approver(engine, args.name, args.role, policy)
+        except ValueError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return REFUSED
+    print(f"registered {args.name} as {args.role}. Personal token (shown once, stored hashed):")
+    print(token)
+    return 0
+
+
+def cmd_approvers_list(args: argparse.Namespace) -> int:
+    with _store() as (engine, _chain, _policy):
+        people = approvals.list_approvers(engine)
+    print(f"{'name':<24}{'role':<22}{'active':<8}created")
+    for person in people:
+        print(f"{person.name:<24}{person.role:<22}{person.active!s:<8}{person.created_at}")
+    return 0
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    from fin_assets.lib.governance import all_version_facts, champion_version
+
+    client = _mlflow().client()
+    facts = all_version_facts(client, args.model)
+    with _store() as (engine, _, _policy):
+        waiting = approvals.pending_challengers(engine, facts)
+    champion = champion_version(client, args.model)
+    print(f"{args.model}: champion version {champion if champion is not None else 'none'}")
+    if not waiting:
+        print("no challenger awaits a decision")
+        return 0
+    print(f"{'version':<9}{'validation':<12}{'developer':<20}validation pack")
+    for f in waiting:
+        pack = (f.validated or {}).get("pack_path", "(not validated yet)")
+        print(f"{f.version:<9}{f.validation_status or '-':<12}{f.developer or '-':<20}{pack}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> str:
+    return str(args.token or os.environ.get("FIN_APPROVER_TOKEN", ""))
+
+
+def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
+    from fin_assets.lib.feature_registry import feature_versions
+    from fin_assets.lib.governance import version_facts
+
+    facts = version_facts(_mlflow().client(), args.model, version)
+    with _store() as (engine, chain, policy):
+        approvals.log_policy_change(chain, policy, f"cli:{args.name}")
+        try:
+            decision = approvals.decide(
+                engine,
+                chain,
+                facts,
+                args.name,
+                _token(args),
+                kind,
+                args.rationale,
+                current_feature_versions=feature_versions(),
+                policy=policy,
+            )
+        except approvals.Refusal as refusal:
+            return _refused(refusal)
+    verb = {"approve": "approved", "reject": "rejected", "rollback": "rollback approved"}[kind]
+    print(
+        f"{verb}: {decision.model_name} version {decision.version} by {decision.approver} "
+        f"({decision.role}), decision #{decision.id}"
+    )
+    if kind != approvals.REJECT:
+        print("approval_sensor will launch promote_champion_job (or run: make ui)")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _decide(args, approvals.APPROVE, args.version)
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    return _decide(args, approvals.REJECT, args.version)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from fin_assets.lib.governance import rollback_target
+
+    try:
+        target = rollback_target(_mlflow().client(), args.model)
+    except approvals.Refusal as refusal:
+        with _store() as (_, chain, policy):
+            approvals.record_refusal(
+                chain,
+                refusal,
+                actor=args.name,
+                attempted="rollback",
+                subject=args.model,
+                policy=policy,
+            )
+        return _refused(refusal)
+    return _decide(args, approvals.ROLLBACK, target)
+
+
+def _dagster_anchor() -> tuple[int, str] | None:
+    """The head recorded by the latest ``audit_trail`` materialisation, if the instance has one."""
+    settings = Settings.from_env()
+    if not (settings.dagster_home / "dagster.yaml").exists():
+        return None
+    import dagster as dg
+
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("audit_trail"))
+    mat = event.asset_materialization if event else None
+    if mat is None or "head_seq" not in mat.metadata:
+        return None
+    return int(mat.metadata["head_seq"].value), str(mat.metadata["head_hash"].value)  # type: ignore[arg-type]
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    anchor: tuple[int, str] | None
+    if args.anchor:
+        seq, _, digest = args.anchor.partition(":")
+        anchor = (int(seq), digest)
+    else:
+        anchor = _dagster_anchor()
+    with _store() as (_, chain, _policy):
+        result = chain.verify(anchor=anchor)
+    where = f" against the anchor {anchor[0]}:{anchor[1][:12]}" if anchor else ""
+    if result.ok:
+        print(f"audit trail intact: {result.checked} entries verified{where}")
+        return 0
+    print(
+        f"AUDIT TRAIL BROKEN at entry {result.first_bad_seq}: {result.reason} "
+        f"({result.checked} entries verified before it{where})",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _partitions(start: str, end: str) -> list[dict[str, Any]]:
+    """Raw data partitions of a period with their ingestion run and counts (warehouse log)."""
+    import duckdb
+
+    from fin_assets.lib.schema import INGESTION_LOG_TABLE
+
+    path = Settings.from_env().warehouse_path
+    if not Path(path).exists():
+        return []
+    with duckdb.connect(path, read_only=True) as con:
+        rows = con.execute(
+            f"SELECT partition_date, source, rows_in, accepted, quarantined, run_id, ingested_at "
+            f"FROM {INGESTION_LOG_TABLE} WHERE partition_date BETWEEN ? AND ? "
+            "ORDER BY partition_date",
+            [start, end],
+        ).fetchall()
+    names = ("day", "source", "rows_in", "accepted", "quarantined", "dagster_run_id", "ingested_at")
+    text = ("day", "ingested_at")
+    return [
+        {k: str(v) if k in text else v for k, v in zip(names, row, strict=True)} for row in rows
+    ]
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from fin_assets.lib.audit_export import build_bundle, write_bundle
+    from fin_assets.lib.governance import champion_version
+
+    settings = Settings.from_env()
+    client = _mlflow().client()
+    try:
+        found = client.get_model_version(args.model, str(args.version))
+    except Exception as exc:
+        print(f"audit export: {args.model} version {args.version}: {exc}", file=sys.stderr)
+        return 1
+    tags = dict(found.tags)
+    summary: dict[str, Any] | None = None
+    manifest = settings.home / "datasets" / tags.get("data_version", "-") / "manifest.json"
+    partitions: list[dict[str, Any]] = []
+    if manifest.exists():
+        summary = json.loads(manifest.read_text())
+        summary.pop("known_compromised", None)
+        protocol = summary["protocol"]
+        partitions = _partitions(protocol["train_start"], protocol["test_end"])
+    with _store() as (engine, chain, _policy):
+        bundle = build_bundle(
+            model_name=args.model,
+            version=args.version,
+            version_tags=tags,
+            mlflow_run_id=str(found.run_id),
+            dataset_summary=summary,
+            partitions=partitions,
+            decisions=approvals.decisions_for(engine, args.model, args.version),
+            entries=chain.entries(),
+            verification=chain.verify(anchor=_dagster_anchor()),
+            champion=champion_version(client, args.model),
+            exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+    paths = write_bundle(bundle, Path(args.out))
+    print(f"audit bundle of {args.model} version {args.version}:")
+    for kind, path in sorted(paths.items()):
+        print(f"  {kind:<6}{path}")
+    return 0 if bundle["audit_trail"]["verified"] else 1
+
+
+def _decision_args(parser: argparse.ArgumentParser, with_version: bool = True) -> None:
+    parser.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
+    if with_version:
+        parser.add_argument("--version", type=int, required=True)
+    parser.add_argument("--as", dest="name", required=True, help="your approver name")
+    parser.add_argument("--rationale", required=True, help="why (recorded in the audit trail)")
+    parser.add_argument("--token", default="", help="personal token (or FIN_APPROVER_TOKEN)")
+
+
+def add_commands(sub: Any) -> None:
+    """Register the governance subcommands on the ``fin-mlops`` parser."""
+    people = sub.add_parser("approvers", help="register and list approvers")
+    people_sub = people.add_subparsers(dest="approvers_command", required=True)
+    add = people_sub.add_parser("add", help="register an approver; prints a token once")
+    add.add_argument("name")
+    add.add_argument("--role", required=True)
+    add.set_defaults(func=cmd_approvers_add)
+    people_sub.add_parser("list", help="registered approvers").set_defaults(func=cmd_approvers_list)
+    pending = sub.add_parser("pending", help="challengers awaiting a decision")
+    pending.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
+    pending.set_defaults(func=cmd_pending)
+    approve = sub.add_parser("approve", help="approve a validated version for promotion")
+    _decision_args(approve)
+    approve.set_defaults(func=cmd_approve)
+    reject = sub.add_parser("reject", help="reject a version")
+    _decision_args(reject)
+    reject.set_defaults(func=cmd_reject)
+    rollback = sub.add_parser("rollback", help="approve restoring the previous champion")
+    _decision_args(rollback, with_version=False)
+    rollback.set_defaults(func=cmd_rollback)
+    audit = sub.add_parser("audit", help="verify or export the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="prove the chain intact or name the first bad entry"
+    )
+    verify.add_argument("--anchor", default="", help="SEQ:HASH recorded elsewhere")
+    verify.set_defaults(func=cmd_audit_verify)
+    export = audit_sub.add_parser("export", help="auditor bundle of one model version")
+    export.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
+    export.add_argument("--version", type=int, required=True)
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=cmd_audit_export)

@@ -1,0 +1,265 @@
+"""Governance assets: the champion moves only on a recorded, independent human approval.
+
+``champion_model`` is the only code that sets the MLflow alias ``champion``. It does so for one
+recorded decision (an approval of a validated version, or an approved rollback) after re-checking
+at run time that the version is still exactly what was approved; without such a decision it
+refuses, and the refusal is written to the audit trail. ``champion_was_approved`` checks that the
+alias in the registry still points at a version promoted through an approval (an alias moved by
+hand in the MLflow UI fails it) and lists the challengers waiting for a decision.
+``audit_trail`` verifies the hash chain against the head recorded by its previous materialisation
+(so a truncated tail is caught too). The rules are in ``fin_assets.lib.approvals``.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from fin_assets.lib import approvals
+from fin_assets.lib.audit_chain import AuditChain
+from fin_assets.lib.feature_registry import feature_versions
+from fin_assets.lib.governance import (
+    all_version_facts,
+    champion_version,
+    promote,
+    version_facts,
+)
+from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL
+from fin_assets.lib.policy import load_policy
+from fin_assets.validation import validation_pack
+from fin_resources.audit_store import AuditStoreResource
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import SettingsResource
+
+OWNERS = ["team:model-risk"]
+CHAMPION_MODEL = dg.AssetKey("champion_model")
+AUDIT_TRAIL = dg.AssetKey("audit_trail")
+PROMOTION_ACTOR = "pipeline:champion_model"
+#: Run tag naming the decision a promotion run carries out (set by ``approval_sensor``).
+DECISION_TAG = "fin/decision_id"
+
+
+class PromotionConfig(dg.Config):
+    """Which decision to carry out: by default the run's `fin/decision_id` tag, else the oldest
+    recorded approval or rollback awaiting promotion."""
+
+    registered_model: str = DEFAULT_REGISTERED_MODEL
+    decision_id: int = Field(default=0, description="0: the run tag, else the oldest pending")
+
+
+def _pending_decision(
+    context: dg.AssetExecutionContext, config: PromotionConfig, engine: Any
+) -> approvals.Decision:
+    wanted = config.decision_id or int(context.run.tags.get(DECISION_TAG, "0") or 0)
+    pending = [
+        d for d in approvals.pending_promotions(engine) if d.model_name == config.registered_model
+    ]
+    if wanted:
+        pending = [d for d in pending if d.id == wanted]
+    if not pending:
+        which = f"decision #{wanted}" if wanted else "any decision"
+        raise approvals.Refusal(
+            "no_approval",
+            f"champion_model refuses to move the champion of {config.registered_model}: "
+            f"{which} is not a recorded approval or rollback awaiting promotion. An approver must "
+            "run `fin-mlops approve` (or `fin-mlops rollback`) first",
+        )
+    return pending[0]
+
+
+@dg.asset(
+    deps=[validation_pack],
+    group_name="governance",
+    kinds={"mlflow"},
+    owners=OWNERS,
+    tags={"domain": "governance"},
+)
+def champion_model(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    mlflow: MlflowResource,
+    audit_store: AuditStoreResource,
+    settings: SettingsResource,
+) -> dg.MaterializeResult:
+    """The champion: MLflow alias `champion` on the version a human approved (never automatic).
+
+    Carries out one recorded approval (or approved rollback): re-checks that the version still
+    exists, passed validation, and has the model, data, feature versions and pack the approver
+    saw; then moves `previous_champion` and `champion`. Without a recorded decision it refuses;
+    every promotion and refusal is appended to the audit trail.
+    """
+    policy = load_policy(settings.policy_path or None)
+    engine = audit_store.engine()
+    try:
+        approvals.ensure_schema(engine)
+        chain = AuditChain(engine)
+        approvals.log_policy_change(chain, policy, PROMOTION_ACTOR)
+        try:
+            decision = _pending_decision(context, config, engine)
+        except approvals.Refusal as refusal:
+            approvals.record_refusal(
+                chain,
+                refusal,
+                actor=PROMOTION_ACTOR,
+                attempted="promote",
+                subject=config.registered_model,
+                policy=policy,
+                details={"dagster_run_id": context.run.run_id},
+            )
+            raise dg.Failure(refusal.message) from refusal
+        client = mlflow.client()
+        facts = version_facts(client, decision.model_name, decision.version)
+        try:
+            approvals.check_promotion(
+                decision,
+                facts,
+                current_feature_versions=feature_versions(),
+                now=datetime.now(UTC),
+            )
+        except approvals.Refusal as refusal:
+            approvals.mark_refused_at_promotion(
+                engine, chain, decision.id, context.run.run_id, refusal, actor=PROMOTION_ACTOR
+            )
+            raise dg.Failure(f"promotion refused ({refusal.code}): {refusal.message}") from refusal
+        previous, current = promote(client, decision.model_name, decision.version)
+        approvals.mark_promoted(
+            engine,
+            chain,
+            decision.id,
+            context.run.run_id,
+            previous_champion=previous,
+            actor=PROMOTION_ACTOR,
+            policy=policy,
+        )
+    finally:
+        engine.dispose()
+    context.log.info(
+        f"{decision.model_name}: champion is now version {current} (was {previous}); "
+        f"{decision.kind} #{decision.id} by {decision.approver}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": decision.model_name,
+            "champion_version": current,
+            "previous_champion_version": previous if previous is not None else "none",
+            "decision_id": decision.id,
+            "decision_kind": decision.kind,
+            "approved_by": decision.approver,
+            "approver_role": decision.role,
+            "approved_at": decision.decided_at,
+            "rationale": decision.rationale,
+            "validation_pack_digest": decision.pack_digest or "",
+            "validation_pack": dg.MetadataValue.path(
+                str((facts.validated or {}).get("pack_path", ""))
+            ),
+            "model_digest": decision.model_digest or "",
+            "data_version": decision.data_version or "",
+            "developer": facts.developer or "unknown",
+            "policy_version": policy.version,
+        },
+        data_version=dg.DataVersion(f"{decision.model_name}/{current}/{decision.id}"),
+    )
+
+
+@dg.asset_check(
+    asset=champion_model, description="The champion alias points at an approved version"
+)
+def champion_was_approved(
+    mlflow: MlflowResource, audit_store: AuditStoreResource
+) -> dg.AssetCheckResult:
+    """Fails when the registry's champion was not promoted through a recorded decision.
+
+    The metadata lists the challengers waiting for a human decision, which is how a validator
+    sees the approval queue in the UI.
+    """
+    client = mlflow.client()
+    engine = audit_store.engine()
+    try:
+        approvals.ensure_schema(engine)
+        current = champion_version(client, DEFAULT_REGISTERED_MODEL)
+        decisions = approvals.decisions_for(engine, DEFAULT_REGISTERED_MODEL)
+        promoted = {d.version for d in decisions if d.status == approvals.STATUS_PROMOTED}
+        waiting = approvals.pending_challengers(
+            engine, all_version_facts(client, DEFAULT_REGISTERED_MODEL)
+        )
+    finally:
+        engine.dispose()
+    pending = [
+        {"version": f.version, "validation_status": f.validation_status, "developer": f.developer}
+        for f in waiting
+    ]
+    passed = current is None or current in promoted
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={
+            "champion_version": current if current is not None else "none",
+            "promoted_through_approval": sorted(promoted),
+            "pending_challengers": dg.MetadataValue.json(pending),
+            "pending_count": len(pending),
+            "verdict": (
+                "no champion yet"
+                if current is None
+                else "champion was promoted through a recorded approval"
+                if passed
+                else f"version {current} carries the champion alias without a promotion record"
+            ),
+        },
+    )
+
+
+def _anchor(context: dg.AssetExecutionContext) -> tuple[int, str] | None:
+    latest = context.instance.get_latest_materialization_event(AUDIT_TRAIL)
+    mat = latest.asset_materialization if latest else None
+    if mat is None or "head_seq" not in mat.metadata:
+        return None
+    return int(mat.metadata["head_seq"].value), str(mat.metadata["head_hash"].value)  # type: ignore[arg-type]
+
+
+@dg.asset(
+    deps=[champion_model],
+    group_name="governance",
+    kinds={"sql"},
+    owners=OWNERS,
+    tags={"domain": "governance"},
+)
+def audit_trail(
+    context: dg.AssetExecutionContext, audit_store: AuditStoreResource
+) -> dg.MaterializeResult:
+    """The tamper-evident audit trail, verified: every entry's hash and link, and the head
+    recorded by the previous materialisation (an anchor outside the database, so a truncated
+    tail is detected too). Fails, naming the first bad entry, if the chain is broken."""
+    engine = audit_store.engine()
+    try:
+        chain = AuditChain(engine)
+        anchor = _anchor(context)
+        result = chain.verify(anchor=anchor)
+        head = chain.head()
+        counts: dict[str, int] = {}
+        for entry in chain.entries():
+            counts[entry.action] = counts.get(entry.action, 0) + 1
+    finally:
+        engine.dispose()
+    if not result.ok:
+        raise dg.Failure(
+            f"audit trail broken at entry {result.first_bad_seq}: {result.reason}",
+            metadata={"checked": result.checked},
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "entries": result.checked,
+            "head_seq": head.seq if head else 0,
+            "head_hash": head.entry_hash if head else "",
+            "anchored_on": f"{anchor[0]}:{anchor[1][:12]}" if anchor else "none",
+            "entries_by_action": dg.MetadataValue.json(counts),
+            "verified": True,
+        }
+    )
+
+
+promote_champion_job = dg.define_asset_job(
+    "promote_champion_job",
+    selection=dg.AssetSelection.assets(champion_model, audit_trail),
+    description="Carry out one recorded approval: move the champion alias, verify the audit trail.",
+    tags={"domain": "governance"},
+)

@@ -1,0 +1,123 @@
+"""The warehouse table of daily champion scores: written a day at a time, atomically.
+
+Why a table and not files: monitoring reads a rolling week of scores next to the features and
+the labels that matured since, which is a join in the warehouse; and re-scoring a day (a new
+champion, a corrected feed) must replace that day's rows in one transaction, never add to them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Final
+
+import duckdb
+import pandas as pd
+
+SCORES_TABLE: Final[str] = "monitoring.scored_transactions"
+
+SCORES_DDL: Final[str] = f"""
+CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
+    transaction_id BIGINT NOT NULL,
+    tx_datetime TIMESTAMP NOT NULL,
+    customer_id BIGINT NOT NULL,
+    terminal_id BIGINT NOT NULL,
+    tx_amount DOUBLE NOT NULL,
+    score DOUBLE NOT NULL,
+    model_name VARCHAR NOT NULL,
+    model_version INTEGER NOT NULL,
+    model_digest VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    run_id VARCHAR NOT NULL,
+    scored_at TIMESTAMP NOT NULL
+)
+"""
+
+_COLUMNS: Final[tuple[str, ...]] = (
+    "transaction_id",
+    "tx_datetime",
+    "customer_id",
+    "terminal_id",
+    "tx_amount",
+    "score",
+    "model_name",
+    "model_version",
+    "model_digest",
+)
+
+
+def ensure_scores_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the ``monitoring`` schema and the scores table if this warehouse is new."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS monitoring")
+    con.execute(SCORES_DDL)
+
+
+def write_scores(
+    con: duckdb.DuckDBPyConnection,
+    day: date,
+    scored: pd.DataFrame,
+    run_id: str,
+    scored_at: datetime,
+) -> int:
+    """Replace the scores of ``day`` with ``scored`` in one transaction; the rows written.
+
+    Rows outside the day are refused: a partition holds its own day only, so re-running a day
+    can never duplicate or drop another day's scores.
+    """
+    missing = [c for c in _COLUMNS if c not in scored.columns]
+    if missing:
+        raise ValueError(f"scored frame lacks {missing}")
+    moments = pd.to_datetime(scored["tx_datetime"])
+    start = pd.Timestamp(day)
+    outside = int(((moments < start) | (moments >= start + pd.Timedelta(days=1))).sum())
+    if outside:
+        raise ValueError(f"{outside} scored rows are not on {day}")
+    frame = scored.loc[:, list(_COLUMNS)].assign(
+        partition_date=pd.Timestamp(day).date(), run_id=run_id, scored_at=scored_at
+    )
+    ensure_scores_table(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {SCORES_TABLE} WHERE partition_date = ?", [day])
+        con.register("scored_batch", frame)
+        con.execute(f"INSERT INTO {SCORES_TABLE} SELECT * FROM scored_batch")
+        con.unregister("scored_batch")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(frame)
+
+
+def read_scores(
+    con: duckdb.DuckDBPyConnection,
+    start: date,
+    end: date,
+    feature_table: str,
+    feature_columns: list[str],
+    label: str = "tx_fraud",
+) -> pd.DataFrame:
+    """Scores of ``[start, end]`` joined with the features and the label of each transaction.
+
+    Whether a label may be *used* is the caller's decision (``monitoring.matured_performance``
+    keeps only labels older than the delay); the join only brings it along.
+    """
+    ensure_scores_table(con)
+    columns = ", ".join(f"f.{c}" for c in feature_columns if c != "tx_amount")
+    select_features = f", {columns}" if columns else ""
+    return con.execute(
+        f"""
+        SELECT s.transaction_id, s.tx_datetime, s.customer_id, s.terminal_id, s.tx_amount,
+               s.score, s.model_name, s.model_version, s.model_digest, s.partition_date,
+               f.{label}{select_features}
+        FROM {SCORES_TABLE} s
+        JOIN {feature_table} f USING (transaction_id)
+        WHERE s.partition_date BETWEEN ? AND ?
+        ORDER BY s.tx_datetime, s.transaction_id
+        """,
+        [start, end],
+    ).df()
+
+
+def days_back(day: date, n: int) -> date:
+    """The first day of the ``n``-day window ending on ``day``."""
+    return day - timedelta(days=n - 1)

@@ -1,0 +1,217 @@
+"""Monitoring assets: the champion scores each day; drift and matured performance are reported.
+
+``scored_transactions`` scores one day's transactions with the current champion (every score
+stamped with the model version and digest) into ``monitoring.scored_transactions``, replacing
+that day atomically. ``monitoring_report`` compares the day, and the rolling week, with the
+champion's own training data (Evidently drift tests and PSI per feature, prediction drift, drift
+per segment) and, on labels that have matured, the performance trend; it writes Evidently's HTML
+and a JSON summary and puts the key numbers in metadata so the UI plots them across partitions.
+``drift_retrain_sensor`` (fin_sensors) reads that summary. Logic: ``fin_assets.lib.monitoring``.
+"""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from fin_assets.governance import champion_model
+from fin_assets.lib import monitoring
+from fin_assets.lib.governance import champion_version
+from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
+from fin_assets.lib.model_validation import RegisteredVersion, registered_version, snapshot_of
+from fin_assets.lib.policy import load_policy
+from fin_assets.lib.scores_store import days_back, read_scores, write_scores
+from fin_assets.lib.scoring import score_transactions
+from fin_assets.lib.training import LABEL
+from fin_assets.partitions import daily_partitions
+from fin_assets.training import DATASETS_DIR, FEATURE_TABLE, TRANSACTION_FEATURES
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import SettingsResource
+from fin_resources.warehouse import WarehouseResource
+
+OWNERS = ["team:fraud-operations"]
+MONITORING_REPORT = dg.AssetKey("monitoring_report")
+SUMMARY_FILE = "summary.json"
+
+
+def _day(context: dg.AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+def _champion(mlflow: MlflowResource) -> RegisteredVersion | None:
+    current = champion_version(mlflow.client(), DEFAULT_REGISTERED_MODEL)
+    if current is None:
+        return None
+    return registered_version(mlflow, DEFAULT_REGISTERED_MODEL, current)
+
+
+@dg.asset(
+    deps=[TRANSACTION_FEATURES, champion_model],
+    partitions_def=daily_partitions,
+    group_name="monitoring",
+    kinds={"duckdb", "xgboost"},
+    owners=OWNERS,
+    tags={"domain": "monitoring"},
+)
+def scored_transactions(
+    context: dg.AssetExecutionContext, mlflow: MlflowResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """The day's transactions scored by the champion, each score stamped with its model version.
+
+    Replaces the day in `monitoring.scored_transactions` in one transaction (a re-run never
+    duplicates). Before any champion exists nothing is scored, and the metadata says so.
+    """
+    day = _day(context)
+    champion = _champion(mlflow)
+    if champion is None:
+        context.log.warning(f"no champion yet: {day} is not scored")
+        return dg.MaterializeResult(metadata={"rows": 0, "model_version": "none"})
+    start = datetime(day.year, day.month, day.day)
+    with warehouse.connect() as con:
+        frame = con.execute(
+            f"SELECT * FROM {FEATURE_TABLE} WHERE tx_datetime >= ? AND tx_datetime < ?",
+            [start, start + timedelta(days=1)],
+        ).df()
+        if frame.empty:
+            raise dg.Failure(f"no features for {day}: materialise transaction_features first")
+        scored = score_transactions(
+            frame,
+            champion.booster,
+            champion.feature_columns,
+            model_name=champion.model_name,
+            model_version=champion.version,
+            model_digest=champion.tags.get(TAG_MODEL_DIGEST, "unknown"),
+        )
+        rows = write_scores(con, day, scored, context.run.run_id, datetime.now(UTC))
+    scores = scored["score"].astype(float)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": rows,
+            "model_name": champion.model_name,
+            "model_version": champion.version,
+            "score_mean": round(float(scores.mean()), 6),
+            "score_p99": round(float(scores.quantile(0.99)), 6),
+        }
+    )
+
+
+def _reference(champion: RegisteredVersion, settings: SettingsResource) -> tuple[pd.DataFrame, int]:
+    """The champion's training rows scored by the champion (what "no drift" looks like) and the
+    label delay it was trained under (when labels count as matured)."""
+    dataset = snapshot_of(champion, Path(settings.home) / DATASETS_DIR)
+    reference = dataset.train.copy()
+    reference["score"] = champion.scorer()(reference)
+    return reference, dataset.protocol.delay_days
+
+
+def _metadata(summary: dict[str, Any], found: list[monitoring.Breach]) -> dict[str, Any]:
+    psi = {name: values.get("psi") for name, values in summary["features"].items()}
+    important = set(summary["important_features"])
+    performance = summary.get("performance") or {}
+    metadata: dict[str, Any] = {
+        "drift_share": summary.get("drift_share"),
+        "drifted_features": summary.get("drifted_features"),
+        "max_psi": summary["max_psi"]["psi"],
+        "max_psi_feature": summary["max_psi"]["feature"],
+        "prediction_psi": (summary.get("prediction") or {}).get("psi"),
+        "matured_auc_roc": performance.get("auc_roc"),
+        "matured_average_precision": performance.get("average_precision"),
+        "matured_card_precision_top_k": performance.get("card_precision_top_k"),
+        "matured_rows": performance.get("rows"),
+        "breach": bool(found),
+        "breaches": dg.MetadataValue.json([b.to_dict() for b in found]),
+        **{f"psi_{name}": value for name, value in psi.items() if name in important},
+    }
+    return {k: v for k, v in metadata.items() if v is not None}
+
+
+@dg.asset(
+    deps=[scored_transactions],
+    partitions_def=daily_partitions,
+    group_name="monitoring",
+    kinds={"evidently", "html"},
+    owners=OWNERS,
+    tags={"domain": "monitoring"},
+)
+def monitoring_report(
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    warehouse: WarehouseResource,
+    settings: SettingsResource,
+) -> dg.MaterializeResult:
+    """Evidently drift (PSI bands 0.10/0.25, the policy's test per type) of the day and the
+    rolling week against the champion's training data, prediction and segment drift, and
+    matured-label performance (AUC, average precision, card precision top-k); HTML + JSON
+    summary in the reports directory, key numbers in metadata (plotted across partitions)."""
+    day = _day(context)
+    policy = load_policy(settings.policy_path or None)
+    section = policy.section("monitoring")
+    champion = _champion(mlflow)
+    if champion is None:
+        return dg.MaterializeResult(metadata={"status": "no champion: nothing to monitor"})
+    columns = list(champion.feature_columns)
+    reference, delay = _reference(champion, settings)
+    rolling = int(section["rolling_days"])
+    with warehouse.connect(read_only=True) as con:
+        window = read_scores(
+            con, days_back(day, rolling + delay), day, FEATURE_TABLE, columns, LABEL
+        )
+    window = window[window["model_version"] == champion.version]
+    today = window[pd.to_datetime(window["partition_date"]).dt.date == day]
+    if today.empty:
+        raise dg.Failure(f"no scores by champion v{champion.version} on {day}: score it first")
+    stamp = datetime(day.year, day.month, day.day) + timedelta(days=1)
+    calendar = set(section.get("calendar_features", []))
+    daily_columns = [c for c in columns if c not in calendar]
+    drift = monitoring.drift_report(reference, today, daily_columns, policy=policy, timestamp=stamp)
+    week_rows = window[pd.to_datetime(window["partition_date"]).dt.date >= days_back(day, rolling)]
+    week = monitoring.drift_report(
+        reference, week_rows, columns, policy=policy, segments={}, timestamp=stamp
+    )
+    performance = monitoring.matured_performance(
+        window,
+        as_of=stamp,
+        delay_days=delay,
+        k=int(policy.section("validation")["top_k"]),
+        policy=policy,
+    )
+    important = [
+        f
+        for f in monitoring.important_features(champion.booster, policy=policy)
+        if f in daily_columns
+    ]
+    summary = monitoring.monitoring_summary(
+        drift, important_features=important, performance=performance
+    )
+    summary["rolling_week"] = week.summary()
+    summary["model_version"] = champion.version
+    summary["partition"] = day.isoformat()
+    found = monitoring.breaches(summary, policy, important)
+    out_dir = settings.report_dir("monitoring", day.isoformat())
+    html = drift.save_html(out_dir / "drift_report.html")
+    summary_path = out_dir / SUMMARY_FILE
+    summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True))
+    if found:
+        context.log.warning(f"{day}: " + "; ".join(b.message for b in found))
+    return dg.MaterializeResult(
+        metadata={
+            "rows": len(today),
+            "model_version": champion.version,
+            **_metadata(summary, found),
+            "week_drift_share": week.summary().get("drift_share"),
+            "summary_path": dg.MetadataValue.path(str(summary_path)),
+            "drift_report": dg.MetadataValue.path(str(html)),
+            "policy_version": policy.version,
+        }
+    )
+
+
+score_and_monitor_job = dg.define_asset_job(
+    "score_and_monitor_job",
+    selection=dg.AssetSelection.assets(scored_transactions, monitoring_report),
+    description="Score one day with the champion and write its monitoring report.",
+    tags={"domain": "monitoring"},
+)

@@ -1,0 +1,222 @@
+"""Validation assets: the model-risk validation pack of a challenger, with its gates as checks.
+
+``validation_pack`` rebuilds the evidence of one registered version from its lineage (the
+version's tags name its training snapshot, which is re-hashed on load) with the engine of
+``fin_assets.lib.validation``, writes JSON, HTML and a model card under the reports directory
+and as artifacts of the version's MLflow run, records the outcome on the model version
+(``validation_status`` passed/failed and what was validated) and in the audit trail. Every gate of
+the policy is an asset check; the blocking ones stop anything downstream (promotion) in the
+same run. The pack decides nothing a human should decide: a pass makes a version *eligible* for
+approval, it does not approve it.
+"""
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from fin_assets.lib.audit_chain import AuditChain, ensure_schema
+from fin_assets.lib.governance import champion_version, record_validation
+from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
+from fin_assets.lib.model_validation import (
+    champion_for,
+    data_quality_summary,
+    registered_version,
+    snapshot_of,
+    subject_for_version,
+)
+from fin_assets.lib.policy import Policy, load_policy
+from fin_assets.lib.schema import INGESTION_LOG_TABLE
+from fin_assets.lib.validation import build_validation_pack, pack_digest, write_pack
+from fin_assets.training import DATASETS_DIR, challenger_model
+from fin_resources.audit_store import AuditStoreResource
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import SettingsResource
+from fin_resources.warehouse import WarehouseResource
+
+OWNERS = ["team:model-risk"]
+CHALLENGER_MODEL = dg.AssetKey("challenger_model")
+VALIDATION_PACK = dg.AssetKey("validation_pack")
+#: The actor the pipeline writes audit entries as.
+PIPELINE_ACTOR = "pipeline:validation_pack"
+
+
+def _gate_policy() -> Policy:
+    """The policy whose gates become check specs (the one the code location loads)."""
+    return load_policy(os.environ.get("FIN_POLICY") or None)
+
+
+def gate_check_specs(policy: Policy | None = None) -> list[dg.AssetCheckSpec]:
+    """One check per policy gate; blocking gates block promotion in the same run."""
+    gates = (policy or _gate_policy()).section("validation")["gates"]
+    return [
+        dg.AssetCheckSpec(
+            name=name,
+            asset=VALIDATION_PACK,
+            blocking=bool(gate.get("blocking", False)),
+            description=f"{gate['metric']} {gate['op']} {gate['value']} (policy gate)",
+        )
+        for name, gate in sorted(gates.items())
+    ]
+
+
+class ValidationConfig(dg.Config):
+    """Which version to validate: by default the challenger registered by this run, else the
+    latest `challenger_model` materialisation."""
+
+    registered_model: str = DEFAULT_REGISTERED_MODEL
+    model_version: int = Field(default=0, description="0: the challenger of this run / latest")
+
+
+def _challenger_version(context: dg.AssetExecutionContext, config: ValidationConfig) -> int:
+    if config.model_version > 0:
+        return config.model_version
+    records = context.instance.get_records_for_run(
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    for record in reversed(records):
+        mat = record.event_log_entry.asset_materialization
+        if mat is not None and mat.asset_key == CHALLENGER_MODEL:
+            return int(mat.metadata["model_version"].value)  # type: ignore[arg-type]
+    latest = context.instance.get_latest_materialization_event(CHALLENGER_MODEL)
+    mat = latest.asset_materialization if latest else None
+    if mat is None or "model_version" not in mat.metadata:
+        raise dg.Failure("challenger_model was never materialised: nothing to validate")
+    return int(mat.metadata["model_version"].value)  # type: ignore[arg-type]
+
+
+def _check_results(pack: dict[str, Any]) -> list[dg.AssetCheckResult]:
+    results = []
+    for gate in pack["gates"]:
+        results.append(
+            dg.AssetCheckResult(
+                check_name=gate["name"],
+                asset_key=VALIDATION_PACK,
+                passed=gate["result"] != "fail",
+                severity=(
+                    dg.AssetCheckSeverity.ERROR if gate["blocking"] else dg.AssetCheckSeverity.WARN
+                ),
+                metadata={
+                    "result": gate["result"],
+                    "metric": gate["metric"],
+                    "value": gate["value"] if gate["value"] is not None else "n/a",
+                    "threshold": gate["threshold"],
+                    "reason": gate.get("reason") or "",
+                },
+            )
+        )
+    return results
+
+
+@dg.asset(
+    deps=[challenger_model],
+    group_name="validation",
+    kinds={"mlflow", "html"},
+    owners=OWNERS,
+    tags={"domain": "validation"},
+    check_specs=gate_check_specs(),
+)
+def validation_pack(
+    context: dg.AssetExecutionContext,
+    config: ValidationConfig,
+    mlflow: MlflowResource,
+    settings: SettingsResource,
+    warehouse: WarehouseResource,
+    audit_store: AuditStoreResource,
+) -> dg.MaterializeResult:
+    """Model-risk evidence for one challenger version, rebuilt from lineage; gates as checks.
+
+    Discrimination with bootstrap CIs, calibration, operating point, stability, segments,
+    stress, sensitivity, fairness, SHAP explanations and reason codes, champion comparison,
+    limitations and monitoring plan (see `validation_pack.html`). Sets the version's
+    `validation_status` to passed or failed. Never approves or promotes.
+    """
+    policy = load_policy(settings.policy_path or None)
+    version_number = _challenger_version(context, config)
+    try:
+        version = registered_version(mlflow, config.registered_model, version_number)
+        dataset = snapshot_of(version, Path(settings.home) / DATASETS_DIR)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
+    protocol = dataset.protocol
+    with warehouse.connect(read_only=True) as con:
+        log = con.execute(f"SELECT * FROM {INGESTION_LOG_TABLE}").df()
+    quality = data_quality_summary(log, protocol.train_start, protocol.test_end)
+    subject = subject_for_version(
+        version, dataset, data_quality=quality, policy_version=policy.version
+    )
+    client = mlflow.client()
+    current = champion_version(client, config.registered_model)
+    champion = None
+    if current is not None and current != version_number:
+        champion = champion_for(registered_version(mlflow, config.registered_model, current))
+    pack = build_validation_pack(subject, policy, champion=champion)
+    digest = pack_digest(pack)
+    out_dir = settings.report_dir("validation", config.registered_model, f"v{version_number}")
+    paths = write_pack(pack, out_dir)
+    client.log_artifacts(version.run_id, str(out_dir), artifact_path="validation")
+    generated = pack["identity"].get("generated_at")
+    generated_at = datetime.fromisoformat(generated) if generated else datetime.now(UTC)
+    record_validation(
+        client,
+        config.registered_model,
+        version_number,
+        status=pack["status"],
+        pack_digest=digest,
+        model_digest=version.tags.get(TAG_MODEL_DIGEST, "unknown"),
+        data_version=dataset.data_version,
+        feature_versions=dict(pack["identity"].get("feature_versions", {})),
+        generated_at=generated_at,
+        pack_path=str(paths["json"]),
+        dagster_run_id=context.run.run_id,
+    )
+    engine = audit_store.engine()
+    try:
+        ensure_schema(engine)
+        AuditChain(engine).append(
+            "validated",
+            PIPELINE_ACTOR,
+            f"{config.registered_model}/{version_number}",
+            {
+                "status": pack["status"],
+                "pack_digest": digest,
+                "pack_path": str(paths["json"]),
+                "data_version": dataset.data_version,
+                "model_digest": version.tags.get(TAG_MODEL_DIGEST, "unknown"),
+                "gates": {g["name"]: g["result"] for g in pack["gates"]},
+                "dagster_run_id": context.run.run_id,
+                "policy_version": policy.version,
+                "policy_sha256": policy.sha256,
+            },
+        )
+    finally:
+        engine.dispose()
+    failed = [g["name"] for g in pack["gates"] if g["result"] == "fail"]
+    context.log.info(
+        f"{config.registered_model} v{version_number}: validation {pack['status']}"
+        + (f" (failed gates: {', '.join(failed)})" if failed else "")
+    )
+    discrimination = pack["discrimination"]
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": config.registered_model,
+            "model_version": version_number,
+            "validation_status": pack["status"],
+            "failed_gates": dg.MetadataValue.json(failed),
+            "pack_digest": digest,
+            "validation_pack_html": dg.MetadataValue.path(str(paths["html"])),
+            "validation_pack_json": dg.MetadataValue.path(str(paths["json"])),
+            "model_card": dg.MetadataValue.path(str(paths["model_card"])),
+            "auc_roc": discrimination.get("auc_roc"),
+            "average_precision": discrimination.get("average_precision"),
+            "ks": discrimination.get("ks"),
+            "champion_version": current if current is not None else "none",
+            "data_version": dataset.data_version,
+            "policy_version": policy.version,
+        },
+        check_results=_check_results(pack),
+        data_version=dg.DataVersion(digest),
+    )

@@ -1,0 +1,181 @@
+"""Injected drift is detected on the right days and features, and not on an undrifted control.
+
+The real pipeline pieces without Dagster: the simulator (1,000 customers, 2,000 terminals, seed 7,
+2018-04-01..05-30), point-in-time features by the dbt SQL on DuckDB, an XGBoost champion trained
+on matured days before the drift, batch scoring, the drift report and the retraining decision.
+An ``amount_shift`` of strength 2 (every amount x2) starts on D = 2018-05-29 in one run; the control
+run has the same seed and no drift, so both runs are identical before D.
+
+Training: 05-08..05-21 (day 37 on: every 30-day customer window and 7 + 30-day terminal window is
+complete, so the reference is what a warmed-up day looks like). Monitored days: D-1 (the drift
+run; the control is the same data), D and D+1 (both runs). Each daily report costs Evidently about
+3 s of CPU (mostly its HTML figures), hence so few days.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from fin_assets.lib import monitoring, training
+from fin_assets.lib.features import compute_features_for_frame
+from fin_assets.lib.policy import load_policy
+from fin_assets.lib.scoring import score_transactions
+from fin_assets.lib.simulator import SimulatorConfig, simulate_range
+
+pytestmark = pytest.mark.slow
+
+START = date(2018, 4, 1)
+DRIFT_START = date(2018, 5, 29)
+LAST_DAY = DRIFT_START + timedelta(days=1)
+BEFORE = [DRIFT_START - timedelta(days=1)]
+AFTER = [DRIFT_START, DRIFT_START + timedelta(days=1)]
+AMOUNT_FEATURES = ["tx_amount", "customer_id_avg_amount_1day_window"]
+POLICY = load_policy()
+
+
+def _features(drift_kind: str) -> pd.DataFrame:
+    config = SimulatorConfig(
+        seed=7,
+        n_customers=1000,
+        n_terminals=2000,
+        start_date=START,
+        drift_start=DRIFT_START if drift_kind != "none" else None,
+        drift_kind=drift_kind,  # type: ignore[arg-type]
+        drift_strength=2.0,
+    )
+    return compute_features_for_frame(simulate_range(config, START, LAST_DAY))
+
+
+class Pipeline:
+    """Features of both runs, the champion, its scored reference and the daily summaries."""
+
+    def __init__(self) -> None:
+        self.drifted = _features("amount_shift")
+        self.control = _features("none")
+        protocol = training.TimeProtocol(
+            train_start=START + timedelta(days=37), train_days=14, delay_days=7, test_days=1
+        )
+        dataset = training.build_training_dataset(self.drifted, protocol)
+        self.model = training.train_challenger(
+            dataset, params={"n_estimators": 50, "max_depth": 4}, seed=0
+        )
+        self.columns = list(self.model.feature_columns)
+        self.important = monitoring.important_features(self.model.booster, policy=POLICY)
+        self.reference = self._score(dataset.train)
+
+    def _score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return score_transactions(
+            frame,
+            self.model.booster,
+            self.columns,
+            model_name="fraud_detector",
+            model_version="1",
+            model_digest=self.model.model_digest,
+            include_features=True,
+        )
+
+    def summary(self, run: str, day: date) -> dict[str, object]:
+        features = self.drifted if run == "drifted" else self.control
+        current = features[pd.to_datetime(features["tx_datetime"]).dt.date == day]
+        report = monitoring.drift_report(
+            self.reference,
+            self._score(current),
+            self.columns,
+            policy=POLICY,
+            timestamp=datetime(day.year, day.month, day.day),
+        )
+        return monitoring.monitoring_summary(report, important_features=self.important)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline()
+
+
+@pytest.fixture(scope="module")
+def summaries(pipeline: Pipeline) -> dict[tuple[str, date], dict[str, object]]:
+    cases = [("drifted", d) for d in BEFORE + AFTER] + [("control", d) for d in AFTER]
+    return {(run, day): pipeline.summary(run, day) for run, day in cases}
+
+
+def _breaches(summary: dict[str, object]) -> list[monitoring.Breach]:
+    return monitoring.breaches(summary, POLICY, summary["important_features"])  # type: ignore[arg-type]
+
+
+def test_runs_are_identical_before_the_drift_and_the_model_uses_the_amount(
+    pipeline: Pipeline,
+) -> None:
+    before = pd.to_datetime(pipeline.drifted["tx_datetime"]) < pd.Timestamp(DRIFT_START)
+    control_before = pd.to_datetime(pipeline.control["tx_datetime"]) < pd.Timestamp(DRIFT_START)
+    pd.testing.assert_frame_equal(
+        pipeline.drifted[before].reset_index(drop=True),
+        pipeline.control[control_before].reset_index(drop=True),
+    )
+    # Scenario 1 (amount > 220 is fraud) makes the amount one of the champion's top features.
+    assert "tx_amount" in pipeline.important
+    assert len(pipeline.important) == POLICY.section("monitoring")["important_features_top"]
+
+
+@pytest.mark.parametrize("day", BEFORE)
+def test_no_breach_before_the_drift(
+    summaries: dict[tuple[str, date], dict[str, object]], day: date
+) -> None:
+    summary = summaries[("drifted", day)]
+    assert _breaches(summary) == []
+    for name in AMOUNT_FEATURES:
+        assert summary["features"][name]["band"] == "stable"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("day", AFTER)
+def test_amount_drift_breaches_from_the_first_drifted_day(
+    summaries: dict[tuple[str, date], dict[str, object]], day: date
+) -> None:
+    summary = summaries[("drifted", day)]
+    features = summary["features"]
+    for name in AMOUNT_FEATURES:
+        assert features[name]["band"] == "breach", (name, features[name])  # type: ignore[index]
+        assert features[name]["drifted"]  # type: ignore[index]
+    found = _breaches(summary)
+    assert ("psi_important_feature", "tx_amount") in [(b.kind, b.feature) for b in found]
+    # only amount-driven features breach their PSI band (the weekend flag aside: a day is all
+    # weekend or none, so its daily PSI is always high and it is not an important feature)
+    breached = {n for n, f in features.items() if f["band"] == "breach"}  # type: ignore[attr-defined]
+    assert breached - {"tx_during_weekend"} <= {
+        "tx_amount",
+        "customer_id_avg_amount_1day_window",
+        "customer_id_avg_amount_7day_window",
+        "customer_id_avg_amount_30day_window",
+    }
+    # the scores move with the amounts (prediction drift)
+    assert summary["prediction"]["band"] != "stable"  # type: ignore[index]
+    decision = monitoring.retrain_decision(
+        summary,
+        partition=day.isoformat(),
+        last_fired_at=None,
+        now=datetime(2018, 6, 1),
+        policy=POLICY,
+    )
+    assert decision.fire
+    assert decision.run_key is not None and decision.run_key.startswith(f"retrain-{day}-")
+
+
+@pytest.mark.parametrize("day", AFTER)
+def test_the_undrifted_control_has_no_breach_on_the_same_days(
+    summaries: dict[tuple[str, date], dict[str, object]], day: date
+) -> None:
+    summary = summaries[("control", day)]
+    assert _breaches(summary) == []
+    for name in AMOUNT_FEATURES:
+        assert summary["features"][name]["band"] == "stable"  # type: ignore[index]
+    decision = monitoring.retrain_decision(
+        summary,
+        partition=day.isoformat(),
+        last_fired_at=None,
+        now=datetime(2018, 6, 1),
+        policy=POLICY,
+    )
+    assert not decision.fire
+    assert decision.reason.startswith("no breach: max PSI ")

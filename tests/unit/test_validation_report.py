@@ -1,0 +1,204 @@
+"""HTML and model card of the validation pack: every section, charts drawn from the pack's data."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import timedelta
+from html.parser import HTMLParser
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fin_assets.lib.validation import PACK_SECTIONS, ChampionSubject, build_validation_pack
+from fin_assets.lib.validation_report import render_html, render_model_card
+from tests.unit.test_validation_pack import (
+    GENERATED,
+    PER_DAY,
+    TEST_START,
+    fraud_subject,
+    small_policy,
+    synthetic_transactions,
+    train_booster,
+)
+
+CHARTS = {"roc", "pr", "reliability", "stability", "importance", "fairness"}
+
+
+def report_pack() -> dict[str, Any]:
+    """A fraud pack with every optional part present: champion, protected attribute, SHAP."""
+    train = synthetic_transactions(TEST_START - timedelta(days=10), 4, PER_DAY, seed=1)
+    test = synthetic_transactions(TEST_START, 3, PER_DAY, seed=2)
+    booster = train_booster(train)
+    champion = ChampionSubject(
+        identity={"model_name": "fraud_detector", "model_version": 1},
+        score=lambda f: f["tx_amount"].to_numpy(dtype=np.float64) / 1e4,
+    )
+    return build_validation_pack(
+        fraud_subject(test, booster, reference=train),
+        small_policy(bootstrap_samples=20),
+        champion=champion,
+        generated_at=GENERATED,
+    )
+
+
+class _Svg(HTMLParser):
+    """Collects sections and, per chart, its drawn elements and their attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.charts: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        self._chart: str | None = None
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "section":
+            self.sections.append(values["id"])
+        if tag == "script":
+            self.scripts += 1
+        if tag == "svg" and "chart" in values.get("class", "").split():
+            self._chart = values["data-chart"]
+            self.charts[self._chart] = []
+        elif self._chart is not None and tag in ("path", "rect", "circle"):
+            self.charts[self._chart].append((tag, values))
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "svg":
+            self._chart = None
+
+
+@pytest.fixture(scope="module")
+def pack() -> dict[str, Any]:
+    return report_pack()
+
+
+@pytest.fixture(scope="module")
+def parsed(pack: dict[str, Any]) -> _Svg:
+    parser = _Svg()
+    parser.feed(render_html(pack))
+    return parser
+
+
+def _points(d: str) -> int:
+    return len(re.findall(r"[ML]-?[\d.]+,-?[\d.]+", d))
+
+
+def test_html_has_one_section_per_pack_key_in_order(pack: dict[str, Any], parsed: _Svg) -> None:
+    assert parsed.sections == list(PACK_SECTIONS)
+    page = render_html(pack)
+    assert page.startswith("<!DOCTYPE html>")
+    assert parsed.scripts == 0
+    assert not re.search(r"(src|href)=\"https?:", page), "the page must not fetch anything"
+    assert render_html(pack) == page  # a pure function of the pack
+
+
+def test_charts_are_drawn_from_the_pack_data(pack: dict[str, Any], parsed: _Svg) -> None:
+    assert set(parsed.charts) == CHARTS
+    roc_paths = [a["d"] for t, a in parsed.charts["roc"] if t == "path"]
+    # The diagonal (2 points) and the curve, one point per stored ROC point.
+    assert sorted(_points(d) for d in roc_paths) == [
+        2,
+        len(pack["discrimination"]["roc_curve"]["fpr"]),
+    ]
+    pr_paths = [a["d"] for t, a in parsed.charts["pr"] if t == "path"]
+    assert [_points(d) for d in pr_paths] == [len(pack["discrimination"]["pr_curve"]["recall"])]
+    table = pack["calibration"]["reliability_table"]
+    assert sum(1 for t, _ in parsed.charts["reliability"] if t == "circle") == len(table)
+    days = len(pack["stability"]["per_day"])
+    stability = [a["d"] for t, a in parsed.charts["stability"] if t == "path"]
+    assert [_points(d) for d in stability] == [days, days]
+    bars = [a for t, a in parsed.charts["importance"] if t == "rect"]
+    importance = pack["explanations"]["global_importance"][:15]
+    assert len(bars) == len(importance)
+    widths = [float(a["width"]) for a in bars]
+    assert widths == sorted(widths, reverse=True) and widths[0] > 0
+    groups = pack["fairness"]["attributes"]["protected_age_band"]["groups"]
+    fairness_rects = [a for t, a in parsed.charts["fairness"] if t == "rect"]
+    assert len(fairness_rects) == 2 * len(groups) + 2  # favourable and FPR bars + legend keys
+    for chart, elements in parsed.charts.items():
+        drawn = [
+            a
+            for t, a in elements
+            if (t == "path" and _points(a["d"]) >= 2)
+            or (t in ("rect", "circle") and float(a.get("height", a.get("r", "0"))) > 0)
+        ]
+        assert drawn, chart
+
+
+def test_text_from_the_pack_is_escaped(pack: dict[str, Any]) -> None:
+    hostile = copy.deepcopy(pack)
+    hostile["identity"]["model_name"] = "<script>alert('x')</script>"
+    hostile["limitations"].append({"topic": "a & b", "text": "<b>bold</b>"})
+    page = render_html(hostile)
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "a &amp; b" in page
+
+
+def test_status_banner_and_gate_colouring(pack: dict[str, Any]) -> None:
+    page = render_html(pack)
+    assert f'<div class="banner {pack["status"]}">Status: {pack["status"].upper()}' in page
+    for gate in pack["gates"]:
+        assert f'<tr class="{gate["result"]}"><td>{gate["name"]}</td>' in page
+    failed = copy.deepcopy(pack)
+    failed["gates"][0].update(result="fail", blocking=True)
+    failed["status"] = "failed"
+    page = render_html(failed)
+    name = failed["gates"][0]["name"]
+    assert f'<div class="banner failed">Status: FAILED — blocking gate(s) failed: {name}' in page
+    assert "tr.fail td.result{background:#fbd5d5" in page
+
+
+def test_model_card_is_filled_from_the_pack(pack: dict[str, Any]) -> None:
+    card = render_model_card(pack)
+    assert card.startswith("# Model card: fraud_detector v7\n")
+    for heading in (
+        "## Intended use",
+        "## Model details",
+        "## Data",
+        "## Metrics",
+        "## Fairness",
+        "## Limitations",
+        "## Gates",
+    ):
+        assert f"\n{heading}\n" in card
+    for gate in pack["gates"]:
+        row = f"| {gate['name']} | {gate['metric']} | {gate['value']:.4f} | "
+        assert row in card
+        assert f"| {gate['result']} |" in card
+    auc = pack["discrimination"]["auc_roc"]
+    ci = pack["discrimination"]["auc_roc_ci"]
+    assert f"| AUC ROC | {auc:.4f} | {ci['low']:.4f} to {ci['high']:.4f} |" in card
+    assert f"**Validation status: {pack['status']}**" in card
+    assert pack["champion_comparison"]["recommendation"] in card
+    assert "| protected_age_band |" in card
+    for item in pack["limitations"]:
+        assert f"- **{item['topic']}**: {item['text']}" in card
+    assert "the 100 highest scores of each day" in card
+
+
+def test_a_pack_without_optional_parts_renders_without_their_charts(
+    pack: dict[str, Any],
+) -> None:
+    bare = copy.deepcopy(pack)
+    bare["stability"] = {"per_day": [], "not_applicable_reasons": {"per_day": "no time column"}}
+    bare["explanations"] = {"available": False, "reason": "no booster | none"}
+    bare["fairness"] = {
+        "attributes": {},
+        "protected_assessed": [],
+        "not_applicable_reasons": {"min_air": "no protected attribute was given"},
+    }
+    bare["champion_comparison"] = {"available": False, "reason": "there is no champion"}
+    parser = _Svg()
+    parser.feed(render_html(bare))
+    assert parser.sections == list(PACK_SECTIONS)
+    assert set(parser.charts) == {"roc", "pr", "reliability"}
+    card = render_model_card(bare)
+    assert "no booster \\| none" not in card  # reasons are prose, not table cells
+    assert "no booster | none" in card
+    assert "Not assessed: no protected attribute was given." in card
