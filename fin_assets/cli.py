@@ -184,37 +184,9 @@ def train_challenger() -> dict[str, object] | None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    settings = Settings.from_env()
-    cmd_init(args)
-    days = _days(args.start, args.start + timedelta(days=args.days - 1))
-    print(f"\n== ingesting {len(days)} simulated days under the data contract ==")
-    ok = _print_ingestion(run_ingestion(days))
-    print(f"\n== point-in-time features (dbt) and online state for {days[0]}..{days[-1]} ==")
-    features_ok = build_features(days)
-    print("features built" if features_ok else "feature build FAILED (see make ui)")
-    ok &= features_ok
-    print("\n== training a challenger (XGBoost) on the latest matured window, into MLflow ==")
-    model = train_challenger() if features_ok else None
-    if model is None:
-        print("training FAILED (see make ui)")
-        ok = False
-    else:
-        print(
-            f"registered {model.get('model_name')} version {model.get('model_version')} "
-            f"(validation_status=pending); test AUC {model.get('test_auc_roc')}, "
-            f"AP {model.get('test_average_precision')}, "
-            f"CP@100 {model.get('test_card_precision_top_100')}"
-        )
-    print(f"\ndemo finished in {time.monotonic() - started:.0f}s — where to look:")
-    print("  make ui                       the Dagster UI on this instance (assets, partitions,")
-    print("                                metadata, check results): http://127.0.0.1:3000")
-    print(f"  {settings.reports_dir / 'data_quality'}   data-quality reports, one per day")
-    print(f"  {settings.mlflow_tracking_uri}   MLflow tracking and registry:")
-    print(f"      .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
-    print(f"  {settings.warehouse_path}   raw.transactions, raw.transactions_quarantine,")
-    print("      features.transaction_features (one row per transaction, every feature)")
-    return 0 if ok else 1
+    from fin_assets.demo import run_story
+
+    return run_story(args.start, args.days, args.drift_days, args.monitor_days)
 
 
 def _columns(text: str) -> list[str]:
@@ -318,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="the end-to-end story on the embedded default")
     demo.add_argument("--start", type=date.fromisoformat, default=DEMO_START)
     demo.add_argument("--days", type=int, default=int(os.environ.get("FIN_DEMO_DAYS", DEMO_DAYS)))
+    demo.add_argument("--drift-days", type=int, default=4, help="last days with injected drift")
+    demo.add_argument("--monitor-days", type=int, default=7, help="last days monitored one by one")
     demo.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     return int(args.func(args))

@@ -98,11 +98,17 @@ def scored_transactions(
     )
 
 
-def _reference(champion: RegisteredVersion, settings: SettingsResource) -> tuple[pd.DataFrame, int]:
-    """The champion's training rows scored by the champion (what "no drift" looks like) and the
-    label delay it was trained under (when labels count as matured)."""
+def _reference(
+    champion: RegisteredVersion, settings: SettingsResource, sample_rows: int
+) -> tuple[pd.DataFrame, int]:
+    """The champion's training rows scored by the champion (what "no drift" looks like; a fixed
+    seeded sample when larger than ``sample_rows``) and the label delay it was trained under
+    (when labels count as matured)."""
     dataset = snapshot_of(champion, Path(settings.home) / DATASETS_DIR)
-    reference = dataset.train.copy()
+    reference = dataset.train
+    if len(reference) > sample_rows:
+        reference = reference.sample(n=sample_rows, random_state=0).sort_index()
+    reference = reference.copy()
     reference["score"] = champion.scorer()(reference)
     return reference, dataset.protocol.delay_days
 
@@ -153,7 +159,7 @@ def monitoring_report(
     if champion is None:
         return dg.MaterializeResult(metadata={"status": "no champion: nothing to monitor"})
     columns = list(champion.feature_columns)
-    reference, delay = _reference(champion, settings)
+    reference, delay = _reference(champion, settings, int(section["reference_sample_rows"]))
     rolling = int(section["rolling_days"])
     with warehouse.connect(read_only=True) as con:
         window = read_scores(

@@ -101,7 +101,6 @@ def read_scores(
     Whether a label may be *used* is the caller's decision (``monitoring.matured_performance``
     keeps only labels older than the delay); the join only brings it along.
     """
-    ensure_scores_table(con)
     columns = ", ".join(f"f.{c}" for c in feature_columns if c != "tx_amount")
     select_features = f", {columns}" if columns else ""
     return con.execute(

@@ -1,0 +1,249 @@
+"""``fin-mlops demo``: the whole governed life of a model on the embedded default.
+
+Simulate and ingest about four months with drift injected in the last days, build features, train
+v1, validate it, approve it as a registered demo validator, let ``approval_sensor`` launch the
+promotion, then score and monitor day by day until the drift is detected and
+``drift_retrain_sensor`` launches a retraining (v2, validated) that waits for a human approval.
+Every step runs through the real jobs and sensors on the real instance (``DAGSTER_HOME``), so all of
+it is visible afterwards in ``make ui``. Sensors are evaluated here as the daemon would (the demo
+does not start one): the same code decides, the runs they request are executed in process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date, timedelta
+from typing import Any
+
+from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL
+from fin_resources.settings import Settings
+
+#: The demo validator: a registered approver with the validator role, not the developer.
+DEMO_VALIDATOR = "demo-validator"
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def configure_drift(start: date, days: int, drift_days: int) -> date:
+    """Inject the demo's drift (amounts ×2 from ``drift_days`` before the end) unless the user
+    chose a drift; must run before the definitions are imported (they read the environment)."""
+    drift_start = start + timedelta(days=days - drift_days)
+    if not os.environ.get("FIN_DRIFT_KIND"):
+        os.environ["FIN_DRIFT_KIND"] = "amount_shift"
+        os.environ["FIN_DRIFT_START"] = drift_start.isoformat()
+        os.environ.setdefault("FIN_DRIFT_STRENGTH", "2.0")
+    return date.fromisoformat(os.environ.get("FIN_DRIFT_START", drift_start.isoformat()))
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title} ==", flush=True)
+
+
+def _sensor_runs(name: str, instance: Any) -> tuple[list[Any], str]:
+    """Evaluate sensor ``name`` once, as the daemon would; its run requests and skip reason."""
+    import dagster as dg
+
+    from fin_assets.definitions import defs
+
+    sensor = defs.resolve_sensor_def(name)
+    state_key = f"fin_demo_cursor_{name}"
+    stored = instance.run_storage.get_cursor_values({state_key}).get(state_key)
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=stored,
+        repository_def=defs.get_repository_def(),
+        resources=defs.resources,
+    ) as context:
+        result = sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return [], str(result.skip_message)
+    if isinstance(result, dg.SensorResult):
+        if result.cursor is not None:
+            instance.run_storage.set_cursor_values({state_key: result.cursor})
+        if result.skip_reason is not None:
+            return [], str(result.skip_reason.skip_message)
+        return list(result.run_requests or []), ""
+    return [], "no result"
+
+
+def _execute(job_name: str, request: Any, instance: Any) -> Any:
+    """Execute a sensor's run request in process, with its run key and tags."""
+    import dagster as dg
+
+    from fin_assets.definitions import defs
+
+    config = request.run_config
+    run_config = dict(config.to_config_dict() if isinstance(config, dg.RunConfig) else config)
+    run_config["loggers"] = QUIET["loggers"]
+    return defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        tags={**request.tags, "dagster/run_key": request.run_key or "", "fin/demo": "1"},
+        raise_on_error=False,
+    )
+
+
+def _validate(instance: Any) -> dict[str, Any] | None:
+    import dagster as dg
+
+    from fin_assets.definitions import defs
+
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey("validation_pack")],
+        run_config=QUIET,
+        raise_on_error=False,
+    )
+    mats = result.asset_materializations_for_node("validation_pack")
+    return {k: v.value for k, v in mats[-1].metadata.items()} if mats else None
+
+
+def _approve_as_demo_validator(version: int) -> bool:
+    from fin_assets.cli_governance import _mlflow, _store
+    from fin_assets.lib import approvals
+    from fin_assets.lib.feature_registry import feature_versions
+    from fin_assets.lib.governance import version_facts
+
+    with _store() as (engine, chain, policy):
+        known = {a.name for a in approvals.list_approvers(engine)}
+        name = DEMO_VALIDATOR
+        if name in known:
+            name = f"{DEMO_VALIDATOR}-{int(time.time())}"
+        token = approvals.add_approver(engine, name, "validator", policy, actor="fin-mlops demo")
+        print(f"registered approver {name!r} (role validator) — a demo stand-in for the human")
+        print("  validator; in real use each validator registers once and keeps a personal token")
+        facts = version_facts(_mlflow().client(), DEFAULT_REGISTERED_MODEL, version)
+        try:
+            decision = approvals.decide(
+                engine,
+                chain,
+                facts,
+                name,
+                token,
+                approvals.APPROVE,
+                "Demo: validation pack read; every blocking gate passed.",
+                current_feature_versions=feature_versions(),
+                policy=policy,
+            )
+        except approvals.Refusal as refusal:
+            print(f"approval refused ({refusal.code}): {refusal.message}")
+            return False
+    print(
+        f"{name} approved version {version} (decision #{decision.id}); developer was "
+        f"{facts.developer}: separation of duties holds"
+    )
+    return True
+
+
+def _score_and_monitor(day: date, instance: Any) -> dict[str, Any] | None:
+    from fin_assets.definitions import defs
+
+    result = defs.resolve_job_def("score_and_monitor_job").execute_in_process(
+        instance=instance, partition_key=day.isoformat(), run_config=QUIET, raise_on_error=False
+    )
+    if not result.success:
+        return None
+    mats = result.asset_materializations_for_node("monitoring_report")
+    return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
+
+
+def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int:
+    """The demo; 0 when every stage happened as told."""
+    from fin_assets import cli
+
+    started = time.monotonic()
+    settings = Settings.from_env()
+    if drift_days >= days or monitor_days < drift_days:
+        raise SystemExit("need days > drift_days and monitor_days >= drift_days")
+    drift_start = configure_drift(start, days, drift_days)
+    cli.cmd_init(None)  # type: ignore[arg-type]
+    all_days = cli._days(start, start + timedelta(days=days - 1))
+    first_monitored = len(all_days) - monitor_days
+    history, recent = all_days[:first_monitored], all_days[first_monitored:]
+    instance = cli._instance()
+    ok = True
+
+    _step(f"ingesting {len(history)} simulated days under the data contract")
+    ok &= cli._print_ingestion(cli.run_ingestion(history))
+    _step(f"point-in-time features (dbt) and online state for {history[0]}..{history[-1]}")
+    ok &= cli.build_features(history)
+
+    _step("training challenger v1 (XGBoost) on the latest matured window, into MLflow")
+    model = cli.train_challenger()
+    if model is None:
+        print("training FAILED (see make ui)")
+        return 1
+    version = int(str(model["model_version"]))
+    print(
+        f"registered fraud_detector v{version} (validation pending); test AUC "
+        f"{model.get('test_auc_roc')}, AP {model.get('test_average_precision')}"
+    )
+    _step(f"validation pack of v{version} (policy gates as blocking asset checks)")
+    pack = _validate(instance)
+    if pack is None or pack.get("validation_status") != "passed":
+        print(f"validation of v{version}: {pack and pack.get('validation_status')} — stopping")
+        return 1
+    print(f"validation passed: {pack['validation_pack_html']}")
+
+    _step(f"approval of v{version} by an independent validator")
+    if not _approve_as_demo_validator(version):
+        return 1
+    requests, reason = _sensor_runs("approval_sensor", instance)
+    for request in requests:
+        result = _execute("promote_champion_job", request, instance)
+        ok &= result.success
+        print(
+            f"approval_sensor fired: promotion run {result.run_id[:8]} "
+            f"{'succeeded' if result.success else 'FAILED'}: champion is v{version}"
+        )
+    if not requests:
+        print(f"approval_sensor did not fire: {reason}")
+        return 1
+
+    _step(
+        f"{len(recent)} more days: ingest, features, champion scoring and monitoring day by day "
+        f"(drift injected from {drift_start})"
+    )
+    ok &= all(success for _, success, _ in cli.run_ingestion(recent))
+    ok &= cli.build_features(recent)
+    retrained: dict[str, Any] | None = None
+    print(f"{'day':<12}{'rows':>6}{'drift share':>13}{'max PSI':>9}  {'feature':<36}sensor")
+    for day in recent:
+        report = _score_and_monitor(day, instance)
+        if report is None:
+            print(f"{day}  scoring/monitoring FAILED (see make ui)")
+            ok = False
+            continue
+        requests, reason = _sensor_runs("drift_retrain_sensor", instance)
+        verdict = "fires retraining" if requests else reason.split(": ", 1)[-1].split(":")[0]
+        share, psi = float(report.get("drift_share", 0.0)), float(report.get("max_psi", 0.0))
+        print(
+            f"{day.isoformat():<12}{report.get('rows', 0):>6}{share:>13.2f}{psi:>9.2f}"
+            f"  {report.get('max_psi_feature', '')!s:<36}{verdict}"
+        )
+        for request in requests:
+            result = _execute("retrain_challenger_job", request, instance)
+            ok &= result.success
+            mats = result.asset_materializations_for_node("validation_pack")
+            retrained = {k: v.value for k, v in mats[-1].metadata.items()} if mats else None
+            print(f"  retraining run {result.run_id[:8]}: {request.tags.get('fin/breach', '')}")
+    if retrained is None:
+        print("the drift was not detected: no retraining fired")
+        ok = False
+    else:
+        print(
+            f"\nv{retrained['model_version']} trained on the latest matured window and validated: "
+            f"{retrained['validation_status']}; it waits for a human approval (never automatic)"
+        )
+
+    elapsed = time.monotonic() - started
+    print(f"\ndemo finished in {elapsed:.0f}s — where to look:")
+    print("  make ui                          the Dagster UI on this instance: lineage from")
+    print("                                   raw_transactions to champion_model, runs, checks")
+    print(f"  {settings.reports_dir / 'validation'}   validation packs (HTML, JSON, model card)")
+    print(f"  {settings.reports_dir / 'monitoring'}   Evidently drift reports, one per day")
+    print("  .venv/bin/fin-mlops pending      challengers waiting for a decision")
+    print("  .venv/bin/fin-mlops audit verify the tamper-evident audit trail")
+    print("  .venv/bin/fin-mlops audit export --version 1 --out audit_v1   auditor bundle")
+    print(f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+    return 0 if ok else 1
