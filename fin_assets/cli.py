@@ -70,7 +70,9 @@ def _instance():  # type: ignore[no-untyped-def]
 def run_ingestion(days: list[date], chunk: int = 31) -> list[tuple[date, bool, dict[str, object]]]:
     """Run ``ingest_transactions_job`` on the real instance, one run per chunk of up to ``chunk``
     consecutive days (as a Dagster backfill would); return per-day results."""
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import current_definitions
+
+    defs = current_definitions()
 
     job = defs.resolve_job_def("ingest_transactions_job")
     instance = _instance()
@@ -141,7 +143,9 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def build_features(days: list[date]) -> bool:
     """Build the point-in-time features and the online state for ``days`` in one run."""
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import current_definitions
+
+    defs = current_definitions()
 
     job = defs.resolve_job_def("build_features_job")
     log_path = Settings.from_env().home / "logs" / "dbt_demo.log"
@@ -167,7 +171,9 @@ def train_challenger() -> dict[str, object] | None:
     """Train and register a challenger on the latest matured window; its metadata, or None."""
     import dagster as dg
 
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import current_definitions
+
+    defs = current_definitions()
     from fin_assets.training import training_run_config
 
     config = training_run_config()

@@ -75,30 +75,45 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     }
 
 
-defs = dg.Definitions(
-    assets=[
-        raw_transactions,
-        point_in_time_features,
-        online_features,
-        training_dataset,
-        challenger_model,
-        validation_pack,
-        champion_model,
-        audit_trail,
-        scored_transactions,
-        monitoring_report,
-    ],
-    asset_checks=[champion_was_approved],
-    jobs=[
-        ingest_transactions_job,
-        build_features_job,
-        daily_pipeline_job,
-        train_challenger_job,
-        retrain_challenger_job,
-        promote_champion_job,
-        score_and_monitor_job,
-    ],
-    schedules=[daily_ingestion_schedule],
-    sensors=[approval_sensor, drift_retrain_sensor],
-    resources=build_resources(),
-)
+def _definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[
+            raw_transactions,
+            point_in_time_features,
+            online_features,
+            training_dataset,
+            challenger_model,
+            validation_pack,
+            champion_model,
+            audit_trail,
+            scored_transactions,
+            monitoring_report,
+        ],
+        asset_checks=[champion_was_approved],
+        jobs=[
+            ingest_transactions_job,
+            build_features_job,
+            daily_pipeline_job,
+            train_challenger_job,
+            retrain_challenger_job,
+            promote_champion_job,
+            score_and_monitor_job,
+        ],
+        schedules=[daily_ingestion_schedule],
+        sensors=[approval_sensor, drift_retrain_sensor],
+        resources=resources,
+    )
+
+
+defs = _definitions(build_resources())
+
+
+def current_definitions() -> dg.Definitions:
+    """``defs``, or the same definitions bound to the environment as it is now.
+
+    Resources are read from the environment when this module is imported; a process that changes
+    ``FIN_HOME`` or another setting afterwards (the CLI's callers in tests, a notebook) gets
+    definitions bound to its current settings instead of writing into the old locations.
+    """
+    resources = build_resources()
+    return defs if resources == defs.resources else _definitions(resources)

@@ -43,7 +43,9 @@ def _sensor_runs(name: str, instance: Any) -> tuple[list[Any], str]:
     """Evaluate sensor ``name`` once, as the daemon would; its run requests and skip reason."""
     import dagster as dg
 
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import current_definitions
+
+    defs = current_definitions()
 
     sensor = defs.resolve_sensor_def(name)
     state_key = f"fin_demo_cursor_{name}"
@@ -70,7 +72,9 @@ def _execute(job_name: str, request: Any, instance: Any) -> Any:
     """Execute a sensor's run request in process, with its run key and tags."""
     import dagster as dg
 
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import current_definitions
+
+    defs = current_definitions()
 
     config = request.run_config
     run_config = dict(config.to_config_dict() if isinstance(config, dg.RunConfig) else config)
@@ -86,7 +90,9 @@ def _execute(job_name: str, request: Any, instance: Any) -> Any:
 def _validate(instance: Any) -> dict[str, Any] | None:
     import dagster as dg
 
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import current_definitions
+
+    defs = current_definitions()
 
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=instance,
@@ -136,7 +142,9 @@ def _approve_as_demo_validator(version: int) -> bool:
 
 
 def _score_and_monitor(day: date, instance: Any) -> dict[str, Any] | None:
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import current_definitions
+
+    defs = current_definitions()
 
     result = defs.resolve_job_def("score_and_monitor_job").execute_in_process(
         instance=instance, partition_key=day.isoformat(), run_config=QUIET, raise_on_error=False

@@ -58,12 +58,12 @@ def _pending_decision(
     if wanted:
         pending = [d for d in pending if d.id == wanted]
     if not pending:
-        which = f"decision #{wanted}" if wanted else "any decision"
+        which = f"decision #{wanted} is not one" if wanted else "there is none"
         raise approvals.Refusal(
             "no_approval",
-            f"champion_model refuses to move the champion of {config.registered_model}: "
-            f"{which} is not a recorded approval or rollback awaiting promotion. An approver must "
-            "run `fin-mlops approve` (or `fin-mlops rollback`) first",
+            f"champion_model refuses to move the champion of {config.registered_model}: no "
+            f"recorded approval or rollback awaits promotion ({which}). An approver must run "
+            "`fin-mlops approve` (or `fin-mlops rollback`) first",
         )
     return pending[0]
 

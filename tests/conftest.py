@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Tests never write into a developer's FIN_HOME: modules that bind resources at import time
+# (fin_assets.definitions) see this session's scratch home; each test sets its own on top.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="fin_test_home_"))
+os.environ["FIN_HOME"] = str(_SESSION_HOME)
+os.environ["DAGSTER_HOME"] = str(_SESSION_HOME / "dagster")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FIN_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -1,0 +1,186 @@
+"""The Dagster UI of ``make ui`` in headless Chromium, on an instance with a trained challenger.
+
+What a reviewer opens after ``make demo``: the global asset lineage with every asset group, and
+a model's asset page with the metadata of its latest materialization (model version, MLflow
+run). The test starts and stops the real ``make ui`` and checks no server process outlives it.
+Screenshots are kept in ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import dagster as dg
+import psutil
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser import artifact_path, browser_page
+from tests.conftest import REPO
+from tests.dagster_ui import dismiss_popups, running_ui, wait_for_text
+
+#: ``browser_page`` is a fixture: pytest finds it because this module exports it.
+__all__ = ["browser_page"]
+
+#: The first stages of ``fin-mlops demo``, run by the CLI functions the demo is made of:
+#: ingestion, features, a challenger. The rest of the demo's story (validation, approval,
+#: monitoring) needs a larger world than this test can afford and is not what it looks at.
+TRAINING_PIPELINE = """
+import sys
+from datetime import timedelta
+from fin_assets import cli
+days = [cli.DEMO_START + timedelta(days=i) for i in range({days})]
+ingested = all(ok for _, ok, _ in cli.run_ingestion(days))
+model = cli.train_challenger() if ingested and cli.build_features(days) else None
+print("challenger version", model and model["model_version"])
+sys.exit(0 if model else 1)
+"""
+#: The fewest days that train a challenger: the default protocol (21 training days, a 7-day
+#: label-delay gap, 7 test days whose labels matured 7 days before the last day) needs 42.
+PIPELINE_DAYS = 42
+SMALL_WORLD = {"FIN_SIM_CUSTOMERS": "100", "FIN_SIM_TERMINALS": "200"}
+CHALLENGER = dg.AssetKey("challenger_model")
+
+
+def asset_groups() -> list[str]:
+    """Every asset group of the one Definitions object, as the UI should show them."""
+    from fin_assets.definitions import defs
+
+    return sorted({spec.group_name or "default" for spec in defs.resolve_all_asset_specs()})
+
+
+def assert_asset_metadata(
+    page: Page,
+    base_url: str,
+    asset_key: str | Sequence[str],
+    labels: Mapping[str, str | None],
+    screenshot: Path | None = None,
+) -> None:
+    """Open the asset's page and check its metadata table shows each label of its latest
+    materialization, with the given value (``None``: the label alone is checked).
+
+    ``asset_key`` is a key string (``"a/b"`` for a multi-part key) or its parts. The rows are
+    looked up in the table whose columns are Key, Timestamp and Value, and each must carry the
+    materialization icon (not definition metadata or an observation).
+    """
+    parts = asset_key.split("/") if isinstance(asset_key, str) else list(asset_key)
+    page.goto(f"{base_url}/assets/{'/'.join(quote(p, safe='') for p in parts)}")
+    table = page.locator("table").filter(has=page.locator("thead", has_text="Timestamp"))
+    expect(table).to_have_count(1, timeout=30_000)
+    for label, value in labels.items():
+        row = table.get_by_role("row").filter(has=page.get_by_role("cell", name=label, exact=True))
+        expect(row, f"metadata row {label!r} of {'/'.join(parts)}").to_have_count(1)
+        expect(row.get_by_role("cell").first).to_have_text(label)
+        expect(row.get_by_role("img", name="materialization")).to_be_visible()
+        if value is not None:
+            expect(row.get_by_role("cell").last).to_have_text(value)
+    if screenshot is not None:
+        # The table's top at the top of the view: the checked rows are in the picture.
+        table.evaluate("table => table.scrollIntoView({block: 'start'})")
+        page.screenshot(path=screenshot)
+
+
+def _running(process: psutil.Process) -> bool:
+    """Whether ``process`` still runs (a zombie has exited; it only waits to be reaped)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _ui_processes(port: int) -> list[psutil.Process]:
+    """Live processes started for the UI on ``port``, found by the environment they inherit."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("FIN_UI_PORT") == str(port) and _running(process):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _materialise_training_assets(fin_home: Path) -> None:
+    """Ingest, build features and train a challenger into ``fin_home``, in a fresh process."""
+    home = {"FIN_HOME": str(fin_home), "DAGSTER_HOME": str(fin_home / "dagster")}
+    proc = subprocess.run(
+        [sys.executable, "-c", TRAINING_PIPELINE.format(days=PIPELINE_DAYS)],
+        cwd=REPO,
+        env={**os.environ, **SMALL_WORLD, **home},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "challenger version 1" in proc.stdout
+
+
+def _latest_challenger(fin_home: Path) -> dict[str, str]:
+    """The challenger's latest materialization metadata as the instance recorded it."""
+    with dg.DagsterInstance.from_config(str(fin_home / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(CHALLENGER)
+    assert event is not None and event.asset_materialization is not None
+    metadata = event.asset_materialization.metadata
+    return {key: str(metadata[key].value) for key in ("model_version", "mlflow_run_id")}
+
+
+def _registered_run_id(fin_home: Path, version: str) -> str:
+    """The MLflow run behind a registered version, read from MLflow's registry itself."""
+    import mlflow
+
+    registry = mlflow.MlflowClient(tracking_uri=f"sqlite:///{fin_home / 'mlflow.db'}")
+    return str(registry.get_model_version("fraud_detector", version).run_id)
+
+
+@pytest.mark.slow
+def test_ui_shows_every_asset_group_and_the_challengers_metadata(
+    fin_home: Path, browser_page: Page
+) -> None:
+    _materialise_training_assets(fin_home)
+    recorded = _latest_challenger(fin_home)
+    assert recorded["model_version"] == "1"
+    assert _registered_run_id(fin_home, "1") == recorded["mlflow_run_id"]
+    groups = asset_groups()
+    assert {"ingestion", "features", "training"} <= set(groups)
+
+    page = browser_page
+    with running_ui(fin_home) as base_url:
+        port = urlsplit(base_url).port
+        assert port is not None
+        processes = _ui_processes(port)
+        commands = " ".join(" ".join(p.cmdline()) for p in processes)
+        for part in ("dagster dev", "dagster_webserver", "dagster._daemon", "code-server"):
+            assert part in commands, f"{part} not among the UI's processes: {commands}"
+
+        page.goto(f"{base_url}/asset-groups")
+        assert dismiss_popups(page), "a fresh Dagster home shows the community pop-up"
+        wait_for_text(page, "Global asset lineage")
+        graph = page.locator("svg foreignObject")
+        for group in groups:
+            expect(graph.get_by_text(group, exact=True), f"group {group}").to_be_visible(
+                timeout=30_000
+            )
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        page.screenshot(path=artifact_path("dagster_lineage.png"))
+
+        assert_asset_metadata(
+            page,
+            base_url,
+            CHALLENGER.path,
+            {
+                "model_version": recorded["model_version"],
+                "mlflow_run_id": recorded["mlflow_run_id"],
+                "model_name": "fraud_detector",
+                "validation_status": "pending",
+            },
+            screenshot=artifact_path("dagster_challenger_model.png"),
+        )
+
+    survivors = [p for p in processes if _running(p)]
+    assert survivors == [], f"still running after the UI stopped: {survivors}"
+    assert _ui_processes(port) == []

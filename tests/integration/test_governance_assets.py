@@ -1,0 +1,356 @@
+"""Governance on a real instance: validation gates, approvals, the sensor, promotion, rollback.
+
+One pipeline is built for the module (ingest → dbt features → challenger v1 in MLflow) and the
+tests follow a model's governed life in order: a promotion without an approval is refused, a
+failing gate blocks promotion in the same run, refusals by the CLI, an approval carried out by
+``approval_sensor``, a second champion, a rollback, the auditor bundle, and tampering detected.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from fin_assets import cli
+from fin_assets.definitions import build_resources, current_definitions
+from fin_assets.governance import champion_model
+from fin_assets.lib import approvals
+from fin_assets.lib.audit_chain import AuditChain
+from fin_assets.lib.governance import (
+    champion_version,
+    previous_champion_version,
+    version_facts,
+)
+from fin_assets.lib.policy import DEFAULT_POLICY_PATH
+from fin_assets.training import TrainingConfig, training_run_config
+from fin_assets.validation import validation_pack
+from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+FIRST_DAY = date(2018, 4, 1)
+DAYS = 45
+CONFIG = TrainingConfig(
+    train_start="2018-04-09", train_days=14, test_days=7, n_estimators=40, max_depth=4, seed=3
+)
+DEVELOPER = "dana.developer"
+VALIDATOR = "vera.validator"
+
+
+def _policy_file(directory: Path, name: str, auc_floor: float) -> Path:
+    """The packaged policy with gates a small test set can be judged by (or must fail)."""
+    values = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    values["version"] = f"test-{name}"
+    gates = values["validation"]["gates"]
+    gates["auc_roc_floor"]["value"] = auc_floor
+    gates["average_precision_floor"]["value"] = 0.0
+    gates["ks_floor"]["value"] = 0.0
+    gates["calibration_error_ceiling"]["value"] = 1.0
+    gates["adverse_impact_ratio"]["value"] = 0.0
+    gates["champion_auc_not_worse"]["value"] = -1.0
+    values["validation"]["min_segment_rows"] = 50
+    values["validation"]["fairness"]["min_group_rows"] = 50
+    path = directory / f"policy_{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """FIN_HOME with 45 ingested days, features and challenger v1 (developer dana)."""
+    home = tmp_path_factory.mktemp("governance") / "fin_home"
+    lenient = _policy_file(home.parent, "lenient", 0.5)
+    strict = _policy_file(home.parent, "strict", 0.9999)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("FIN_SOURCE", "FIN_WAREHOUSE_URL", "MLFLOW_TRACKING_URI", "FIN_AUDIT_URL"):
+            mp.delenv(name, raising=False)
+        mp.setenv("FIN_HOME", str(home))
+        mp.setenv("DAGSTER_HOME", str(home / "dagster"))
+        mp.setenv("FIN_SIM_CUSTOMERS", "500")
+        mp.setenv("FIN_SIM_TERMINALS", "1000")
+        mp.setenv("FIN_DEVELOPER", DEVELOPER)
+        mp.setenv("FIN_POLICY", str(lenient))
+        cli.cmd_init(None)  # type: ignore[arg-type]
+        days = [FIRST_DAY + timedelta(days=i) for i in range(DAYS)]
+        assert all(ok for _, ok, _ in cli.run_ingestion(days))
+        assert cli.build_features(days)
+        instance = cli._instance()
+        train = current_definitions().resolve_job_def("train_challenger_job")
+        assert train.execute_in_process(
+            instance=instance, run_config=training_run_config(CONFIG)
+        ).success
+        yield {"home": home, "instance": instance, "lenient": lenient, "strict": strict, "mp": mp}
+        instance.dispose()
+
+
+def _client() -> Any:
+    s = Settings.from_env()
+    return MlflowResource(
+        tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root
+    ).client()
+
+
+def _engine() -> sa.Engine:
+    return sa.create_engine(Settings.from_env().audit_url)
+
+
+def _materialize(world: dict[str, Any], assets: list[Any], **config: Any) -> Any:
+    ops = {"validation_pack": {"config": {"model_version": config.get("version", 1)}}}
+    if champion_model in assets:
+        ops["champion_model"] = {"config": {"decision_id": config.get("decision_id", 0)}}
+    return dg.materialize(
+        assets,
+        resources=build_resources(),
+        instance=world["instance"],
+        run_config={"ops": ops},
+        raise_on_error=False,
+    )
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _sensor(world: dict[str, Any], name: str) -> Any:
+    defs = current_definitions()
+    with dg.build_sensor_context(
+        instance=world["instance"],
+        repository_def=defs.get_repository_def(),
+        resources=defs.resources,
+    ) as context:
+        return defs.resolve_sensor_def(name)(context)
+
+
+def _run_request(world: dict[str, Any], request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    return (
+        current_definitions()
+        .resolve_job_def("promote_champion_job")
+        .execute_in_process(
+            instance=world["instance"], run_config=request.run_config, tags=request.tags
+        )
+    )
+
+
+def test_champion_model_refuses_to_promote_without_an_approval(world: dict[str, Any]) -> None:
+    result = dg.materialize(
+        [champion_model],
+        resources=build_resources(),
+        instance=world["instance"],
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no recorded approval" in str(failure.event_specific_data)
+    assert champion_version(_client(), "fraud_detector") is None
+    refused = AuditChain(_engine()).entries(action=approvals.ACTION_REFUSED)
+    assert refused[-1].payload["code"] == "no_approval"
+
+
+def test_a_failing_blocking_gate_stops_promotion_in_the_same_run(
+    world: dict[str, Any],
+) -> None:
+    world["mp"].setenv("FIN_POLICY", str(world["strict"]))
+    try:
+        result = _materialize(world, [validation_pack, champion_model])
+    finally:
+        world["mp"].setenv("FIN_POLICY", str(world["lenient"]))
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["auc_roc_floor"].passed is False
+    assert checks["auc_roc_floor"].severity == dg.AssetCheckSeverity.ERROR
+    assert result.asset_materializations_for_node("validation_pack")
+    assert not result.asset_materializations_for_node("champion_model")
+    assert version_facts(_client(), "fraud_detector", 1).validation_status == "failed"
+
+
+def test_the_cli_refuses_every_decision_that_breaks_a_rule(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _cli(capsys, "approvers", "add", VALIDATOR, "--role", "validator")
+    assert code == 0
+    world["token"] = out.strip().splitlines()[-1]
+    _, out, _ = _cli(capsys, "approvers", "add", DEVELOPER, "--role", "validator")
+    developer_token = out.strip().splitlines()[-1]
+    _, out, _ = _cli(capsys, "approvers", "add", "ada.auditor", "--role", "auditor")
+    auditor_token = out.strip().splitlines()[-1]
+    base = ["--version", "1", "--rationale", "read the pack"]
+    cases = [
+        ([*base, "--as", VALIDATOR, "--token", "not-the-token"], "wrong_token"),
+        ([*base, "--as", "nobody", "--token", "x"], "unknown_approver"),
+        ([*base, "--as", "ada.auditor", "--token", auditor_token], "role_not_allowed"),
+        ([*base, "--as", DEVELOPER, "--token", developer_token], "separation_of_duties"),
+        # The strict run above left v1 failed: a failed validation cannot be approved.
+        ([*base, "--as", VALIDATOR, "--token", world["token"]], "validation_not_passed"),
+        (
+            ["--version", "99", "--rationale", "x", "--as", VALIDATOR, "--token", world["token"]],
+            "unknown_version",
+        ),
+    ]
+    for args, code_expected in cases:
+        code, _, err = _cli(capsys, "approve", *args)
+        assert code == 3, (args, err)
+        assert f"refused ({code_expected})" in err
+    codes = [e.payload["code"] for e in AuditChain(_engine()).entries(action="refused")]
+    assert codes[-len(cases) :] == [c for _, c in cases]
+    assert approvals.decisions_for(_engine(), "fraud_detector") == []
+
+
+def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _materialize(world, [validation_pack])
+    assert first.success
+    digest = first.asset_materializations_for_node("validation_pack")[0].metadata["pack_digest"]
+    code, out, _ = _cli(capsys, "pending")
+    assert code == 0 and "\n1        passed" in out
+    code, out, err = _cli(
+        capsys,
+        "approve",
+        "--version",
+        "1",
+        "--as",
+        VALIDATOR,
+        "--token",
+        world["token"],
+        "--rationale",
+        "gates pass; segments reviewed",
+    )
+    assert code == 0, err
+    assert "approved: fraud_detector version 1 by vera.validator" in out
+    # A second verdict on the same version is refused.
+    code, _, err = _cli(
+        capsys,
+        "reject",
+        "--version",
+        "1",
+        "--as",
+        VALIDATOR,
+        "--token",
+        world["token"],
+        "--rationale",
+        "changed my mind",
+    )
+    assert code == 3 and "already_decided" in err
+
+    sensed = _sensor(world, "approval_sensor")
+    (request,) = sensed.run_requests
+    (decision,) = approvals.pending_promotions(_engine())
+    assert request.run_key == f"promotion-{decision.id}"
+    # Regenerating the pack from the same lineage in the promotion run gives the same digest,
+    # so the approval still matches (it would be refused as stale otherwise).
+    result = _materialize(world, [validation_pack, champion_model], decision_id=decision.id)
+    assert result.success
+    again = result.asset_materializations_for_node("validation_pack")[0].metadata["pack_digest"]
+    assert again.value == digest.value
+    meta = result.asset_materializations_for_node("champion_model")[0].metadata
+    assert meta["champion_version"].value == 1
+    assert meta["approved_by"].value == VALIDATOR
+    assert champion_version(_client(), "fraud_detector") == 1
+    assert approvals.pending_promotions(_engine()) == []
+    assert isinstance(_sensor(world, "approval_sensor"), dg.SkipReason)
+    code, out, _ = _cli(capsys, "audit", "verify")
+    assert code == 0 and "audit trail intact" in out
+
+
+def test_a_second_champion_then_a_rollback_through_an_approval(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = CONFIG.model_copy(update={"seed": 11})
+    train = current_definitions().resolve_job_def("retrain_challenger_job")
+    result = train.execute_in_process(
+        instance=world["instance"], run_config=training_run_config(config)
+    )
+    assert result.success
+    pack = result.asset_materializations_for_node("validation_pack")[0].metadata
+    assert pack["model_version"].value == 2
+    assert pack["champion_version"].value == 1
+    pack_json = json.loads(Path(str(pack["validation_pack_json"].value)).read_text())
+    assert pack_json["champion_comparison"]["champion"]["model_version"] == 1
+    code, _, err = _cli(
+        capsys,
+        "approve",
+        "--version",
+        "2",
+        "--as",
+        VALIDATOR,
+        "--token",
+        world["token"],
+        "--rationale",
+        "beats the champion",
+    )
+    assert code == 0, err
+    (request,) = _sensor(world, "approval_sensor").run_requests
+    assert _run_request(world, request).success
+    client = _client()
+    assert (
+        champion_version(client, "fraud_detector"),
+        previous_champion_version(client, "fraud_detector"),
+    ) == (2, 1)
+
+    code, out, err = _cli(
+        capsys,
+        "rollback",
+        "--as",
+        VALIDATOR,
+        "--token",
+        world["token"],
+        "--rationale",
+        "v2 alerts spiked in production",
+    )
+    assert code == 0, err
+    assert "fraud_detector version 1" in out
+    (request,) = _sensor(world, "approval_sensor").run_requests
+    assert request.tags["fin/decision_kind"] == "rollback"
+    assert _run_request(world, request).success
+    assert (
+        champion_version(client, "fraud_detector"),
+        previous_champion_version(client, "fraud_detector"),
+    ) == (1, 2)
+
+
+def test_the_auditor_bundle_follows_the_decision_back_to_the_raw_partitions(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _out, err = _cli(capsys, "audit", "export", "--version", "1", "--out", str(tmp_path))
+    assert code == 0, err
+    bundle = json.loads((tmp_path / "audit_bundle.json").read_text())
+    steps = {s["step"]: s for s in bundle["chain"]}
+    # Train 04-09..04-22, gap, test 04-30..05-06: 28 raw partitions, each with its run id.
+    partitions = steps["raw data partitions"]["partitions"]
+    assert [p["day"] for p in (partitions[0], partitions[-1])] == ["2018-04-09", "2018-05-06"]
+    assert len(partitions) == 28 and all(p["dagster_run_id"] for p in partitions)
+    assert steps["training run"]["developer"] == DEVELOPER
+    assert steps["validation pack"]["validation_status"] == "passed"
+    kinds = [(d["kind"], d["approver"], d["status"]) for d in steps["approval"]["decisions"]]
+    assert kinds == [("approve", VALIDATOR, "promoted"), ("rollback", VALIDATOR, "promoted")]
+    assert len(steps["promotion"]["promotions"]) == 2 and bundle["is_champion"] is True
+    assert bundle["audit_trail"]["verified"] is True
+    assert "vera.validator" in (tmp_path / "audit_bundle.html").read_text()
+
+
+def test_tampering_with_the_audit_trail_is_detected_by_the_cli(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = _engine()
+    with engine.begin() as conn, pytest.raises(sa.exc.DatabaseError, match="append-only"):
+        conn.execute(sa.text("UPDATE audit_entries SET actor = 'mallory' WHERE seq = 3"))
+    with engine.begin() as conn:
+        # An attacker with database rights removes the trigger first.
+        for trigger in conn.execute(
+            sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        ).scalars():
+            conn.execute(sa.text(f'DROP TRIGGER "{trigger}"'))
+        conn.execute(sa.text("UPDATE audit_entries SET actor = 'mallory' WHERE seq = 3"))
+    code, _, err = _cli(capsys, "audit", "verify")
+    assert code == 1
+    assert "AUDIT TRAIL BROKEN at entry 3" in err
