@@ -174,9 +174,7 @@ def monitoring_report(
     daily_columns = [c for c in columns if c not in calendar]
     drift = monitoring.drift_report(reference, today, daily_columns, policy=policy, timestamp=stamp)
     week_rows = window[pd.to_datetime(window["partition_date"]).dt.date >= days_back(day, rolling)]
-    week = monitoring.drift_report(
-        reference, week_rows, columns, policy=policy, segments={}, timestamp=stamp
-    )
+    week = monitoring.psi_summary(reference, week_rows, [*columns, "score"], policy=policy)
     performance = monitoring.matured_performance(
         window,
         as_of=stamp,
@@ -192,7 +190,7 @@ def monitoring_report(
     summary = monitoring.monitoring_summary(
         drift, important_features=important, performance=performance
     )
-    summary["rolling_week"] = week.summary()
+    summary["rolling_week"] = week
     summary["model_version"] = champion.version
     summary["partition"] = day.isoformat()
     found = monitoring.breaches(summary, policy, important)
@@ -207,7 +205,7 @@ def monitoring_report(
             "rows": len(today),
             "model_version": champion.version,
             **_metadata(summary, found),
-            "week_drift_share": week.summary().get("drift_share"),
+            "week_max_psi": week["max_psi"]["psi"],
             "summary_path": dg.MetadataValue.path(str(summary_path)),
             "drift_report": dg.MetadataValue.path(str(html)),
             "policy_version": policy.version,

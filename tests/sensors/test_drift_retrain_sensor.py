@@ -1,0 +1,130 @@
+"""``drift_retrain_sensor`` on a real instance: fire once per breach, respect the cool-down.
+
+The monitoring summaries are produced by the real library (Evidently and PSI) on two small
+frames, one shifted and one not; they are recorded as ``monitoring_report`` materialisations the
+way the asset records them (the summary path in the metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from fin_assets.definitions import current_definitions
+from fin_assets.lib import monitoring
+from fin_assets.lib.policy import load_policy
+from fin_assets.monitoring import MONITORING_REPORT
+
+FEATURES = ["tx_amount", "customer_id_nb_tx_7day_window"]
+
+
+def _frame(rng: np.random.Generator, rows: int, amount_scale: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "tx_amount": rng.gamma(2.0, 30.0, rows) * amount_scale,
+            "customer_id_nb_tx_7day_window": rng.poisson(8, rows).astype(float),
+            "tx_during_night": rng.integers(0, 2, rows),
+            "tx_during_weekend": np.zeros(rows, dtype=int),
+            "score": rng.beta(1, 50, rows),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def summaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Summary files of a drifted day (amounts ×2) and of an undrifted one."""
+    policy = load_policy()
+    rng = np.random.default_rng(7)
+    reference = _frame(rng, 4000, 1.0)
+    out = tmp_path_factory.mktemp("summaries")
+    paths = {}
+    for name, scale in (("breach", 2.0), ("calm", 1.0)):
+        current = _frame(rng, 2000, scale)
+        drift = monitoring.drift_report(reference, current, FEATURES, policy=policy)
+        summary = monitoring.monitoring_summary(drift, important_features=["tx_amount"])
+        paths[name] = out / f"{name}.json"
+        paths[name].write_text(json.dumps(summary))
+    return paths
+
+
+@pytest.fixture
+def instance(fin_home: Path) -> Iterator[dg.DagsterInstance]:
+    (fin_home / "dagster").mkdir(parents=True, exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(fin_home / "dagster")) as inst:
+        yield inst
+
+
+def _report(instance: dg.DagsterInstance, partition: str, summary: Path) -> None:
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            asset_key=MONITORING_REPORT,
+            partition=partition,
+            metadata={"summary_path": dg.MetadataValue.path(str(summary))},
+        )
+    )
+
+
+def _evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
+    defs = current_definitions()
+    with dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        repository_def=defs.get_repository_def(),
+        resources=defs.resources,
+    ) as context:
+        return defs.resolve_sensor_def("drift_retrain_sensor")(context)
+
+
+def test_a_breach_fires_one_retraining_and_the_same_breach_fires_nothing(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    _report(instance, "2018-07-28", summaries["breach"])
+    result = _evaluate(instance)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    assert request.run_key.startswith("retrain-2018-07-28-")
+    assert request.job_name in (None, "retrain_challenger_job")
+    assert "on tx_amount (important feature)" in request.tags["fin/breach"]
+    assert request.tags["fin/trigger"] == "drift"
+    assert set(request.run_config["ops"]) == {"training_dataset", "challenger_model"}
+    cursor = json.loads(result.cursor)
+    assert cursor["fired"] == [request.run_key]
+
+    # The same breach seen again (after the cool-down, so only the run key can stop it).
+    old = dict(cursor, last_fired_at=(datetime.now(UTC) - timedelta(days=30)).isoformat())
+    again = _evaluate(instance, json.dumps(old))
+    assert isinstance(again, dg.SkipReason)
+    assert again.skip_message == f"already fired for this breach ({request.run_key})"
+
+
+def test_a_new_breach_within_the_cool_down_is_skipped_with_its_reason(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    _report(instance, "2018-07-29", summaries["breach"])
+    fired_at = datetime.now(UTC) - timedelta(hours=5)
+    cursor = json.dumps({"fired": ["retrain-2018-07-28-x"], "last_fired_at": fired_at.isoformat()})
+    result = _evaluate(instance, cursor)
+    assert isinstance(result, dg.SkipReason)
+    message = str(result.skip_message)
+    assert message.startswith("monitoring_report 2018-07-29: cool-down: last retraining fired at")
+    assert "< 72 h" in message and "tx_amount" in message
+
+
+def test_no_breach_is_skipped_with_the_numbers_that_were_checked(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    assert isinstance(_evaluate(instance), dg.SkipReason)  # no report yet
+    _report(instance, "2018-07-20", summaries["calm"])
+    result = _evaluate(instance)
+    assert isinstance(result, dg.SkipReason)
+    message = str(result.skip_message)
+    assert message.startswith("monitoring_report 2018-07-20: no breach:")
+    assert "tx_amount" in message
