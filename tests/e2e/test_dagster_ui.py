@@ -8,9 +8,6 @@ Screenshots are kept in ``tests/artifacts/``.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -21,30 +18,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser import artifact_path, browser_page
-from tests.conftest import REPO
 from tests.dagster_ui import dismiss_popups, running_ui, wait_for_text
+from tests.e2e.conftest import DemoRun
 
 #: ``browser_page`` is a fixture: pytest finds it because this module exports it.
 __all__ = ["browser_page"]
 
-#: The first stages of ``fin-mlops demo``, run by the CLI functions the demo is made of:
-#: ingestion, features, a challenger. The rest of the demo's story (validation, approval,
-#: monitoring) needs a larger world than this test can afford and is not what it looks at.
-TRAINING_PIPELINE = """
-import sys
-from datetime import timedelta
-from fin_assets import cli
-days = [cli.DEMO_START + timedelta(days=i) for i in range({days})]
-ingested = all(ok for _, ok, _ in cli.run_ingestion(days))
-model = cli.train_challenger() if ingested and cli.build_features(days) else None
-print("challenger version", model and model["model_version"])
-sys.exit(0 if model else 1)
-"""
-#: The fewest days that train a challenger: the default protocol (21 training days, a 7-day
-#: label-delay gap, 7 test days whose labels matured 7 days before the last day) needs 42.
-PIPELINE_DAYS = 42
-SMALL_WORLD = {"FIN_SIM_CUSTOMERS": "100", "FIN_SIM_TERMINALS": "200"}
 CHALLENGER = dg.AssetKey("challenger_model")
+CHAMPION = dg.AssetKey("champion_model")
 
 
 def asset_groups() -> list[str]:
@@ -105,28 +86,13 @@ def _ui_processes(port: int) -> list[psutil.Process]:
     return found
 
 
-def _materialise_training_assets(fin_home: Path) -> None:
-    """Ingest, build features and train a challenger into ``fin_home``, in a fresh process."""
-    home = {"FIN_HOME": str(fin_home), "DAGSTER_HOME": str(fin_home / "dagster")}
-    proc = subprocess.run(
-        [sys.executable, "-c", TRAINING_PIPELINE.format(days=PIPELINE_DAYS)],
-        cwd=REPO,
-        env={**os.environ, **SMALL_WORLD, **home},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "challenger version 1" in proc.stdout
-
-
-def _latest_challenger(fin_home: Path) -> dict[str, str]:
-    """The challenger's latest materialization metadata as the instance recorded it."""
+def _latest(fin_home: Path, key: dg.AssetKey, names: Sequence[str]) -> dict[str, str]:
+    """An asset's latest materialization metadata as the instance recorded it."""
     with dg.DagsterInstance.from_config(str(fin_home / "dagster")) as instance:
-        event = instance.get_latest_materialization_event(CHALLENGER)
+        event = instance.get_latest_materialization_event(key)
     assert event is not None and event.asset_materialization is not None
     metadata = event.asset_materialization.metadata
-    return {key: str(metadata[key].value) for key in ("model_version", "mlflow_run_id")}
+    return {name: str(metadata[name].value) for name in names}
 
 
 def _registered_run_id(fin_home: Path, version: str) -> str:
@@ -138,15 +104,23 @@ def _registered_run_id(fin_home: Path, version: str) -> str:
 
 
 @pytest.mark.slow
-def test_ui_shows_every_asset_group_and_the_challengers_metadata(
-    fin_home: Path, browser_page: Page
+def test_ui_shows_every_asset_group_and_the_models_metadata(
+    demo_run: DemoRun, browser_page: Page
 ) -> None:
-    _materialise_training_assets(fin_home)
-    recorded = _latest_challenger(fin_home)
-    assert recorded["model_version"] == "1"
-    assert _registered_run_id(fin_home, "1") == recorded["mlflow_run_id"]
+    assert demo_run.returncode == 0, demo_run.stdout[-3000:]
+    fin_home = demo_run.home
+    recorded = _latest(fin_home, CHALLENGER, ("model_version", "mlflow_run_id"))
+    assert recorded["model_version"] == "2"
+    assert _registered_run_id(fin_home, "2") == recorded["mlflow_run_id"]
+    champion = _latest(fin_home, CHAMPION, ("champion_version", "approved_by", "decision_id"))
+    assert champion == {
+        "champion_version": "1",
+        "approved_by": "demo-validator",
+        "decision_id": "1",
+    }
     groups = asset_groups()
-    assert {"ingestion", "features", "training"} <= set(groups)
+    expected = {"ingestion", "features", "training", "validation", "governance", "monitoring"}
+    assert set(groups) == expected
 
     page = browser_page
     with running_ui(fin_home) as base_url:
@@ -179,6 +153,13 @@ def test_ui_shows_every_asset_group_and_the_challengers_metadata(
                 "validation_status": "pending",
             },
             screenshot=artifact_path("dagster_challenger_model.png"),
+        )
+        assert_asset_metadata(
+            page,
+            base_url,
+            CHAMPION.path,
+            {**champion, "decision_kind": "approve", "model_name": "fraud_detector"},
+            screenshot=artifact_path("dagster_champion_model.png"),
         )
 
     survivors = [p for p in processes if _running(p)]
