@@ -30,26 +30,6 @@ def count(home: Path, sql: str) -> int:
     return int(row[0])
 
 
-def test_demo_ingests_builds_features_and_registers_a_challenger(fin_home: Path) -> None:
-    env = {"FIN_SIM_CUSTOMERS": "300", "FIN_SIM_TERMINALS": "600"}
-    proc = run([str(BIN / "fin-mlops"), "demo", "--days", "45"], env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2018-05-15  ok" in proc.stdout
-    assert "registered fraud_detector version 1 (validation_status=pending)" in proc.stdout
-    assert "make ui" in proc.stdout
-    assert "features built" in proc.stdout
-    assert count(fin_home, "SELECT count(*) FROM features.transaction_features") == count(
-        fin_home, "SELECT count(*) FROM raw.transactions"
-    )
-    assert (fin_home / "dagster" / "dagster.yaml").exists()
-    assert count(fin_home, "SELECT count(DISTINCT partition_date) FROM raw.transactions") == 45
-    reports = sorted(p.name for p in (fin_home / "reports" / "data_quality").glob("*.html"))
-    assert len(reports) == 45
-    assert reports[0] == "2018-04-01.html"
-    assert reports[-1] == "2018-05-15.html"
-    assert (fin_home / "mlflow.db").exists()
-
-
 def _materialize(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return run(
         [

@@ -56,12 +56,19 @@ def test_the_stores_hold_what_the_story_says(demo_run: DemoRun) -> None:
             "SELECT count(*), (SELECT count(*) FROM raw.transactions), sum(accepted) "
             "FROM raw.ingestion_log"
         ).fetchone() or (0, 0, 0)
+        (features,) = con.execute(
+            "SELECT count(*) FROM features.transaction_features"
+        ).fetchone() or (0,)
         scored = con.execute(
             "SELECT partition_date, count(*), min(model_version), max(model_version), "
             "(SELECT count(*) FROM raw.transactions r WHERE r.partition_date = s.partition_date) "
             "FROM monitoring.scored_transactions s GROUP BY partition_date ORDER BY 1"
         ).fetchall()
     assert (days, raw) == (72, accepted)
+    assert features == raw
+    reports = sorted(p.name for p in (home / "reports" / "data_quality").glob("*.html"))
+    assert (len(reports), reports[0], reports[-1]) == (72, "2018-04-01.html", "2018-06-11.html")
+    assert (home / "dagster" / "dagster.yaml").exists()
     assert [row[0] for row in scored] == MONITORED
     assert all(n == expected and lo == hi == 1 for _, n, lo, hi, expected in scored)
 
