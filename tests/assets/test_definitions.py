@@ -28,6 +28,28 @@ def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
         assert schedule.job_name == "daily_pipeline_job"
     for sensor in repo.sensor_defs:
         assert defs.resolve_sensor_def(sensor.name).name == sensor.name
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    sensors = {s.name: s.job_name for s in repo.sensor_defs}
+    assert sensors == {
+        "approval_sensor": "promote_champion_job",
+        "drift_retrain_sensor": "retrain_challenger_job",
+    }
+
+
+def test_retraining_never_promotes_and_promotion_runs_only_governance(fin_home: Path) -> None:
+    from fin_assets.definitions import defs
+
+    def selected(job: str) -> set[str]:
+        keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
+        return {k.to_user_string() for k in keys}
+
+    assert selected("retrain_challenger_job") == {
+        "training_dataset",
+        "challenger_model",
+        "validation_pack",
+    }
+    assert selected("promote_champion_job") == {"champion_model", "audit_trail"}
+    assert "champion_model" not in selected("daily_pipeline_job")
     graph = defs.resolve_asset_graph()
     assert dg.AssetKey("raw_transactions") in graph.get_all_asset_keys()
 
