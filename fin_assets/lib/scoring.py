@@ -22,7 +22,7 @@ import pandas as pd
 import xgboost as xgb
 
 from fin_assets.lib import feature_registry
-from fin_assets.lib.training import KEY_COLUMNS, LABEL, predict_scores
+from fin_assets.lib.training import KEY_COLUMNS, LABEL, predict_scores, typed_keys
 
 #: The score column of a scored frame.
 SCORE: Final[str] = "score"
@@ -97,11 +97,7 @@ def score_transactions(
     rows = len(frame)
     out = pd.DataFrame(
         {
-            "transaction_id": frame["transaction_id"].to_numpy(dtype=np.int64),
-            "tx_datetime": pd.to_datetime(frame["tx_datetime"]).to_numpy(dtype="datetime64[ns]"),
-            "customer_id": frame["customer_id"].to_numpy(dtype=np.int64),
-            "terminal_id": frame["terminal_id"].to_numpy(dtype=np.int64),
-            "tx_amount": frame["tx_amount"].to_numpy(dtype=np.float64),
+            **typed_keys(frame),
             SCORE: scores,
             "model_name": pd.array([str(model_name)] * rows, dtype="string"),
             "model_version": pd.array([str(model_version)] * rows, dtype="string"),

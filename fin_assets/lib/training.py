@@ -358,6 +358,21 @@ def _dataset_version(
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
+def typed_keys(frame: pd.DataFrame) -> dict[str, npt.NDArray[Any]]:
+    """The key columns (:data:`KEY_COLUMNS`) with their one fixed dtype each.
+
+    Snapshots and scored transactions both carry them: one definition keeps a transaction's
+    keys byte-identical wherever it is stored.
+    """
+    return {
+        "transaction_id": frame["transaction_id"].to_numpy(dtype=np.int64),
+        "tx_datetime": pd.to_datetime(frame["tx_datetime"]).to_numpy(dtype="datetime64[ns]"),
+        "customer_id": frame["customer_id"].to_numpy(dtype=np.int64),
+        "terminal_id": frame["terminal_id"].to_numpy(dtype=np.int64),
+        "tx_amount": frame["tx_amount"].to_numpy(dtype=np.float64),
+    }
+
+
 def _normalise(frame: pd.DataFrame, feature_columns: Sequence[str]) -> pd.DataFrame:
     """Fixed column order and dtypes, rows in time order: the same data, the same bytes.
 
@@ -365,16 +380,7 @@ def _normalise(frame: pd.DataFrame, feature_columns: Sequence[str]) -> pd.DataFr
     an integer column's width.
     """
     passthrough = [c for c in PASSTHROUGH_COLUMNS if c in frame.columns]
-    out = pd.DataFrame(
-        {
-            "transaction_id": frame["transaction_id"].to_numpy(dtype=np.int64),
-            "tx_datetime": pd.to_datetime(frame["tx_datetime"]).to_numpy(dtype="datetime64[ns]"),
-            "customer_id": frame["customer_id"].to_numpy(dtype=np.int64),
-            "terminal_id": frame["terminal_id"].to_numpy(dtype=np.int64),
-            "tx_amount": frame["tx_amount"].to_numpy(dtype=np.float64),
-            LABEL: frame[LABEL].to_numpy(dtype=np.int64),
-        }
-    )
+    out = pd.DataFrame({**typed_keys(frame), LABEL: frame[LABEL].to_numpy(dtype=np.int64)})
     for column in feature_columns:
         if column not in out.columns:
             out[column] = frame[column].to_numpy(dtype=np.float64)
