@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FIN_HOME ?= $(CURDIR)/.fin_home
 export DAGSTER_HOME ?= $(FIN_HOME)/dagster
+# Two pytest workers (the slow tests wait on subprocesses and servers as much as on the CPU);
+# the tests that read the one demo run share a worker (--dist loadgroup). PYTEST_ARGS= for one.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 # This machine sets PYTHONDONTWRITEBYTECODE; bytecode is compiled at install time instead.
 export PYTHONDONTWRITEBYTECODE := 1
 

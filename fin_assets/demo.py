@@ -48,20 +48,13 @@ def _sensor_runs(name: str, instance: Any) -> tuple[list[Any], str]:
     defs = current_definitions()
 
     sensor = defs.resolve_sensor_def(name)
-    state_key = f"fin_demo_cursor_{name}"
-    stored = instance.run_storage.get_cursor_values({state_key}).get(state_key)
     with dg.build_sensor_context(
-        instance=instance,
-        cursor=stored,
-        repository_def=defs.get_repository_def(),
-        resources=defs.resources,
+        instance=instance, repository_def=defs.get_repository_def(), resources=defs.resources
     ) as context:
         result = sensor(context)
     if isinstance(result, dg.SkipReason):
         return [], str(result.skip_message)
     if isinstance(result, dg.SensorResult):
-        if result.cursor is not None:
-            instance.run_storage.set_cursor_values({state_key: result.cursor})
         if result.skip_reason is not None:
             return [], str(result.skip_reason.skip_message)
         return list(result.run_requests or []), ""
@@ -82,7 +75,7 @@ def _execute(job_name: str, request: Any, instance: Any) -> Any:
     return defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
         run_config=run_config,
-        tags={**request.tags, "dagster/run_key": request.run_key or "", "fin/demo": "1"},
+        tags={**request.tags, "fin/demo": "1"},
         raise_on_error=False,
     )
 

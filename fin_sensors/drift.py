@@ -2,8 +2,10 @@
 
 It reads the summary of the latest ``monitoring_report`` materialisation and lets
 ``fin_assets.lib.monitoring.retrain_decision`` decide (policy breach, cool-down). Each breach fires
-once: its run key names the partition and what breached, and the keys already fired are kept in
-the sensor's cursor with the time of the last firing (the cool-down clock).
+once: its run key names the partition and what breached. What has fired is read from the
+instance's own run history (runs tagged ``fin/trigger=drift``), not from the sensor's cursor, so a
+retraining launched by any evaluation of this code (the daemon, the demo, a test) counts, and a
+lost cursor cannot fire a breach twice.
 """
 
 import json
@@ -19,9 +21,9 @@ from fin_assets.monitoring import MONITORING_REPORT
 from fin_assets.training import training_run_config
 from fin_resources.settings import SettingsResource
 
-#: Fired run keys remembered in the cursor (older ones are dropped; Dagster's own run-key
-#: deduplication still holds for them).
-_REMEMBERED_KEYS = 200
+TRIGGER_TAG = "fin/trigger"
+#: The breach a retraining run answers (its run key, also as a tag so the history is queryable).
+RUN_KEY_TAG = "fin/breach_key"
 
 
 @dg.sensor(
@@ -45,36 +47,36 @@ def drift_retrain_sensor(
     if not path.exists():
         return dg.SkipReason(f"the summary {path} of monitoring_report {mat.partition} is gone")
     summary = json.loads(path.read_text())
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    fired: list[str] = list(cursor.get("fired", []))
-    last = cursor.get("last_fired_at")
+    policy = load_policy(settings.policy_path or None)
     now = datetime.now(UTC)
+    partition = str(mat.partition)
+    breach = retrain_decision(
+        summary, partition=partition, last_fired_at=None, now=now, policy=policy
+    )
+    if not breach.fire or breach.run_key is None:
+        return dg.SkipReason(f"monitoring_report {partition}: {breach.reason}")
+    if context.instance.get_runs(
+        dg.RunsFilter(tags={TRIGGER_TAG: "drift", RUN_KEY_TAG: breach.run_key}), limit=1
+    ):
+        return dg.SkipReason(f"already fired for this breach ({breach.run_key})")
+    latest = context.instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}), limit=1)
+    last_fired_at = latest[0].create_timestamp.astimezone(UTC) if latest else None
     decision = retrain_decision(
-        summary,
-        partition=str(mat.partition),
-        last_fired_at=datetime.fromisoformat(last) if last else None,
-        now=now,
-        policy=load_policy(settings.policy_path or None),
+        summary, partition=partition, last_fired_at=last_fired_at, now=now, policy=policy
     )
     if not decision.fire or decision.run_key is None:
-        return dg.SkipReason(f"monitoring_report {mat.partition}: {decision.reason}")
-    if decision.run_key in fired:
-        return dg.SkipReason(f"already fired for this breach ({decision.run_key})")
-    cursor = {
-        "fired": [*fired, decision.run_key][-_REMEMBERED_KEYS:],
-        "last_fired_at": now.isoformat(),
-    }
+        return dg.SkipReason(f"monitoring_report {partition}: {decision.reason}")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=decision.run_key,
                 run_config=training_run_config(),
                 tags={
-                    "fin/trigger": "drift",
-                    "fin/monitoring_partition": str(mat.partition),
+                    TRIGGER_TAG: "drift",
+                    RUN_KEY_TAG: decision.run_key,
+                    "fin/monitoring_partition": partition,
                     "fin/breach": "; ".join(b.message for b in decision.breaches)[:1000],
                 },
             )
         ],
-        cursor=json.dumps(cursor),
     )

@@ -24,6 +24,8 @@ from tests.e2e.conftest import DemoRun
 #: ``browser_page`` is a fixture: pytest finds it because this module exports it.
 __all__ = ["browser_page"]
 
+#: Shares a worker with the demo story test, so the demo runs once (``--dist loadgroup``).
+pytestmark = pytest.mark.xdist_group("demo")
 CHALLENGER = dg.AssetKey("challenger_model")
 CHAMPION = dg.AssetKey("champion_model")
 

@@ -15,7 +15,8 @@ from fin_assets.lib.audit_chain import AuditChain
 from tests.e2e.conftest import DRIFT_START, MONITORED, DemoRun
 from tests.e2e.test_cli import BIN, run
 
-pytestmark = pytest.mark.slow
+#: Both files that read the demo run share one worker, so the demo runs once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 
 def test_the_demo_tells_the_whole_governed_story(demo_run: DemoRun) -> None:

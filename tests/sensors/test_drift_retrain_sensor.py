@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +71,18 @@ def _report(instance: dg.DagsterInstance, partition: str, summary: Path) -> None
     )
 
 
-def _evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
+def _evaluate(instance: dg.DagsterInstance) -> Any:
     defs = current_definitions()
     with dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        repository_def=defs.get_repository_def(),
-        resources=defs.resources,
+        instance=instance, repository_def=defs.get_repository_def(), resources=defs.resources
     ) as context:
         return defs.resolve_sensor_def("drift_retrain_sensor")(context)
+
+
+def _launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
+    """Record the run a RunRequest asks for, as the daemon does (the run is not executed)."""
+    job = current_definitions().resolve_job_def("retrain_challenger_job")
+    instance.create_run_for_job(job_def=job, run_config=request.run_config, tags=request.tags)
 
 
 def test_a_breach_fires_one_retraining_and_the_same_breach_fires_nothing(
@@ -91,16 +93,12 @@ def test_a_breach_fires_one_retraining_and_the_same_breach_fires_nothing(
     assert isinstance(result, dg.SensorResult)
     (request,) = result.run_requests
     assert request.run_key.startswith("retrain-2018-07-28-")
-    assert request.job_name in (None, "retrain_challenger_job")
+    assert request.tags["fin/breach_key"] == request.run_key
     assert "on tx_amount (important feature)" in request.tags["fin/breach"]
     assert request.tags["fin/trigger"] == "drift"
     assert set(request.run_config["ops"]) == {"training_dataset", "challenger_model"}
-    cursor = json.loads(result.cursor)
-    assert cursor["fired"] == [request.run_key]
-
-    # The same breach seen again (after the cool-down, so only the run key can stop it).
-    old = dict(cursor, last_fired_at=(datetime.now(UTC) - timedelta(days=30)).isoformat())
-    again = _evaluate(instance, json.dumps(old))
+    _launch(instance, request)
+    again = _evaluate(instance)
     assert isinstance(again, dg.SkipReason)
     assert again.skip_message == f"already fired for this breach ({request.run_key})"
 
@@ -108,10 +106,11 @@ def test_a_breach_fires_one_retraining_and_the_same_breach_fires_nothing(
 def test_a_new_breach_within_the_cool_down_is_skipped_with_its_reason(
     instance: dg.DagsterInstance, summaries: dict[str, Path]
 ) -> None:
+    _report(instance, "2018-07-28", summaries["breach"])
+    (request,) = _evaluate(instance).run_requests
+    _launch(instance, request)
     _report(instance, "2018-07-29", summaries["breach"])
-    fired_at = datetime.now(UTC) - timedelta(hours=5)
-    cursor = json.dumps({"fired": ["retrain-2018-07-28-x"], "last_fired_at": fired_at.isoformat()})
-    result = _evaluate(instance, cursor)
+    result = _evaluate(instance)
     assert isinstance(result, dg.SkipReason)
     message = str(result.skip_message)
     assert message.startswith("monitoring_report 2018-07-29: cool-down: last retraining fired at")
@@ -121,7 +120,9 @@ def test_a_new_breach_within_the_cool_down_is_skipped_with_its_reason(
 def test_no_breach_is_skipped_with_the_numbers_that_were_checked(
     instance: dg.DagsterInstance, summaries: dict[str, Path]
 ) -> None:
-    assert isinstance(_evaluate(instance), dg.SkipReason)  # no report yet
+    first = _evaluate(instance)
+    assert isinstance(first, dg.SkipReason)
+    assert first.skip_message == "no monitoring_report has been materialised yet"
     _report(instance, "2018-07-20", summaries["calm"])
     result = _evaluate(instance)
     assert isinstance(result, dg.SkipReason)
