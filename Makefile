@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 export FIN_HOME ?= $(CURDIR)/.fin_home
 export DAGSTER_HOME ?= $(FIN_HOME)/dagster
 # Two pytest workers (the slow tests wait on subprocesses and servers as much as on the CPU);
-# the tests that read the one demo run share a worker (--dist loadgroup). PYTEST_ARGS= for one.
-PYTEST_ARGS ?= -n 2 --dist loadgroup
+# a test file runs on one worker (--dist loadfile). PYTEST_ARGS= for one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 # This machine sets PYTHONDONTWRITEBYTECODE; bytecode is compiled at install time instead.
 export PYTHONDONTWRITEBYTECODE := 1
 

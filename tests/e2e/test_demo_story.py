@@ -1,22 +1,35 @@
-"""The demo tells the whole story; every stage is checked in the stores it left behind."""
+"""The demo tells the whole story; every stage is checked in the stores it left behind, and in
+the Dagster UI of ``make ui`` opened in headless Chromium.
+
+The UI test starts and stops the real ``make ui`` on the demo's instance and checks no server
+process outlives it; screenshots are kept in ``tests/artifacts/``. The tests share one demo run
+(a session fixture), so they live in one file (pytest-xdist ``--dist loadfile``)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import dagster as dg
 import duckdb
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
+from playwright.sync_api import Page, expect
 
 from fin_assets.lib import approvals
 from fin_assets.lib.audit_chain import AuditChain
+from tests.browser import artifact_path, browser_page
+from tests.dagster_ui import dismiss_popups, running_ui, wait_for_text
 from tests.e2e.conftest import DRIFT_START, MONITORED, DemoRun
 from tests.e2e.test_cli import BIN, run
 
-#: Both files that read the demo run share one worker, so the demo runs once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
+pytestmark = pytest.mark.slow
+#: ``browser_page`` is a fixture: pytest finds it because this module exports it.
+__all__ = ["browser_page"]
 
 
 def test_the_demo_tells_the_whole_governed_story(demo_run: DemoRun) -> None:
@@ -108,3 +121,146 @@ def test_the_stores_hold_what_the_story_says(demo_run: DemoRun) -> None:
         assert re.search(r"^2 +passed", pending.stdout, re.M)
     verify = run([str(BIN / "fin-mlops"), "audit", "verify"], demo_run.env)
     assert verify.returncode == 0 and "audit trail intact" in verify.stdout
+
+
+CHALLENGER = dg.AssetKey("challenger_model")
+CHAMPION = dg.AssetKey("champion_model")
+
+
+def asset_groups() -> list[str]:
+    """Every asset group of the one Definitions object, as the UI should show them."""
+    from fin_assets.definitions import defs
+
+    return sorted({spec.group_name or "default" for spec in defs.resolve_all_asset_specs()})
+
+
+def assert_asset_metadata(
+    page: Page,
+    base_url: str,
+    asset_key: str | Sequence[str],
+    labels: Mapping[str, str | None],
+    screenshot: Path | None = None,
+) -> None:
+    """Open the asset's page and check its metadata table shows each label of its latest
+    materialization, with the given value (``None``: the label alone is checked).
+
+    ``asset_key`` is a key string (``"a/b"`` for a multi-part key) or its parts. The rows are
+    looked up in the table whose columns are Key, Timestamp and Value, and each must carry the
+    materialization icon (not definition metadata or an observation).
+    """
+    parts = asset_key.split("/") if isinstance(asset_key, str) else list(asset_key)
+    page.goto(f"{base_url}/assets/{'/'.join(quote(p, safe='') for p in parts)}")
+    table = page.locator("table").filter(has=page.locator("thead", has_text="Timestamp"))
+    expect(table).to_have_count(1, timeout=30_000)
+    for label, value in labels.items():
+        row = table.get_by_role("row").filter(has=page.get_by_role("cell", name=label, exact=True))
+        expect(row, f"metadata row {label!r} of {'/'.join(parts)}").to_have_count(1)
+        expect(row.get_by_role("cell").first).to_have_text(label)
+        expect(row.get_by_role("img", name="materialization")).to_be_visible()
+        if value is not None:
+            expect(row.get_by_role("cell").last).to_have_text(value)
+    if screenshot is not None:
+        # The table's top at the top of the view: the checked rows are in the picture.
+        table.evaluate("table => table.scrollIntoView({block: 'start'})")
+        page.screenshot(path=screenshot)
+
+
+def _running(process: psutil.Process) -> bool:
+    """Whether ``process`` still runs (a zombie has exited; it only waits to be reaped)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _ui_processes(port: int) -> list[psutil.Process]:
+    """Live processes started for the UI on ``port``, found by the environment they inherit."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("FIN_UI_PORT") == str(port) and _running(process):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def _latest(fin_home: Path, key: dg.AssetKey, names: Sequence[str]) -> dict[str, str]:
+    """An asset's latest materialization metadata as the instance recorded it."""
+    with dg.DagsterInstance.from_config(str(fin_home / "dagster")) as instance:
+        event = instance.get_latest_materialization_event(key)
+    assert event is not None and event.asset_materialization is not None
+    metadata = event.asset_materialization.metadata
+    return {name: str(metadata[name].value) for name in names}
+
+
+def _registered_run_id(fin_home: Path, version: str) -> str:
+    """The MLflow run behind a registered version, read from MLflow's registry itself."""
+    import mlflow
+
+    registry = mlflow.MlflowClient(tracking_uri=f"sqlite:///{fin_home / 'mlflow.db'}")
+    return str(registry.get_model_version("fraud_detector", version).run_id)
+
+
+@pytest.mark.slow
+def test_ui_shows_every_asset_group_and_the_models_metadata(
+    demo_run: DemoRun, browser_page: Page
+) -> None:
+    assert demo_run.returncode == 0, demo_run.stdout[-3000:]
+    fin_home = demo_run.home
+    recorded = _latest(fin_home, CHALLENGER, ("model_version", "mlflow_run_id"))
+    assert recorded["model_version"] == "2"
+    assert _registered_run_id(fin_home, "2") == recorded["mlflow_run_id"]
+    champion = _latest(fin_home, CHAMPION, ("champion_version", "approved_by", "decision_id"))
+    assert champion == {
+        "champion_version": "1",
+        "approved_by": "demo-validator",
+        "decision_id": "1",
+    }
+    groups = asset_groups()
+    expected = {"ingestion", "features", "training", "validation", "governance", "monitoring"}
+    assert set(groups) == expected
+
+    page = browser_page
+    with running_ui(fin_home) as base_url:
+        port = urlsplit(base_url).port
+        assert port is not None
+        processes = _ui_processes(port)
+        commands = " ".join(" ".join(p.cmdline()) for p in processes)
+        for part in ("dagster dev", "dagster_webserver", "dagster._daemon", "code-server"):
+            assert part in commands, f"{part} not among the UI's processes: {commands}"
+
+        page.goto(f"{base_url}/asset-groups")
+        assert dismiss_popups(page), "a fresh Dagster home shows the community pop-up"
+        wait_for_text(page, "Global asset lineage")
+        graph = page.locator("svg foreignObject")
+        for group in groups:
+            expect(graph.get_by_text(group, exact=True), f"group {group}").to_be_visible(
+                timeout=30_000
+            )
+        expect(page.get_by_role("dialog")).to_have_count(0)
+        page.screenshot(path=artifact_path("dagster_lineage.png"))
+
+        assert_asset_metadata(
+            page,
+            base_url,
+            CHALLENGER.path,
+            {
+                "model_version": recorded["model_version"],
+                "mlflow_run_id": recorded["mlflow_run_id"],
+                "model_name": "fraud_detector",
+                "validation_status": "pending",
+            },
+            screenshot=artifact_path("dagster_challenger_model.png"),
+        )
+        assert_asset_metadata(
+            page,
+            base_url,
+            CHAMPION.path,
+            {**champion, "decision_kind": "approve", "model_name": "fraud_detector"},
+            screenshot=artifact_path("dagster_champion_model.png"),
+        )
+
+    survivors = [p for p in processes if _running(p)]
+    assert survivors == [], f"still running after the UI stopped: {survivors}"
+    assert _ui_processes(port) == []
