@@ -14,6 +14,7 @@ import time
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from fin_assets.cli_governance import add_commands as add_governance_commands
 from fin_resources.settings import Settings
@@ -183,9 +184,12 @@ def train_challenger() -> dict[str, object] | None:
         raise_on_error=False,
         run_config=dg.RunConfig(ops=config.ops, loggers=QUIET["loggers"]),
     )
-    if not result.success:
-        return None
-    mats = result.asset_materializations_for_node("challenger_model")
+    return last_metadata(result, "challenger_model") if result.success else None
+
+
+def last_metadata(result: Any, node: str) -> dict[str, object] | None:
+    """Metadata of ``node``'s last materialization in an in-process run result, or None."""
+    mats = result.asset_materializations_for_node(node)
     return {k: v.value for k, v in mats[-1].metadata.items()} if mats else None
 
 

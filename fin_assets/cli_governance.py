@@ -164,13 +164,11 @@ def _dagster_anchor() -> tuple[int, str] | None:
         return None
     import dagster as dg
 
+    from fin_assets.governance import audit_anchor
+
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     with dg.DagsterInstance.get() as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey("audit_trail"))
-    mat = event.asset_materialization if event else None
-    if mat is None or "head_seq" not in mat.metadata:
-        return None
-    return int(mat.metadata["head_seq"].value), str(mat.metadata["head_hash"].value)  # type: ignore[arg-type]
+        return audit_anchor(instance)
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import time
 from datetime import date, timedelta
 from typing import Any
 
+from fin_assets.cli import last_metadata
 from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL
 from fin_resources.settings import Settings
 
@@ -93,8 +94,7 @@ def _validate(instance: Any) -> dict[str, Any] | None:
         run_config=QUIET,
         raise_on_error=False,
     )
-    mats = result.asset_materializations_for_node("validation_pack")
-    return {k: v.value for k, v in mats[-1].metadata.items()} if mats else None
+    return last_metadata(result, "validation_pack")
 
 
 def _approve_as_demo_validator(version: int) -> bool:
@@ -144,8 +144,7 @@ def _score_and_monitor(day: date, instance: Any) -> dict[str, Any] | None:
     )
     if not result.success:
         return None
-    mats = result.asset_materializations_for_node("monitoring_report")
-    return {k: v.value for k, v in mats[-1].metadata.items()} if mats else {}
+    return last_metadata(result, "monitoring_report") or {}
 
 
 def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int:
@@ -225,8 +224,7 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         for request in requests:
             result = _execute("retrain_challenger_job", request, instance)
             ok &= result.success
-            mats = result.asset_materializations_for_node("validation_pack")
-            retrained = {k: v.value for k, v in mats[-1].metadata.items()} if mats else None
+            retrained = last_metadata(result, "validation_pack")
             print(f"  retraining run {result.run_id[:8]}: {request.tags.get('fin/breach', '')}")
     if retrained is None:
         print("the drift was not detected: no retraining fired")

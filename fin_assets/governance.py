@@ -208,8 +208,10 @@ def champion_was_approved(
     )
 
 
-def _anchor(context: dg.AssetExecutionContext) -> tuple[int, str] | None:
-    latest = context.instance.get_latest_materialization_event(AUDIT_TRAIL)
+def audit_anchor(instance: dg.DagsterInstance) -> tuple[int, str] | None:
+    """The head (seq, hash) of the audit chain recorded by the latest ``audit_trail``
+    materialisation: an anchor kept outside the audit database."""
+    latest = instance.get_latest_materialization_event(AUDIT_TRAIL)
     mat = latest.asset_materialization if latest else None
     if mat is None or "head_seq" not in mat.metadata:
         return None
@@ -232,7 +234,7 @@ def audit_trail(
     engine = audit_store.engine()
     try:
         chain = AuditChain(engine)
-        anchor = _anchor(context)
+        anchor = audit_anchor(context.instance)
         result = chain.verify(anchor=anchor)
         head = chain.head()
         counts: dict[str, int] = {}

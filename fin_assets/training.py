@@ -373,19 +373,26 @@ def training_dataset(
 # --------------------------------------------------------------------------------------------
 
 
-def _dataset_metadata(context: dg.AssetExecutionContext) -> tuple[dict[str, Any], str]:
-    """Metadata of the ``training_dataset`` materialization this run made, else the latest one."""
+def upstream_metadata(
+    context: dg.AssetExecutionContext, key: dg.AssetKey
+) -> tuple[dict[str, Any], str]:
+    """Metadata of the ``key`` materialization this run made, else of the latest one, and which.
+
+    The hand-off between assets that pass files or registry versions instead of values: a run
+    that made its upstream uses exactly that, never another run's.
+    """
     records = context.instance.get_records_for_run(
         context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
     for record in reversed(records):
         mat = record.event_log_entry.asset_materialization
-        if mat is not None and mat.asset_key == TRAINING_DATASET:
+        if mat is not None and mat.asset_key == key:
             return {k: v.value for k, v in mat.metadata.items()}, "this run"
-    latest = context.instance.get_latest_materialization_event(TRAINING_DATASET)
+    latest = context.instance.get_latest_materialization_event(key)
     mat = latest.asset_materialization if latest else None
     if mat is None:
-        raise dg.Failure("training_dataset was never materialised: materialise it first")
+        name = key.to_user_string()
+        raise dg.Failure(f"{name} was never materialised: materialise it first")
     return {k: v.value for k, v in mat.metadata.items()}, f"run {latest.run_id if latest else ''}"
 
 
@@ -435,7 +442,7 @@ def challenger_model(
     tagged with data and feature versions, git commit, Dagster run id, developer and
     `validation_status=pending`. It never becomes champion by itself.
     """
-    upstream, origin = _dataset_metadata(context)
+    upstream, origin = upstream_metadata(context, TRAINING_DATASET)
     dataset = _load_dataset(upstream)
     params, tuning = config.hyperparameters(), None
     if config.tune:

@@ -31,7 +31,7 @@ from fin_assets.lib.model_validation import (
 from fin_assets.lib.policy import Policy, load_policy
 from fin_assets.lib.schema import INGESTION_LOG_TABLE
 from fin_assets.lib.validation import build_validation_pack, pack_digest, write_pack
-from fin_assets.training import DATASETS_DIR, challenger_model
+from fin_assets.training import DATASETS_DIR, challenger_model, upstream_metadata
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
@@ -74,18 +74,8 @@ class ValidationConfig(dg.Config):
 def _challenger_version(context: dg.AssetExecutionContext, config: ValidationConfig) -> int:
     if config.model_version > 0:
         return config.model_version
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    for record in reversed(records):
-        mat = record.event_log_entry.asset_materialization
-        if mat is not None and mat.asset_key == CHALLENGER_MODEL:
-            return int(mat.metadata["model_version"].value)  # type: ignore[arg-type]
-    latest = context.instance.get_latest_materialization_event(CHALLENGER_MODEL)
-    mat = latest.asset_materialization if latest else None
-    if mat is None or "model_version" not in mat.metadata:
-        raise dg.Failure("challenger_model was never materialised: nothing to validate")
-    return int(mat.metadata["model_version"].value)  # type: ignore[arg-type]
+    upstream, _ = upstream_metadata(context, CHALLENGER_MODEL)
+    return int(upstream["model_version"])
 
 
 def _check_results(pack: dict[str, Any]) -> list[dg.AssetCheckResult]:

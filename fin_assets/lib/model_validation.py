@@ -41,6 +41,16 @@ Scorer = Callable[[pd.DataFrame], np.ndarray]
 
 
 @dataclass(frozen=True)
+class ExternalModel:
+    """A model ``fin-mlops validate`` was given: how to score it, and what it is."""
+
+    score: Scorer
+    booster: xgb.Booster | None
+    columns: tuple[str, ...]
+    flavors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RegisteredVersion:
     """A registered model version with what validation needs from the registry."""
 
@@ -227,24 +237,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(file)
 
 
-def _flavors(model_uri: str) -> dict[str, Any]:
-    from mlflow.models import Model
-
-    local = mlflow.artifacts.download_artifacts(f"{model_uri.rstrip('/')}/MLmodel")
-    return dict(Model.load(local).flavors)
-
-
 def external_model(
     model_uri: str, frame: pd.DataFrame, feature_columns: Sequence[str] | None
-) -> tuple[Scorer, xgb.Booster | None, tuple[str, ...]]:
-    """A scorer for any logged model, its booster when it is XGBoost, and its input columns.
+) -> ExternalModel:
+    """A scorer for any logged model, its booster when it is XGBoost, its input columns and
+    its MLflow flavors.
 
     Probabilities, not labels: an XGBoost booster's prediction, a scikit-learn classifier's
     ``predict_proba`` (its pyfunc ``predict`` would return 0/1), else the pyfunc output.
     Columns: the model signature's inputs when it has one, else ``feature_columns``.
     """
-    flavors = _flavors(model_uri)
     pyfunc = mlflow.pyfunc.load_model(model_uri)
+    flavors = tuple(sorted(pyfunc.metadata.flavors))
     signature = pyfunc.metadata.get_input_schema()
     columns: tuple[str, ...]
     if signature is not None and signature.has_input_names():
@@ -266,7 +270,7 @@ def external_model(
         def score_xgb(data: pd.DataFrame) -> np.ndarray:
             return np.asarray(predict_scores(booster, data, cols), dtype=np.float64)
 
-        return score_xgb, booster, cols
+        return ExternalModel(score_xgb, booster, cols, flavors)
     if "sklearn" in flavors:
         estimator = mlflow.sklearn.load_model(model_uri)
         if hasattr(estimator, "predict_proba"):
@@ -274,13 +278,13 @@ def external_model(
             def score_sklearn(data: pd.DataFrame) -> np.ndarray:
                 return np.asarray(estimator.predict_proba(data.loc[:, list(columns)])[:, 1])
 
-            return score_sklearn, None, columns
+            return ExternalModel(score_sklearn, None, columns, flavors)
 
     def score_pyfunc(data: pd.DataFrame) -> np.ndarray:
         output = pyfunc.predict(data.loc[:, list(columns)])
         return np.asarray(output, dtype=np.float64).reshape(len(data), -1)[:, -1]
 
-    return score_pyfunc, None, columns
+    return ExternalModel(score_pyfunc, None, columns, flavors)
 
 
 def subject_for_external(
@@ -309,7 +313,8 @@ def subject_for_external(
     for column in (*protected, *segments):
         if column not in frame.columns:
             raise ValueError(f"column {column!r} is not in the data")
-    score, booster, columns = external_model(model_uri, frame, feature_columns)
+    model = external_model(model_uri, frame, feature_columns)
+    score, booster, columns = model.score, model.booster, model.columns
     data = frame.reset_index(drop=True)
     if score_column:
         if score_column not in data.columns:
@@ -337,7 +342,7 @@ def subject_for_external(
         score=scorer,
         identity={
             "model_uri": model_uri,
-            "model_flavors": sorted(_flavors(model_uri)),
+            "model_flavors": list(model.flavors),
             "score_source": f"column {score_column}" if score_column else "model",
             "policy_version": policy_version,
         },
