@@ -43,7 +43,7 @@ def _manifest_is_stale(project: DbtProject) -> bool:
 if _manifest_is_stale(dbt_project):
     # ``dbt parse`` (a few seconds, in-process: ``dbt`` need not be on PATH) so the code location
     # loads from a fresh clone and never from a manifest older than the models.
-    run_dbt(["parse"], warehouse_path=":memory:", target_path=dbt_project.target_path)
+    run_dbt(["parse"], warehouse=":memory:", target_path=dbt_project.target_path)
 
 
 class FeatureTranslator(DagsterDbtTranslator):

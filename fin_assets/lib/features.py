@@ -118,17 +118,47 @@ class CompiledFeatureSql:
 
 
 @contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    """Set one environment variable for the duration of a dbt call (profiles.yml reads it)."""
-    previous = os.environ.get(name)
-    os.environ[name] = value
+def _env(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a dbt call (profiles.yml reads them)."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _is_postgres_url(warehouse: str | Path) -> bool:
+    return str(warehouse).startswith(("postgresql://", "postgresql+", "postgres://"))
+
+
+def _dbt_target(warehouse: str | Path) -> tuple[str, dict[str, str]]:
+    """The profiles.yml target for a warehouse and the variables its connection reads.
+
+    A ``postgresql://`` URL (any SQLAlchemy driver suffix) selects the ``postgres`` target; any
+    other value is a DuckDB file path (or ``:memory:``).
+    """
+    if _is_postgres_url(warehouse):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(str(warehouse))
+        if not url.database:
+            raise ValueError(f"the PostgreSQL URL names no database: {url!r}")
+        return "postgres", {
+            "FIN_WAREHOUSE_PG_HOST": url.host or "127.0.0.1",
+            "FIN_WAREHOUSE_PG_PORT": str(url.port or 5432),
+            "FIN_WAREHOUSE_PG_USER": url.username or "postgres",
+            "FIN_WAREHOUSE_PG_PASSWORD": url.password or "",
+            "FIN_WAREHOUSE_PG_DBNAME": url.database,
+        }
+    location = str(warehouse)
+    if location != ":memory:":
+        location = str(Path(location).resolve())
+    return "duckdb", {"FIN_WAREHOUSE_PATH": location}
 
 
 def _jsonable_vars(dbt_vars: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,17 +206,19 @@ def _release_warehouse() -> None:
 
 def run_dbt(
     args: Sequence[str],
-    warehouse_path: str | Path,
+    warehouse: str | Path,
     vars: Mapping[str, Any] | None = None,
     *,
     target_path: str | Path | None = None,
     log_path: str | Path | None = None,
     quiet: bool = True,
 ) -> dbtRunnerResult:
-    """Run one dbt command in-process on the feature project against a DuckDB warehouse.
+    """Run one dbt command in-process on the feature project against a warehouse.
 
-    ``args`` is the dbt command and its own options, e.g. ``["run", "--select", "+x"]``; the
-    project and profiles directories, the warehouse path (``FIN_WAREHOUSE_PATH``) and the vars
+    ``warehouse`` is a DuckDB file (the embedded default) or a ``postgresql://`` URL (the
+    ``postgres`` target: the same models, the same SQL). ``args`` is the dbt command and its own
+    options, e.g. ``["run", "--select", "+x"]``; the project and profiles directories, the
+    target and its connection (environment variables read by profiles.yml) and the vars
     (``start_date``, ``end_date``, ``label_delay_days``) are added here so that every caller uses
     the same project the same way. ``target_path``/``log_path`` keep concurrent callers (tests,
     benchmarks) from sharing dbt's working files. Raises :class:`DbtError` with dbt's messages
@@ -200,9 +232,9 @@ def run_dbt(
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
         str(DBT_PROJECT_DIR),
-        "--target",
-        "duckdb",
     ]
+    target, connection = _dbt_target(warehouse)
+    argv += ["--target", target]
     if vars:
         argv += ["--vars", json.dumps(_jsonable_vars(vars))]
     if target_path is not None:
@@ -211,10 +243,7 @@ def run_dbt(
         argv += ["--log-path", str(log_path)]
     if quiet:
         argv.append("--quiet")
-    location = str(warehouse_path)
-    if location != ":memory:":
-        location = str(Path(location).resolve())
-    with _DBT_LOCK, _env("FIN_WAREHOUSE_PATH", location):
+    with _DBT_LOCK, _env(connection):
         try:
             result = dbtRunner().invoke(argv)
         finally:
@@ -258,7 +287,7 @@ def _compile(dbt_vars: Mapping[str, Any], fingerprint: str) -> CompiledFeatureSq
         result = run_dbt(
             # Select by package, not by node names: dbt prints the SQL of nodes named in --select.
             ["compile", "--select", "fin_features", "--indirect-selection", "empty"],
-            warehouse_path=Path(tmp) / f"{_OFFLINE_DATABASE}.duckdb",
+            warehouse=Path(tmp) / f"{_OFFLINE_DATABASE}.duckdb",
             vars=dbt_vars,
             target_path=Path(tmp) / "target",
             log_path=Path(tmp) / "logs",

@@ -40,14 +40,16 @@ RAW_TRANSACTIONS_TABLE: Final[str] = "raw.transactions"
 QUARANTINE_TABLE: Final[str] = "raw.transactions_quarantine"
 INGESTION_LOG_TABLE: Final[str] = "raw.ingestion_log"
 
-#: DuckDB DDL of ``raw.transactions``: the canonical columns plus lineage columns.
+#: DDL of ``raw.transactions``: the canonical columns plus lineage columns. Standard types only,
+#: so the same statement creates the table in DuckDB and in PostgreSQL (the dbt ``postgres``
+#: target reads the same source).
 RAW_TRANSACTIONS_DDL: Final[str] = f"""
 CREATE TABLE IF NOT EXISTS {RAW_TRANSACTIONS_TABLE} (
     transaction_id BIGINT NOT NULL,
     tx_datetime TIMESTAMP NOT NULL,
     customer_id BIGINT NOT NULL,
     terminal_id BIGINT NOT NULL,
-    tx_amount DOUBLE NOT NULL,
+    tx_amount DOUBLE PRECISION NOT NULL,
     tx_fraud INTEGER NOT NULL,
     tx_fraud_scenario INTEGER,
     protected_age_band VARCHAR,
