@@ -315,12 +315,57 @@ def _save_history(frame: pd.DataFrame, root: Path) -> tuple[Path, str]:
     return target, digest
 
 
+FULL_LOOKBACK_CHECK = "features_have_full_lookback"
+
+
+def _lookback_check(dataset: TrainingDataset, history_start: date) -> dg.AssetCheckResult:
+    """WARN when snapshot rows come from days whose windows reach back before the history.
+
+    Their counts and risks were computed from fewer days than their definition (the first
+    30 + 7 days of a warehouse): a model trained on them, and drift measured against them, sees
+    a distribution later days never have. Not blocking: a young warehouse may have nothing else.
+    """
+    lookback = feature_registry.lookback_days()
+    full_from = history_start + timedelta(days=lookback)
+    short = {
+        name: int((pd.to_datetime(frame["tx_datetime"]) < _midnight(full_from)).sum())
+        for name, frame in (("train", dataset.train), ("test", dataset.test))
+    }
+    passed = not any(short.values())
+    return dg.AssetCheckResult(
+        check_name=FULL_LOOKBACK_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"every row is from {full_from} or later"
+            if passed
+            else f"{short['train']} train and {short['test']} test rows are from days before "
+            f"{full_from}: their windows reach before the history ({history_start}); "
+            f"train from {full_from} or later"
+        ),
+        metadata={
+            "history_start": history_start.isoformat(),
+            "lookback_days": lookback,
+            "full_lookback_from": full_from.isoformat(),
+            "train_rows_with_partial_lookback": short["train"],
+            "test_rows_with_partial_lookback": short["test"],
+        },
+    )
+
+
 @dg.asset(
     deps=[TRANSACTION_FEATURES],
     group_name="training",
     kinds={"duckdb", "parquet"},
     owners=OWNERS,
     tags={"domain": "training"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            FULL_LOOKBACK_CHECK,
+            asset="training_dataset",
+            description="Every row's windows lie inside the warehouse's history (WARN).",
+        )
+    ],
 )
 def training_dataset(
     context: dg.AssetExecutionContext,
@@ -365,6 +410,7 @@ def training_dataset(
     return dg.MaterializeResult(
         metadata={**_snapshot_metadata(dataset), **extra},
         data_version=dg.DataVersion(dataset.data_version),
+        check_results=[_lookback_check(dataset, first_day)],
     )
 
 

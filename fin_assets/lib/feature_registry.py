@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -198,6 +198,17 @@ FEATURES: Final[list[FeatureDefinition]] = build_features()
 def feature_names() -> list[str]:
     """Feature column names in the order of ``features.transaction_features``."""
     return [f.name for f in FEATURES]
+
+
+def lookback_days(features: Sequence[FeatureDefinition] | None = None) -> int:
+    """Days of history a feature row needs before its own day for every window to be whole.
+
+    The longest window plus its delay (30 + 7 for terminal risk): rows of the first days of a
+    history are computed from fewer days than their definition says, so their counts and risks
+    run low. Training and monitoring reference data should come from later days.
+    """
+    chosen = FEATURES if features is None else features
+    return max(((f.window_days or 0) + f.delay_days for f in chosen), default=0)
 
 
 def feature_versions() -> dict[str, str]:

@@ -103,6 +103,16 @@ def test_training_assets_register_a_reproducible_challenger(
     assert snapshot.data_version == data["data_version"]
     assert Path(data["snapshot_path"]).parent == fin_home / "datasets"
 
+    # Windows reach 30 + 7 days back, so rows before 05-08 (history from 04-01) are computed from
+    # less history than their definition: this whole protocol is, and the WARN check says so.
+    (lookback,) = first.get_asset_check_evaluations()
+    assert (lookback.check_name, lookback.passed) == ("features_have_full_lookback", False)
+    assert lookback.severity == dg.AssetCheckSeverity.WARN
+    checked = {k: v.value for k, v in lookback.metadata.items()}
+    assert checked["full_lookback_from"] == "2018-05-08" and checked["lookback_days"] == 37
+    assert checked["train_rows_with_partial_lookback"] == data["train_rows"]
+    assert checked["test_rows_with_partial_lookback"] == data["test_rows"]
+
     # The model: lineage in Dagster metadata, the version and its provenance in the registry.
     assert model["data_version"] == data["data_version"]
     assert model["validation_status"] == "pending"

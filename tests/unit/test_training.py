@@ -453,3 +453,31 @@ def test_tuning_ties_go_to_the_first_candidate_and_bad_setups_fail(
         tune(synthetic_dataset, GRID)  # 4 x 7-day folds do not fit in 14 training days
     with pytest.raises(ValueError, match="empty"):
         tune(synthetic_dataset, [], **INSIDE_TRAIN)
+
+
+def test_lookback_check_counts_rows_whose_windows_reach_before_the_history() -> None:
+    from types import SimpleNamespace
+
+    from fin_assets.training import _lookback_check
+
+    assert feature_registry.lookback_days() == 37  # 30-day terminal window ending 7 days back
+    history = date(2018, 4, 1)  # full windows from 2018-05-08 on
+
+    def rows(*stamps: str) -> pd.DataFrame:
+        return pd.DataFrame({"tx_datetime": pd.to_datetime(list(stamps))})
+
+    young = SimpleNamespace(
+        train=rows("2018-05-07 23:59:59", "2018-05-08 00:00:00", "2018-05-01 12:00:00"),
+        test=rows("2018-05-20 00:00:00"),
+    )
+    warned = _lookback_check(young, history)  # type: ignore[arg-type]
+    assert not warned.passed
+    assert {k: v.value for k, v in warned.metadata.items()} == {
+        "history_start": "2018-04-01",
+        "lookback_days": 37,
+        "full_lookback_from": "2018-05-08",
+        "train_rows_with_partial_lookback": 2,
+        "test_rows_with_partial_lookback": 0,
+    }
+    grown = SimpleNamespace(train=rows("2018-05-08 00:00:00"), test=rows("2018-05-20 00:00:00"))
+    assert _lookback_check(grown, history).passed  # type: ignore[arg-type]
