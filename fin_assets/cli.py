@@ -14,10 +14,13 @@ import time
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fin_assets.cli_governance import add_commands as add_governance_commands
 from fin_resources.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 DEMO_START = date(2018, 4, 1)
 DEMO_DAYS = 122
@@ -51,13 +54,14 @@ def cmd_init(_: argparse.Namespace) -> int:
     return 0
 
 
-def _days(start: date, end: date) -> list[date]:
+def days_between(start: date, end: date) -> list[date]:
+    """Every day from ``start`` to ``end`` inclusive; a reversed range is a usage error."""
     if end < start:
         raise SystemExit(f"--end {end} is before --start {start}")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def _instance():  # type: ignore[no-untyped-def]
+def dagster_instance() -> dg.DagsterInstance:
     """The Dagster instance of ``DAGSTER_HOME`` (defaulting inside FIN_HOME), created if new."""
     import dagster as dg
 
@@ -76,7 +80,7 @@ def run_ingestion(days: list[date], chunk: int = 31) -> list[tuple[date, bool, d
     defs = current_definitions()
 
     job = defs.resolve_job_def("ingest_transactions_job")
-    instance = _instance()
+    instance = dagster_instance()
     outcomes: list[tuple[date, bool, dict[str, object]]] = []
     for i in range(0, len(days), chunk):
         part = days[i : i + chunk]
@@ -98,7 +102,8 @@ def run_ingestion(days: list[date], chunk: int = 31) -> list[tuple[date, bool, d
     return outcomes
 
 
-def _print_ingestion(outcomes: list[tuple[date, bool, dict[str, object]]]) -> bool:
+def print_ingestion(outcomes: list[tuple[date, bool, dict[str, object]]]) -> bool:
+    """Print one line per ingested day (counts reconcile in the log); True when every day passed."""
     print(f"{'day':<12}{'status':<8}{'rows in':>9}{'accepted':>10}{'quarant.':>10}{'fraud %':>9}")
     ok = True
     for day, success, md in outcomes:
@@ -113,8 +118,8 @@ def _print_ingestion(outcomes: list[tuple[date, bool, dict[str, object]]]) -> bo
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    outcomes = run_ingestion(_days(args.start, args.end))
-    return 0 if _print_ingestion(outcomes) else 1
+    outcomes = run_ingestion(days_between(args.start, args.end))
+    return 0 if print_ingestion(outcomes) else 1
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -156,7 +161,7 @@ def build_features(days: list[date]) -> bool:
     # observations: the newcomer needs the verdict, the log and the UI keep the detail.
     with log_path.open("w") as log, contextlib.redirect_stdout(log):
         result = job.execute_in_process(
-            instance=_instance(),
+            instance=dagster_instance(),
             raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             tags={
@@ -180,7 +185,7 @@ def train_challenger() -> dict[str, object] | None:
     config = training_run_config()
     job = defs.resolve_job_def("train_challenger_job")
     result = job.execute_in_process(
-        instance=_instance(),
+        instance=dagster_instance(),
         raise_on_error=False,
         run_config=dg.RunConfig(ops=config.ops, loggers=QUIET["loggers"]),
     )

@@ -31,7 +31,8 @@ REFUSED = 3
 
 
 @contextmanager
-def _store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
+def audit_store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
+    """The audit store of the environment (schema ensured), its chain and the policy in force."""
     settings = Settings.from_env()
     engine = AuditStoreResource(url=settings.audit_url).engine()
     try:
@@ -41,7 +42,8 @@ def _store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
         engine.dispose()
 
 
-def _mlflow() -> MlflowResource:
+def mlflow_resource() -> MlflowResource:
+    """The MLflow tracking server and registry of the environment."""
     settings = Settings.from_env()
     return MlflowResource(
         tracking_uri=settings.mlflow_tracking_uri,
@@ -56,7 +58,7 @@ def _refused(refusal: approvals.Refusal) -> int:
 
 
 def cmd_approvers_add(args: argparse.Namespace) -> int:
-    with _store() as (engine, _, policy):
+    with audit_store() as (engine, _, policy):
         try:
             token = approvals.add_approver(engine, args.name, args.role, policy)
         except ValueError as exc:
@@ -68,7 +70,7 @@ def cmd_approvers_add(args: argparse.Namespace) -> int:
 
 
 def cmd_approvers_list(args: argparse.Namespace) -> int:
-    with _store() as (engine, _chain, _policy):
+    with audit_store() as (engine, _chain, _policy):
         people = approvals.list_approvers(engine)
     print(f"{'name':<24}{'role':<22}{'active':<8}created")
     for person in people:
@@ -79,9 +81,9 @@ def cmd_approvers_list(args: argparse.Namespace) -> int:
 def cmd_pending(args: argparse.Namespace) -> int:
     from fin_assets.lib.governance import all_version_facts, champion_version
 
-    client = _mlflow().client()
+    client = mlflow_resource().client()
     facts = all_version_facts(client, args.model)
-    with _store() as (engine, _, _policy):
+    with audit_store() as (engine, _, _policy):
         waiting = approvals.pending_challengers(engine, facts)
     champion = champion_version(client, args.model)
     print(f"{args.model}: champion version {champion if champion is not None else 'none'}")
@@ -103,8 +105,8 @@ def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
     from fin_assets.lib.feature_registry import feature_versions
     from fin_assets.lib.governance import version_facts
 
-    facts = version_facts(_mlflow().client(), args.model, version)
-    with _store() as (engine, chain, policy):
+    facts = version_facts(mlflow_resource().client(), args.model, version)
+    with audit_store() as (engine, chain, policy):
         approvals.log_policy_change(chain, policy, f"cli:{args.name}")
         try:
             decision = approvals.decide(
@@ -142,9 +144,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from fin_assets.lib.governance import rollback_target
 
     try:
-        target = rollback_target(_mlflow().client(), args.model)
+        target = rollback_target(mlflow_resource().client(), args.model)
     except approvals.Refusal as refusal:
-        with _store() as (_, chain, policy):
+        with audit_store() as (_, chain, policy):
             approvals.record_refusal(
                 chain,
                 refusal,
@@ -178,7 +180,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         anchor = (int(seq), digest)
     else:
         anchor = _dagster_anchor()
-    with _store() as (_, chain, _policy):
+    with audit_store() as (_, chain, _policy):
         result = chain.verify(anchor=anchor)
     where = f" against the anchor {anchor[0]}:{anchor[1][:12]}" if anchor else ""
     if result.ok:
@@ -220,7 +222,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from fin_assets.lib.governance import champion_version
 
     settings = Settings.from_env()
-    client = _mlflow().client()
+    client = mlflow_resource().client()
     try:
         found = client.get_model_version(args.model, str(args.version))
     except Exception as exc:
@@ -235,7 +237,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         summary.pop("known_compromised", None)
         protocol = summary["protocol"]
         partitions = _partitions(protocol["train_start"], protocol["test_end"])
-    with _store() as (engine, chain, _policy):
+    with audit_store() as (engine, chain, _policy):
         bundle = build_bundle(
             model_name=args.model,
             version=args.version,

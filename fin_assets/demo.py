@@ -98,12 +98,12 @@ def _validate(instance: Any) -> dict[str, Any] | None:
 
 
 def _approve_as_demo_validator(version: int) -> bool:
-    from fin_assets.cli_governance import _mlflow, _store
+    from fin_assets.cli_governance import audit_store, mlflow_resource
     from fin_assets.lib import approvals
     from fin_assets.lib.feature_registry import feature_versions
     from fin_assets.lib.governance import version_facts
 
-    with _store() as (engine, chain, policy):
+    with audit_store() as (engine, chain, policy):
         known = {a.name for a in approvals.list_approvers(engine)}
         name = DEMO_VALIDATOR
         if name in known:
@@ -111,7 +111,7 @@ def _approve_as_demo_validator(version: int) -> bool:
         token = approvals.add_approver(engine, name, "validator", policy, actor="fin-mlops demo")
         print(f"registered approver {name!r} (role validator) — a demo stand-in for the human")
         print("  validator; in real use each validator registers once and keeps a personal token")
-        facts = version_facts(_mlflow().client(), DEFAULT_REGISTERED_MODEL, version)
+        facts = version_facts(mlflow_resource().client(), DEFAULT_REGISTERED_MODEL, version)
         try:
             decision = approvals.decide(
                 engine,
@@ -157,14 +157,14 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         raise SystemExit("need days > drift_days and monitor_days >= drift_days")
     drift_start = configure_drift(start, days, drift_days)
     cli.cmd_init(None)  # type: ignore[arg-type]
-    all_days = cli._days(start, start + timedelta(days=days - 1))
+    all_days = cli.days_between(start, start + timedelta(days=days - 1))
     first_monitored = len(all_days) - monitor_days
     history, recent = all_days[:first_monitored], all_days[first_monitored:]
-    instance = cli._instance()
+    instance = cli.dagster_instance()
     ok = True
 
     _step(f"ingesting {len(history)} simulated days under the data contract")
-    ok &= cli._print_ingestion(cli.run_ingestion(history))
+    ok &= cli.print_ingestion(cli.run_ingestion(history))
     _step(f"point-in-time features (dbt) and online state for {history[0]}..{history[-1]}")
     ok &= cli.build_features(history)
 
