@@ -27,6 +27,8 @@ from fin_assets.lib.features import DbtError, compute_features_for_frame, run_db
 from fin_assets.lib.schema import RAW_TRANSACTIONS_DDL
 from tests.unit.reference_features import reference_features
 
+pytestmark = pytest.mark.services
+
 FIRST_DAY = dt.date(2018, 4, 1)
 N_DAYS = 42
 DELAY = 7
