@@ -83,7 +83,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         days = [FIRST_DAY + timedelta(days=i) for i in range(DAYS)]
         assert all(ok for _, ok, _ in cli.run_ingestion(days))
         assert cli.build_features(days)
-        instance = cli._instance()
+        instance = cli.dagster_instance()
         train = current_definitions().resolve_job_def("train_challenger_job")
         assert train.execute_in_process(
             instance=instance, run_config=training_run_config(CONFIG)

@@ -1,0 +1,156 @@
+"""Conduct sections of the validation pack: fairness across protected groups and explanations
+(global importance, reason codes of adverse decisions).
+
+Why apart: they answer to conduct rules (fair treatment, a reason for every adverse decision)
+rather than to performance, and they are the only sections that call ``fairness`` and
+``explain``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from fin_assets.lib import explain, fairness
+from fin_assets.lib.validation_common import _Evaluation, _sample_rows
+
+
+def _fairness(ev: _Evaluation) -> dict[str, Any]:
+    config = ev.settings["fairness"]
+    # A column without a single value (a schema slot the source never filled) is not an
+    # attribute: judging it would compare one "missing" group with itself and always pass.
+    present = [
+        c for c in ev.subject.protected if c in ev.frame.columns and ev.frame[c].notna().any()
+    ]
+    missing = [c for c in ev.subject.protected if c not in present]
+    section: dict[str, Any] = {
+        "protected_assessed": present,
+        "protected_missing": missing,
+        "adverse_decision": ev.words["adverse"],
+        "fpr_parity_applies": ev.subject.model_kind == "fraud",
+        "thresholds": {
+            "air_min": float(config["air_min"]),
+            "fpr_ratio_min": float(config["fpr_ratio_min"]),
+            "smd_max": float(config["smd_max"]),
+            "min_group_rows": int(config["min_group_rows"]),
+        },
+        "protected_features_check": (
+            "passed: no model feature is a protected attribute (a model reading one is refused "
+            "before any evidence is built)"
+        ),
+    }
+    if not present:
+        reason = (
+            "no protected attribute was given for this validation"
+            if not ev.subject.protected
+            else f"the protected attribute(s) {missing} are not in the data or have no values"
+        )
+        section.update(
+            attributes={},
+            min_air=None,
+            min_fpr_ratio=None,
+            max_abs_smd=None,
+            four_fifths_flags=[],
+            groups_too_small=[],
+            smd_flags=[],
+            not_applicable_reasons=dict.fromkeys(
+                ("min_air", "min_fpr_ratio", "max_abs_smd"), reason
+            ),
+        )
+        return section
+    report = fairness.fairness_report(
+        ev.frame,
+        ev.y,
+        ev.scores,
+        ev.alerts,
+        present,
+        air_min=float(config["air_min"]),
+        min_group_rows=int(config["min_group_rows"]),
+    )
+    smd_max = float(config["smd_max"])
+    smd_flags = [
+        f"{attribute}/{group}"
+        for attribute, result in report["attributes"].items()
+        for group, value in result["smd"].items()
+        if value is not None
+        and abs(value) > smd_max
+        and any(g["group"] == group and g["judged"] for g in result["groups"])
+    ]
+    section.update({k: v for k, v in report.items() if k not in ("air_min", "min_group_rows")})
+    section["smd_flags"] = smd_flags
+    reasons = {}
+    for key in ("min_air", "min_fpr_ratio", "max_abs_smd"):
+        if report.get(key) is None:
+            reasons[key] = (
+                f"no protected group has >= {int(config['min_group_rows'])} rows to be judged"
+            )
+    if reasons:
+        section["not_applicable_reasons"] = reasons
+    return section
+
+
+def _id_column(frame: pd.DataFrame) -> str | None:
+    return "transaction_id" if "transaction_id" in frame.columns else None
+
+
+def _explanations(ev: _Evaluation) -> dict[str, Any]:
+    config = ev.settings["explanations"]
+    booster = ev.subject.booster
+    if booster is None:
+        return {
+            "available": False,
+            "reason": (
+                "no XGBoost booster was given (the model is not a tree ensemble we can explain "
+                "exactly with TreeSHAP): no global importance and no reason codes"
+            ),
+            "global_importance": [],
+            "reason_codes": [],
+        }
+    columns = list(ev.subject.feature_columns)
+    rows = _sample_rows(len(ev.frame), int(config["global_sample_rows"]), ev.seed)
+    sample = ev.frame.iloc[rows]
+    contributions, _ = explain.shap_contributions(booster, sample, columns)
+    importance = explain.global_importance(contributions, columns)
+    booster_scores = np.asarray(
+        booster.predict(
+            xgb.DMatrix(sample.loc[:, columns].to_numpy(dtype=np.float32), feature_names=columns)
+        ),
+        dtype=np.float64,
+    )
+    reference = ev.subject.reference
+    medians_from = (
+        "the reference (training) rows" if reference is not None else "the validation rows"
+    )
+    medians = explain.reference_medians(reference if reference is not None else ev.frame, columns)
+    codes = explain.adverse_reason_codes(
+        booster,
+        ev.frame,
+        columns,
+        ev.alerts,
+        n=int(config["reason_codes"]),
+        medians=medians,
+        id_column=_id_column(ev.frame),
+    )
+    principal: dict[str, int] = {}
+    for decision in codes:
+        if decision["reasons"]:
+            feature = decision["reasons"][0]["feature"]
+            principal[feature] = principal.get(feature, 0) + 1
+    return {
+        "available": True,
+        "method": "xgboost TreeSHAP (pred_contribs), log-odds contributions",
+        "global_sample_rows": int(rows.size),
+        "global_importance": importance,
+        "booster_score_max_abs_diff": float(np.abs(booster_scores - ev.scores[rows]).max())
+        if rows.size
+        else None,
+        "reason_codes_per_decision": int(config["reason_codes"]),
+        "medians_from": medians_from,
+        "adverse_decisions": int(ev.alerts.sum()),
+        "decisions_without_reason": sum(1 for d in codes if not d["reasons"]),
+        "principal_reason_counts": dict(sorted(principal.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "reason_codes": codes,
+    }
