@@ -49,6 +49,7 @@ from fin_assets.lib.training import (
     default_feature_columns,
     evaluate,
     load_snapshot,
+    partial_lookback,
     preset,
     save_snapshot,
     train_challenger,
@@ -325,13 +326,9 @@ def _lookback_check(dataset: TrainingDataset, history_start: date) -> dg.AssetCh
     30 + 7 days of a warehouse): a model trained on them, and drift measured against them, sees
     a distribution later days never have. Not blocking: a young warehouse may have nothing else.
     """
-    lookback = feature_registry.lookback_days()
-    full_from = history_start + timedelta(days=lookback)
-    short = {
-        name: int((pd.to_datetime(frame["tx_datetime"]) < _midnight(full_from)).sum())
-        for name, frame in (("train", dataset.train), ("test", dataset.test))
-    }
-    passed = not any(short.values())
+    short = partial_lookback(dataset, history_start)
+    passed = not (short["train_rows"] or short["test_rows"])
+    full_from = short["full_lookback_from"]
     return dg.AssetCheckResult(
         check_name=FULL_LOOKBACK_CHECK,
         passed=passed,
@@ -339,16 +336,16 @@ def _lookback_check(dataset: TrainingDataset, history_start: date) -> dg.AssetCh
         description=(
             f"every row is from {full_from} or later"
             if passed
-            else f"{short['train']} train and {short['test']} test rows are from days before "
-            f"{full_from}: their windows reach before the history ({history_start}); "
+            else f"{short['train_rows']} train and {short['test_rows']} test rows are from days "
+            f"before {full_from}: their windows reach before the history ({history_start}); "
             f"train from {full_from} or later"
         ),
         metadata={
-            "history_start": history_start.isoformat(),
-            "lookback_days": lookback,
-            "full_lookback_from": full_from.isoformat(),
-            "train_rows_with_partial_lookback": short["train"],
-            "test_rows_with_partial_lookback": short["test"],
+            "history_start": short["history_start"],
+            "lookback_days": short["lookback_days"],
+            "full_lookback_from": full_from,
+            "train_rows_with_partial_lookback": short["train_rows"],
+            "test_rows_with_partial_lookback": short["test_rows"],
         },
     )
 

@@ -34,7 +34,13 @@ from fin_assets.lib.model_registry import (
     TrackingBackend,
     load_booster,
 )
-from fin_assets.lib.training import LABEL, TrainingDataset, load_snapshot, predict_scores
+from fin_assets.lib.training import (
+    LABEL,
+    TrainingDataset,
+    load_snapshot,
+    partial_lookback,
+    predict_scores,
+)
 from fin_assets.lib.validation import ChampionSubject, ValidationSubject
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]
@@ -106,8 +112,10 @@ def data_quality_summary(ingestion_log: pd.DataFrame, start: date, end: date) ->
     missing = [d.isoformat() for d in wanted if d not in present]
     rows_in = int(window["rows_in"].sum())
     quarantined = int(window["quarantined"].sum())
+    first = log.loc[log["accepted"] > 0, "day"].min() if len(log) else None
     return {
         "period": {"start": start.isoformat(), "end": end.isoformat()},
+        "history_start": first.isoformat() if isinstance(first, date) else None,
         "days_ingested": len(present),
         "days_missing": missing,
         "rows_in": rows_in,
@@ -122,6 +130,10 @@ def dataset_facts(dataset: TrainingDataset, data_quality: Mapping[str, Any]) -> 
     """The pack's ``data`` section for a training snapshot."""
     protocol = dataset.protocol
     summary = dataset.summary()
+    history_start = data_quality.get("history_start")
+    lookback = (
+        partial_lookback(dataset, date.fromisoformat(str(history_start))) if history_start else None
+    )
     return {
         "data_version": dataset.data_version,
         "train_period": {
@@ -147,6 +159,7 @@ def dataset_facts(dataset: TrainingDataset, data_quality: Mapping[str, Any]) -> 
         "immature_rows_excluded": summary["immature_rows"],
         "known_compromised_per_test_day": summary["known_compromised_per_test_day"],
         "data_quality": dict(data_quality),
+        "feature_lookback": lookback,
     }
 
 

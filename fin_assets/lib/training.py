@@ -467,6 +467,26 @@ def build_training_dataset(
     )
 
 
+def partial_lookback(dataset: TrainingDataset, history_start: date) -> dict[str, Any]:
+    """How many snapshot rows come from days whose feature windows reach before the history.
+
+    A row of day D is computed from the days ``D - lookback .. D`` (``lookback`` = longest window
+    plus its delay, 37 days by default); in the first ``lookback`` days of a warehouse part of that
+    range does not exist, so counts and risks run low. Such rows are legal but unrepresentative:
+    the training check warns and the validation pack lists it as a limitation.
+    """
+    lookback = feature_registry.lookback_days()
+    full_from = history_start + timedelta(days=lookback)
+    cut = _midnight(full_from)
+    return {
+        "history_start": history_start.isoformat(),
+        "lookback_days": lookback,
+        "full_lookback_from": full_from.isoformat(),
+        "train_rows": int((pd.to_datetime(dataset.train["tx_datetime"]) < cut).sum()),
+        "test_rows": int((pd.to_datetime(dataset.test["tx_datetime"]) < cut).sum()),
+    }
+
+
 def save_snapshot(dataset: TrainingDataset, root: str | Path) -> TrainingDataset:
     """Write ``<root>/<data_version>/{train,test}.parquet`` and ``manifest.json``.
 

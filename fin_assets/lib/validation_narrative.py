@@ -184,6 +184,16 @@ def _limitations(
             "The caller stated no label maturity rule: labels are taken as final, which overstates "
             "performance if some are still unknown.",
         )
+    lookback = subject.data.get("feature_lookback") or {}
+    if lookback.get("train_rows") or lookback.get("test_rows"):
+        add(
+            "feature history",
+            f"{lookback['train_rows']} training and {lookback['test_rows']} test rows are from "
+            f"days before {lookback['full_lookback_from']}, whose {lookback['lookback_days']}-day "
+            f"feature windows reach before the first day of data ({lookback['history_start']}): "
+            "their counts and risks run low, so the model learnt from, and was tested on, rows "
+            "unlike later production traffic.",
+        )
     add(
         "sample size",
         f"{positives} {words['positives']} among {len(ev.frame)} rows: intervals are "

@@ -857,3 +857,46 @@ def test_refuses_protected_features_and_single_class(test_frame: pd.DataFrame) -
             ValidationSubject(feature_columns=("tx_amount",), **{**base, "frame": one_class}),
             small_policy(),
         )
+
+
+def test_rows_with_partial_feature_history_are_a_limitation(
+    test_frame: pd.DataFrame, booster: xgb.Booster
+) -> None:
+    from fin_assets.lib.model_validation import data_quality_summary
+
+    # The ingestion log's first day with accepted rows is the history's start (an empty day
+    # before it does not count); the pack's data carries what the training check counted.
+    log = pd.DataFrame(
+        {
+            "partition_date": ["2018-03-31", "2018-04-01", "2018-04-02"],
+            "rows_in": [0, 10, 12],
+            "accepted": [0, 9, 12],
+            "quarantined": [0, 1, 0],
+        }
+    )
+    quality = data_quality_summary(log, date(2018, 4, 1), date(2018, 4, 2))
+    assert quality["history_start"] == "2018-04-01"
+    assert (quality["rows_in"], quality["accepted"], quality["quarantined"]) == (22, 21, 1)
+
+    lookback = {
+        "history_start": "2018-04-01",
+        "lookback_days": 37,
+        "full_lookback_from": "2018-05-08",
+        "train_rows": 1200,
+        "test_rows": 0,
+    }
+    data = {"label_maturity_rule": "tx_datetime + 7 days <= cut-off", "feature_lookback": lookback}
+    young = build_validation_pack(
+        fraud_subject(test_frame, booster, data=data), small_policy(bootstrap_samples=10)
+    )
+    items = {i["topic"]: i["text"] for i in young["limitations"]}
+    assert items["feature history"] == (
+        "1200 training and 0 test rows are from days before 2018-05-08, whose 37-day feature "
+        "windows reach before the first day of data (2018-04-01): their counts and risks run "
+        "low, so the model learnt from, and was tested on, rows unlike later production traffic."
+    )
+    grown = {**data, "feature_lookback": {**lookback, "train_rows": 0}}
+    mature = build_validation_pack(
+        fraud_subject(test_frame, booster, data=grown), small_policy(bootstrap_samples=10)
+    )
+    assert "feature history" not in {i["topic"] for i in mature["limitations"]}
