@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 
 from fin_assets.governance import champion_model
-from fin_assets.lib import monitoring
+from fin_assets.lib import feature_registry, monitoring
 from fin_assets.lib.governance import champion_version
 from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
 from fin_assets.lib.model_validation import RegisteredVersion, registered_version, snapshot_of
 from fin_assets.lib.policy import load_policy
+from fin_assets.lib.schema import INGESTION_LOG_TABLE
 from fin_assets.lib.scores_store import days_back, read_scores, write_scores
 from fin_assets.lib.scoring import score_transactions
 from fin_assets.lib.training import LABEL
@@ -98,19 +100,43 @@ def scored_transactions(
     )
 
 
+def _history_start(warehouse: WarehouseResource) -> date | None:
+    """The first day the warehouse accepted transactions (None when ingestion kept no log)."""
+    with warehouse.connect(read_only=True) as con:
+        try:
+            row = con.execute(
+                f"SELECT min(partition_date) FROM {INGESTION_LOG_TABLE} WHERE accepted > 0"
+            ).fetchone()
+        except duckdb.CatalogException:
+            return None
+    return row[0] if row and row[0] is not None else None
+
+
 def _reference(
-    champion: RegisteredVersion, settings: SettingsResource, sample_rows: int
-) -> tuple[pd.DataFrame, int]:
-    """The champion's training rows scored by the champion (what "no drift" looks like; a fixed
-    seeded sample when larger than ``sample_rows``) and the label delay it was trained under
-    (when labels count as matured)."""
+    champion: RegisteredVersion,
+    settings: SettingsResource,
+    section: dict[str, Any],
+    history_start: date | None,
+) -> tuple[pd.DataFrame, int, int]:
+    """The champion's training rows scored by the champion (what "no drift" looks like), the
+    label delay it was trained under (when labels count as matured) and how many training rows
+    were left out for partial feature history (``monitoring.steady_state_reference``). A fixed
+    seeded sample of ``reference_sample_rows`` when larger."""
     dataset = snapshot_of(champion, Path(settings.home) / DATASETS_DIR)
-    reference = dataset.train
+    full_from = (
+        history_start + timedelta(days=feature_registry.lookback_days())
+        if history_start is not None
+        else None
+    )
+    reference, excluded = monitoring.steady_state_reference(
+        dataset.train, full_from, int(section["reference_min_rows"])
+    )
+    sample_rows = int(section["reference_sample_rows"])
     if len(reference) > sample_rows:
         reference = reference.sample(n=sample_rows, random_state=0).sort_index()
     reference = reference.copy()
     reference["score"] = champion.scorer()(reference)
-    return reference, dataset.protocol.delay_days
+    return reference, dataset.protocol.delay_days, excluded
 
 
 def _metadata(summary: dict[str, Any], found: list[monitoring.Breach]) -> dict[str, Any]:
@@ -159,7 +185,7 @@ def monitoring_report(
     if champion is None:
         return dg.MaterializeResult(metadata={"status": "no champion: nothing to monitor"})
     columns = list(champion.feature_columns)
-    reference, delay = _reference(champion, settings, int(section["reference_sample_rows"]))
+    reference, delay, excluded = _reference(champion, settings, section, _history_start(warehouse))
     rolling = int(section["rolling_days"])
     with warehouse.connect(read_only=True) as con:
         window = read_scores(
@@ -193,6 +219,7 @@ def monitoring_report(
     summary["rolling_week"] = week
     summary["model_version"] = champion.version
     summary["partition"] = day.isoformat()
+    summary["reference"] = {"rows": len(reference), "excluded_partial_lookback": excluded}
     found = monitoring.breaches(summary, policy, important)
     out_dir = settings.report_dir("monitoring", day.isoformat())
     html = drift.save_html(out_dir / "drift_report.html")
@@ -206,6 +233,8 @@ def monitoring_report(
             "model_version": champion.version,
             **_metadata(summary, found),
             "week_max_psi": week["max_psi"]["psi"],
+            "reference_rows": len(reference),
+            "reference_rows_excluded_partial_lookback": excluded,
             "summary_path": dg.MetadataValue.path(str(summary_path)),
             "drift_report": dg.MetadataValue.path(str(html)),
             "policy_version": policy.version,

@@ -182,6 +182,26 @@ def psi_band(value: float, policy: Policy) -> PsiBand:
 # --------------------------------------------------------------------------------------------
 
 
+def steady_state_reference(
+    train: pd.DataFrame, full_lookback_from: date | None, min_rows: int
+) -> tuple[pd.DataFrame, int]:
+    """The training rows that describe normal traffic, and how many were left out.
+
+    Rows from a warehouse's first days (before ``full_lookback_from``) have windows that reach
+    before the history, so their counts run low; against them every later day looks drifted on
+    the 30-day counts. They are left out of the reference when at least ``min_rows`` rows remain;
+    otherwise the whole training set is kept (a thin reference is worse than a skewed one) and
+    nothing is left out.
+    """
+    if full_lookback_from is None:
+        return train, 0
+    keep = pd.to_datetime(train["tx_datetime"]) >= pd.Timestamp(full_lookback_from)
+    kept = int(keep.sum())
+    if kept == len(train) or kept < min_rows:
+        return train, 0
+    return train[keep.to_numpy()], len(train) - kept
+
+
 def psi_summary(
     reference: pd.DataFrame,
     current: pd.DataFrame,

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
@@ -22,6 +23,7 @@ from playwright.sync_api import Page, expect
 
 from fin_assets.lib import approvals
 from fin_assets.lib.audit_chain import AuditChain
+from fin_assets.lib.training import load_snapshot
 from tests.browser import artifact_path, browser_page
 from tests.dagster_ui import dismiss_popups, running_ui, wait_for_text
 from tests.e2e.conftest import DRIFT_START, MONITORED, DemoRun
@@ -101,6 +103,13 @@ def test_the_stores_hold_what_the_story_says(demo_run: DemoRun) -> None:
     assert actions.count("validated") == 2 and actions.count("promoted") == 1
     assert AuditChain(engine).verify().ok
 
+    # v1 trained on the latest matured window, which starts inside the first 37 days (windows
+    # reaching before 2018-04-01): the monitoring reference leaves exactly those rows out.
+    v1 = client.get_model_version("fraud_detector", "1")
+    v1_train = load_snapshot(home / "datasets" / v1.tags["data_version"]).train
+    young = int((pd.to_datetime(v1_train["tx_datetime"]) < pd.Timestamp("2018-05-08")).sum())
+    assert 0 < young < len(v1_train)
+
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         retrain = instance.get_runs(dg.RunsFilter(tags={"fin/trigger": "drift"}))
         assert [r.job_name for r in retrain] == ["retrain_challenger_job"]
@@ -113,6 +122,7 @@ def test_the_stores_hold_what_the_story_says(demo_run: DemoRun) -> None:
                 home / "reports" / "monitoring" / day.isoformat() / "drift_report.html"
             ).exists()
             assert (breach["max_psi"]["psi"] >= 0.25) == (day >= DRIFT_START), day
+            assert breach["reference"]["excluded_partial_lookback"] == young, day
 
     pending = run([str(BIN / "fin-mlops"), "pending"], demo_run.env)
     assert pending.returncode == 0

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from fin_assets.lib.monitoring import (
     psi_band,
     quantile_edges,
     retrain_decision,
+    steady_state_reference,
 )
 from fin_assets.lib.policy import Policy, load_policy
 from fin_assets.lib.training import known_compromised_customers
@@ -643,3 +644,19 @@ def test_monitoring_summary_feeds_the_decision(drift: DriftResult) -> None:
     with pytest.raises(ValueError, match="not monitored"):
         monitoring_summary(drift, important_features=["nope"])
     assert isinstance(decision.breaches[0], Breach)
+
+
+def test_steady_state_reference_leaves_out_rows_with_partial_feature_history() -> None:
+    # 10 rows a day from 2018-05-01 to 05-14; full windows from 05-08 on: 70 rows before it.
+    stamps = pd.date_range("2018-05-01", periods=140, freq="144min")
+    train = pd.DataFrame({"tx_datetime": stamps, "x": np.arange(140)})
+    kept, excluded = steady_state_reference(train, date(2018, 5, 8), min_rows=50)
+    assert (len(kept), excluded) == (70, 70)
+    assert kept["tx_datetime"].min() == pd.Timestamp("2018-05-08")
+    assert kept["x"].tolist() == list(range(70, 140))
+    # Too few rows would remain: the whole set is kept and nothing is said to be left out.
+    assert steady_state_reference(train, date(2018, 5, 8), min_rows=71)[1] == 0
+    assert len(steady_state_reference(train, date(2018, 5, 8), min_rows=71)[0]) == 140
+    # A mature history, or an unknown one, leaves the set as it is.
+    assert steady_state_reference(train, date(2018, 4, 1), min_rows=1)[1] == 0
+    assert steady_state_reference(train, None, min_rows=1)[1] == 0
