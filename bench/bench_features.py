@@ -18,8 +18,11 @@ file to file (read the parquet file, compute, write a parquet file), with 2 thre
 Then one incremental day by dbt on a warehouse holding the base history and on one holding a
 10x longer history (copies of the file shifted in time): it should cost about the same.
 
+Optionally (``--postgres URL``) the same dbt models on PostgreSQL: a full build and one day, for
+sizing (no budget).
+
 Run: ``.venv/bin/python bench/bench_features.py [--rows N] [--baseline-sample 0.05]
-[--skip-offline] [--skip-incremental]``. Exits 1 when a budget is missed.
+[--skip-offline] [--skip-incremental] [--postgres URL]``. Exits 1 when a budget is missed.
 """
 
 from __future__ import annotations
@@ -274,6 +277,84 @@ def worker_incremental(args: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "model_seconds": models, "setup_seconds": setup, "rows": 0}
 
 
+def worker_postgres(args: argparse.Namespace) -> dict[str, Any]:
+    """The dbt models on PostgreSQL: load the file into a fresh database, build all days but the
+    last (timed), then the last day alone (timed); the database is dropped afterwards."""
+    import datetime as dt
+    import uuid
+
+    import duckdb
+    import sqlalchemy as sa
+
+    from fin_assets.lib.features import run_dbt
+    from fin_assets.lib.schema import RAW_TRANSACTIONS_DDL
+
+    admin = sa.create_engine(args.warehouse, isolation_level="AUTOCOMMIT")
+    name = f"fin_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name)
+    engine = sa.create_engine(url)
+    tmp = Path(args.output)
+    try:
+        csv = tmp / "raw.csv"
+        with duckdb.connect() as con:
+            first, last = con.execute(
+                f"select min(TX_DATETIME)::date, max(TX_DATETIME)::date "
+                f"from read_parquet('{args.input}')"
+            ).fetchall()[0]
+            con.execute(
+                f"copy (select TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, "
+                f"TX_FRAUD, TX_FRAUD_SCENARIO, null, null, cast(TX_DATETIME as date), 'bench', "
+                f"'bench' from read_parquet('{args.input}')) to '{csv}' (header false)"
+            )
+        began = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(sa.text("create schema raw"))
+            conn.execute(sa.text(RAW_TRANSACTIONS_DDL))
+            cursor = conn.connection.cursor()
+            with csv.open() as handle:
+                cursor.copy_expert("copy raw.transactions from stdin with (format csv)", handle)
+        load = time.perf_counter() - began
+        target, logs = tmp / "pg_target", tmp / "pg_logs"
+        began = time.perf_counter()
+        run_dbt(
+            ["run"],
+            url.render_as_string(hide_password=False),
+            {"end_date": last},
+            target_path=target,
+            log_path=logs,
+        )
+        build = time.perf_counter() - began
+        one_day = {"start_date": last, "end_date": last + dt.timedelta(days=1)}
+        began = time.perf_counter()
+        result = run_dbt(
+            ["run"],
+            url.render_as_string(hide_password=False),
+            one_day,
+            target_path=target,
+            log_path=logs,
+        )
+        seconds = time.perf_counter() - began
+        models = sum(float(r.execution_time) for r in getattr(result.result, "results", []))
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("select count(*) from features.transaction_features"))
+            count = int(rows.scalar_one())
+        return {
+            "seconds": seconds,
+            "model_seconds": models,
+            "build_seconds": build,
+            "load_seconds": load,
+            "days": (last - first).days + 1,
+            "rows": count,
+        }
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "compile": worker_compile,
     "ours": worker_ours,
@@ -281,6 +362,7 @@ WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "polars": worker_polars,
     "pandas": worker_pandas,
     "incremental": worker_incremental,
+    "postgres": worker_postgres,
 }
 
 
@@ -452,6 +534,27 @@ def _incremental_table(source: Path, tmp: Path, multiplier: int) -> int:
     return 0 if ok else 1
 
 
+def _postgres_table(source: Path, tmp: Path, url: str, rows: int) -> int:
+    """The same models on PostgreSQL: no budget (DESIGN.md §5 sets none), printed for sizing."""
+    pg = _spawn("postgres", input=source, output=tmp, warehouse=url)
+    print()
+    header = (
+        f"{'dbt on PostgreSQL (same models)':<44} {'rows':>12} {'wall s':>9} {'model SQL s':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    load, build = pg["load_seconds"], pg["build_seconds"]
+    print(f"{'COPY of the file into raw.transactions':<44} {rows:>12,} {load:>9.1f}")
+    label = f"full build of the first {pg['days'] - 1} days"
+    print(f"{label:<44} {'':>12} {build:>9.1f}")
+    print(
+        f"{'one incremental day (the last)':<44} {'':>12} {pg['seconds']:>9.2f} "
+        f"{pg['model_seconds']:>12.2f}"
+    )
+    print(f"  feature rows after both: {pg['rows']:,} (= transactions: {pg['rows'] == rows})")
+    return 0 if pg["rows"] == rows else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every approach in its own process and print the comparison tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -460,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-multiplier", type=int, default=10)
     parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--skip-incremental", action="store_true")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also build the dbt models on this PostgreSQL server (an admin URL; a scratch "
+        "database is created and dropped), e.g. postgresql+psycopg2://postgres@127.0.0.1/postgres",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -489,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
             failures += _offline_table(source, tmp, args.fraction)
         if not args.skip_incremental:
             failures += _incremental_table(source, tmp, args.history_multiplier)
+        if args.postgres:
+            failures += _postgres_table(source, tmp, args.postgres, rows)
     return 1 if failures else 0
 
 
