@@ -5,9 +5,11 @@ asset graph (``raw.transactions`` is the ``raw_transactions`` asset) and runs th
 range at a time, so a daily run reads only the look-back it needs.
 """
 
+import fcntl
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -40,10 +42,27 @@ def _manifest_is_stale(project: DbtProject) -> bool:
     return any(p.stat().st_mtime > built for p in sources)
 
 
-if _manifest_is_stale(dbt_project):
-    # ``dbt parse`` (a few seconds, in-process: ``dbt`` need not be on PATH) so the code location
-    # loads from a fresh clone and never from a manifest older than the models.
-    run_dbt(["parse"], warehouse=":memory:", target_path=dbt_project.target_path)
+def _prepare_manifest(project: DbtProject) -> None:
+    """``dbt parse`` when the manifest is missing or older than the models, safely across processes.
+
+    The code location must load from a fresh clone and never from a manifest older than the
+    models. Several processes may import this module at once (pytest workers, the webserver and
+    the daemon): one parses under an exclusive lock while the others wait and then find the
+    manifest fresh, and the manifest appears by an atomic rename, so nobody reads half a file.
+    In-process (a few seconds): ``dbt`` need not be on PATH.
+    """
+    target = Path(project.project_dir) / project.target_path
+    target.mkdir(parents=True, exist_ok=True)
+    with (target / ".parse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _manifest_is_stale(project):
+            return
+        with tempfile.TemporaryDirectory(dir=target, prefix="parse-") as scratch:
+            run_dbt(["parse"], warehouse=":memory:", target_path=scratch)
+            os.replace(Path(scratch) / "manifest.json", project.manifest_path)
+
+
+_prepare_manifest(dbt_project)
 
 
 class FeatureTranslator(DagsterDbtTranslator):
