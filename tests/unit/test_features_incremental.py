@@ -159,3 +159,26 @@ def test_dbt_failures_raise_with_dbt_s_own_message(tmp_path: Path) -> None:
     with pytest.raises(DbtError) as failure:
         _dbt(["run"], tmp_path / "empty.duckdb", tmp_path, start_date=_day(1), end_date=_day(0))
     assert "start_date 2018-04-02 must be before end_date 2018-04-01" in str(failure.value)
+
+
+def test_a_postgresql_url_selects_the_postgres_target_with_its_connection(tmp_path: Path) -> None:
+    from fin_assets.lib.features import _dbt_target
+
+    target, env = _dbt_target("postgresql+psycopg2://fin:s3cr%40t@db.internal:6543/warehouse")
+    assert target == "postgres"
+    assert env == {
+        "FIN_WAREHOUSE_PG_HOST": "db.internal",
+        "FIN_WAREHOUSE_PG_PORT": "6543",
+        "FIN_WAREHOUSE_PG_USER": "fin",
+        "FIN_WAREHOUSE_PG_PASSWORD": "s3cr@t",
+        "FIN_WAREHOUSE_PG_DBNAME": "warehouse",
+    }
+    assert _dbt_target("postgresql://localhost/wh")[1]["FIN_WAREHOUSE_PG_PORT"] == "5432"
+    with pytest.raises(ValueError, match="names no database"):
+        _dbt_target("postgresql://localhost")
+    # Anything else is a DuckDB file, made absolute (dbt runs from the project directory).
+    assert _dbt_target(tmp_path / "w.duckdb") == (
+        "duckdb",
+        {"FIN_WAREHOUSE_PATH": str((tmp_path / "w.duckdb").resolve())},
+    )
+    assert _dbt_target(":memory:") == ("duckdb", {"FIN_WAREHOUSE_PATH": ":memory:"})
