@@ -294,6 +294,7 @@ def worker_postgres(args: argparse.Namespace) -> dict[str, Any]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name)
+    dsn = url.render_as_string(hide_password=False)
     engine = sa.create_engine(url)
     tmp = Path(args.output)
     try:
@@ -320,7 +321,7 @@ def worker_postgres(args: argparse.Namespace) -> dict[str, Any]:
         began = time.perf_counter()
         run_dbt(
             ["run"],
-            url.render_as_string(hide_password=False),
+            dsn,
             {"end_date": last},
             target_path=target,
             log_path=logs,
@@ -330,7 +331,7 @@ def worker_postgres(args: argparse.Namespace) -> dict[str, Any]:
         began = time.perf_counter()
         result = run_dbt(
             ["run"],
-            url.render_as_string(hide_password=False),
+            dsn,
             one_day,
             target_path=target,
             log_path=logs,

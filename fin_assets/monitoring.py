@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from fin_assets.governance import champion_model
-from fin_assets.lib import feature_registry, monitoring
+from fin_assets.lib import monitoring
 from fin_assets.lib.governance import champion_version
 from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
 from fin_assets.lib.model_validation import RegisteredVersion, registered_version, snapshot_of
@@ -27,7 +27,7 @@ from fin_assets.lib.policy import load_policy
 from fin_assets.lib.schema import INGESTION_LOG_TABLE
 from fin_assets.lib.scores_store import days_back, read_scores, write_scores
 from fin_assets.lib.scoring import score_transactions
-from fin_assets.lib.training import LABEL
+from fin_assets.lib.training import LABEL, TrainingDataset
 from fin_assets.partitions import daily_partitions
 from fin_assets.training import DATASETS_DIR, FEATURE_TABLE, TRANSACTION_FEATURES
 from fin_resources.mlflow_tracking import MlflowResource
@@ -100,43 +100,36 @@ def scored_transactions(
     )
 
 
-def _history_start(warehouse: WarehouseResource) -> date | None:
+def _history_start(con: duckdb.DuckDBPyConnection) -> date | None:
     """The first day the warehouse accepted transactions (None when ingestion kept no log)."""
-    with warehouse.connect(read_only=True) as con:
-        try:
-            row = con.execute(
-                f"SELECT min(partition_date) FROM {INGESTION_LOG_TABLE} WHERE accepted > 0"
-            ).fetchone()
-        except duckdb.CatalogException:
-            return None
+    try:
+        row = con.execute(
+            f"SELECT min(partition_date) FROM {INGESTION_LOG_TABLE} WHERE accepted > 0"
+        ).fetchone()
+    except duckdb.CatalogException:
+        return None
     return row[0] if row and row[0] is not None else None
 
 
 def _reference(
     champion: RegisteredVersion,
-    settings: SettingsResource,
+    dataset: TrainingDataset,
     section: dict[str, Any],
     history_start: date | None,
-) -> tuple[pd.DataFrame, int, int]:
-    """The champion's training rows scored by the champion (what "no drift" looks like), the
-    label delay it was trained under (when labels count as matured) and how many training rows
-    were left out for partial feature history (``monitoring.steady_state_reference``). A fixed
-    seeded sample of ``reference_sample_rows`` when larger."""
-    dataset = snapshot_of(champion, Path(settings.home) / DATASETS_DIR)
-    full_from = (
-        history_start + timedelta(days=feature_registry.lookback_days())
-        if history_start is not None
-        else None
-    )
+) -> tuple[pd.DataFrame, int]:
+    """The champion's training rows scored by the champion (what "no drift" looks like), and how
+    many training rows were left out for partial feature history
+    (``monitoring.steady_state_reference``). A fixed seeded sample of ``reference_sample_rows``
+    when larger."""
     reference, excluded = monitoring.steady_state_reference(
-        dataset.train, full_from, int(section["reference_min_rows"])
+        dataset.train, history_start, int(section["reference_min_rows"])
     )
     sample_rows = int(section["reference_sample_rows"])
     if len(reference) > sample_rows:
         reference = reference.sample(n=sample_rows, random_state=0).sort_index()
     reference = reference.copy()
     reference["score"] = champion.scorer()(reference)
-    return reference, dataset.protocol.delay_days, excluded
+    return reference, excluded
 
 
 def _metadata(summary: dict[str, Any], found: list[monitoring.Breach]) -> dict[str, Any]:
@@ -185,12 +178,17 @@ def monitoring_report(
     if champion is None:
         return dg.MaterializeResult(metadata={"status": "no champion: nothing to monitor"})
     columns = list(champion.feature_columns)
-    reference, delay, excluded = _reference(champion, settings, section, _history_start(warehouse))
+    # The champion's training snapshot: the drift reference, and the label delay it was trained
+    # under (when labels count as matured).
+    dataset = snapshot_of(champion, Path(settings.home) / DATASETS_DIR)
+    delay = dataset.protocol.delay_days
     rolling = int(section["rolling_days"])
     with warehouse.connect(read_only=True) as con:
+        history_start = _history_start(con)
         window = read_scores(
             con, days_back(day, rolling + delay), day, FEATURE_TABLE, columns, LABEL
         )
+    reference, excluded = _reference(champion, dataset, section, history_start)
     window = window[window["model_version"] == champion.version]
     today = window[pd.to_datetime(window["partition_date"]).dt.date == day]
     if today.empty:

@@ -132,17 +132,13 @@ def _env(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _is_postgres_url(warehouse: str | Path) -> bool:
-    return str(warehouse).startswith(("postgresql://", "postgresql+", "postgres://"))
-
-
 def _dbt_target(warehouse: str | Path) -> tuple[str, dict[str, str]]:
     """The profiles.yml target for a warehouse and the variables its connection reads.
 
     A ``postgresql://`` URL (any SQLAlchemy driver suffix) selects the ``postgres`` target; any
     other value is a DuckDB file path (or ``:memory:``).
     """
-    if _is_postgres_url(warehouse):
+    if str(warehouse).startswith(("postgresql://", "postgresql+", "postgres://")):
         from sqlalchemy.engine import make_url
 
         url = make_url(str(warehouse))

@@ -45,7 +45,7 @@ import xgboost as xgb
 
 from fin_assets.lib import metrics
 from fin_assets.lib.policy import Policy
-from fin_assets.lib.training import LABEL, known_compromised_customers
+from fin_assets.lib.training import LABEL, known_compromised_customers, partial_lookback_rows
 
 #: Proportion given to an empty bin before the PSI logarithm (the PSI of an empty bin is
 #: infinite). 1e-4 is the value Evidently's and most credit-risk PSI implementations use, so our
@@ -183,19 +183,19 @@ def psi_band(value: float, policy: Policy) -> PsiBand:
 
 
 def steady_state_reference(
-    train: pd.DataFrame, full_lookback_from: date | None, min_rows: int
+    train: pd.DataFrame, history_start: date | None, min_rows: int
 ) -> tuple[pd.DataFrame, int]:
     """The training rows that describe normal traffic, and how many were left out.
 
-    Rows from a warehouse's first days (before ``full_lookback_from``) have windows that reach
-    before the history, so their counts run low; against them every later day looks drifted on
-    the 30-day counts. They are left out of the reference when at least ``min_rows`` rows remain;
-    otherwise the whole training set is kept (a thin reference is worse than a skewed one) and
-    nothing is left out.
+    Rows from a warehouse's first days (``training.partial_lookback_rows`` of a history starting
+    ``history_start``) have windows that reach before the history, so their counts run low;
+    against them every later day looks drifted on the 30-day counts. They are left out of the
+    reference when at least ``min_rows`` rows remain; otherwise the whole training set is kept
+    (a thin reference is worse than a skewed one) and nothing is left out.
     """
-    if full_lookback_from is None:
+    if history_start is None:
         return train, 0
-    keep = pd.to_datetime(train["tx_datetime"]) >= pd.Timestamp(full_lookback_from)
+    keep = ~partial_lookback_rows(train, history_start)
     kept = int(keep.sum())
     if kept == len(train) or kept < min_rows:
         return train, 0

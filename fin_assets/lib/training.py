@@ -467,23 +467,33 @@ def build_training_dataset(
     )
 
 
-def partial_lookback(dataset: TrainingDataset, history_start: date) -> dict[str, Any]:
-    """How many snapshot rows come from days whose feature windows reach before the history.
+def full_lookback_from(history_start: date) -> date:
+    """The first day whose feature windows lie wholly inside a history starting ``history_start``.
 
     A row of day D is computed from the days ``D - lookback .. D`` (``lookback`` = longest window
     plus its delay, 37 days by default); in the first ``lookback`` days of a warehouse part of that
-    range does not exist, so counts and risks run low. Such rows are legal but unrepresentative:
-    the training check warns and the validation pack lists it as a limitation.
+    range does not exist, so counts and risks run low.
     """
-    lookback = feature_registry.lookback_days()
-    full_from = history_start + timedelta(days=lookback)
-    cut = _midnight(full_from)
+    return history_start + timedelta(days=feature_registry.lookback_days())
+
+
+def partial_lookback_rows(frame: pd.DataFrame, history_start: date) -> pd.Series:
+    """True for the rows of ``frame`` (by ``tx_datetime``) before :func:`full_lookback_from`."""
+    return pd.to_datetime(frame["tx_datetime"]) < _midnight(full_lookback_from(history_start))
+
+
+def partial_lookback(dataset: TrainingDataset, history_start: date) -> dict[str, Any]:
+    """How many snapshot rows come from days whose feature windows reach before the history.
+
+    Such rows are legal but unrepresentative: the training check warns and the validation pack
+    lists it as a limitation (:func:`full_lookback_from` says which days they are).
+    """
     return {
         "history_start": history_start.isoformat(),
-        "lookback_days": lookback,
-        "full_lookback_from": full_from.isoformat(),
-        "train_rows": int((pd.to_datetime(dataset.train["tx_datetime"]) < cut).sum()),
-        "test_rows": int((pd.to_datetime(dataset.test["tx_datetime"]) < cut).sum()),
+        "lookback_days": feature_registry.lookback_days(),
+        "full_lookback_from": full_lookback_from(history_start).isoformat(),
+        "train_rows": int(partial_lookback_rows(dataset.train, history_start).sum()),
+        "test_rows": int(partial_lookback_rows(dataset.test, history_start).sum()),
     }
 
 

@@ -647,16 +647,17 @@ def test_monitoring_summary_feeds_the_decision(drift: DriftResult) -> None:
 
 
 def test_steady_state_reference_leaves_out_rows_with_partial_feature_history() -> None:
-    # 10 rows a day from 2018-05-01 to 05-14; full windows from 05-08 on: 70 rows before it.
+    # 10 rows a day from 2018-05-01 to 05-14; a history from 2018-04-01 has full windows
+    # (37 days of look-back) from 05-08 on: 70 rows before it.
     stamps = pd.date_range("2018-05-01", periods=140, freq="144min")
     train = pd.DataFrame({"tx_datetime": stamps, "x": np.arange(140)})
-    kept, excluded = steady_state_reference(train, date(2018, 5, 8), min_rows=50)
+    kept, excluded = steady_state_reference(train, date(2018, 4, 1), min_rows=50)
     assert (len(kept), excluded) == (70, 70)
     assert kept["tx_datetime"].min() == pd.Timestamp("2018-05-08")
     assert kept["x"].tolist() == list(range(70, 140))
     # Too few rows would remain: the whole set is kept and nothing is said to be left out.
-    assert steady_state_reference(train, date(2018, 5, 8), min_rows=71)[1] == 0
-    assert len(steady_state_reference(train, date(2018, 5, 8), min_rows=71)[0]) == 140
+    assert steady_state_reference(train, date(2018, 4, 1), min_rows=71)[1] == 0
+    assert len(steady_state_reference(train, date(2018, 4, 1), min_rows=71)[0]) == 140
     # A mature history, or an unknown one, leaves the set as it is.
-    assert steady_state_reference(train, date(2018, 4, 1), min_rows=1)[1] == 0
+    assert steady_state_reference(train, date(2018, 2, 23), min_rows=1)[1] == 0
     assert steady_state_reference(train, None, min_rows=1)[1] == 0
