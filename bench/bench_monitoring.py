@@ -36,11 +36,12 @@ from typing import Any
 import pandas as pd
 import psutil
 
-from fin_assets.lib import monitoring, training
-from fin_assets.lib.features import compute_features_for_frame
-from fin_assets.lib.policy import load_policy
-from fin_assets.lib.scoring import score_transactions
-from fin_assets.lib.simulator import SimulatorConfig, simulate_range
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
+from fin_assets.lib.monitoring import model_monitoring as monitoring
+from fin_assets.lib.monitoring.scoring import score_transactions
+from fin_assets.lib.training import model_training as training
 
 BUDGET_SECONDS = 10.0
 WARM_UP_DAYS = 37

@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import timedelta
 
-from fin_assets.lib.simulator import SimulatorConfig, clear_caches, simulate_range
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, clear_caches, simulate_range
 
 BUDGET_SECONDS = 10.0
 

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fin_assets.lib import metrics
-from fin_assets.lib.features import compute_features_for_frame
-from fin_assets.lib.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.training import (
+from fin_assets.lib.common import metrics
+from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
+from fin_assets.lib.training.model_training import (
     DEFAULT_PARAMS,
     HANDBOOK_BASELINE,
     LABEL,

@@ -23,11 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fin_assets.lib.features import compute_features_for_frame
-from fin_assets.lib.policy import load_policy
-from fin_assets.lib.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.training import TimeProtocol, build_training_dataset, train_challenger
-from fin_assets.lib.validation import (
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
+from fin_assets.lib.training.model_training import (
+    TimeProtocol,
+    build_training_dataset,
+    train_challenger,
+)
+from fin_assets.lib.validation.pack import (
     ChampionSubject,
     ValidationSubject,
     build_validation_pack,

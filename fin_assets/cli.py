@@ -123,7 +123,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from fin_assets.lib.simulator import SimulatorConfig, simulate_range
+    from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 
     frame = simulate_range(SimulatorConfig.from_env(), args.start, args.end)
     out = Path(args.out)
@@ -138,7 +138,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     """Features for a whole file with the very SQL the feature assets run (compiled dbt models)."""
-    from fin_assets.lib.features import compute_features_for_file
+    from fin_assets.lib.features.point_in_time import compute_features_for_file
 
     started = time.monotonic()
     rows = compute_features_for_file(args.input, args.mapping or None, args.output, args.delay)
@@ -227,9 +227,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     Exit status: 0 when every blocking gate passed, 2 when one failed (the pack is written either
     way), 1 when the inputs are unusable.
     """
-    from fin_assets.lib.model_validation import read_table, subject_for_external
-    from fin_assets.lib.policy import load_policy
-    from fin_assets.lib.validation import build_validation_pack, pack_digest, write_pack
+    from fin_assets.lib.common.policy import load_policy
+    from fin_assets.lib.validation.model_loading import read_table, subject_for_external
+    from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack
 
     settings = Settings.from_env()
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)

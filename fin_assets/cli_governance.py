@@ -19,10 +19,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from fin_assets.lib import approvals
-from fin_assets.lib.audit_chain import AuditChain
-from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL
-from fin_assets.lib.policy import Policy, load_policy
+from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import Settings
@@ -79,7 +79,7 @@ def cmd_approvers_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    from fin_assets.lib.governance import all_version_facts, champion_version
+    from fin_assets.lib.governance.registry_facts import all_version_facts, champion_version
 
     client = mlflow_resource().client()
     facts = all_version_facts(client, args.model)
@@ -102,8 +102,8 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
-    from fin_assets.lib.feature_registry import feature_versions
-    from fin_assets.lib.governance import version_facts
+    from fin_assets.lib.features.feature_registry import feature_versions
+    from fin_assets.lib.governance.registry_facts import version_facts
 
     facts = version_facts(mlflow_resource().client(), args.model, version)
     with audit_store() as (engine, chain, policy):
@@ -141,7 +141,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from fin_assets.lib.governance import rollback_target
+    from fin_assets.lib.governance.registry_facts import rollback_target
 
     try:
         target = rollback_target(mlflow_resource().client(), args.model)
@@ -198,7 +198,7 @@ def _partitions(start: str, end: str) -> list[dict[str, Any]]:
     """Raw data partitions of a period with their ingestion run and counts (warehouse log)."""
     import duckdb
 
-    from fin_assets.lib.schema import INGESTION_LOG_TABLE
+    from fin_assets.lib.common.schema import INGESTION_LOG_TABLE
 
     path = Settings.from_env().warehouse_path
     if not Path(path).exists():
@@ -218,8 +218,8 @@ def _partitions(start: str, end: str) -> list[dict[str, Any]]:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from fin_assets.lib.audit_export import build_bundle, write_bundle
-    from fin_assets.lib.governance import champion_version
+    from fin_assets.lib.governance.audit_export import build_bundle, write_bundle
+    from fin_assets.lib.governance.registry_facts import champion_version
 
     settings = Settings.from_env()
     client = mlflow_resource().client()

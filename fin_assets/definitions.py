@@ -22,7 +22,7 @@ from fin_assets.jobs import (
     ingest_transactions_job,
     retrain_challenger_job,
 )
-from fin_assets.lib.simulator import SimulatorConfig
+from fin_assets.lib.ingestion.simulator import SimulatorConfig
 from fin_assets.monitoring import monitoring_report, score_and_monitor_job, scored_transactions
 from fin_assets.training import challenger_model, train_challenger_job, training_dataset
 from fin_assets.validation import validation_pack

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from fin_assets.cli import last_metadata
-from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL
+from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL
 from fin_resources.settings import Settings
 
 #: The demo validator: a registered approver with the validator role, not the developer.
@@ -99,9 +99,9 @@ def _validate(instance: Any) -> dict[str, Any] | None:
 
 def _approve_as_demo_validator(version: int) -> bool:
     from fin_assets.cli_governance import audit_store, mlflow_resource
-    from fin_assets.lib import approvals
-    from fin_assets.lib.feature_registry import feature_versions
-    from fin_assets.lib.governance import version_facts
+    from fin_assets.lib.features.feature_registry import feature_versions
+    from fin_assets.lib.governance import approvals
+    from fin_assets.lib.governance.registry_facts import version_facts
 
     with audit_store() as (engine, chain, policy):
         known = {a.name for a in approvals.list_approvers(engine)}

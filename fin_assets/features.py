@@ -18,9 +18,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from fin_assets.lib.feature_registry import feature_versions
-from fin_assets.lib.features import run_dbt
-from fin_assets.lib.online import OnlineFeatures, build_state
+from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.lib.features.online_state import OnlineFeatures, build_state
+from fin_assets.lib.features.point_in_time import run_dbt
 from fin_assets.partitions import daily_partitions
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource

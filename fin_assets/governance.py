@@ -7,7 +7,7 @@ refuses, and the refusal is written to the audit trail. ``champion_was_approved`
 alias in the registry still points at a version promoted through an approval (an alias moved by
 hand in the MLflow UI fails it) and lists the challengers waiting for a decision.
 ``audit_trail`` verifies the hash chain against the head recorded by its previous materialisation
-(so a truncated tail is caught too). The rules are in ``fin_assets.lib.approvals``.
+(so a truncated tail is caught too). The rules are in ``fin_assets.lib.governance.approvals``.
 """
 
 from datetime import UTC, datetime
@@ -16,17 +16,17 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from fin_assets.lib import approvals
-from fin_assets.lib.audit_chain import AuditChain
-from fin_assets.lib.feature_registry import feature_versions
-from fin_assets.lib.governance import (
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.registry_facts import (
     all_version_facts,
     champion_version,
     promote,
     version_facts,
 )
-from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL
-from fin_assets.lib.policy import load_policy
+from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL
 from fin_assets.validation import validation_pack
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource

@@ -7,15 +7,15 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from fin_assets.lib.contracts import contract_failures
-from fin_assets.lib.data_quality import run_suite, write_report
-from fin_assets.lib.hashing import frame_digest
-from fin_assets.lib.ingestion import IngestionOutcome, amount_summary, ingest_days
-from fin_assets.lib.ingestion_store import partition_log, read_partition
-from fin_assets.lib.policy import load_policy
-from fin_assets.lib.schema import QUARANTINE_TABLE, RAW_TRANSACTIONS_TABLE
-from fin_assets.lib.simulator import SimulatorConfig
-from fin_assets.lib.sources import SourceError, SourceSpec
+from fin_assets.lib.common.hashing import frame_digest
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.schema import QUARANTINE_TABLE, RAW_TRANSACTIONS_TABLE
+from fin_assets.lib.ingestion.contracts import contract_failures
+from fin_assets.lib.ingestion.daily_ingest import IngestionOutcome, amount_summary, ingest_days
+from fin_assets.lib.ingestion.data_quality import run_suite, write_report
+from fin_assets.lib.ingestion.raw_store import partition_log, read_partition
+from fin_assets.lib.ingestion.simulator import SimulatorConfig
+from fin_assets.lib.ingestion.sources import SourceError, SourceSpec
 from fin_assets.partitions import daily_partitions
 from fin_resources.settings import SettingsResource
 from fin_resources.source import SimulatorResource, TransactionSourceResource

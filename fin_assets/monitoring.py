@@ -6,7 +6,8 @@ that day atomically. ``monitoring_report`` compares the day, and the rolling wee
 champion's own training data (Evidently drift tests and PSI per feature, prediction drift, drift
 per segment) and, on labels that have matured, the performance trend; it writes Evidently's HTML
 and a JSON summary and puts the key numbers in metadata so the UI plots them across partitions.
-``drift_retrain_sensor`` (fin_sensors) reads that summary. Logic: ``fin_assets.lib.monitoring``.
+``drift_retrain_sensor`` (fin_sensors) reads that summary.
+Logic: ``fin_assets.lib.monitoring.model_monitoring``.
 """
 
 import json
@@ -19,15 +20,19 @@ import duckdb
 import pandas as pd
 
 from fin_assets.governance import champion_model
-from fin_assets.lib import monitoring
-from fin_assets.lib.governance import champion_version
-from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
-from fin_assets.lib.model_validation import RegisteredVersion, registered_version, snapshot_of
-from fin_assets.lib.policy import load_policy
-from fin_assets.lib.schema import INGESTION_LOG_TABLE
-from fin_assets.lib.scores_store import days_back, read_scores, write_scores
-from fin_assets.lib.scoring import score_transactions
-from fin_assets.lib.training import LABEL, TrainingDataset
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.schema import INGESTION_LOG_TABLE
+from fin_assets.lib.governance.registry_facts import champion_version
+from fin_assets.lib.monitoring import model_monitoring as monitoring
+from fin_assets.lib.monitoring.scores_store import days_back, read_scores, write_scores
+from fin_assets.lib.monitoring.scoring import score_transactions
+from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
+from fin_assets.lib.training.model_training import LABEL, TrainingDataset
+from fin_assets.lib.validation.model_loading import (
+    RegisteredVersion,
+    registered_version,
+    snapshot_of,
+)
 from fin_assets.partitions import daily_partitions
 from fin_assets.training import DATASETS_DIR, FEATURE_TABLE, TRANSACTION_FEATURES
 from fin_resources.mlflow_tracking import MlflowResource

@@ -4,8 +4,8 @@
 label-delay gap, out-of-time test; matured labels only) and writes a content-addressed Parquet
 snapshot whose hash is its data version. ``challenger_model`` trains on that snapshot, evaluates
 on the test period, and logs and registers the model in MLflow with its provenance
-(``validation_status=pending``). The logic is in ``fin_assets.lib.training`` and
-``fin_assets.lib.model_registry``.
+(``validation_status=pending``). The logic is in ``fin_assets.lib.training.model_training`` and
+``fin_assets.lib.training.model_registry``.
 
 Hand-off without an I/O manager: the snapshot directory is named by its data version and
 ``load_snapshot`` re-hashes what it reads, so ``challenger_model`` takes the snapshot path from
@@ -27,8 +27,8 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
-from fin_assets.lib import feature_registry
-from fin_assets.lib.model_registry import (
+from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
     PENDING,
@@ -37,7 +37,7 @@ from fin_assets.lib.model_registry import (
     log_challenger,
     run_url,
 )
-from fin_assets.lib.training import (
+from fin_assets.lib.training.model_training import (
     DEFAULT_PARAMS,
     KEY_COLUMNS,
     LABEL,

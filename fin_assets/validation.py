@@ -2,7 +2,7 @@
 
 ``validation_pack`` rebuilds the evidence of one registered version from its lineage (the
 version's tags name its training snapshot, which is re-hashed on load) with the engine of
-``fin_assets.lib.validation``, writes JSON, HTML and a model card under the reports directory
+``fin_assets.lib.validation.pack``, writes JSON, HTML and a model card under the reports directory
 and as artifacts of the version's MLflow run, records the outcome on the model version
 (``validation_status`` passed/failed and what was validated) and in the audit trail. Every gate of
 the policy is an asset check; the blocking ones stop anything downstream (promotion) in the
@@ -18,19 +18,19 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from fin_assets.lib.audit_chain import AuditChain, ensure_schema
-from fin_assets.lib.governance import champion_version, record_validation
-from fin_assets.lib.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
-from fin_assets.lib.model_validation import (
+from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.lib.common.schema import INGESTION_LOG_TABLE
+from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
+from fin_assets.lib.governance.registry_facts import champion_version, record_validation
+from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
+from fin_assets.lib.validation.model_loading import (
     champion_for,
     data_quality_summary,
     registered_version,
     snapshot_of,
     subject_for_version,
 )
-from fin_assets.lib.policy import Policy, load_policy
-from fin_assets.lib.schema import INGESTION_LOG_TABLE
-from fin_assets.lib.validation import build_validation_pack, pack_digest, write_pack
+from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack
 from fin_assets.training import DATASETS_DIR, challenger_model, upstream_metadata
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource

@@ -1,7 +1,7 @@
 """The online feature store: a small key-value store, SQLite by default, Redis in production.
 
 Values are JSON documents (an entity's recent events); the feature logic that reads and writes
-them lives in ``fin_assets.lib.online`` so that it is the same whatever the backend.
+them lives in ``fin_assets.lib.features.online_state`` so that it is the same whatever the backend.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Which transaction source ingestion reads, as a Dagster resource (configuration only).
 
-The reading itself is plain code in ``fin_assets.lib.sources``; this resource only carries the
+The reading itself is plain code in ``fin_assets.lib.ingestion.sources``;
+this resource only carries the
 choice made by environment variables so it is visible and overridable in the Dagster UI.
 """
 

@@ -8,7 +8,7 @@ before it moves the alias.
 import dagster as dg
 
 from fin_assets.governance import DECISION_TAG, promote_champion_job
-from fin_assets.lib import approvals
+from fin_assets.lib.governance import approvals
 from fin_resources.audit_store import AuditStoreResource
 
 

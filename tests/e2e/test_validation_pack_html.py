@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fin_assets.lib.validation import PACK_SECTIONS, write_pack
+from fin_assets.lib.validation.pack import PACK_SECTIONS, write_pack
 from tests.browser import artifact_path, browser_page  # noqa: F401
 from tests.unit.test_validation_report import CHARTS, report_pack
 

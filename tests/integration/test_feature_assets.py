@@ -12,7 +12,7 @@ import pytest
 from fin_assets.definitions import build_resources
 from fin_assets.features import online_features, point_in_time_features
 from fin_assets.ingestion import raw_transactions
-from fin_assets.lib.feature_registry import feature_names, feature_versions
+from fin_assets.lib.features.feature_registry import feature_names, feature_versions
 
 ASSETS = [raw_transactions, point_in_time_features, online_features]
 

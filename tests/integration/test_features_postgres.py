@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from fin_assets.lib.feature_registry import FEATURES, feature_names
-from fin_assets.lib.features import DbtError, compute_features_for_frame, run_dbt
-from fin_assets.lib.schema import RAW_TRANSACTIONS_DDL
+from fin_assets.lib.common.schema import RAW_TRANSACTIONS_DDL
+from fin_assets.lib.features.feature_registry import FEATURES, feature_names
+from fin_assets.lib.features.point_in_time import DbtError, compute_features_for_frame, run_dbt
 from tests.unit.reference_features import reference_features
 
 pytestmark = pytest.mark.services

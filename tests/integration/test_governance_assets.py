@@ -22,14 +22,14 @@ import yaml
 from fin_assets import cli
 from fin_assets.definitions import build_resources, current_definitions
 from fin_assets.governance import champion_model
-from fin_assets.lib import approvals
-from fin_assets.lib.audit_chain import AuditChain
-from fin_assets.lib.governance import (
+from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
+from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.registry_facts import (
     champion_version,
     previous_champion_version,
     version_facts,
 )
-from fin_assets.lib.policy import DEFAULT_POLICY_PATH
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
 from fin_resources.mlflow_tracking import MlflowResource

@@ -13,8 +13,9 @@ import pytest
 import sqlalchemy as sa
 from mlflow.tracking import MlflowClient
 
-from fin_assets.lib import governance
-from fin_assets.lib.approvals import (
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.governance import registry_facts as governance
+from fin_assets.lib.governance.approvals import (
     Decision,
     Refusal,
     VersionFacts,
@@ -22,8 +23,8 @@ from fin_assets.lib.approvals import (
     check_promotion,
     decide,
 )
-from fin_assets.lib.audit_chain import AuditChain
-from fin_assets.lib.governance import (
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.registry_facts import (
     CHAMPION_ALIAS,
     PREVIOUS_CHAMPION_ALIAS,
     champion_version,
@@ -32,7 +33,6 @@ from fin_assets.lib.governance import (
     rollback_target,
     version_facts,
 )
-from fin_assets.lib.policy import load_policy
 from fin_resources.mlflow_tracking import MlflowResource
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)

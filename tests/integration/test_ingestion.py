@@ -16,9 +16,9 @@ import yaml
 
 from fin_assets.definitions import build_resources
 from fin_assets.ingestion import raw_transactions
-from fin_assets.lib.policy import DEFAULT_POLICY_PATH
-from fin_assets.lib.simulator import SimulatorConfig, simulate_day
-from fin_assets.lib.sources import HANDBOOK_MAPPING
+from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_day
+from fin_assets.lib.ingestion.sources import HANDBOOK_MAPPING
 from tests.bad_inputs import EXPECTED_ACCEPTED_IDS, EXPECTED_REASONS, write_bad_day
 
 SMALL_SIM = {"FIN_SIM_CUSTOMERS": "300", "FIN_SIM_TERMINALS": "600"}

@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib import model_registry
-from fin_assets.lib.features import compute_features_for_frame
-from fin_assets.lib.model_registry import (
+from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
+from fin_assets.lib.training import model_registry
+from fin_assets.lib.training.model_registry import (
     RegisteredChallenger,
     load_booster,
     load_pyfunc,
     log_challenger,
 )
-from fin_assets.lib.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.training import (
+from fin_assets.lib.training.model_training import (
     TimeProtocol,
     TrainedModel,
     TrainingDataset,

@@ -10,11 +10,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from fin_assets.lib.features import compute_features_for_frame
-from fin_assets.lib.ingestion import ingest_days
-from fin_assets.lib.online import OnlineFeatures, StaleStateError, build_state
-from fin_assets.lib.simulator import SimulatorConfig
-from fin_assets.lib.sources import SourceSpec
+from fin_assets.lib.features.online_state import OnlineFeatures, StaleStateError, build_state
+from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.ingestion.daily_ingest import ingest_days
+from fin_assets.lib.ingestion.simulator import SimulatorConfig
+from fin_assets.lib.ingestion.sources import SourceSpec
 from fin_resources.online_store import open_store
 from tests.conftest import require_service
 

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 from fin_assets.definitions import current_definitions
-from fin_assets.lib import monitoring
-from fin_assets.lib.policy import load_policy
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.monitoring import model_monitoring as monitoring
 from fin_assets.monitoring import MONITORING_REPORT
 
 FEATURES = ["tx_amount", "customer_id_nb_tx_7day_window"]

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from fin_assets.lib import approvals
-from fin_assets.lib.approvals import (
+from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH, Policy, load_policy
+from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.approvals import (
     Decision,
     Refusal,
     VersionFacts,
@@ -35,8 +36,7 @@ from fin_assets.lib.approvals import (
     pending_challengers,
     pending_promotions,
 )
-from fin_assets.lib.audit_chain import AuditChain
-from fin_assets.lib.policy import DEFAULT_POLICY_PATH, Policy, load_policy
+from fin_assets.lib.governance.audit_chain import AuditChain
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 MODEL = "fraud_detector"

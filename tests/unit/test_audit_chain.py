@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fin_assets.lib.audit_chain import (
+from fin_assets.lib.governance.audit_chain import (
     GENESIS_HASH,
     AuditChain,
     VerifyResult,

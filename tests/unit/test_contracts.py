@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib.contracts import REASONS, contract_failures, split_day, tokenise
-from fin_assets.lib.sources import SourceError, SourceSpec, read_file_day
+from fin_assets.lib.ingestion.contracts import REASONS, contract_failures, split_day, tokenise
+from fin_assets.lib.ingestion.sources import SourceError, SourceSpec, read_file_day
 from tests.bad_inputs import BAD_CSV, EXPECTED_ACCEPTED_IDS, EXPECTED_REASONS, write_bad_day
 
 DAY = date(2018, 4, 1)

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from fin_assets.lib import feature_registry
-from fin_assets.lib.explain import (
+from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.model_training import predict_scores
+from fin_assets.lib.validation.explain import (
     ReasonCode,
     adverse_reason_codes,
     global_importance,
@@ -19,7 +20,6 @@ from fin_assets.lib.explain import (
     reference_medians,
     shap_contributions,
 )
-from fin_assets.lib.training import predict_scores
 
 COLUMNS = [
     "tx_amount",

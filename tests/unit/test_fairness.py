@@ -9,7 +9,7 @@ from fractions import Fraction
 import pandas as pd
 import pytest
 
-from fin_assets.lib.fairness import fairness_report, refuse_protected_features
+from fin_assets.lib.validation.fairness import fairness_report, refuse_protected_features
 
 
 def _table() -> tuple[pd.DataFrame, list[int], list[float], list[bool]]:

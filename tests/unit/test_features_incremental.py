@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib.feature_registry import feature_names
-from fin_assets.lib.features import DbtError, compute_features_for_frame, run_dbt
-from fin_assets.lib.schema import RAW_TRANSACTIONS_DDL
+from fin_assets.lib.common.schema import RAW_TRANSACTIONS_DDL
+from fin_assets.lib.features.feature_registry import feature_names
+from fin_assets.lib.features.point_in_time import DbtError, compute_features_for_frame, run_dbt
 
 FIRST_DAY = dt.date(2018, 4, 1)
 N_DAYS = 42
@@ -162,7 +162,7 @@ def test_dbt_failures_raise_with_dbt_s_own_message(tmp_path: Path) -> None:
 
 
 def test_a_postgresql_url_selects_the_postgres_target_with_its_connection(tmp_path: Path) -> None:
-    from fin_assets.lib.features import _dbt_target
+    from fin_assets.lib.features.point_in_time import _dbt_target
 
     target, env = _dbt_target("postgresql+psycopg2://fin:s3cr%40t@db.internal:6543/warehouse")
     assert target == "postgres"

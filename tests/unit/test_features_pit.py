@@ -15,15 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fin_assets.lib.feature_registry import (
+from fin_assets.lib.features.feature_registry import (
     FEATURES,
     assert_not_protected,
     build_features,
     feature_names,
     feature_versions,
 )
-from fin_assets.lib.features import compute_features_for_frame
-from fin_assets.lib.sources import HANDBOOK_MAPPING
+from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.ingestion.sources import HANDBOOK_MAPPING
 from tests.unit.reference_features import reference_features
 
 DAY = 86_400

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib.metrics import (
+from fin_assets.lib.common.metrics import (
     auc_roc,
     average_precision,
     card_precision_top_k,

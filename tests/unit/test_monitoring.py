@@ -18,8 +18,9 @@ import xgboost as xgb
 from scipy.stats import chisquare, ks_2samp
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fin_assets.lib import metrics
-from fin_assets.lib.monitoring import (
+from fin_assets.lib.common import metrics
+from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.lib.monitoring.model_monitoring import (
     PSI_EPSILON,
     Breach,
     DriftResult,
@@ -36,8 +37,7 @@ from fin_assets.lib.monitoring import (
     retrain_decision,
     steady_state_reference,
 )
-from fin_assets.lib.policy import Policy, load_policy
-from fin_assets.lib.training import known_compromised_customers
+from fin_assets.lib.training.model_training import known_compromised_customers
 
 EPS = PSI_EPSILON
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from fin_assets.lib.scoring import MODEL_COLUMNS, SCORED_COLUMNS, score_transactions
+from fin_assets.lib.monitoring.scoring import MODEL_COLUMNS, SCORED_COLUMNS, score_transactions
 
 FEATURES = ["tx_amount", "tx_during_night", "terminal_id_risk_7day_window"]
 STAMP: dict[str, Any] = {

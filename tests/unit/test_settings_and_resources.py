@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fin_assets.lib.policy import load_policy
+from fin_assets.lib.common.policy import load_policy
 from fin_resources.audit_store import AuditStoreResource, normalise_url
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import Settings, duckdb_path_from_url

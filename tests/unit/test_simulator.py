@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib import simulator
-from fin_assets.lib.schema import (
+from fin_assets.lib.common.schema import (
     CANONICAL_COLUMNS,
     OPTIONAL_COLUMNS,
     PROTECTED_PREFIX,
     REQUIRED_COLUMNS,
 )
-from fin_assets.lib.simulator import (
+from fin_assets.lib.ingestion import simulator
+from fin_assets.lib.ingestion.simulator import (
     AGE_BANDS,
     CARD_TESTING_DAYS,
     CUSTOMER_COMPROMISE_DAYS,

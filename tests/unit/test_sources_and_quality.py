@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fin_assets.lib.data_quality import run_suite, write_report
-from fin_assets.lib.policy import load_policy
-from fin_assets.lib.simulator import SimulatorConfig, simulate_day
-from fin_assets.lib.sources import (
+from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.ingestion.data_quality import run_suite, write_report
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_day
+from fin_assets.lib.ingestion.sources import (
     HANDBOOK_MAPPING,
     SourceError,
     SourceSpec,

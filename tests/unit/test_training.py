@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib import feature_registry
-from fin_assets.lib.training import (
+from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.model_training import (
     HANDBOOK_BASELINE,
     LABEL,
     TimeProtocol,

@@ -11,7 +11,7 @@ from scipy.stats import bootstrap, ks_2samp, norm
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from fin_assets.lib.metrics import (
+from fin_assets.lib.common.metrics import (
     Interval,
     Metric,
     auc_roc,

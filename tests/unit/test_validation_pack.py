@@ -20,10 +20,10 @@ import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from fin_assets.lib import feature_registry
-from fin_assets.lib.policy import Policy, load_policy
-from fin_assets.lib.training import default_feature_columns, predict_scores
-from fin_assets.lib.validation import (
+from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.model_training import default_feature_columns, predict_scores
+from fin_assets.lib.validation.pack import (
     PACK_SECTIONS,
     ChampionSubject,
     ValidationSubject,
@@ -862,7 +862,7 @@ def test_refuses_protected_features_and_single_class(test_frame: pd.DataFrame) -
 def test_rows_with_partial_feature_history_are_a_limitation(
     test_frame: pd.DataFrame, booster: xgb.Booster
 ) -> None:
-    from fin_assets.lib.model_validation import data_quality_summary
+    from fin_assets.lib.validation.model_loading import data_quality_summary
 
     # The ingestion log's first day with accepted rows is the history's start (an empty day
     # before it does not count); the pack's data carries what the training check counted.

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fin_assets.lib.validation import PACK_SECTIONS, ChampionSubject, build_validation_pack
-from fin_assets.lib.validation_report import render_html, render_model_card
+from fin_assets.lib.validation.pack import PACK_SECTIONS, ChampionSubject, build_validation_pack
+from fin_assets.lib.validation.report.html_report import render_html, render_model_card
 from tests.unit.test_validation_pack import (
     GENERATED,
     PER_DAY,

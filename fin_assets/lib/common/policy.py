@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "policy.yaml"
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policy" / "policy.yaml"
 
 
 @dataclass(frozen=True)

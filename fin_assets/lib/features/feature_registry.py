@@ -23,10 +23,10 @@ from typing import Any, Final
 
 import yaml
 
-from fin_assets.lib.schema import PROTECTED_PREFIX
+from fin_assets.lib.common.schema import PROTECTED_PREFIX
 
 #: The dbt project holding the feature SQL.
-DBT_PROJECT_DIR: Final[Path] = Path(__file__).resolve().parents[2] / "dbt_project"
+DBT_PROJECT_DIR: Final[Path] = Path(__file__).resolve().parents[3] / "dbt_project"
 
 #: SQL every feature depends on besides its own model: the typed source and the PIT macros.
 _SHARED_SQL: Final[tuple[str, ...]] = (

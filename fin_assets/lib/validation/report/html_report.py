@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from fin_assets.lib.validation import PACK_SECTIONS
+from fin_assets.lib.validation.pack import PACK_SECTIONS
 
 #: Section headings, in the order of PACK_SECTIONS.
 SECTION_TITLES: Final[dict[str, str]] = {

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from fin_assets.lib import metrics
-from fin_assets.lib.validation_common import (
+from fin_assets.lib.common import metrics
+from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     BoolArray,
     FloatArray,

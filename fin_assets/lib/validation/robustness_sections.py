@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fin_assets.lib import metrics
-from fin_assets.lib.validation_common import (
+from fin_assets.lib.common import metrics
+from fin_assets.lib.validation.subjects import (
     FloatArray,
     IntArray,
     _confusion,

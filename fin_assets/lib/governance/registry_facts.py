@@ -3,7 +3,8 @@
 
 Why aliases: serving loads ``models:/<name>@champion``, so moving the alias *is* the promotion,
 and ``previous_champion`` keeps the version a rollback restores. Only the promotion asset calls
-:func:`promote`, after :mod:`fin_assets.lib.approvals` found a recorded approval that still
+:func:`promote`, after :mod:`fin_assets.lib.governance.approvals`
+found a recorded approval that still
 matches the registry. Validation writes its verdict as version tags (:func:`record_validation`)
 so the approval rules can compare what was validated with what the version says now
 (:func:`version_facts`).
@@ -19,9 +20,9 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from fin_assets.lib.approvals import Refusal, VersionFacts
-from fin_assets.lib.audit_chain import utc_timestamp
-from fin_assets.lib.model_registry import (
+from fin_assets.lib.governance.approvals import Refusal, VersionFacts
+from fin_assets.lib.governance.audit_chain import utc_timestamp
+from fin_assets.lib.training.model_registry import (
     TAG_DATA_VERSION,
     TAG_DEVELOPER,
     TAG_FEATURE_VERSIONS,

@@ -12,16 +12,16 @@ from datetime import date
 import duckdb
 import pandas as pd
 
-from fin_assets.lib.contracts import ContractResult, split_day
-from fin_assets.lib.hashing import frame_digest
-from fin_assets.lib.ingestion_store import (
+from fin_assets.lib.common.hashing import frame_digest
+from fin_assets.lib.ingestion.contracts import ContractResult, split_day
+from fin_assets.lib.ingestion.raw_store import (
     PartitionWrite,
     ensure_tables,
     ids_in_other_partitions,
     write_partitions,
 )
-from fin_assets.lib.simulator import SimulatorConfig
-from fin_assets.lib.sources import SourceBatch, SourceSpec, read_day
+from fin_assets.lib.ingestion.simulator import SimulatorConfig
+from fin_assets.lib.ingestion.sources import SourceBatch, SourceSpec, read_day
 
 
 @dataclass(frozen=True)

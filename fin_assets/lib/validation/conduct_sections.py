@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from fin_assets.lib import explain, fairness
-from fin_assets.lib.validation_common import _Evaluation, _sample_rows
+from fin_assets.lib.validation import explain, fairness
+from fin_assets.lib.validation.subjects import _Evaluation, _sample_rows
 
 
 def _fairness(ev: _Evaluation) -> dict[str, Any]:

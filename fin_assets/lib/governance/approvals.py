@@ -34,9 +34,9 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from fin_assets.lib import audit_chain
-from fin_assets.lib.audit_chain import AuditChain, AuditEntry, utc_timestamp
-from fin_assets.lib.policy import Policy
+from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.governance import audit_chain
+from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry, utc_timestamp
 
 APPROVE: Final[str] = "approve"
 REJECT: Final[str] = "reject"

@@ -23,7 +23,7 @@ import pandas as pd
 import xgboost as xgb
 from mlflow.tracking import MlflowClient
 
-from fin_assets.lib.model_registry import (
+from fin_assets.lib.training.model_registry import (
     TAG_DAGSTER_RUN_ID,
     TAG_DATA_VERSION,
     TAG_DEVELOPER,
@@ -34,14 +34,14 @@ from fin_assets.lib.model_registry import (
     TrackingBackend,
     load_booster,
 )
-from fin_assets.lib.training import (
+from fin_assets.lib.training.model_training import (
     LABEL,
     TrainingDataset,
     load_snapshot,
     partial_lookback,
     predict_scores,
 )
-from fin_assets.lib.validation import ChampionSubject, ValidationSubject
+from fin_assets.lib.validation.pack import ChampionSubject, ValidationSubject
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]
 

@@ -25,7 +25,8 @@ import numpy.typing as npt
 import pandas as pd
 import xgboost as xgb
 
-from fin_assets.lib import feature_registry, training
+from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training import model_training as training
 
 ArrayLike = npt.ArrayLike
 

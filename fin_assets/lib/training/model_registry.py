@@ -38,7 +38,7 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_USER
 
-from fin_assets.lib.training import TrainedModel, TrainingDataset, TuningResult
+from fin_assets.lib.training.model_training import TrainedModel, TrainingDataset, TuningResult
 
 DEFAULT_EXPERIMENT: Final[str] = "fraud_detection"
 DEFAULT_REGISTERED_MODEL: Final[str] = "fraud_detector"
@@ -59,7 +59,7 @@ TAG_VALIDATION_STATUS: Final[str] = "validation_status"
 TAG_MODEL_DIGEST: Final[str] = "model_digest"
 PENDING: Final[str] = "pending"
 
-_REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[2]
+_REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[3]
 _FLUENT_LOCK = threading.RLock()
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from fin_assets.lib import metrics
-from fin_assets.lib.policy import Policy
-from fin_assets.lib.validation_common import (
+from fin_assets.lib.common import metrics
+from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     ChampionSubject,
     _confusion,

@@ -43,9 +43,13 @@ import numpy.typing as npt
 import pandas as pd
 import xgboost as xgb
 
-from fin_assets.lib import metrics
-from fin_assets.lib.policy import Policy
-from fin_assets.lib.training import LABEL, known_compromised_customers, partial_lookback_rows
+from fin_assets.lib.common import metrics
+from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.training.model_training import (
+    LABEL,
+    known_compromised_customers,
+    partial_lookback_rows,
+)
 
 #: Proportion given to an empty bin before the PSI logarithm (the PSI of an empty bin is
 #: infinite). 1e-4 is the value Evidently's and most credit-risk PSI implementations use, so our

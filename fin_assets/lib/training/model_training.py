@@ -37,9 +37,10 @@ import numpy.typing as npt
 import pandas as pd
 import xgboost as xgb
 
-from fin_assets.lib import feature_registry, metrics
-from fin_assets.lib.hashing import frame_digest
-from fin_assets.lib.schema import REQUIRED_COLUMNS
+from fin_assets.lib.common import metrics
+from fin_assets.lib.common.hashing import frame_digest
+from fin_assets.lib.common.schema import REQUIRED_COLUMNS
+from fin_assets.lib.features import feature_registry
 
 #: The label column of the canonical schema.
 LABEL: Final[str] = "tx_fraud"

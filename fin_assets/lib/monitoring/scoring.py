@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from fin_assets.lib import feature_registry
-from fin_assets.lib.training import KEY_COLUMNS, LABEL, predict_scores, typed_keys
+from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.model_training import KEY_COLUMNS, LABEL, predict_scores, typed_keys
 
 #: The score column of a scored frame.
 SCORE: Final[str] = "score"

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fin_assets.lib import feature_registry
+from fin_assets.lib.features import feature_registry
 
 ArrayLike = npt.ArrayLike
 

@@ -72,7 +72,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from fin_assets.lib.schema import CANONICAL_COLUMNS
+from fin_assets.lib.common.schema import CANONICAL_COLUMNS
 
 DriftKind = Literal["none", "amount_shift", "new_fraud_pattern", "mix_change"]
 

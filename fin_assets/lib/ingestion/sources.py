@@ -18,9 +18,9 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 import yaml
 
-from fin_assets.lib.contracts import day_bounds
-from fin_assets.lib.schema import CANONICAL_COLUMNS, REQUIRED_COLUMNS
-from fin_assets.lib.simulator import SimulatorConfig, simulate_day
+from fin_assets.lib.common.schema import CANONICAL_COLUMNS, REQUIRED_COLUMNS
+from fin_assets.lib.ingestion.contracts import day_bounds
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_day
 
 #: Column mapping of the Fraud-Detection-Handbook's published files onto the canonical schema.
 HANDBOOK_MAPPING: dict[str, str] = {

@@ -4,7 +4,8 @@ Why one engine: the ``validation_pack`` asset (every challenger of our pipeline)
 ``fin-mlops validate`` (any model, e.g. a credit PD scorecard on application data) must produce
 the same evidence by the same rules, so a validator can compare packs. The engine is given a
 :class:`ValidationSubject` (out-of-time rows, a deterministic scorer, what the caller knows about
-identity and data) and a :class:`~fin_assets.lib.policy.Policy`; every threshold and setting is
+identity and data) and a :class:`~fin_assets.lib.common.policy.Policy`;
+every threshold and setting is
 read from the policy's ``validation`` section (and ``monitoring`` for the monitoring plan), never
 from code, because thresholds that decide are data (DESIGN.md §4).
 
@@ -48,9 +49,30 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from fin_assets.lib import fairness
-from fin_assets.lib.policy import Policy
-from fin_assets.lib.validation_common import (
+from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.validation import fairness
+from fin_assets.lib.validation.conduct_sections import _explanations, _fairness
+from fin_assets.lib.validation.narrative_sections import (
+    _assumptions,
+    _champion_comparison,
+    _limitations,
+    _monitoring_plan,
+)
+from fin_assets.lib.validation.performance_sections import (
+    MAX_CURVE_POINTS,
+    _calibration,
+    _discrimination,
+    _operating_point,
+    _stability,
+)
+from fin_assets.lib.validation.robustness_sections import (
+    MAX_SEGMENT_LEVELS,
+    MONOTONE_GRID,
+    _segments,
+    _sensitivity,
+    _stress,
+)
+from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     BoolArray,
     ChampionSubject,
@@ -64,27 +86,6 @@ from fin_assets.lib.validation_common import (
     _ratio,
     _scores,
     adverse_decisions,
-)
-from fin_assets.lib.validation_conduct import _explanations, _fairness
-from fin_assets.lib.validation_narrative import (
-    _assumptions,
-    _champion_comparison,
-    _limitations,
-    _monitoring_plan,
-)
-from fin_assets.lib.validation_performance import (
-    MAX_CURVE_POINTS,
-    _calibration,
-    _discrimination,
-    _operating_point,
-    _stability,
-)
-from fin_assets.lib.validation_robustness import (
-    MAX_SEGMENT_LEVELS,
-    MONOTONE_GRID,
-    _segments,
-    _sensitivity,
-    _stress,
 )
 
 __all__ = [
@@ -445,7 +446,7 @@ def write_pack(pack: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     Returns their paths under the keys ``json``, ``html`` and ``model_card``.
     """
     # Imported here: the report module imports PACK_SECTIONS from this one.
-    from fin_assets.lib import validation_report
+    from fin_assets.lib.validation.report import html_report as validation_report
 
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)

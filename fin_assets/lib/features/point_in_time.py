@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any, Final
 import duckdb
 import pandas as pd
 
-from fin_assets.lib import schema
-from fin_assets.lib.feature_registry import DBT_PROJECT_DIR
-from fin_assets.lib.sources import MAPPING_PRESETS
-from fin_assets.lib.sources import resolve_mapping as resolve_source_mapping
+from fin_assets.lib.common import schema
+from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR
+from fin_assets.lib.ingestion.sources import MAPPING_PRESETS
+from fin_assets.lib.ingestion.sources import resolve_mapping as resolve_source_mapping
 
 if TYPE_CHECKING:
     from dbt.cli.main import dbtRunnerResult

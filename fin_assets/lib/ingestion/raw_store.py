@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from fin_assets.lib.schema import (
+from fin_assets.lib.common.schema import (
     INGESTION_LOG_TABLE,
     QUARANTINE_TABLE,
     RAW_TRANSACTIONS_DDL,

@@ -24,7 +24,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from fin_assets.lib.schema import OPTIONAL_COLUMNS, PII_ID_COLUMNS, REQUIRED_COLUMNS
+from fin_assets.lib.common.schema import OPTIONAL_COLUMNS, PII_ID_COLUMNS, REQUIRED_COLUMNS
 
 #: Every quarantine reason, in the order a row's primary reason is chosen.
 REASONS: Final[tuple[str, ...]] = (
