@@ -1,4 +1,4 @@
-"""Benchmark of the point-in-time features against their budget (DESIGN.md §5).
+"""Benchmark of the point-in-time features against their budget (docs/architecture.md §5).
 
 Budget, full Handbook file (1.75 M transactions) through the offline path, 2 cores: at most 5 s
 and 2 GB peak RSS; at least 50x faster than the Handbook's own pandas approach; the aim is to
@@ -49,7 +49,7 @@ THREADS = 2
 BUDGET_SECONDS = 5.0
 BUDGET_RSS_MB = 2048.0
 PANDAS_FACTOR = 50.0
-HANDBOOK_PUBLISHED_SECONDS = 240.0  # "about 4 minutes" (DESIGN.md §5)
+HANDBOOK_PUBLISHED_SECONDS = 240.0  # "about 4 minutes" (docs/architecture.md §5)
 DELAY = 7
 WINDOWS = (1, 7, 30)
 
@@ -536,7 +536,7 @@ def _incremental_table(source: Path, tmp: Path, multiplier: int) -> int:
 
 
 def _postgres_table(source: Path, tmp: Path, url: str, rows: int) -> int:
-    """The same models on PostgreSQL: no budget (DESIGN.md §5 sets none), printed for sizing."""
+    """The same models on PostgreSQL: no budget (architecture §5 sets none), printed for sizing."""
     pg = _spawn("postgres", input=source, output=tmp, warehouse=url)
     print()
     header = (

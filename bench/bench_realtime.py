@@ -1,4 +1,4 @@
-"""Benchmark of real-time scoring against its budget (DESIGN.md §5).
+"""Benchmark of real-time scoring against its budget (docs/architecture.md §5).
 
 Budget: one transaction — online feature lookup, champion score and its reason codes — with a
 p99 latency of at most 5 ms in process. Set-up (not timed): the full-size simulator (5,000

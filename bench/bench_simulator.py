@@ -1,4 +1,4 @@
-"""Benchmark of the transaction simulator against its budget (DESIGN.md §5).
+"""Benchmark of the transaction simulator against its budget (docs/architecture.md §5).
 
 Budget: 183 days x 5,000 customers x 10,000 terminals in at most 10 s on 2 cores. Every repeat
 starts cold (profile and draw caches cleared), so the time includes building the customer and

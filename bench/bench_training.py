@@ -12,7 +12,7 @@ train 2018-07-25..31, 7-day gap, test 2018-08-08..14, XGBoost with the defaults 
 ``training.DEFAULT_PARAMS`` (the Handbook's ``XGBClassifier()`` defaults: 100 trees, depth 6,
 eta 0.3), seed 0, 2 threads; metrics on the test week two ways:
 
-* platform (DESIGN.md §2): AUC ROC and average precision on every test transaction; card
+* platform (docs/architecture.md §2): AUC ROC and average precision on every test transaction; card
   precision top-100 per day without the cards already known compromised (a fraud whose label was
   known before that day, from the training period on) nor the cards detected on earlier test
   days, averaged over the 7 days;
@@ -145,7 +145,7 @@ def _handbook(path: Path) -> None:
     print(header)
     print("-" * len(header))
     print(
-        f"{'platform: all matured test tx (DESIGN §2)':<46} {len(dataset.test):>7,} "
+        f"{'platform: all matured test tx (architecture §2)':<46} {len(dataset.test):>7,} "
         f"{platform['test_auc_roc']:>8.3f} {platform['test_average_precision']:>8.3f} "
         f"{platform['test_card_precision_top_100']:>7.3f}"
     )

@@ -9,7 +9,7 @@ from dagster import ConfigurableResource
 
 
 def normalise_url(url: str) -> str:
-    """Pin ``postgresql://`` to psycopg2: SQLAlchemy ≥ 2.1 would pick psycopg 3 (DESIGN.md §7)."""
+    """Pin ``postgresql://`` to psycopg2: SQLAlchemy ≥ 2.1 picks psycopg 3 (architecture §7)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg2://" + url.split("://", 1)[1]
     return url

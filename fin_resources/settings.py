@@ -1,6 +1,6 @@
 """Where everything lives: one place that turns environment variables into store locations.
 
-Every location has the embedded default of DESIGN.md §3 under ``FIN_HOME`` (default ``.fin_home``
+Every location has the embedded default of architecture §3 under ``FIN_HOME`` (default ``.fin_home``
 in the working directory), so a fresh clone needs no server, and production changes only
 environment variables, never code.
 """

@@ -148,7 +148,7 @@ def _default_signals() -> None:
 
     A process started in the background of a non-interactive shell inherits SIGINT as ignored,
     and ``dagster dev`` gives SIGTERM the SIGINT disposition: it would then ignore both (the
-    ``set -m`` trap of DESIGN.md §7). pytest itself may have been started that way.
+    ``set -m`` trap of docs/architecture.md §7). pytest itself may have been started that way.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,5 +1,5 @@
 {#
-  Point-in-time helpers shared by the feature models (DESIGN.md §2).
+  Point-in-time helpers shared by the feature models (docs/architecture.md §2).
 
   Ordering. Every window is ordered by `pit_key` (computed once, in stg_transactions), a BIGINT
   strictly increasing in (tx_datetime, transaction_id):

@@ -1,6 +1,6 @@
 """The dbt feature models on PostgreSQL: the same SQL, the same features, incremental by day.
 
-DESIGN.md §3 names PostgreSQL as the production warehouse for the features. The models are
+architecture §3 names PostgreSQL as the production warehouse for the features. The models are
 written in portable SQL (numeric RANGE frames over an integer order key, standard functions);
 this test runs them with dbt-postgres on the local server, in a fresh database, and holds the
 result to the brute-force reading of the definitions and to the DuckDB offline path: counts and

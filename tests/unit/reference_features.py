@@ -1,4 +1,4 @@
-"""Reference implementations of the point-in-time features (DESIGN.md §2), for tests and bench.
+"""Reference implementations of the point-in-time features (architecture §2), for tests and bench.
 
 * :func:`reference_features` — brute force: for every transaction it walks the whole history and
   applies the written definitions literally, with Python datetimes and plain sums, so it shares

@@ -99,4 +99,4 @@ def test_policy_is_versioned_and_hashed(tmp_path: Path) -> None:
 
 def test_sqlalchemy_stays_below_2_1() -> None:
     major, minor = (int(p) for p in sa.__version__.split(".")[:2])
-    assert (major, minor) < (2, 1), "SQLAlchemy 2.1 breaks dagster-postgres (DESIGN.md §7)"
+    assert (major, minor) < (2, 1), "SQLAlchemy 2.1 breaks dagster-postgres (architecture §7)"

@@ -1,6 +1,6 @@
 {#
   One row per transaction: the canonical columns, the calendar flags and every point-in-time
-  feature, with the names of the Fraud-Detection-Handbook lower-cased (DESIGN.md §2). The
+  feature, with the names of the Fraud-Detection-Handbook lower-cased (docs/architecture.md §2). The
   transaction's columns come with customer_spending_features (one row per transaction); the left
   join keeps every transaction and the not_null tests in schema.yml catch a missing feature row.
 #}

@@ -162,7 +162,7 @@ def known_compromised_mask(
     """True for the rows whose card was already known compromised on the row's day.
 
     The Handbook removes these rows from its test set altogether (``get_train_test_set``);
-    our datasets keep them and exclude them from card metrics only (DESIGN.md §2). This mask
+    our datasets keep them and exclude them from card metrics only (architecture §2). This mask
     lets a caller reproduce the Handbook's test set exactly, e.g. to compare with its tables.
     """
     days = pd.to_datetime(frame["tx_datetime"]).dt.date.to_numpy()

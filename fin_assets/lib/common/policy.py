@@ -1,4 +1,4 @@
-"""The versioned policy file: thresholds are data, not code (DESIGN.md §4)."""
+"""The versioned policy file: thresholds are data, not code (docs/architecture.md §4)."""
 
 from __future__ import annotations
 

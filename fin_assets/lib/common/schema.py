@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-#: Required canonical columns and their pandas dtypes (DESIGN.md §2).
+#: Required canonical columns and their pandas dtypes (docs/architecture.md §2).
 REQUIRED_COLUMNS: Final[dict[str, str]] = {
     "transaction_id": "int64",
     "tx_datetime": "datetime64[ns]",

@@ -1,7 +1,7 @@
 """Online features: the latest per-entity window state, and features for a new transaction.
 
 The offline features (dbt SQL) and these must agree for the same point in time; the definitions
-are those of DESIGN.md §2. The state keeps, per customer, the transactions of the last 30 days
+are those of architecture §2. The state keeps, per customer, the transactions of the last 30 days
 (time, amount) and, per terminal, those of the last ``delay + 30`` days (time, label). A lookup at
 time ``t`` counts what falls inside each window, exactly as the SQL frames do.
 

@@ -12,7 +12,7 @@ of running it, both going through the SQL dbt renders:
 
 Why compiled SQL rather than ``dbt run`` against a temporary DuckDB file for the offline path: a
 dbt invocation costs seconds of start-up and writes every intermediate table to disk, which
-alone would spend the 5 s budget of DESIGN.md §5; the compiled SQL is the very text ``dbt run``
+alone would spend the 5 s budget of architecture §5; the compiled SQL is the very text ``dbt run``
 executes (models compiled in full-refresh mode, without a date range). Compiling costs ~9 s
 cold (dbt's import and parse included), so the result is cached per process and on disk under
 ``dbt_project/target/fin_offline_sql/``, keyed by a hash of every project file, the dbt
@@ -54,7 +54,7 @@ FEATURE_MODELS: Final[tuple[str, ...]] = (
     "transaction_features",
 )
 
-#: Default label delay d in days (DESIGN.md §2); also the dbt var ``label_delay_days``.
+#: Default label delay d in days (docs/architecture.md §2); also the dbt var ``label_delay_days``.
 DEFAULT_LABEL_DELAY_DAYS: Final[int] = 7
 
 #: DuckDB threads of the offline path: the performance budget is set for 2 cores.

@@ -2,7 +2,7 @@
 the decisions themselves, each stored together with its audit entry.
 
 Why this exists: promotion must be impossible without a recorded, authenticated, independent
-human decision on one exact, validated model version (DESIGN.md §1). Everything here is pure and
+human decision on one exact, validated model version (architecture §1). Everything here is pure and
 works on a SQLAlchemy engine (the audit database) and on :class:`VersionFacts` that the MLflow side
 (``governance.py``) reads; the CLI and the Dagster assets only glue the two together.
 

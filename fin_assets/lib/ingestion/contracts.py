@@ -88,7 +88,7 @@ def transaction_contract(day: date) -> pa.DataFrameSchema:
                 "datetime64[ns]",
                 [
                     pa.Check.in_range(start, end, include_max=False),
-                    # Timestamps are whole seconds (DESIGN.md §2): the feature SQL orders ties
+                    # Timestamps are whole seconds (architecture §2): the feature SQL orders ties
                     # within a second by transaction_id and would refuse a fraction.
                     pa.Check(lambda s: s.dt.floor("s") == s, name="whole_seconds"),
                 ],

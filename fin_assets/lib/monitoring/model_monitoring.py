@@ -2,11 +2,11 @@
 
 Why this module exists: a fraud model decays silently. Fraudsters change tactics, spending
 shifts, and the labels that would show the decay arrive only after the label delay. So the
-platform watches two things every day (DESIGN.md §1, monitoring group) and decides from them,
+platform watches two things every day (architecture §1, monitoring group) and decides from them,
 with thresholds read from the policy's ``monitoring`` section only:
 
 * **Drift**, which is visible at once: for every feature and for the score, the population
-  stability index (PSI, banded 0.10 / 0.25, DESIGN.md §4) and Evidently's statistical test of the
+  stability index (PSI, banded 0.10 / 0.25, architecture §4) and Evidently's statistical test of the
   policy (``num_stattest`` / ``cat_stattest`` at ``stattest_threshold``), the share of drifted
   features (Evidently's ``DriftedColumnsCount``), and drift within segments (night, weekend,
   amount bands) that a global number can hide. The Evidently snapshot is kept so the caller can

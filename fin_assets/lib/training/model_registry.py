@@ -140,7 +140,7 @@ def pip_requirements() -> list[str]:
     """Pinned requirements of the logged model, given explicitly.
 
     Passing them saves MLflow's requirement inference, which loads the model in a subprocess
-    (about 4 s instead of 0.04 s, DESIGN.md §7). ``xgboost-cpu`` is preferred when it is the
+    (about 4 s instead of 0.04 s, architecture §7). ``xgboost-cpu`` is preferred when it is the
     installed distribution, so serving does not pull 470 MB of CUDA libraries.
     """
     requirements = []
@@ -171,7 +171,7 @@ def provenance_tags(
     dagster_run_id: str | None,
     developer: str | None,
 ) -> dict[str, str]:
-    """The tags every challenger version carries (DESIGN.md §1, issue 4)."""
+    """The tags every challenger version carries (docs/architecture.md §1, issue 4)."""
     commit, dirty = git_commit()
     return {
         TAG_DATA_VERSION: dataset.data_version,

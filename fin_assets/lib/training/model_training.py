@@ -1,7 +1,7 @@
 """Training data sets under a time protocol, and reproducible XGBoost challengers.
 
 Why this module is careful about time: a fraud label is known only some days after the
-transaction (the label delay d, DESIGN.md §2), so a model trained or assessed on labels that were
+transaction (the label delay d, architecture §2), so a model trained or assessed on labels that were
 not known yet looks better than it will be in production. Everything here follows the protocol of
 the Fraud-Detection-Handbook (Le Borgne et al., chapters "Baseline fraud detection system" and
 "Validation strategies"):
@@ -73,7 +73,7 @@ DEFAULT_PARAMS: Final[dict[str, Any]] = {
     "learning_rate": 0.3,
 }
 
-#: Thread count of training: fixed (budget of DESIGN.md §5 is set for 2 cores) so that results
+#: Thread count of training: fixed (budget of architecture §5 is set for 2 cores) so that results
 #: never depend on the machine.
 DEFAULT_NTHREAD: Final[int] = 2
 

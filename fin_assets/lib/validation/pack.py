@@ -7,11 +7,11 @@ the same evidence by the same rules, so a validator can compare packs. The engin
 identity and data) and a :class:`~fin_assets.lib.common.policy.Policy`;
 every threshold and setting is
 read from the policy's ``validation`` section (and ``monitoring`` for the monitoring plan), never
-from code, because thresholds that decide are data (DESIGN.md §4).
+from code, because thresholds that decide are data (docs/architecture.md §4).
 
 What the pack decides and what it does not: the policy's gates turn numbers into pass / fail /
 not applicable, and ``status`` is ``failed`` when a blocking gate failed. It never approves: a
-passed pack makes a version eligible for a human approval (DESIGN.md §1).
+passed pack makes a version eligible for a human approval (docs/architecture.md §1).
 
 Conventions (each also written into the pack so a reader need not read this code):
 

@@ -88,7 +88,7 @@ def _card_precision(ev: _Evaluation) -> tuple[dict[str, Any] | None, str | None]
         "rule": (
             f"per day, the {k} cards with the highest score that day; precision = cards among "
             f"them with a {ev.words['positive']} / {k}; cards known compromised before the day "
-            "and cards detected on earlier days are left out (DESIGN.md §2)"
+            "and cards detected on earlier days are left out (docs/architecture.md §2)"
         ),
     }, None
 
