@@ -1,7 +1,9 @@
 """The one Dagster ``Definitions`` of fin-mlops (``[tool.dagster]`` and workspace.yaml point here).
 
-Resources are bound from environment variables (``fin_resources.settings``), so the same code
-runs on the embedded default and in production.
+Definitions load lazily (``@dg.definitions``): importing this module reads no setting and runs no
+dbt; the loader (the webserver, the daemon, ``defs()`` in the CLI and tests) binds resources to
+the environment as it is at that moment, so the same code runs on the embedded default and in
+production, and a process that changes ``FIN_HOME`` gets definitions bound to the new locations.
 """
 
 from __future__ import annotations
@@ -9,22 +11,12 @@ from __future__ import annotations
 import dagster as dg
 
 from fin_assets.features import dbt_resource, online_features, point_in_time_features
-from fin_assets.governance import (
-    audit_trail,
-    champion_model,
-    champion_was_approved,
-    promote_champion_job,
-)
+from fin_assets.governance import audit_trail, champion_model, champion_was_approved
 from fin_assets.ingestion import raw_transactions
-from fin_assets.jobs import (
-    build_features_job,
-    daily_pipeline_job,
-    ingest_transactions_job,
-    retrain_challenger_job,
-)
+from fin_assets.jobs import ALL_JOBS
 from fin_assets.lib.ingestion.simulator import SimulatorConfig
-from fin_assets.monitoring import monitoring_report, score_and_monitor_job, scored_transactions
-from fin_assets.training import challenger_model, train_challenger_job, training_dataset
+from fin_assets.monitoring import monitoring_report, scored_transactions
+from fin_assets.training import challenger_model, training_dataset
 from fin_assets.validation import validation_pack
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
@@ -75,11 +67,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     }
 
 
-def _definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Every asset, check, job, schedule and sensor; resources read from the environment now."""
     return dg.Definitions(
         assets=[
             raw_transactions,
-            point_in_time_features,
+            point_in_time_features(),
             online_features,
             training_dataset,
             challenger_model,
@@ -90,30 +84,8 @@ def _definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definition
             monitoring_report,
         ],
         asset_checks=[champion_was_approved],
-        jobs=[
-            ingest_transactions_job,
-            build_features_job,
-            daily_pipeline_job,
-            train_challenger_job,
-            retrain_challenger_job,
-            promote_champion_job,
-            score_and_monitor_job,
-        ],
+        jobs=ALL_JOBS,
         schedules=[daily_ingestion_schedule],
         sensors=[approval_sensor, drift_retrain_sensor],
-        resources=resources,
+        resources=build_resources(),
     )
-
-
-defs = _definitions(build_resources())
-
-
-def current_definitions() -> dg.Definitions:
-    """``defs``, or the same definitions bound to the environment as it is now.
-
-    Resources are read from the environment when this module is imported; a process that changes
-    ``FIN_HOME`` or another setting afterwards (the CLI's callers in tests, a notebook) gets
-    definitions bound to its current settings instead of writing into the old locations.
-    """
-    resources = build_resources()
-    return defs if resources == defs.resources else _definitions(resources)

@@ -3,6 +3,10 @@
 The SQL lives in ``dbt_project/``; this module only tells Dagster how the dbt models map onto the
 asset graph (``raw.transactions`` is the ``raw_transactions`` asset) and runs them one partition
 range at a time, so a daily run reads only the look-back it needs.
+
+The dbt assets are built from dbt's manifest, which ``dbt parse`` writes. Building them is a
+function (:func:`point_in_time_features`) that the definitions loader calls, so importing this
+module never runs dbt: a CLI command, a test or a sensor that imports it stays fast.
 """
 
 import fcntl
@@ -12,23 +16,28 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.code_versions import group_code_version
+from fin_assets.lib.common import names
+from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR, feature_versions
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
 from fin_assets.lib.features.point_in_time import run_dbt
 from fin_assets.partitions import daily_partitions
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 OWNERS = ["team:fraud-data-science"]
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
+
+def feature_dbt_project() -> DbtProject:
+    """The dbt project of the features, on its embedded DuckDB target."""
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
 
 
 def _manifest_is_stale(project: DbtProject) -> bool:
@@ -42,11 +51,11 @@ def _manifest_is_stale(project: DbtProject) -> bool:
     return any(p.stat().st_mtime > built for p in sources)
 
 
-def _prepare_manifest(project: DbtProject) -> None:
+def prepare_manifest(project: DbtProject) -> None:
     """``dbt parse`` when the manifest is missing or older than the models, safely across processes.
 
     The code location must load from a fresh clone and never from a manifest older than the
-    models. Several processes may import this module at once (pytest workers, the webserver and
+    models. Several processes may load definitions at once (pytest workers, the webserver and
     the daemon): one parses under an exclusive lock while the others wait and then find the
     manifest fresh, and the manifest appears by an atomic rename, so nobody reads half a file.
     In-process (a few seconds): ``dbt`` need not be on PATH.
@@ -62,9 +71,6 @@ def _prepare_manifest(project: DbtProject) -> None:
             os.replace(Path(scratch) / "manifest.json", project.manifest_path)
 
 
-_prepare_manifest(dbt_project)
-
-
 class FeatureTranslator(DagsterDbtTranslator):
     """dbt nodes → assets: the ingestion source is ``raw_transactions``; models keep their names."""
 
@@ -74,7 +80,7 @@ class FeatureTranslator(DagsterDbtTranslator):
         return dg.AssetKey(dbt_resource_props["name"])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return "features"
+        return names.FEATURES_GROUP
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return OWNERS
@@ -83,7 +89,7 @@ class FeatureTranslator(DagsterDbtTranslator):
 def dbt_resource() -> DbtCliResource:
     """dbt from this virtualenv, so ``dbt`` need not be on PATH."""
     return DbtCliResource(
-        project_dir=dbt_project,
+        project_dir=feature_dbt_project(),
         profiles_dir=str(DBT_PROJECT_DIR),
         dbt_executable=str(Path(sys.executable).parent / "dbt"),
     )
@@ -95,45 +101,58 @@ def _range_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
     return {"start_date": keys.start, "end_date": end.isoformat()}
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
-    dagster_dbt_translator=FeatureTranslator(),
-)
-def point_in_time_features(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-) -> Iterator[Any]:
-    """Point-in-time features for the run's days, by dbt on the warehouse (tests run as checks).
+@cache
+def point_in_time_features() -> dg.AssetsDefinition:
+    """The dbt feature models as assets (parses the dbt project first when its manifest is stale).
 
-    Each run recomputes only its own days, reading the 30 + delay days of history they need,
-    and replaces them, so re-running a day is idempotent and its cost does not grow with history.
+    Cached: the definitions loader may call it many times in one process (the CLI, tests).
     """
-    os.environ["FIN_WAREHOUSE_PATH"] = warehouse.path
-    versions = feature_versions()
-    dbt_vars = _range_vars(context)
-    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
-    for event in invocation.stream():
-        if isinstance(event, dg.Output | dg.AssetMaterialization) and (
-            getattr(event, "output_name", None) == "transaction_features"
-            or getattr(event, "asset_key", None) == dg.AssetKey("transaction_features")
-        ):
-            event = event.with_metadata(
-                {
-                    **(event.metadata or {}),
-                    "feature_versions": dg.MetadataValue.json(versions),
-                    "days": f"{dbt_vars['start_date']}..{dbt_vars['end_date']} (end exclusive)",
-                }
-            )
-        yield event
+    project = feature_dbt_project()
+    prepare_manifest(project)
+
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+        dagster_dbt_translator=FeatureTranslator(),
+    )
+    def point_in_time_features(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        """Point-in-time features for the run's days, by dbt on the warehouse (tests run as checks).
+
+        Each run recomputes only its own days, reading the 30 + delay days of history they need,
+        and replaces them, so re-running a day is idempotent and its cost does not grow with
+        history.
+        """
+        os.environ["FIN_WAREHOUSE_PATH"] = warehouse.path
+        versions = feature_versions()
+        dbt_vars = _range_vars(context)
+        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        for event in invocation.stream():
+            if isinstance(event, dg.Output | dg.AssetMaterialization) and (
+                getattr(event, "output_name", None) == "transaction_features"
+                or getattr(event, "asset_key", None) == dg.AssetKey(names.TRANSACTION_FEATURES)
+            ):
+                event = event.with_metadata(
+                    {
+                        **(event.metadata or {}),
+                        "feature_versions": dg.MetadataValue.json(versions),
+                        "days": f"{dbt_vars['start_date']}..{dbt_vars['end_date']} (end exclusive)",
+                    }
+                )
+            yield event
+
+    return point_in_time_features
 
 
 @dg.asset(
-    deps=[dg.AssetKey("transaction_features")],
+    deps=[dg.AssetKey(names.TRANSACTION_FEATURES)],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
-    group_name="features",
+    group_name=names.FEATURES_GROUP,
+    code_version=group_code_version(names.FEATURES_GROUP),
     kinds={"sqlite", "redis"},
     owners=OWNERS,
 )

@@ -16,6 +16,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from fin_assets.code_versions import group_code_version
+from fin_assets.handoff import audit_anchor
+from fin_assets.lib.common import names
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance import approvals
@@ -27,17 +30,15 @@ from fin_assets.lib.governance.registry_facts import (
     version_facts,
 )
 from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL
-from fin_assets.validation import validation_pack
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
 
 OWNERS = ["team:model-risk"]
-CHAMPION_MODEL = dg.AssetKey("champion_model")
-AUDIT_TRAIL = dg.AssetKey("audit_trail")
+CHAMPION_MODEL = dg.AssetKey(names.CHAMPION_MODEL)
+AUDIT_TRAIL = dg.AssetKey(names.AUDIT_TRAIL)
 PROMOTION_ACTOR = "pipeline:champion_model"
 #: Run tag naming the decision a promotion run carries out (set by ``approval_sensor``).
-DECISION_TAG = "fin/decision_id"
 
 
 class PromotionConfig(dg.Config):
@@ -51,7 +52,7 @@ class PromotionConfig(dg.Config):
 def _pending_decision(
     context: dg.AssetExecutionContext, config: PromotionConfig, engine: Any
 ) -> approvals.Decision:
-    wanted = config.decision_id or int(context.run.tags.get(DECISION_TAG, "0") or 0)
+    wanted = config.decision_id or int(context.run.tags.get(names.DECISION_TAG, "0") or 0)
     pending = [
         d for d in approvals.pending_promotions(engine) if d.model_name == config.registered_model
     ]
@@ -69,8 +70,9 @@ def _pending_decision(
 
 
 @dg.asset(
-    deps=[validation_pack],
-    group_name="governance",
+    deps=[dg.AssetKey(names.VALIDATION_PACK)],
+    group_name=names.GOVERNANCE_GROUP,
+    code_version=group_code_version(names.GOVERNANCE_GROUP),
     kinds={"mlflow"},
     owners=OWNERS,
     tags={"domain": "governance"},
@@ -163,7 +165,7 @@ def champion_model(
 
 
 @dg.asset_check(
-    asset=champion_model, description="The champion alias points at an approved version"
+    asset=CHAMPION_MODEL, description="The champion alias points at an approved version"
 )
 def champion_was_approved(
     mlflow: MlflowResource, audit_store: AuditStoreResource
@@ -208,19 +210,10 @@ def champion_was_approved(
     )
 
 
-def audit_anchor(instance: dg.DagsterInstance) -> tuple[int, str] | None:
-    """The head (seq, hash) of the audit chain recorded by the latest ``audit_trail``
-    materialisation: an anchor kept outside the audit database."""
-    latest = instance.get_latest_materialization_event(AUDIT_TRAIL)
-    mat = latest.asset_materialization if latest else None
-    if mat is None or "head_seq" not in mat.metadata:
-        return None
-    return int(mat.metadata["head_seq"].value), str(mat.metadata["head_hash"].value)  # type: ignore[arg-type]
-
-
 @dg.asset(
-    deps=[champion_model],
-    group_name="governance",
+    deps=[CHAMPION_MODEL],
+    group_name=names.GOVERNANCE_GROUP,
+    code_version=group_code_version(names.GOVERNANCE_GROUP),
     kinds={"sql"},
     owners=OWNERS,
     tags={"domain": "governance"},
@@ -257,11 +250,3 @@ def audit_trail(
             "verified": True,
         }
     )
-
-
-promote_champion_job = dg.define_asset_job(
-    "promote_champion_job",
-    selection=dg.AssetSelection.assets(champion_model, audit_trail),
-    description="Carry out one recorded approval: move the champion alias, verify the audit trail.",
-    tags={"domain": "governance"},
-)

@@ -7,9 +7,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from fin_assets.code_versions import group_code_version
+from fin_assets.lib.common import names
 from fin_assets.lib.common.hashing import frame_digest
+from fin_assets.lib.common.names import QUARANTINE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.common.schema import QUARANTINE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.ingestion.contracts import contract_failures
 from fin_assets.lib.ingestion.daily_ingest import IngestionOutcome, amount_summary, ingest_days
 from fin_assets.lib.ingestion.data_quality import run_suite, write_report
@@ -21,7 +23,7 @@ from fin_resources.settings import SettingsResource
 from fin_resources.source import SimulatorResource, TransactionSourceResource
 from fin_resources.warehouse import WarehouseResource
 
-RAW_TRANSACTIONS = dg.AssetKey("raw_transactions")
+RAW_TRANSACTIONS = dg.AssetKey(names.RAW_TRANSACTIONS)
 OWNERS = ["team:fraud-data-platform"]
 
 
@@ -96,7 +98,8 @@ def _per_day_table(outcomes: list[IngestionOutcome]) -> dg.TableMetadataValue:
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
-    group_name="ingestion",
+    group_name=names.INGESTION_GROUP,
+    code_version=group_code_version(names.INGESTION_GROUP),
     kinds={"duckdb", "pandas"},
     owners=OWNERS,
     tags={"domain": "transactions"},

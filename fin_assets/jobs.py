@@ -1,44 +1,88 @@
-"""Jobs: named selections of assets that schedules, sensors and people launch."""
+"""Every job: a named selection of assets that schedules, sensors, the CLI and people launch.
 
-from __future__ import annotations
+Selections name assets by key and group (``fin_assets.lib.common.names``), never by importing the
+asset modules, so this module is cheap to import and the asset modules stay independent of each
+other. Jobs that touch MLflow end any MLflow run still active in the process when the Dagster run
+finishes (dagster-mlflow's hook): MLflow keeps its active run in process-global state, and a
+long-lived process (the CLI's in-process runs, a test session) must not carry one run's MLflow
+context into the next.
+"""
 
 import dagster as dg
+from dagster_mlflow import end_mlflow_on_run_finished
 
-from fin_assets.features import online_features, point_in_time_features
-from fin_assets.ingestion import raw_transactions
-from fin_assets.monitoring import monitoring_report, scored_transactions
-from fin_assets.training import challenger_model, training_dataset
-from fin_assets.validation import validation_pack
+from fin_assets.lib.common import names
+
+
+def _assets(*keys: str) -> dg.AssetSelection:
+    return dg.AssetSelection.assets(*(dg.AssetKey(key) for key in keys))
+
+
+#: Every feature asset: the dbt models (whatever dbt names them) and the online state.
+_FEATURES = dg.AssetSelection.groups(names.FEATURES_GROUP)
 
 ingest_transactions_job = dg.define_asset_job(
-    "ingest_transactions_job",
-    selection=dg.AssetSelection.assets(raw_transactions),
+    names.INGEST_TRANSACTIONS_JOB,
+    selection=_assets(names.RAW_TRANSACTIONS),
     description="Ingest one day of transactions under the data contract.",
 )
 
 build_features_job = dg.define_asset_job(
-    "build_features_job",
-    selection=dg.AssetSelection.assets(point_in_time_features, online_features),
+    names.BUILD_FEATURES_JOB,
+    selection=_FEATURES,
     description="Point-in-time features (dbt) and the online state for the selected days.",
 )
 
 daily_pipeline_job = dg.define_asset_job(
-    "daily_pipeline_job",
-    selection=dg.AssetSelection.assets(
-        raw_transactions,
-        point_in_time_features,
-        online_features,
-        scored_transactions,
-        monitoring_report,
-    ),
+    names.DAILY_PIPELINE_JOB,
+    selection=_assets(names.RAW_TRANSACTIONS)
+    | _FEATURES
+    | _assets(names.SCORED_TRANSACTIONS, names.MONITORING_REPORT),
     description="One day end to end: ingestion under contract, features, online state, scoring "
     "by the champion and its monitoring report.",
+    hooks={end_mlflow_on_run_finished},
+)
+
+train_challenger_job = dg.define_asset_job(
+    names.TRAIN_CHALLENGER_JOB,
+    selection=_assets(names.TRAINING_DATASET, names.CHALLENGER_MODEL),
+    description="Cut a versioned training snapshot and register an XGBoost challenger (pending "
+    "validation). Give both assets the same TrainingConfig (training_run_config).",
+    tags={"domain": "training"},
+    hooks={end_mlflow_on_run_finished},
 )
 
 retrain_challenger_job = dg.define_asset_job(
-    "retrain_challenger_job",
-    selection=dg.AssetSelection.assets(training_dataset, challenger_model, validation_pack),
+    names.RETRAIN_CHALLENGER_JOB,
+    selection=_assets(names.TRAINING_DATASET, names.CHALLENGER_MODEL, names.VALIDATION_PACK),
     description="Retraining (drift_retrain_sensor): a new snapshot, a challenger and its "
     "validation pack. Never promotion: that waits for a human approval.",
     tags={"domain": "training"},
+    hooks={end_mlflow_on_run_finished},
 )
+
+promote_champion_job = dg.define_asset_job(
+    names.PROMOTE_CHAMPION_JOB,
+    selection=_assets(names.CHAMPION_MODEL, names.AUDIT_TRAIL),
+    description="Carry out one recorded approval: move the champion alias, verify the audit trail.",
+    tags={"domain": "governance"},
+    hooks={end_mlflow_on_run_finished},
+)
+
+score_and_monitor_job = dg.define_asset_job(
+    names.SCORE_AND_MONITOR_JOB,
+    selection=_assets(names.SCORED_TRANSACTIONS, names.MONITORING_REPORT),
+    description="Score one day with the champion and write its monitoring report.",
+    tags={"domain": "monitoring"},
+    hooks={end_mlflow_on_run_finished},
+)
+
+ALL_JOBS = [
+    ingest_transactions_job,
+    build_features_job,
+    daily_pipeline_job,
+    train_challenger_job,
+    retrain_challenger_job,
+    promote_champion_job,
+    score_and_monitor_job,
+]

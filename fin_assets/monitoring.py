@@ -19,9 +19,10 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from fin_assets.governance import champion_model
+from fin_assets.code_versions import group_code_version
+from fin_assets.lib.common import names
+from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, INGESTION_LOG_TABLE
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.common.schema import INGESTION_LOG_TABLE
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.monitoring import model_monitoring as monitoring
 from fin_assets.lib.monitoring.scores_store import days_back, read_scores, write_scores
@@ -34,13 +35,11 @@ from fin_assets.lib.validation.model_loading import (
     snapshot_of,
 )
 from fin_assets.partitions import daily_partitions
-from fin_assets.training import DATASETS_DIR, FEATURE_TABLE, TRANSACTION_FEATURES
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
 from fin_resources.warehouse import WarehouseResource
 
 OWNERS = ["team:fraud-operations"]
-MONITORING_REPORT = dg.AssetKey("monitoring_report")
 SUMMARY_FILE = "summary.json"
 
 
@@ -56,9 +55,10 @@ def _champion(mlflow: MlflowResource) -> RegisteredVersion | None:
 
 
 @dg.asset(
-    deps=[TRANSACTION_FEATURES, champion_model],
+    deps=[dg.AssetKey(names.TRANSACTION_FEATURES), dg.AssetKey(names.CHAMPION_MODEL)],
     partitions_def=daily_partitions,
-    group_name="monitoring",
+    group_name=names.MONITORING_GROUP,
+    code_version=group_code_version(names.MONITORING_GROUP),
     kinds={"duckdb", "xgboost"},
     owners=OWNERS,
     tags={"domain": "monitoring"},
@@ -161,7 +161,8 @@ def _metadata(summary: dict[str, Any], found: list[monitoring.Breach]) -> dict[s
 @dg.asset(
     deps=[scored_transactions],
     partitions_def=daily_partitions,
-    group_name="monitoring",
+    group_name=names.MONITORING_GROUP,
+    code_version=group_code_version(names.MONITORING_GROUP),
     kinds={"evidently", "html"},
     owners=OWNERS,
     tags={"domain": "monitoring"},
@@ -243,11 +244,3 @@ def monitoring_report(
             "policy_version": policy.version,
         }
     )
-
-
-score_and_monitor_job = dg.define_asset_job(
-    "score_and_monitor_job",
-    selection=dg.AssetSelection.assets(scored_transactions, monitoring_report),
-    description="Score one day with the champion and write its monitoring report.",
-    tags={"domain": "monitoring"},
-)

@@ -27,6 +27,10 @@ import duckdb
 import pandas as pd
 from pydantic import Field
 
+from fin_assets.code_versions import group_code_version
+from fin_assets.handoff import upstream_metadata
+from fin_assets.lib.common import names
+from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
@@ -60,12 +64,10 @@ from fin_resources.settings import SettingsResource
 from fin_resources.warehouse import WarehouseResource
 
 OWNERS = ["team:fraud-data-science"]
-TRANSACTION_FEATURES = dg.AssetKey("transaction_features")
-TRAINING_DATASET = dg.AssetKey("training_dataset")
-FEATURE_TABLE = "features.transaction_features"
-RAW_TABLE = "raw.transactions"
-#: Under ``settings.home``: snapshots in ``<data_version>/``, tuning history files by content hash.
-DATASETS_DIR = "datasets"
+TRANSACTION_FEATURES = dg.AssetKey(names.TRANSACTION_FEATURES)
+TRAINING_DATASET = dg.AssetKey(names.TRAINING_DATASET)
+#: Under ``settings.home``: snapshots in ``DATASETS_DIR/<data_version>/``, tuning history files
+#: by content hash.
 HISTORY_DIR = "tuning_history"
 TUNING_METRICS = ("average_precision", "auc_roc", "card_precision_top_k")
 _HYPERPARAMETERS = (
@@ -207,7 +209,8 @@ def _read_features(
     if passthrough:
         fields += ", " + ", ".join(f'r."{c}"' for c in passthrough)
         join = (
-            f"LEFT JOIN (SELECT transaction_id, {', '.join(passthrough)} FROM {RAW_TABLE} "
+            f"LEFT JOIN (SELECT transaction_id, {', '.join(passthrough)} "
+            f"FROM {RAW_TRANSACTIONS_TABLE} "
             "WHERE tx_datetime >= ? AND tx_datetime < ?) r USING (transaction_id) "
         )
     sql = (
@@ -352,7 +355,8 @@ def _lookback_check(dataset: TrainingDataset, history_start: date) -> dg.AssetCh
 
 @dg.asset(
     deps=[TRANSACTION_FEATURES],
-    group_name="training",
+    group_name=names.TRAINING_GROUP,
+    code_version=group_code_version(names.TRAINING_GROUP),
     kinds={"duckdb", "parquet"},
     owners=OWNERS,
     tags={"domain": "training"},
@@ -416,29 +420,6 @@ def training_dataset(
 # --------------------------------------------------------------------------------------------
 
 
-def upstream_metadata(
-    context: dg.AssetExecutionContext, key: dg.AssetKey
-) -> tuple[dict[str, Any], str]:
-    """Metadata of the ``key`` materialization this run made, else of the latest one, and which.
-
-    The hand-off between assets that pass files or registry versions instead of values: a run
-    that made its upstream uses exactly that, never another run's.
-    """
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    for record in reversed(records):
-        mat = record.event_log_entry.asset_materialization
-        if mat is not None and mat.asset_key == key:
-            return {k: v.value for k, v in mat.metadata.items()}, "this run"
-    latest = context.instance.get_latest_materialization_event(key)
-    mat = latest.asset_materialization if latest else None
-    if mat is None:
-        name = key.to_user_string()
-        raise dg.Failure(f"{name} was never materialised: materialise it first")
-    return {k: v.value for k, v in mat.metadata.items()}, f"run {latest.run_id if latest else ''}"
-
-
 def _load_dataset(upstream: dict[str, Any]) -> TrainingDataset:
     path = Path(str(upstream["snapshot_path"]))
     if not (path / "manifest.json").exists():
@@ -469,7 +450,8 @@ def _metric_values(scores: dict[str, float]) -> dict[str, float]:
 
 @dg.asset(
     deps=[training_dataset],
-    group_name="training",
+    group_name=names.TRAINING_GROUP,
+    code_version=group_code_version(names.TRAINING_GROUP),
     kinds={"xgboost", "mlflow"},
     owners=OWNERS,
     tags={"domain": "training"},
@@ -553,12 +535,3 @@ def challenger_model(
         },
         data_version=dg.DataVersion(model.model_digest),
     )
-
-
-train_challenger_job = dg.define_asset_job(
-    "train_challenger_job",
-    selection=dg.AssetSelection.assets(training_dataset, challenger_model),
-    description="Cut a versioned training snapshot and register an XGBoost challenger (pending "
-    "validation). Give both assets the same TrainingConfig (training_run_config).",
-    tags={"domain": "training"},
-)

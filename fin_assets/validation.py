@@ -18,8 +18,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from fin_assets.code_versions import group_code_version
+from fin_assets.handoff import upstream_metadata
+from fin_assets.lib.common import names
+from fin_assets.lib.common.names import DATASETS_DIR, INGESTION_LOG_TABLE
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.common.schema import INGESTION_LOG_TABLE
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_assets.lib.governance.registry_facts import champion_version, record_validation
 from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
@@ -31,15 +34,14 @@ from fin_assets.lib.validation.model_loading import (
     subject_for_version,
 )
 from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack
-from fin_assets.training import DATASETS_DIR, challenger_model, upstream_metadata
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
 from fin_resources.warehouse import WarehouseResource
 
 OWNERS = ["team:model-risk"]
-CHALLENGER_MODEL = dg.AssetKey("challenger_model")
-VALIDATION_PACK = dg.AssetKey("validation_pack")
+CHALLENGER_MODEL = dg.AssetKey(names.CHALLENGER_MODEL)
+VALIDATION_PACK = dg.AssetKey(names.VALIDATION_PACK)
 #: The actor the pipeline writes audit entries as.
 PIPELINE_ACTOR = "pipeline:validation_pack"
 
@@ -102,8 +104,9 @@ def _check_results(pack: dict[str, Any]) -> list[dg.AssetCheckResult]:
 
 
 @dg.asset(
-    deps=[challenger_model],
-    group_name="validation",
+    deps=[CHALLENGER_MODEL],
+    group_name=names.VALIDATION_GROUP,
+    code_version=group_code_version(names.VALIDATION_GROUP),
     kinds={"mlflow", "html"},
     owners=OWNERS,
     tags={"domain": "validation"},

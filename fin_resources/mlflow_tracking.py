@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 from dagster import ConfigurableResource
 from mlflow.tracking import MlflowClient
 
@@ -11,9 +12,12 @@ from mlflow.tracking import MlflowClient
 class MlflowResource(ConfigurableResource):
     """A client bound to one tracking URI; experiments get an explicit artifact location.
 
-    ``dagster-mlflow`` relies on the process-global active run, so two in-process runs would
-    share one MLflow run; passing run ids explicitly through this client avoids that.
-    Without an explicit location MLflow would write artifacts to ``$CWD/mlruns``.
+    ``dagster-mlflow``'s resource relies on the process-global active run, so two in-process runs
+    would share one MLflow run; passing run ids explicitly through this client avoids that. The
+    resource is bound under the key ``mlflow`` so that dagster-mlflow's
+    ``end_mlflow_on_run_finished`` hook (on every job that touches MLflow) can call
+    :meth:`end_run` as a safety net. Without an explicit location MLflow would write artifacts to
+    ``$CWD/mlruns``.
     """
 
     tracking_uri: str
@@ -42,3 +46,12 @@ class MlflowResource(ConfigurableResource):
         else:
             location = f"{location.rstrip('/')}/{name}"
         return str(client.create_experiment(name, artifact_location=location))
+
+    def end_run(self, status: str = "FINISHED") -> None:
+        """End MLflow's process-global active run if one is left (dagster-mlflow's hook calls it).
+
+        Our code never leaves one open; this closes anything a library started with the fluent
+        API, so that the next Dagster run in the same process cannot log into it.
+        """
+        if mlflow.active_run() is not None:
+            mlflow.end_run(status=status)

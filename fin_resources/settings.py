@@ -58,6 +58,10 @@ class Settings:
     pii_key: str
     partition_start: str
     policy_path: str
+    #: PostgreSQL URL of the Dagster instance's storage (``dagster.yaml``); empty: SQLite.
+    dagster_pg_url: str
+    #: Days the demo simulates (``FIN_DEMO_DAYS``).
+    demo_days: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,6 +86,8 @@ class Settings:
             pii_key=os.environ.get("FIN_PII_KEY", ""),
             partition_start=_env("FIN_PARTITION_START", "2018-04-01"),
             policy_path=_env("FIN_POLICY", ""),
+            dagster_pg_url=_env("FIN_DAGSTER_PG_URL", ""),
+            demo_days=int(_env("FIN_DEMO_DAYS", "122")),
         )
 
 

@@ -7,7 +7,8 @@ before it moves the alias.
 
 import dagster as dg
 
-from fin_assets.governance import DECISION_TAG, promote_champion_job
+from fin_assets.jobs import promote_champion_job
+from fin_assets.lib.common.names import DECISION_TAG
 from fin_assets.lib.governance import approvals
 from fin_resources.audit_store import AuditStoreResource
 

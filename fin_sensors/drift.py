@@ -16,12 +16,13 @@ from pathlib import Path
 import dagster as dg
 
 from fin_assets.jobs import retrain_challenger_job
+from fin_assets.lib.common import names
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.monitoring.model_monitoring import retrain_decision
-from fin_assets.monitoring import MONITORING_REPORT
 from fin_assets.training import training_run_config
 from fin_resources.settings import SettingsResource
 
+MONITORING_REPORT = dg.AssetKey(names.MONITORING_REPORT)
 TRIGGER_TAG = "fin/trigger"
 #: The breach a retraining run answers (its run key, also as a tag so the history is queryable).
 RUN_KEY_TAG = "fin/breach_key"

@@ -14,8 +14,9 @@ from tests.conftest import REPO
 
 
 def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import defs as load_definitions
 
+    defs = load_definitions()
     repo = defs.get_repository_def()
     jobs = [job.name for job in repo.get_all_jobs() if not job.name.startswith("__")]
     assert "ingest_transactions_job" in jobs
@@ -37,7 +38,9 @@ def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
 
 
 def test_retraining_never_promotes_and_promotion_runs_only_governance(fin_home: Path) -> None:
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import defs as load_definitions
+
+    defs = load_definitions()
 
     def selected(job: str) -> set[str]:
         keys = defs.resolve_job_def(job).asset_layer.selected_asset_keys
@@ -55,8 +58,9 @@ def test_retraining_never_promotes_and_promotion_runs_only_governance(fin_home: 
 
 
 def test_daily_schedule_requests_yesterdays_partition(fin_home: Path) -> None:
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import defs as load_definitions
 
+    defs = load_definitions()
     schedule = defs.resolve_schedule_def("daily_ingestion_schedule")
     assert schedule.cron_schedule == "0 1 * * *"
     context = dg.build_schedule_context(
@@ -68,8 +72,9 @@ def test_daily_schedule_requests_yesterdays_partition(fin_home: Path) -> None:
 
 
 def test_every_asset_has_a_description_kinds_and_owners(fin_home: Path) -> None:
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import defs as load_definitions
 
+    defs = load_definitions()
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

@@ -139,9 +139,11 @@ CHAMPION = dg.AssetKey("champion_model")
 
 def asset_groups() -> list[str]:
     """Every asset group of the one Definitions object, as the UI should show them."""
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import defs as load_definitions
 
-    return sorted({spec.group_name or "default" for spec in defs.resolve_all_asset_specs()})
+    return sorted(
+        {spec.group_name or "default" for spec in load_definitions().resolve_all_asset_specs()}
+    )
 
 
 def assert_asset_metadata(

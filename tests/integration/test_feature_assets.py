@@ -14,7 +14,7 @@ from fin_assets.features import online_features, point_in_time_features
 from fin_assets.ingestion import raw_transactions
 from fin_assets.lib.features.feature_registry import feature_names, feature_versions
 
-ASSETS = [raw_transactions, point_in_time_features, online_features]
+ASSETS = [raw_transactions, point_in_time_features(), online_features]
 
 
 @pytest.fixture
@@ -46,9 +46,9 @@ def _count(home: Path, sql: str) -> int:
 
 
 def test_lineage_reads_raw_transactions_to_dbt_models_to_online_features(fin_home: Path) -> None:
-    from fin_assets.definitions import defs
+    from fin_assets.definitions import defs as load_definitions
 
-    graph = defs.resolve_asset_graph()
+    graph = load_definitions().resolve_asset_graph()
     key = dg.AssetKey
     assert key("raw_transactions") in graph.get(key("stg_transactions")).parent_keys
     assert key("transaction_features") in graph.get(key("online_features")).parent_keys

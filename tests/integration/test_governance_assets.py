@@ -20,7 +20,10 @@ import sqlalchemy as sa
 import yaml
 
 from fin_assets import cli
-from fin_assets.definitions import build_resources, current_definitions
+from fin_assets.cli.run_helpers import run_feature_build, run_ingestion
+from fin_assets.cli.stores import dagster_instance, init_home
+from fin_assets.definitions import build_resources
+from fin_assets.definitions import defs as load_definitions
 from fin_assets.governance import champion_model
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
 from fin_assets.lib.governance import approvals
@@ -79,12 +82,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         mp.setenv("FIN_SIM_TERMINALS", "1000")
         mp.setenv("FIN_DEVELOPER", DEVELOPER)
         mp.setenv("FIN_POLICY", str(lenient))
-        cli.cmd_init(None)  # type: ignore[arg-type]
+        init_home()
         days = [FIRST_DAY + timedelta(days=i) for i in range(DAYS)]
-        assert all(ok for _, ok, _ in cli.run_ingestion(days))
-        assert cli.build_features(days)
-        instance = cli.dagster_instance()
-        train = current_definitions().resolve_job_def("train_challenger_job")
+        assert all(ok for _, ok, _ in run_ingestion(days))
+        assert run_feature_build(days)
+        instance = dagster_instance()
+        train = load_definitions().resolve_job_def("train_challenger_job")
         assert train.execute_in_process(
             instance=instance, run_config=training_run_config(CONFIG)
         ).success
@@ -123,7 +126,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 
 def _sensor(world: dict[str, Any], name: str) -> Any:
-    defs = current_definitions()
+    defs = load_definitions()
     with dg.build_sensor_context(
         instance=world["instance"],
         repository_def=defs.get_repository_def(),
@@ -134,7 +137,7 @@ def _sensor(world: dict[str, Any], name: str) -> Any:
 
 def _run_request(world: dict[str, Any], request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     return (
-        current_definitions()
+        load_definitions()
         .resolve_job_def("promote_champion_job")
         .execute_in_process(
             instance=world["instance"], run_config=request.run_config, tags=request.tags
@@ -266,7 +269,7 @@ def test_a_second_champion_then_a_rollback_through_an_approval(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = CONFIG.model_copy(update={"seed": 11})
-    train = current_definitions().resolve_job_def("retrain_challenger_job")
+    train = load_definitions().resolve_job_def("retrain_challenger_job")
     result = train.execute_in_process(
         instance=world["instance"], run_config=training_run_config(config)
     )

@@ -15,6 +15,7 @@ import pytest
 from fin_assets.definitions import build_resources
 from fin_assets.features import point_in_time_features
 from fin_assets.ingestion import raw_transactions
+from fin_assets.jobs import train_challenger_job
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.training.model_registry import load_booster
@@ -22,7 +23,6 @@ from fin_assets.lib.training.model_training import load_snapshot, predict_scores
 from fin_assets.training import (
     TrainingConfig,
     challenger_model,
-    train_challenger_job,
     training_dataset,
     training_run_config,
 )
@@ -75,7 +75,7 @@ def test_training_assets_register_a_reproducible_challenger(
 ) -> None:
     started = time.monotonic()
     features = dg.materialize(
-        [raw_transactions, point_in_time_features],
+        [raw_transactions, point_in_time_features()],
         resources=build_resources(),
         instance=instance,
         tags={

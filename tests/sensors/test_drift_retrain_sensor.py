@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.definitions import current_definitions
+from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.monitoring import model_monitoring as monitoring
-from fin_assets.monitoring import MONITORING_REPORT
+from fin_sensors.drift import MONITORING_REPORT
 
 FEATURES = ["tx_amount", "customer_id_nb_tx_7day_window"]
 
@@ -72,7 +72,7 @@ def _report(instance: dg.DagsterInstance, partition: str, summary: Path) -> None
 
 
 def _evaluate(instance: dg.DagsterInstance) -> Any:
-    defs = current_definitions()
+    defs = load_definitions()
     with dg.build_sensor_context(
         instance=instance, repository_def=defs.get_repository_def(), resources=defs.resources
     ) as context:
@@ -81,7 +81,7 @@ def _evaluate(instance: dg.DagsterInstance) -> Any:
 
 def _launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
     """Record the run a RunRequest asks for, as the daemon does (the run is not executed)."""
-    job = current_definitions().resolve_job_def("retrain_challenger_job")
+    job = load_definitions().resolve_job_def("retrain_challenger_job")
     instance.create_run_for_job(job_def=job, run_config=request.run_config, tags=request.tags)
 
 

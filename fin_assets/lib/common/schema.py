@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE
+
 #: Required canonical columns and their pandas dtypes (docs/architecture.md §2).
 REQUIRED_COLUMNS: Final[dict[str, str]] = {
     "transaction_id": "int64",
@@ -34,11 +36,6 @@ CANONICAL_COLUMNS: Final[list[str]] = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
 
 #: Columns that identify a person or a merchant device: tokenised when ``FIN_PII_KEY`` is set.
 PII_ID_COLUMNS: Final[tuple[str, ...]] = ("customer_id", "terminal_id")
-
-#: Warehouse tables written by ingestion (DuckDB schema ``raw``).
-RAW_TRANSACTIONS_TABLE: Final[str] = "raw.transactions"
-QUARANTINE_TABLE: Final[str] = "raw.transactions_quarantine"
-INGESTION_LOG_TABLE: Final[str] = "raw.ingestion_log"
 
 #: DDL of ``raw.transactions``: the canonical columns plus lineage columns. Standard types only,
 #: so the same statement creates the table in DuckDB and in PostgreSQL (the dbt ``postgres``

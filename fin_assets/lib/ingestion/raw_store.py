@@ -14,12 +14,12 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from fin_assets.lib.common.schema import (
+from fin_assets.lib.common.names import (
     INGESTION_LOG_TABLE,
     QUARANTINE_TABLE,
-    RAW_TRANSACTIONS_DDL,
     RAW_TRANSACTIONS_TABLE,
 )
+from fin_assets.lib.common.schema import RAW_TRANSACTIONS_DDL
 
 QUARANTINE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {QUARANTINE_TABLE} (

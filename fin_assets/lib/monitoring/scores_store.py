@@ -13,7 +13,7 @@ from typing import Final
 import duckdb
 import pandas as pd
 
-SCORES_TABLE: Final[str] = "monitoring.scored_transactions"
+from fin_assets.lib.common.names import SCORES_TABLE
 
 SCORES_DDL: Final[str] = f"""
 CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (

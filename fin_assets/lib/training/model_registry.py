@@ -38,10 +38,10 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_USER
 
+from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.training.model_training import TrainedModel, TrainingDataset, TuningResult
 
 DEFAULT_EXPERIMENT: Final[str] = "fraud_detection"
-DEFAULT_REGISTERED_MODEL: Final[str] = "fraud_detector"
 #: Artifact name of the model inside its run (``log_model(name=...)``).
 MODEL_NAME: Final[str] = "model"
 #: Name of the snapshot as an MLflow dataset (its digest is the data version).

@@ -16,8 +16,22 @@ import time
 from datetime import date, timedelta
 from typing import Any
 
-from fin_assets.cli import last_metadata
-from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL
+import dagster as dg
+
+from fin_assets.cli.run_helpers import (
+    days_between,
+    last_metadata,
+    print_ingestion,
+    run_feature_build,
+    run_ingestion,
+    run_training,
+)
+from fin_assets.cli.stores import audit_store, dagster_instance, init_home, mlflow_resource
+from fin_assets.definitions import defs as load_definitions
+from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
+from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.registry_facts import version_facts
 from fin_resources.settings import Settings
 
 #: The demo validator: a registered approver with the validator role, not the developer.
@@ -27,7 +41,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 def configure_drift(start: date, days: int, drift_days: int) -> date:
     """Inject the demo's drift (amounts ×2 from ``drift_days`` before the end) unless the user
-    chose a drift; must run before the definitions are imported (they read the environment)."""
+    chose a drift; must run before the definitions are loaded (they read the environment)."""
     drift_start = start + timedelta(days=days - drift_days)
     if not os.environ.get("FIN_DRIFT_KIND"):
         os.environ["FIN_DRIFT_KIND"] = "amount_shift"
@@ -42,11 +56,8 @@ def _step(title: str) -> None:
 
 def _sensor_runs(name: str, instance: Any) -> tuple[list[Any], str]:
     """Evaluate sensor ``name`` once, as the daemon would; its run requests and skip reason."""
-    import dagster as dg
 
-    from fin_assets.definitions import current_definitions
-
-    defs = current_definitions()
+    defs = load_definitions()
 
     sensor = defs.resolve_sensor_def(name)
     with dg.build_sensor_context(
@@ -64,11 +75,8 @@ def _sensor_runs(name: str, instance: Any) -> tuple[list[Any], str]:
 
 def _execute(job_name: str, request: Any, instance: Any) -> Any:
     """Execute a sensor's run request in process, with its run key and tags."""
-    import dagster as dg
 
-    from fin_assets.definitions import current_definitions
-
-    defs = current_definitions()
+    defs = load_definitions()
 
     config = request.run_config
     run_config = dict(config.to_config_dict() if isinstance(config, dg.RunConfig) else config)
@@ -82,11 +90,8 @@ def _execute(job_name: str, request: Any, instance: Any) -> Any:
 
 
 def _validate(instance: Any) -> dict[str, Any] | None:
-    import dagster as dg
 
-    from fin_assets.definitions import current_definitions
-
-    defs = current_definitions()
+    defs = load_definitions()
 
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=instance,
@@ -98,11 +103,6 @@ def _validate(instance: Any) -> dict[str, Any] | None:
 
 
 def _approve_as_demo_validator(version: int) -> bool:
-    from fin_assets.cli_governance import audit_store, mlflow_resource
-    from fin_assets.lib.features.feature_registry import feature_versions
-    from fin_assets.lib.governance import approvals
-    from fin_assets.lib.governance.registry_facts import version_facts
-
     with audit_store() as (engine, chain, policy):
         known = {a.name for a in approvals.list_approvers(engine)}
         name = DEMO_VALIDATOR
@@ -135,9 +135,7 @@ def _approve_as_demo_validator(version: int) -> bool:
 
 
 def _score_and_monitor(day: date, instance: Any) -> dict[str, Any] | None:
-    from fin_assets.definitions import current_definitions
-
-    defs = current_definitions()
+    defs = load_definitions()
 
     result = defs.resolve_job_def("score_and_monitor_job").execute_in_process(
         instance=instance, partition_key=day.isoformat(), run_config=QUIET, raise_on_error=False
@@ -149,27 +147,25 @@ def _score_and_monitor(day: date, instance: Any) -> dict[str, Any] | None:
 
 def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int:
     """The demo; 0 when every stage happened as told."""
-    from fin_assets import cli
-
     started = time.monotonic()
     settings = Settings.from_env()
     if drift_days >= days or monitor_days < drift_days:
         raise SystemExit("need days > drift_days and monitor_days >= drift_days")
     drift_start = configure_drift(start, days, drift_days)
-    cli.cmd_init(None)  # type: ignore[arg-type]
-    all_days = cli.days_between(start, start + timedelta(days=days - 1))
+    init_home()
+    all_days = days_between(start, start + timedelta(days=days - 1))
     first_monitored = len(all_days) - monitor_days
     history, recent = all_days[:first_monitored], all_days[first_monitored:]
-    instance = cli.dagster_instance()
+    instance = dagster_instance()
     ok = True
 
     _step(f"ingesting {len(history)} simulated days under the data contract")
-    ok &= cli.print_ingestion(cli.run_ingestion(history))
+    ok &= print_ingestion(run_ingestion(history))
     _step(f"point-in-time features (dbt) and online state for {history[0]}..{history[-1]}")
-    ok &= cli.build_features(history)
+    ok &= run_feature_build(history)
 
     _step("training challenger v1 (XGBoost) on the latest matured window, into MLflow")
-    model = cli.train_challenger()
+    model = run_training()
     if model is None:
         print("training FAILED (see make ui)")
         return 1
@@ -204,8 +200,8 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         f"{len(recent)} more days: ingest, features, champion scoring and monitoring day by day "
         f"(drift injected from {drift_start})"
     )
-    ok &= all(success for _, success, _ in cli.run_ingestion(recent))
-    ok &= cli.build_features(recent)
+    ok &= all(success for _, success, _ in run_ingestion(recent))
+    ok &= run_feature_build(recent)
     retrained: dict[str, Any] | None = None
     print(f"{'day':<12}{'rows':>6}{'drift share':>13}{'max PSI':>9}  {'feature':<36}sensor")
     for day in recent:

@@ -11,45 +11,28 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+import dagster as dg
+import duckdb
 
-from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.cli.stores import audit_store, mlflow_resource
+from fin_assets.handoff import audit_anchor
+from fin_assets.lib.common.names import DATASETS_DIR, INGESTION_LOG_TABLE
+from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance import approvals
-from fin_assets.lib.governance.audit_chain import AuditChain
-from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL
-from fin_resources.audit_store import AuditStoreResource
-from fin_resources.mlflow_tracking import MlflowResource
+from fin_assets.lib.governance.audit_export import build_bundle, write_bundle
+from fin_assets.lib.governance.registry_facts import (
+    all_version_facts,
+    champion_version,
+    rollback_target,
+    version_facts,
+)
 from fin_resources.settings import Settings
 
 REFUSED = 3
-
-
-@contextmanager
-def audit_store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
-    """The audit store of the environment (schema ensured), its chain and the policy in force."""
-    settings = Settings.from_env()
-    engine = AuditStoreResource(url=settings.audit_url).engine()
-    try:
-        approvals.ensure_schema(engine)
-        yield engine, AuditChain(engine), load_policy(settings.policy_path or None)
-    finally:
-        engine.dispose()
-
-
-def mlflow_resource() -> MlflowResource:
-    """The MLflow tracking server and registry of the environment."""
-    settings = Settings.from_env()
-    return MlflowResource(
-        tracking_uri=settings.mlflow_tracking_uri,
-        artifact_root=settings.mlflow_artifact_root,
-        ui_url=settings.mlflow_ui_url,
-    )
 
 
 def _refused(refusal: approvals.Refusal) -> int:
@@ -79,7 +62,6 @@ def cmd_approvers_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    from fin_assets.lib.governance.registry_facts import all_version_facts, champion_version
 
     client = mlflow_resource().client()
     facts = all_version_facts(client, args.model)
@@ -102,8 +84,6 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
-    from fin_assets.lib.features.feature_registry import feature_versions
-    from fin_assets.lib.governance.registry_facts import version_facts
 
     facts = version_facts(mlflow_resource().client(), args.model, version)
     with audit_store() as (engine, chain, policy):
@@ -141,7 +121,6 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from fin_assets.lib.governance.registry_facts import rollback_target
 
     try:
         target = rollback_target(mlflow_resource().client(), args.model)
@@ -164,10 +143,6 @@ def _dagster_anchor() -> tuple[int, str] | None:
     settings = Settings.from_env()
     if not (settings.dagster_home / "dagster.yaml").exists():
         return None
-    import dagster as dg
-
-    from fin_assets.governance import audit_anchor
-
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     with dg.DagsterInstance.get() as instance:
         return audit_anchor(instance)
@@ -196,9 +171,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def _partitions(start: str, end: str) -> list[dict[str, Any]]:
     """Raw data partitions of a period with their ingestion run and counts (warehouse log)."""
-    import duckdb
-
-    from fin_assets.lib.common.schema import INGESTION_LOG_TABLE
 
     path = Settings.from_env().warehouse_path
     if not Path(path).exists():
@@ -218,8 +190,6 @@ def _partitions(start: str, end: str) -> list[dict[str, Any]]:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    from fin_assets.lib.governance.audit_export import build_bundle, write_bundle
-    from fin_assets.lib.governance.registry_facts import champion_version
 
     settings = Settings.from_env()
     client = mlflow_resource().client()
@@ -230,7 +200,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         return 1
     tags = dict(found.tags)
     summary: dict[str, Any] | None = None
-    manifest = settings.home / "datasets" / tags.get("data_version", "-") / "manifest.json"
+    manifest = settings.home / DATASETS_DIR / tags.get("data_version", "-") / "manifest.json"
     partitions: list[dict[str, Any]] = []
     if manifest.exists():
         summary = json.loads(manifest.read_text())
@@ -256,47 +226,3 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     for kind, path in sorted(paths.items()):
         print(f"  {kind:<6}{path}")
     return 0 if bundle["audit_trail"]["verified"] else 1
-
-
-def _decision_args(parser: argparse.ArgumentParser, with_version: bool = True) -> None:
-    parser.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
-    if with_version:
-        parser.add_argument("--version", type=int, required=True)
-    parser.add_argument("--as", dest="name", required=True, help="your approver name")
-    parser.add_argument("--rationale", required=True, help="why (recorded in the audit trail)")
-    parser.add_argument("--token", default="", help="personal token (or FIN_APPROVER_TOKEN)")
-
-
-def add_commands(sub: Any) -> None:
-    """Register the governance subcommands on the ``fin-mlops`` parser."""
-    people = sub.add_parser("approvers", help="register and list approvers")
-    people_sub = people.add_subparsers(dest="approvers_command", required=True)
-    add = people_sub.add_parser("add", help="register an approver; prints a token once")
-    add.add_argument("name")
-    add.add_argument("--role", required=True)
-    add.set_defaults(func=cmd_approvers_add)
-    people_sub.add_parser("list", help="registered approvers").set_defaults(func=cmd_approvers_list)
-    pending = sub.add_parser("pending", help="challengers awaiting a decision")
-    pending.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
-    pending.set_defaults(func=cmd_pending)
-    approve = sub.add_parser("approve", help="approve a validated version for promotion")
-    _decision_args(approve)
-    approve.set_defaults(func=cmd_approve)
-    reject = sub.add_parser("reject", help="reject a version")
-    _decision_args(reject)
-    reject.set_defaults(func=cmd_reject)
-    rollback = sub.add_parser("rollback", help="approve restoring the previous champion")
-    _decision_args(rollback, with_version=False)
-    rollback.set_defaults(func=cmd_rollback)
-    audit = sub.add_parser("audit", help="verify or export the audit trail")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser(
-        "verify", help="prove the chain intact or name the first bad entry"
-    )
-    verify.add_argument("--anchor", default="", help="SEQ:HASH recorded elsewhere")
-    verify.set_defaults(func=cmd_audit_verify)
-    export = audit_sub.add_parser("export", help="auditor bundle of one model version")
-    export.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
-    export.add_argument("--version", type=int, required=True)
-    export.add_argument("--out", required=True)
-    export.set_defaults(func=cmd_audit_export)
