@@ -35,7 +35,6 @@ from fin_assets.lib.features import feature_registry
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
-    PENDING,
     TAG_DEVELOPER,
     TAG_GIT_COMMIT,
     log_challenger,
@@ -517,7 +516,11 @@ def challenger_model(
             "data_version": dataset.data_version,
             "model_digest": model.model_digest,
             **_metric_values(scores),
-            "validation_status": PENDING,
+            # A materialization is immutable: a status recorded here would read "pending" forever.
+            # The verdict lives on the registry version (tag validation_status) and on
+            # validation_pack's own materializations.
+            "validation": "judged by validation_pack (live verdict: the version's "
+            "validation_status tag in MLflow)",
             "developer": registered.tags[TAG_DEVELOPER],
             "git_commit": registered.tags[TAG_GIT_COMMIT],
             "hyperparameters": dg.MetadataValue.json(model.hyperparameters()),

@@ -103,6 +103,22 @@ def _check_results(pack: dict[str, Any]) -> list[dg.AssetCheckResult]:
     return results
 
 
+def gate_table_markdown(gates: list[dict[str, Any]]) -> str:
+    """The policy gates as a Markdown table, so a validator reads the verdict in the Dagster UI."""
+    lines = [
+        "| gate | result | value | rule | blocking |",
+        "|---|---|---|---|---|",
+    ]
+    for gate in gates:
+        value = gate.get("value")
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(
+            f"| {gate['name']} | {gate['result']} | {shown} | {gate['op']} {gate['threshold']} "
+            f"| {'yes' if gate.get('blocking') else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 @dg.asset(
     deps=[CHALLENGER_MODEL],
     group_name=names.VALIDATION_GROUP,
@@ -203,6 +219,8 @@ def validation_pack(
             "validation_pack_html": dg.MetadataValue.path(str(paths["html"])),
             "validation_pack_json": dg.MetadataValue.path(str(paths["json"])),
             "model_card": dg.MetadataValue.path(str(paths["model_card"])),
+            "model_card_preview": dg.MetadataValue.md(paths["model_card"].read_text()),
+            "gates": dg.MetadataValue.md(gate_table_markdown(pack["gates"])),
             "auc_roc": discrimination.get("auc_roc"),
             "average_precision": discrimination.get("average_precision"),
             "ks": discrimination.get("ks"),

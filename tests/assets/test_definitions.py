@@ -105,3 +105,57 @@ def test_dagster_definitions_validate_passes(fin_home: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "All code locations passed validation" in proc.stderr + proc.stdout
+
+
+def test_gate_table_markdown_shows_every_gate_with_its_rule() -> None:
+    from fin_assets.validation import gate_table_markdown
+
+    gates = [
+        {
+            "name": "auc_roc_floor",
+            "result": "pass",
+            "value": 0.91234,
+            "op": ">=",
+            "threshold": 0.75,
+            "blocking": True,
+        },
+        {
+            "name": "adverse_impact_ratio",
+            "result": "not_applicable",
+            "value": None,
+            "op": ">=",
+            "threshold": 0.8,
+            "blocking": False,
+        },
+    ]
+    assert gate_table_markdown(gates) == (
+        "| gate | result | value | rule | blocking |\n"
+        "|---|---|---|---|---|\n"
+        "| auc_roc_floor | pass | 0.9123 | >= 0.75 | yes |\n"
+        "| adverse_impact_ratio | not_applicable | None | >= 0.8 | no |\n"
+    )
+
+
+def test_every_python_asset_has_a_code_version_that_follows_its_code() -> None:
+    from fin_assets.code_versions import group_code_version
+    from fin_assets.definitions import defs as load_definitions
+
+    specs = {
+        spec.key.to_user_string(): spec for spec in load_definitions().resolve_all_asset_specs()
+    }
+    python_assets = [
+        "raw_transactions",
+        "online_features",
+        "training_dataset",
+        "challenger_model",
+        "validation_pack",
+        "champion_model",
+        "audit_trail",
+        "scored_transactions",
+        "monitoring_report",
+    ]
+    for name in python_assets:
+        spec = specs[name]
+        assert spec.code_version == group_code_version(spec.group_name or ""), name
+        assert len(spec.code_version or "") == 12
+    assert specs["training_dataset"].code_version != specs["validation_pack"].code_version
