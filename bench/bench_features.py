@@ -211,8 +211,7 @@ def worker_pandas(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    sys.path.insert(0, str(REPO))
-    from tests.unit.reference_features import (
+    from fin_assets.lib.features.feature_references import (
         get_count_risk_rolling_window,
         get_customer_spending_behaviour_features,
         per_entity,

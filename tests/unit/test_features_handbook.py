@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib.features.point_in_time import compute_features_for_file
-from tests.unit.reference_features import (
+from fin_assets.lib.features.feature_references import (
     get_count_risk_rolling_window,
     get_customer_spending_behaviour_features,
     per_entity,
 )
+from fin_assets.lib.features.point_in_time import compute_features_for_file
 
 pytestmark = pytest.mark.handbook
 

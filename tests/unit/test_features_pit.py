@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fin_assets.lib.features.feature_references import reference_features
 from fin_assets.lib.features.feature_registry import (
     FEATURES,
     assert_not_protected,
@@ -24,7 +25,6 @@ from fin_assets.lib.features.feature_registry import (
 )
 from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.sources import HANDBOOK_MAPPING
-from tests.unit.reference_features import reference_features
 
 DAY = 86_400
 BASE = pd.Timestamp("2018-04-02 00:00:00")  # a Monday

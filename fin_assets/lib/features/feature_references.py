@@ -1,4 +1,9 @@
-"""Reference implementations of the point-in-time features (architecture §2), for tests and bench.
+"""Reference implementations of the point-in-time features (architecture §2).
+
+The executable specification the dbt models are held to (by the tests) and the published
+baseline they are measured against (by the benchmarks); kept in the library so that neither
+the tests nor the benchmarks import the other.
+
 
 * :func:`reference_features` — brute force: for every transaction it walks the whole history and
   applies the written definitions literally, with Python datetimes and plain sums, so it shares
