@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-#: First day of data (the Handbook's data set and the simulator both start on 2018-04-01).
-PARTITION_START = os.environ.get("FIN_PARTITION_START", "").strip() or "2018-04-01"
+from fin_resources.settings import partition_start_from_env
+
+#: First day of data (the Handbook's data set and the simulator both start on 2018-04-01);
+#: ``FIN_PARTITION_START`` moves it for a bank's own history.
+PARTITION_START = partition_start_from_env()
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITION_START)

@@ -10,7 +10,6 @@ same run. The pack decides nothing a human should decide: a pass makes a version
 approval, it does not approve it.
 """
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from fin_assets.lib.validation.model_loading import (
 from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
-from fin_resources.settings import SettingsResource
+from fin_resources.settings import SettingsResource, policy_path_from_env
 from fin_resources.warehouse import WarehouseResource
 
 OWNERS = ["team:model-risk"]
@@ -48,7 +47,7 @@ PIPELINE_ACTOR = "pipeline:validation_pack"
 
 def _gate_policy() -> Policy:
     """The policy whose gates become check specs (the one the code location loads)."""
-    return load_policy(os.environ.get("FIN_POLICY") or None)
+    return load_policy(policy_path_from_env() or None)
 
 
 def gate_check_specs(policy: Policy | None = None) -> list[dg.AssetCheckSpec]:

@@ -19,6 +19,20 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def policy_path_from_env() -> str:
+    """``FIN_POLICY``: the policy file in force; empty means the packaged one.
+
+    Read on its own (without creating ``FIN_HOME``) where the policy shapes definitions: the
+    validation gates become asset checks when the code location loads.
+    """
+    return _env("FIN_POLICY", "")
+
+
+def partition_start_from_env() -> str:
+    """``FIN_PARTITION_START``: the first day of the daily partitions (ISO date)."""
+    return _env("FIN_PARTITION_START", "2018-04-01")
+
+
 def fin_home() -> Path:
     """The root of every embedded store; created on first use."""
     home = Path(_env("FIN_HOME", ".fin_home")).expanduser().resolve()
@@ -84,8 +98,8 @@ class Settings:
             source_url=_env("FIN_SOURCE_URL", ""),
             source_table=_env("FIN_SOURCE_TABLE", "transactions"),
             pii_key=os.environ.get("FIN_PII_KEY", ""),
-            partition_start=_env("FIN_PARTITION_START", "2018-04-01"),
-            policy_path=_env("FIN_POLICY", ""),
+            partition_start=partition_start_from_env(),
+            policy_path=policy_path_from_env(),
             dagster_pg_url=_env("FIN_DAGSTER_PG_URL", ""),
             demo_days=int(_env("FIN_DEMO_DAYS", "122")),
         )

@@ -4,7 +4,6 @@ The executable specification the dbt models are held to (by the tests) and the p
 baseline they are measured against (by the benchmarks); kept in the library so that neither
 the tests nor the benchmarks import the other.
 
-
 * :func:`reference_features` — brute force: for every transaction it walks the whole history and
   applies the written definitions literally, with Python datetimes and plain sums, so it shares
   no trick (no window frames, no order key, no packing) with the SQL it checks. Quadratic; keep
