@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fin_assets.lib.validation.pack import PACK_SECTIONS, ChampionSubject, build_validation_pack
-from fin_assets.lib.validation.report.html_report import render_html, render_model_card
+from fin_assets.lib.validation.report.model_card import render_model_card
+from fin_assets.lib.validation.report.section_html import render_html
 from tests.unit.test_validation_pack import (
     GENERATED,
     PER_DAY,

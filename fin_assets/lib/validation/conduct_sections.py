@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from fin_assets.lib.validation import explain, fairness
-from fin_assets.lib.validation.subjects import _Evaluation, _sample_rows
+from fin_assets.lib.validation import explain, subjects
+from fin_assets.lib.validation.fairness import fairness_report
+from fin_assets.lib.validation.subjects import Evaluation
 
 
-def _fairness(ev: _Evaluation) -> dict[str, Any]:
+def fairness(ev: Evaluation) -> dict[str, Any]:
+    """Outcome rates per protected group against the policy thresholds (fair treatment)."""
     config = ev.settings["fairness"]
     # A column without a single value (a schema slot the source never filled) is not an
     # attribute: judging it would compare one "missing" group with itself and always pass.
@@ -61,7 +63,7 @@ def _fairness(ev: _Evaluation) -> dict[str, Any]:
             ),
         )
         return section
-    report = fairness.fairness_report(
+    report = fairness_report(
         ev.frame,
         ev.y,
         ev.scores,
@@ -96,7 +98,8 @@ def _id_column(frame: pd.DataFrame) -> str | None:
     return "transaction_id" if "transaction_id" in frame.columns else None
 
 
-def _explanations(ev: _Evaluation) -> dict[str, Any]:
+def explanations(ev: Evaluation) -> dict[str, Any]:
+    """Global importance and a reason for every adverse decision (TreeSHAP)."""
     config = ev.settings["explanations"]
     booster = ev.subject.booster
     if booster is None:
@@ -110,7 +113,7 @@ def _explanations(ev: _Evaluation) -> dict[str, Any]:
             "reason_codes": [],
         }
     columns = list(ev.subject.feature_columns)
-    rows = _sample_rows(len(ev.frame), int(config["global_sample_rows"]), ev.seed)
+    rows = subjects.sample_rows(len(ev.frame), int(config["global_sample_rows"]), ev.seed)
     sample = ev.frame.iloc[rows]
     contributions, _ = explain.shap_contributions(booster, sample, columns)
     importance = explain.global_importance(contributions, columns)

@@ -14,29 +14,27 @@ import numpy as np
 
 from fin_assets.lib.common import metrics
 from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.validation import subjects
 from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     ChampionSubject,
-    _confusion,
-    _Evaluation,
-    _number,
-    _scores,
+    Evaluation,
     adverse_decisions,
 )
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    number = _number(value)
+    number = subjects.number(value)
     return "n/a" if number is None else f"{number:.{digits}f}"
 
 
 def _signed(value: Any, digits: int = 4) -> str:
-    number = _number(value)
+    number = subjects.number(value)
     return "n/a" if number is None else f"{number:+.{digits}f}"
 
 
 def _p_value(value: Any) -> str:
-    number = _number(value)
+    number = subjects.number(value)
     if number is None:
         return "n/a"
     return "< 0.001" if number < 0.001 else f"= {number:.3f}"
@@ -50,7 +48,8 @@ def _verdict(low: float | None, high: float | None) -> str:
     return "no measurable difference"
 
 
-def _champion_comparison(ev: _Evaluation, champion: ChampionSubject | None) -> dict[str, Any]:
+def champion_comparison(ev: Evaluation, champion: ChampionSubject | None) -> dict[str, Any]:
+    """The challenger against the champion on the same rows, with paired tests."""
     if champion is None:
         reason = "there is no champion to compare with (first model, or the champion itself)"
         return {
@@ -60,7 +59,7 @@ def _champion_comparison(ev: _Evaluation, champion: ChampionSubject | None) -> d
             "auc_roc_delta_ci_high": None,
             "not_applicable_reasons": {"auc_roc_delta_ci_high": reason},
         }
-    champion_scores = _scores(champion.score, ev.subject.frame)
+    champion_scores = subjects.scores(champion.score, ev.subject.frame)
     delong = metrics.delong_test(ev.y, ev.scores, champion_scores, level=CI_LEVEL)
     ap = metrics.paired_bootstrap_delta(
         metrics.average_precision,
@@ -72,7 +71,7 @@ def _champion_comparison(ev: _Evaluation, champion: ChampionSubject | None) -> d
         level=CI_LEVEL,
     )
     champion_alerts = adverse_decisions(champion_scores, ev.days, ev.settings)
-    mine, theirs = _confusion(ev.y, ev.alerts), _confusion(ev.y, champion_alerts)
+    mine, theirs = subjects.confusion(ev.y, ev.alerts), subjects.confusion(ev.y, champion_alerts)
     operating = {
         key: {
             "challenger": mine[key],
@@ -82,8 +81,8 @@ def _champion_comparison(ev: _Evaluation, champion: ChampionSubject | None) -> d
         for key in ("precision", "recall", "false_positive_rate")
     }
     ks_a, ks_b = metrics.ks_statistic(ev.y, ev.scores), metrics.ks_statistic(ev.y, champion_scores)
-    auc_verdict = _verdict(_number(delong["ci_low"]), _number(delong["ci_high"]))
-    ap_verdict = _verdict(_number(ap.low), _number(ap.high))
+    auc_verdict = _verdict(subjects.number(delong["ci_low"]), subjects.number(delong["ci_high"]))
+    ap_verdict = _verdict(subjects.number(ap.low), subjects.number(ap.high))
     return {
         "available": True,
         "champion": dict(champion.identity),
@@ -156,9 +155,10 @@ def _recommendation(
     return f"{facts} {advice} The decision is the approver's."
 
 
-def _limitations(
-    ev: _Evaluation, pack: Mapping[str, Any], champion: ChampionSubject | None
+def limitations(
+    ev: Evaluation, pack: Mapping[str, Any], champion: ChampionSubject | None
 ) -> list[dict[str, str]]:
+    """What the evidence does not cover, written from the pack's own numbers."""
     subject, words = ev.subject, ev.words
     items: list[dict[str, str]] = []
 
@@ -255,7 +255,8 @@ def _limitations(
     return items
 
 
-def _assumptions(ev: _Evaluation, pack: Mapping[str, Any]) -> list[dict[str, str]]:
+def assumptions(ev: Evaluation, pack: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What the evidence takes for granted, so a validator can challenge it."""
     subject, words = ev.subject, ev.words
     items = [
         {
@@ -304,7 +305,8 @@ def _assumptions(ev: _Evaluation, pack: Mapping[str, Any]) -> list[dict[str, str
     return items
 
 
-def _monitoring_plan(ev: _Evaluation, pack: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+def monitoring_plan(ev: Evaluation, pack: Mapping[str, Any], policy: Policy) -> dict[str, Any]:
+    """What production monitoring will watch and its baseline, from the policy."""
     monitoring = policy.section("monitoring")
     top = int(monitoring["important_features_top"])
     importance = pack["explanations"].get("global_importance") or []

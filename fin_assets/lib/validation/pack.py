@@ -29,9 +29,10 @@ Conventions (each also written into the pack so a reader need not read this code
   Same inputs give the same pack except ``identity.generated_at`` (see :func:`pack_digest`).
 
 Layout: this module holds the assembly, the gates, the digest and the files; the subjects and the
-evaluation context are in ``validation_common`` and the sections in ``validation_performance``,
-``validation_robustness``, ``validation_conduct`` and ``validation_narrative``. Every public name
-is importable from here.
+evaluation context are in ``subjects``, the section keys in ``section_keys`` and the sections in
+``performance_sections``, ``robustness_sections``, ``conduct_sections`` and
+``narrative_sections``; the HTML page and the model card are rendered by ``report``. Every public
+name is importable from here.
 """
 
 from __future__ import annotations
@@ -50,41 +51,41 @@ import numpy.typing as npt
 import pandas as pd
 
 from fin_assets.lib.common.policy import Policy
-from fin_assets.lib.validation import fairness
-from fin_assets.lib.validation.conduct_sections import _explanations, _fairness
+from fin_assets.lib.validation import subjects
+from fin_assets.lib.validation.conduct_sections import explanations, fairness
+from fin_assets.lib.validation.fairness import refuse_protected_features
 from fin_assets.lib.validation.narrative_sections import (
-    _assumptions,
-    _champion_comparison,
-    _limitations,
-    _monitoring_plan,
+    assumptions,
+    champion_comparison,
+    limitations,
+    monitoring_plan,
 )
 from fin_assets.lib.validation.performance_sections import (
     MAX_CURVE_POINTS,
-    _calibration,
-    _discrimination,
-    _operating_point,
-    _stability,
+    calibration,
+    discrimination,
+    operating_point,
+    stability,
 )
+from fin_assets.lib.validation.report.model_card import render_model_card
+from fin_assets.lib.validation.report.section_html import render_html
 from fin_assets.lib.validation.robustness_sections import (
     MAX_SEGMENT_LEVELS,
     MONOTONE_GRID,
-    _segments,
-    _sensitivity,
-    _stress,
+    segments,
+    sensitivity,
+    stress,
 )
+from fin_assets.lib.validation.section_keys import PACK_SECTIONS
 from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     BoolArray,
     ChampionSubject,
+    Evaluation,
     FloatArray,
     IntArray,
     Scorer,
     ValidationSubject,
-    _Evaluation,
-    _number,
-    _present,
-    _ratio,
-    _scores,
     adverse_decisions,
 )
 
@@ -109,27 +110,6 @@ __all__ = [
     "pack_digest",
     "write_pack",
 ]
-
-#: Sections of the pack, in reading order; the HTML has one ``<section id=...>`` per key.
-PACK_SECTIONS: Final[tuple[str, ...]] = (
-    "identity",
-    "data",
-    "discrimination",
-    "calibration",
-    "operating_point",
-    "stability",
-    "segments",
-    "stress",
-    "sensitivity",
-    "fairness",
-    "explanations",
-    "champion_comparison",
-    "limitations",
-    "assumptions",
-    "monitoring_plan",
-    "gates",
-    "status",
-)
 
 MODEL_KINDS: Final[tuple[str, ...]] = ("fraud", "credit")
 #: Words of the pack for each model kind (the numbers do not depend on it).
@@ -210,7 +190,7 @@ def _check_subject(subject: ValidationSubject) -> None:
     absent = [c for c in subject.segments if c not in frame.columns]
     if absent:
         raise ValueError(f"segment column(s) {absent} are not in the frame")
-    fairness.refuse_protected_features(subject.feature_columns, subject.protected)
+    refuse_protected_features(subject.feature_columns, subject.protected)
     labels = frame[subject.label]
     if labels.isna().any() or not labels.isin((0, 1)).all():
         raise ValueError(f"label column {subject.label!r} must be 0/1 without missing values")
@@ -221,11 +201,11 @@ def _check_subject(subject: ValidationSubject) -> None:
         )
 
 
-def _evaluation(subject: ValidationSubject, settings: Mapping[str, Any]) -> _Evaluation:
+def _evaluation(subject: ValidationSubject, settings: Mapping[str, Any]) -> Evaluation:
     frame = subject.frame.reset_index(drop=True)
-    time_column = _present(frame, subject.time_column)
-    amount_column = _present(frame, subject.amount_column)
-    card_column = _present(frame, subject.card_column) if time_column else None
+    time_column = subjects.present(frame, subject.time_column)
+    amount_column = subjects.present(frame, subject.amount_column)
+    card_column = subjects.present(frame, subject.card_column) if time_column else None
     days = None
     if time_column is not None:
         days = pd.to_datetime(frame[time_column]).to_numpy(dtype="datetime64[ns]")
@@ -235,8 +215,8 @@ def _evaluation(subject: ValidationSubject, settings: Mapping[str, Any]) -> _Eva
         amounts = frame[amount_column].to_numpy(dtype=np.float64)
     # The scorer sees the caller's very frame object first: a caller may hand back recorded
     # (production) scores for it and re-score only the perturbed copies.
-    scores = _scores(subject.score, subject.frame)
-    return _Evaluation(
+    scores = subjects.scores(subject.score, subject.frame)
+    return Evaluation(
         subject=subject,
         settings=settings,
         frame=frame,
@@ -277,7 +257,7 @@ def _period(days: npt.NDArray[np.datetime64] | None) -> dict[str, Any] | None:
     }
 
 
-def _data(ev: _Evaluation) -> dict[str, Any]:
+def _data(ev: Evaluation) -> dict[str, Any]:
     subject = ev.subject
     positives = int(ev.y.sum())
     features = ev.frame.loc[:, list(subject.feature_columns)]
@@ -293,15 +273,15 @@ def _data(ev: _Evaluation) -> dict[str, Any]:
         reference = {
             "rows": ref_rows,
             "positives": ref_pos,
-            "label_rate": None if ref_pos is None else _ratio(ref_pos, ref_rows),
+            "label_rate": None if ref_pos is None else subjects.ratio(ref_pos, ref_rows),
         }
     return {
         **dict(subject.data),
         "label": subject.label,
         "feature_columns": list(subject.feature_columns),
         "columns_used": {
-            "time": _present(ev.frame, subject.time_column),
-            "amount": _present(ev.frame, subject.amount_column),
+            "time": subjects.present(ev.frame, subject.time_column),
+            "amount": subjects.present(ev.frame, subject.amount_column),
             "card": ev.card_column,
             "protected": [c for c in subject.protected if c in ev.frame.columns],
             "segments": list(subject.segments),
@@ -309,7 +289,7 @@ def _data(ev: _Evaluation) -> dict[str, Any]:
         "validation_set": {
             "rows": len(ev.frame),
             "positives": positives,
-            "label_rate": _ratio(positives, len(ev.frame)),
+            "label_rate": subjects.ratio(positives, len(ev.frame)),
             "period": _period(ev.days),
             "missing_feature_values": missing,
         },
@@ -333,7 +313,7 @@ def _lookup(pack: Mapping[str, Any], path: str) -> tuple[float | None, str | Non
         parent, node = node, node[part]
     if isinstance(node, bool) or (node is not None and not isinstance(node, (int, float))):
         return None, f"{path} is not a number"
-    value = _number(node)
+    value = subjects.number(node)
     if value is not None:
         return value, None
     reasons = parent.get("not_applicable_reasons", {}) if isinstance(parent, Mapping) else {}
@@ -403,20 +383,20 @@ def build_validation_pack(
     pack: dict[str, Any] = {
         "identity": _identity(subject, policy, when),
         "data": _data(ev),
-        "discrimination": _discrimination(ev),
-        "calibration": _calibration(ev),
-        "operating_point": _operating_point(ev),
+        "discrimination": discrimination(ev),
+        "calibration": calibration(ev),
+        "operating_point": operating_point(ev),
     }
-    pack["stability"] = _stability(ev, pack["discrimination"]["card_precision_top_k"])
-    pack["segments"] = _segments(ev)
-    pack["stress"] = _stress(ev)
-    pack["fairness"] = _fairness(ev)
-    pack["explanations"] = _explanations(ev)
-    pack["sensitivity"] = _sensitivity(ev, pack["explanations"]["global_importance"])
-    pack["champion_comparison"] = _champion_comparison(ev, champion)
-    pack["limitations"] = _limitations(ev, pack, champion)
-    pack["assumptions"] = _assumptions(ev, pack)
-    pack["monitoring_plan"] = _monitoring_plan(ev, pack, policy)
+    pack["stability"] = stability(ev, pack["discrimination"]["card_precision_top_k"])
+    pack["segments"] = segments(ev)
+    pack["stress"] = stress(ev)
+    pack["fairness"] = fairness(ev)
+    pack["explanations"] = explanations(ev)
+    pack["sensitivity"] = sensitivity(ev, pack["explanations"]["global_importance"])
+    pack["champion_comparison"] = champion_comparison(ev, champion)
+    pack["limitations"] = limitations(ev, pack, champion)
+    pack["assumptions"] = assumptions(ev, pack)
+    pack["monitoring_plan"] = monitoring_plan(ev, pack, policy)
     safe: dict[str, Any] = _json_safe(pack)
     safe["gates"], safe["status"] = evaluate_gates(safe, policy)
     return {key: safe[key] for key in PACK_SECTIONS}
@@ -445,9 +425,6 @@ def write_pack(pack: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
 
     Returns their paths under the keys ``json``, ``html`` and ``model_card``.
     """
-    # Imported here: the report module imports PACK_SECTIONS from this one.
-    from fin_assets.lib.validation.report import html_report as validation_report
-
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -457,6 +434,6 @@ def write_pack(pack: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     }
     text = json.dumps(_json_safe(pack), sort_keys=True, indent=2, allow_nan=False)
     paths["json"].write_text(text + "\n", encoding="utf-8")
-    paths["html"].write_text(validation_report.render_html(pack), encoding="utf-8")
-    paths["model_card"].write_text(validation_report.render_model_card(pack), encoding="utf-8")
+    paths["html"].write_text(render_html(pack), encoding="utf-8")
+    paths["model_card"].write_text(render_model_card(pack), encoding="utf-8")
     return paths

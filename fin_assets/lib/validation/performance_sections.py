@@ -15,15 +15,13 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from fin_assets.lib.common import metrics
+from fin_assets.lib.validation import subjects
 from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     BoolArray,
+    Evaluation,
     FloatArray,
     IntArray,
-    _confusion,
-    _Evaluation,
-    _number,
-    _ratio,
 )
 
 #: Points kept of the ROC and precision-recall curves (enough to draw them, small in JSON).
@@ -57,7 +55,7 @@ def _curves(y: IntArray, scores: FloatArray) -> dict[str, Any]:
     }
 
 
-def _card_precision(ev: _Evaluation) -> tuple[dict[str, Any] | None, str | None]:
+def _card_precision(ev: Evaluation) -> tuple[dict[str, Any] | None, str | None]:
     subject = ev.subject
     if ev.days is None or ev.card_column is None:
         return None, (
@@ -93,7 +91,8 @@ def _card_precision(ev: _Evaluation) -> tuple[dict[str, Any] | None, str | None]
     }, None
 
 
-def _discrimination(ev: _Evaluation) -> dict[str, Any]:
+def discrimination(ev: Evaluation) -> dict[str, Any]:
+    """How well the scores rank: AUC, AP, KS, Gini with bootstrap intervals, curves."""
     y, s = ev.y, ev.scores
 
     def interval(metric: metrics.Metric) -> metrics.Interval:
@@ -127,7 +126,8 @@ def _discrimination(ev: _Evaluation) -> dict[str, Any]:
     return section
 
 
-def _calibration(ev: _Evaluation) -> dict[str, Any]:
+def calibration(ev: Evaluation) -> dict[str, Any]:
+    """Whether scores are probabilities: Brier score, ECE and the reliability table."""
     n_bins = int(ev.settings["calibration_bins"])
     strategy = cast(
         metrics.CalibrationStrategy, str(ev.settings.get("calibration_strategy", "quantile"))
@@ -151,7 +151,7 @@ def _calibration(ev: _Evaluation) -> dict[str, Any]:
     }
 
 
-def _rule_text(ev: _Evaluation) -> tuple[str, str]:
+def _rule_text(ev: Evaluation) -> tuple[str, str]:
     settings, adverse = ev.settings, ev.words["adverse_plural"]
     if settings.get("threshold") is not None:
         return "threshold", f"{adverse}: every score >= {settings['threshold']}"
@@ -165,7 +165,8 @@ def _rule_text(ev: _Evaluation) -> tuple[str, str]:
     )
 
 
-def _operating_point(ev: _Evaluation) -> dict[str, Any]:
+def operating_point(ev: Evaluation) -> dict[str, Any]:
+    """What the adverse decisions catch and cost at the policy's operating point."""
     mode, rule = _rule_text(ev)
     section: dict[str, Any] = {
         "mode": mode,
@@ -174,7 +175,7 @@ def _operating_point(ev: _Evaluation) -> dict[str, Any]:
         "threshold": ev.settings.get("threshold"),
         "adverse_decision": ev.words["adverse"],
         "lowest_adverse_score": float(ev.scores[ev.alerts].min()) if ev.alerts.any() else None,
-        **_confusion(ev.y, ev.alerts),
+        **subjects.confusion(ev.y, ev.alerts),
     }
     if ev.days is not None:
         day_labels, counts = np.unique(ev.days[ev.alerts], return_counts=True)
@@ -195,7 +196,7 @@ def _operating_point(ev: _Evaluation) -> dict[str, Any]:
         total = float(ev.amounts[positive].sum())
         section["amount_caught"] = caught
         section["amount_total"] = total
-        section["amount_caught_share"] = _ratio(caught, total)
+        section["amount_caught_share"] = subjects.ratio(caught, total)
     else:
         section["amount_caught"] = section["amount_total"] = section["amount_caught_share"] = None
     return section
@@ -204,7 +205,7 @@ def _operating_point(ev: _Evaluation) -> dict[str, Any]:
 def _day_metrics(
     y: IntArray, s: FloatArray, alerts: BoolArray, amounts: FloatArray | None
 ) -> dict[str, Any]:
-    confusion = _confusion(y, alerts)
+    confusion = subjects.confusion(y, alerts)
     row: dict[str, Any] = {
         "rows": int(y.size),
         "positives": int(y.sum()),
@@ -219,7 +220,8 @@ def _day_metrics(
     return row
 
 
-def _stability(ev: _Evaluation, card: Mapping[str, Any] | None) -> dict[str, Any]:
+def stability(ev: Evaluation, card: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Per-day and per-week metrics, so a model that works only on some days shows."""
     if ev.days is None:
         reason = "the data has no time column: stability over time cannot be assessed"
         return {
@@ -256,12 +258,12 @@ def _stability(ev: _Evaluation, card: Mapping[str, Any] | None) -> dict[str, Any
         row["days"] = len(days_of_week)
         row["card_precision_top_k"] = float(np.mean(cards)) if cards else None
         per_week.append(row)
-    aucs = [r["auc_roc"] for r in per_day if _number(r["auc_roc"]) is not None]
+    aucs = [r["auc_roc"] for r in per_day if subjects.number(r["auc_roc"]) is not None]
     return {
         "per_day": per_day,
         "per_week": per_week,
         "auc_roc_min": min(aucs) if aucs else None,
         "auc_roc_max": max(aucs) if aucs else None,
         "auc_roc_std": float(np.std(aucs)) if aucs else None,
-        "days_without_auc": sum(1 for r in per_day if _number(r["auc_roc"]) is None),
+        "days_without_auc": sum(1 for r in per_day if subjects.number(r["auc_roc"]) is None),
     }

@@ -17,16 +17,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from fin_assets.lib.common import metrics
+from fin_assets.lib.validation import subjects
 from fin_assets.lib.validation.subjects import (
+    Evaluation,
     FloatArray,
     IntArray,
-    _confusion,
-    _Evaluation,
-    _number,
-    _present,
-    _ratio,
-    _sample_rows,
-    _scores,
     adverse_decisions,
 )
 
@@ -82,11 +77,11 @@ def _column_labels(series: pd.Series) -> tuple[npt.NDArray[np.object_], str]:
     return labels, "values"
 
 
-def _segment_dimensions(ev: _Evaluation) -> list[tuple[str, str, str, npt.NDArray[np.object_]]]:
+def _segment_dimensions(ev: Evaluation) -> list[tuple[str, str, str, npt.NDArray[np.object_]]]:
     """(dimension, column, how, labels) of every segmentation that applies to the data."""
     frame, settings = ev.frame, ev.settings
     dimensions = []
-    amount_column = _present(frame, ev.subject.amount_column)
+    amount_column = subjects.present(frame, ev.subject.amount_column)
     if ev.amounts is not None and amount_column is not None:
         dimensions.append(
             (
@@ -129,7 +124,8 @@ def _terminal_risk_column(frame: pd.DataFrame) -> str | None:
     return max(windows)[1] if windows else None
 
 
-def _segments(ev: _Evaluation) -> dict[str, Any]:
+def segments(ev: Evaluation) -> dict[str, Any]:
+    """Metrics per segment, judged against the policy floor only where large enough."""
     settings = ev.settings
     min_rows = int(settings["min_segment_rows"])
     min_positives = int(settings["min_segment_positives"])
@@ -166,10 +162,10 @@ def _segments(ev: _Evaluation) -> dict[str, Any]:
                     "segment": label,
                     "rows": count,
                     "positives": positives,
-                    "label_rate": _ratio(positives, count),
+                    "label_rate": subjects.ratio(positives, count),
                     "auc_roc": auc,
                     "average_precision": metrics.average_precision(y, s),
-                    "recall_at_operating_point": _ratio(
+                    "recall_at_operating_point": subjects.ratio(
                         int((ev.alerts[mask] & (y == 1)).sum()), positives
                     ),
                     "judged": judged,
@@ -201,9 +197,9 @@ def _segments(ev: _Evaluation) -> dict[str, Any]:
     return section
 
 
-def _scenario_metrics(ev: _Evaluation, y: IntArray, s: FloatArray, days: Any) -> dict[str, Any]:
+def _scenario_metrics(ev: Evaluation, y: IntArray, s: FloatArray, days: Any) -> dict[str, Any]:
     alerts = adverse_decisions(s, days, ev.settings)
-    confusion = _confusion(y, alerts)
+    confusion = subjects.confusion(y, alerts)
     return {
         "auc_roc": metrics.auc_roc(y, s),
         "average_precision": metrics.average_precision(y, s),
@@ -220,13 +216,13 @@ def _scenario_metrics(ev: _Evaluation, y: IntArray, s: FloatArray, days: Any) ->
 def _deltas(base: Mapping[str, Any], scenario: Mapping[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for key in ("auc_roc", "average_precision", "ks", "precision", "recall", "mean_score"):
-        a, b = _number(base.get(key)), _number(scenario.get(key))
+        a, b = subjects.number(base.get(key)), subjects.number(scenario.get(key))
         out[key] = None if a is None or b is None else b - a
     return out
 
 
 def _perturbed(
-    ev: _Evaluation, columns: Sequence[str], change: Callable[[pd.Series], Any]
+    ev: Evaluation, columns: Sequence[str], change: Callable[[pd.Series], Any]
 ) -> pd.DataFrame:
     frame = ev.frame.copy()
     for column in columns:
@@ -234,19 +230,20 @@ def _perturbed(
     return frame
 
 
-def _stress(ev: _Evaluation) -> dict[str, Any]:
+def stress(ev: Evaluation) -> dict[str, Any]:
+    """Metrics under the policy's stress scenarios, so fragility to shifts shows."""
     stress = ev.settings["stress"]
     features = list(ev.subject.feature_columns)
     # The base is the scorer on an unperturbed copy, like the scenarios: a scorer that hands back
     # recorded scores for the caller's frame is then compared with itself.
-    base = _scenario_metrics(ev, ev.y, _scores(ev.subject.score, ev.frame.copy()), ev.days)
+    base = _scenario_metrics(ev, ev.y, subjects.scores(ev.subject.score, ev.frame.copy()), ev.days)
     scenarios: list[dict[str, Any]] = []
 
     def rescored(
         name: str, description: str, columns: Sequence[str], change: Callable[[pd.Series], Any]
     ) -> None:
         frame = _perturbed(ev, columns, change)
-        result = _scenario_metrics(ev, ev.y, _scores(ev.subject.score, frame), ev.days)
+        result = _scenario_metrics(ev, ev.y, subjects.scores(ev.subject.score, frame), ev.days)
         scenarios.append(
             {
                 "name": name,
@@ -262,7 +259,7 @@ def _stress(ev: _Evaluation) -> dict[str, Any]:
         scenarios.append({"name": name, "applicable": False, "reason": reason, "columns": []})
 
     factor = float(stress["amount_inflation"])
-    amount_column = _present(ev.frame, ev.subject.amount_column)
+    amount_column = subjects.present(ev.frame, ev.subject.amount_column)
     amount_features = [
         c for c in features if c == amount_column or _AVG_AMOUNT.search(c) is not None
     ]
@@ -332,12 +329,13 @@ def _stress(ev: _Evaluation) -> dict[str, Any]:
     return {"base": base, "scenarios": scenarios}
 
 
-def _sensitivity(ev: _Evaluation, importance: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+def sensitivity(ev: Evaluation, importance: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Score response to small feature changes and the expected monotonicity."""
     config = ev.settings["sensitivity"]
     step = float(config["relative_step"])
     top_n = int(config["top_features"])
     sample_size = int(ev.settings["explanations"]["global_sample_rows"])
-    rows = _sample_rows(len(ev.frame), sample_size, ev.seed)
+    rows = subjects.sample_rows(len(ev.frame), sample_size, ev.seed)
     sample = ev.frame.iloc[rows].reset_index(drop=True)
     features = list(ev.subject.feature_columns)
     if importance:
@@ -353,7 +351,7 @@ def _sensitivity(ev: _Evaluation, importance: Sequence[Mapping[str, Any]] | None
             block[feature] = block[feature].astype(np.float64) * (1.0 + sign * step)
             blocks.append(block)
     n = len(sample)
-    scored = _scores(ev.subject.score, pd.concat(blocks, ignore_index=True)).reshape(-1, n)
+    scored = subjects.scores(ev.subject.score, pd.concat(blocks, ignore_index=True)).reshape(-1, n)
     changes = scored[1:] - scored[0]
     results: list[dict[str, Any]] = []
     for i, feature in enumerate(candidates):
@@ -386,7 +384,7 @@ def _sensitivity(ev: _Evaluation, importance: Sequence[Mapping[str, Any]] | None
 
 
 def _monotonicity(
-    ev: _Evaluation, sample: pd.DataFrame, expected: Mapping[str, str]
+    ev: Evaluation, sample: pd.DataFrame, expected: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     checks: list[dict[str, Any]] = []
     n = len(sample)
@@ -423,7 +421,7 @@ def _monotonicity(
             block = sample.copy()
             block[feature] = float(value)
             blocks.append(block)
-        scored = _scores(ev.subject.score, pd.concat(blocks, ignore_index=True))
+        scored = subjects.scores(ev.subject.score, pd.concat(blocks, ignore_index=True))
         curves = scored.reshape(grid.size, n).T
         steps = np.diff(curves, axis=1)
         sign = 1.0 if direction == "increasing" else -1.0

@@ -1,9 +1,9 @@
 """What every section of the validation pack shares: the subjects, the evaluation context, the
 operating point's adverse decisions and a few numeric helpers.
 
-Why a module of its own: the section modules read one evaluation context and ``validation``
-assembles them, so the context lives here and no section module imports ``validation`` (no
-import cycle); ``validation`` re-exports the public names.
+Why a module of its own: the section modules read one evaluation context and ``pack``
+assembles them, so the context lives here and no section module imports ``pack`` (no import
+cycle); ``pack`` re-exports the public names.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class ChampionSubject:
     score: Scorer
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
     """A finite float or None (NaN, inf and None are 'not available')."""
     if value is None:
         return None
@@ -86,11 +86,12 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _ratio(numerator: float, denominator: float) -> float | None:
+def ratio(numerator: float, denominator: float) -> float | None:
+    """A share, or None when the denominator is 0 (a rate of nothing is not 0)."""
     return float(numerator) / float(denominator) if denominator else None
 
 
-def _sample_rows(n_rows: int, size: int, seed: int) -> IntArray:
+def sample_rows(n_rows: int, size: int, seed: int) -> IntArray:
     """Sorted positions of a fixed random sample (all rows when there are fewer)."""
     if n_rows <= size:
         return np.arange(n_rows, dtype=np.int64)
@@ -99,7 +100,13 @@ def _sample_rows(n_rows: int, size: int, seed: int) -> IntArray:
 
 
 @dataclass(frozen=True)
-class _Evaluation:
+class Evaluation:
+    """The rows, scores and adverse decisions of one validation, computed once.
+
+    Why one object: every section reads the same scores and decisions, so they are computed once
+    and no two sections can disagree on which rows were declined.
+    """
+
     subject: ValidationSubject
     settings: Mapping[str, Any]
     frame: pd.DataFrame
@@ -120,11 +127,13 @@ class _Evaluation:
         return int(self.settings["bootstrap_samples"])
 
 
-def _present(frame: pd.DataFrame, column: str | None) -> str | None:
+def present(frame: pd.DataFrame, column: str | None) -> str | None:
+    """``column`` if the frame has it, else None: optional columns switch analyses off."""
     return column if column is not None and column in frame.columns else None
 
 
-def _scores(scorer: Scorer, frame: pd.DataFrame) -> FloatArray:
+def scores(scorer: Scorer, frame: pd.DataFrame) -> FloatArray:
+    """The scorer's scores, refused unless finite and one per row (no evidence on bad scores)."""
     values = np.asarray(scorer(frame), dtype=np.float64).ravel()
     if values.shape[0] != len(frame):
         raise ValueError(f"the scorer returned {values.shape[0]} scores for {len(frame)} rows")
@@ -167,7 +176,8 @@ def adverse_decisions(
     return decisions
 
 
-def _confusion(y: IntArray, alerts: BoolArray) -> dict[str, Any]:
+def confusion(y: IntArray, alerts: BoolArray) -> dict[str, Any]:
+    """Adverse-decision counts and rates, shared by the operating point and every breakdown."""
     positives = y == 1
     tp = int((alerts & positives).sum())
     fp = int((alerts & ~positives).sum())
@@ -179,7 +189,7 @@ def _confusion(y: IntArray, alerts: BoolArray) -> dict[str, Any]:
         "false_positives": fp,
         "false_negatives": fn,
         "true_negatives": tn,
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "false_positive_rate": _ratio(fp, fp + tn),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "false_positive_rate": ratio(fp, fp + tn),
     }
