@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from fin_assets.lib.common import metrics
+from fin_assets.lib.validation import validation_statistics
 from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     BoolArray,
@@ -37,7 +38,7 @@ def _downsample(count: int) -> IntArray:
     return np.unique(np.linspace(0, count - 1, MAX_CURVE_POINTS).round().astype(np.int64))
 
 
-def _interval(interval: metrics.Interval) -> dict[str, Any]:
+def _interval(interval: validation_statistics.Interval) -> dict[str, Any]:
     return {
         "low": interval.low,
         "high": interval.high,
@@ -96,14 +97,14 @@ def _card_precision(ev: _Evaluation) -> tuple[dict[str, Any] | None, str | None]
 def _discrimination(ev: _Evaluation) -> dict[str, Any]:
     y, s = ev.y, ev.scores
 
-    def interval(metric: metrics.Metric) -> metrics.Interval:
-        return metrics.bootstrap_ci(
+    def interval(metric: validation_statistics.Metric) -> validation_statistics.Interval:
+        return validation_statistics.bootstrap_ci(
             metric, y, s, n_resamples=ev.n_resamples, seed=ev.seed, level=CI_LEVEL
         )
 
     auc = interval(metrics.auc_roc)
     ap = interval(metrics.average_precision)
-    ks = interval(metrics.ks_statistic)
+    ks = interval(validation_statistics.ks_statistic)
     gini_ci = {**_interval(auc), "low": 2.0 * auc.low - 1.0, "high": 2.0 * auc.high - 1.0}
     card, card_reason = _card_precision(ev)
     section: dict[str, Any] = {
@@ -115,7 +116,7 @@ def _discrimination(ev: _Evaluation) -> dict[str, Any]:
         "average_precision_ci": _interval(ap),
         "ks": ks.estimate,
         "ks_ci": _interval(ks),
-        "gini": metrics.gini(y, s),
+        "gini": validation_statistics.gini(y, s),
         "gini_ci": gini_ci,
         "card_precision_top_k": card,
         "card_precision_top_k_mean": None if card is None else card["mean"],
@@ -130,13 +131,16 @@ def _discrimination(ev: _Evaluation) -> dict[str, Any]:
 def _calibration(ev: _Evaluation) -> dict[str, Any]:
     n_bins = int(ev.settings["calibration_bins"])
     strategy = cast(
-        metrics.CalibrationStrategy, str(ev.settings.get("calibration_strategy", "quantile"))
+        validation_statistics.CalibrationStrategy,
+        str(ev.settings.get("calibration_strategy", "quantile")),
     )
-    table = metrics.reliability_table(ev.y, ev.scores, n_bins=n_bins, strategy=strategy)
+    table = validation_statistics.reliability_table(
+        ev.y, ev.scores, n_bins=n_bins, strategy=strategy
+    )
     gaps = [abs(float(r["observed_rate"]) - float(r["mean_score"])) for r in table]
     return {
-        "brier_score": metrics.brier_score(ev.y, ev.scores),
-        "ece": metrics.expected_calibration_error(
+        "brier_score": validation_statistics.brier_score(ev.y, ev.scores),
+        "ece": validation_statistics.expected_calibration_error(
             ev.y,
             ev.scores,
             n_bins=n_bins,

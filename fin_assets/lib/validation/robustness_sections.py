@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from fin_assets.lib.common import metrics
+from fin_assets.lib.validation import validation_statistics
 from fin_assets.lib.validation.subjects import (
     FloatArray,
     IntArray,
@@ -207,7 +208,7 @@ def _scenario_metrics(ev: _Evaluation, y: IntArray, s: FloatArray, days: Any) ->
     return {
         "auc_roc": metrics.auc_roc(y, s),
         "average_precision": metrics.average_precision(y, s),
-        "ks": metrics.ks_statistic(y, s),
+        "ks": validation_statistics.ks_statistic(y, s),
         "precision": confusion["precision"],
         "recall": confusion["recall"],
         "alerts": confusion["alerts"],
