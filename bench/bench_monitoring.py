@@ -39,9 +39,12 @@ import psutil
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.monitoring import model_monitoring as monitoring
+from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
+from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
 from fin_assets.lib.monitoring.scoring import score_transactions
-from fin_assets.lib.training import model_training as training
+from fin_assets.lib.training.model_fit import train_challenger
+from fin_assets.lib.training.time_protocol import TimeProtocol
+from fin_assets.lib.training.training_data import build_training_dataset
 
 BUDGET_SECONDS = 10.0
 WARM_UP_DAYS = 37
@@ -114,18 +117,12 @@ def _monitor(
     """Time one report: drift, summary, HTML; then matured performance (apart)."""
     policy = load_policy()
     with sampled_rss() as memory:
-        drift, report_s = _timed(
-            lambda: monitoring.drift_report(reference, current, columns, policy=policy)
-        )
-        _, summary_s = _timed(
-            lambda: monitoring.monitoring_summary(drift, important_features=important)
-        )
+        drift, report_s = _timed(lambda: drift_report(reference, current, columns, policy=policy))
+        _, summary_s = _timed(lambda: monitoring_summary(drift, important_features=important))
         _, html_s = _timed(lambda: drift.save_html(out_dir / f"{name}.html"))
         as_of = pd.Timestamp(current["tx_datetime"].max()).to_pydatetime() + timedelta(days=8)
         _, matured_s = _timed(
-            lambda: monitoring.matured_performance(
-                current, as_of=as_of, delay_days=7, k=100, policy=policy
-            )
+            lambda: matured_performance(current, as_of=as_of, delay_days=7, k=100, policy=policy)
         )
     return Row(case, len(reference), len(current), report_s, summary_s, html_s, matured_s, memory)
 
@@ -147,13 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     raw = simulate_range(config, start, start + timedelta(days=days - 1))
     features = compute_features_for_frame(raw)
     del raw
-    protocol = training.TimeProtocol(
+    protocol = TimeProtocol(
         train_start=train_start, train_days=TRAIN_DAYS, delay_days=7, test_days=1
     )
-    dataset = training.build_training_dataset(features, protocol, cutoff=datetime(2100, 1, 1))
-    model = training.train_challenger(dataset, seed=0)
+    dataset = build_training_dataset(features, protocol, cutoff=datetime(2100, 1, 1))
+    model = train_challenger(dataset, seed=0)
     columns = list(model.feature_columns)
-    important = monitoring.important_features(model.booster, policy=load_policy())
+    important = important_features(model.booster, policy=load_policy())
     stamp = {"model_name": "fraud_detector", "model_version": "1", "model_digest": "bench"}
 
     def scored(frame: pd.DataFrame) -> pd.DataFrame:
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     # measured apart, on a small report, like the SQL compilation of bench_training.py.
     policy = load_policy()
     _, warm_up_s = _timed(
-        lambda: monitoring.drift_report(
+        lambda: drift_report(
             reference.head(2000), one_day.head(500), columns, policy=policy, segments={}
         )
     )

@@ -29,11 +29,9 @@ import xgboost as xgb
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
 from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.training.model_training import (
-    TimeProtocol,
-    build_training_dataset,
-    train_challenger,
-)
+from fin_assets.lib.training.model_fit import train_challenger
+from fin_assets.lib.training.time_protocol import TimeProtocol
+from fin_assets.lib.training.training_data import build_training_dataset
 from fin_assets.lib.validation.explain import reason_codes, reference_medians
 from fin_resources.online_store import open_store
 

@@ -9,7 +9,7 @@ The feature SQL is compiled once before timing (a one-off per dbt project versio
 ``--handbook`` also runs the Handbook's baseline protocol on the Fraud-Detection-Handbook file
 (``../shared/data/handbook/transactions.parquet``): features for the whole file by the dbt SQL,
 train 2018-07-25..31, 7-day gap, test 2018-08-08..14, XGBoost with the defaults of
-``training.DEFAULT_PARAMS`` (the Handbook's ``XGBClassifier()`` defaults: 100 trees, depth 6,
+``model_fit.DEFAULT_PARAMS`` (the Handbook's ``XGBClassifier()`` defaults: 100 trees, depth 6,
 eta 0.3), seed 0, 2 threads; metrics on the test week two ways:
 
 * platform (docs/architecture.md §2): AUC ROC and average precision on every test transaction; card
@@ -38,15 +38,9 @@ import pandas as pd
 from fin_assets.lib.common import metrics
 from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.training.model_training import (
-    DEFAULT_PARAMS,
-    HANDBOOK_BASELINE,
-    LABEL,
-    TimeProtocol,
-    build_training_dataset,
-    evaluate,
-    train_challenger,
-)
+from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, evaluate, train_challenger
+from fin_assets.lib.training.time_protocol import HANDBOOK_BASELINE, TimeProtocol
+from fin_assets.lib.training.training_data import LABEL, build_training_dataset
 
 BUDGET_SECONDS = 30.0
 DEFAULT_HANDBOOK_FILE = (

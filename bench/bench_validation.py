@@ -26,11 +26,9 @@ import numpy as np
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.training.model_training import (
-    TimeProtocol,
-    build_training_dataset,
-    train_challenger,
-)
+from fin_assets.lib.training.model_fit import train_challenger
+from fin_assets.lib.training.time_protocol import TimeProtocol
+from fin_assets.lib.training.training_data import build_training_dataset
 from fin_assets.lib.validation.pack import (
     ChampionSubject,
     ValidationSubject,

@@ -7,7 +7,8 @@ champion's own training data (Evidently drift tests and PSI per feature, predict
 per segment) and, on labels that have matured, the performance trend; it writes Evidently's HTML
 and a JSON summary and puts the key numbers in metadata so the UI plots them across partitions.
 ``drift_retrain_sensor`` (fin_sensors) reads that summary.
-Logic: ``fin_assets.lib.monitoring.model_monitoring``.
+Logic: ``fin_assets.lib.monitoring`` (``drift_report``, ``matured_performance``,
+``retrain_rules``).
 """
 
 import json
@@ -24,11 +25,18 @@ from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, INGESTION_LOG_TABLE
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.governance.registry_facts import champion_version
-from fin_assets.lib.monitoring import model_monitoring as monitoring
+from fin_assets.lib.monitoring.drift_report import (
+    drift_report,
+    monitoring_summary,
+    psi_summary,
+    steady_state_reference,
+)
+from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
+from fin_assets.lib.monitoring.retrain_rules import Breach, breaches
 from fin_assets.lib.monitoring.scores_store import days_back, read_scores, write_scores
 from fin_assets.lib.monitoring.scoring import score_transactions
 from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
-from fin_assets.lib.training.model_training import LABEL, TrainingDataset
+from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 from fin_assets.lib.validation.model_loading import (
     RegisteredVersion,
     registered_version,
@@ -124,9 +132,9 @@ def _reference(
 ) -> tuple[pd.DataFrame, int]:
     """The champion's training rows scored by the champion (what "no drift" looks like), and how
     many training rows were left out for partial feature history
-    (``monitoring.steady_state_reference``). A fixed seeded sample of ``reference_sample_rows``
+    (``drift_report.steady_state_reference``). A fixed seeded sample of ``reference_sample_rows``
     when larger."""
-    reference, excluded = monitoring.steady_state_reference(
+    reference, excluded = steady_state_reference(
         dataset.train, history_start, int(section["reference_min_rows"])
     )
     sample_rows = int(section["reference_sample_rows"])
@@ -137,7 +145,7 @@ def _reference(
     return reference, excluded
 
 
-def _metadata(summary: dict[str, Any], found: list[monitoring.Breach]) -> dict[str, Any]:
+def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
     psi = {name: values.get("psi") for name, values in summary["features"].items()}
     important = set(summary["important_features"])
     performance = summary.get("performance") or {}
@@ -202,10 +210,10 @@ def monitoring_report(
     stamp = datetime(day.year, day.month, day.day) + timedelta(days=1)
     calendar = set(section.get("calendar_features", []))
     daily_columns = [c for c in columns if c not in calendar]
-    drift = monitoring.drift_report(reference, today, daily_columns, policy=policy, timestamp=stamp)
+    drift = drift_report(reference, today, daily_columns, policy=policy, timestamp=stamp)
     week_rows = window[pd.to_datetime(window["partition_date"]).dt.date >= days_back(day, rolling)]
-    week = monitoring.psi_summary(reference, week_rows, [*columns, "score"], policy=policy)
-    performance = monitoring.matured_performance(
+    week = psi_summary(reference, week_rows, [*columns, "score"], policy=policy)
+    performance = matured_performance(
         window,
         as_of=stamp,
         delay_days=delay,
@@ -213,18 +221,14 @@ def monitoring_report(
         policy=policy,
     )
     important = [
-        f
-        for f in monitoring.important_features(champion.booster, policy=policy)
-        if f in daily_columns
+        f for f in important_features(champion.booster, policy=policy) if f in daily_columns
     ]
-    summary = monitoring.monitoring_summary(
-        drift, important_features=important, performance=performance
-    )
+    summary = monitoring_summary(drift, important_features=important, performance=performance)
     summary["rolling_week"] = week
     summary["model_version"] = champion.version
     summary["partition"] = day.isoformat()
     summary["reference"] = {"rows": len(reference), "excluded_partial_lookback": excluded}
-    found = monitoring.breaches(summary, policy, important)
+    found = breaches(summary, policy, important)
     out_dir = settings.report_dir("monitoring", day.isoformat())
     html = drift.save_html(out_dir / "drift_report.html")
     summary_path = out_dir / SUMMARY_FILE

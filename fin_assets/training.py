@@ -4,8 +4,8 @@
 label-delay gap, out-of-time test; matured labels only) and writes a content-addressed Parquet
 snapshot whose hash is its data version. ``challenger_model`` trains on that snapshot, evaluates
 on the test period, and logs and registers the model in MLflow with its provenance
-(``validation_status=pending``). The logic is in ``fin_assets.lib.training.model_training`` and
-``fin_assets.lib.training.model_registry``.
+(``validation_status=pending``). The logic is in ``fin_assets.lib.training`` (``time_protocol``,
+``training_data``, ``model_fit``, ``tuning``, ``model_registry``).
 
 Hand-off without an I/O manager: the snapshot directory is named by its data version and
 ``load_snapshot`` re-hashes what it reads, so ``challenger_model`` takes the snapshot path from
@@ -32,6 +32,7 @@ from fin_assets.handoff import upstream_metadata
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, evaluate, train_challenger
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
@@ -40,24 +41,19 @@ from fin_assets.lib.training.model_registry import (
     log_challenger,
     run_url,
 )
-from fin_assets.lib.training.model_training import (
-    DEFAULT_PARAMS,
+from fin_assets.lib.training.time_protocol import TimeProtocol, preset
+from fin_assets.lib.training.training_data import (
     KEY_COLUMNS,
     LABEL,
     PASSTHROUGH_COLUMNS,
-    TimeProtocol,
     TrainingDataset,
-    TuningMetric,
     build_training_dataset,
     default_feature_columns,
-    evaluate,
     load_snapshot,
     partial_lookback,
-    preset,
     save_snapshot,
-    train_challenger,
-    tune,
 )
+from fin_assets.lib.training.tuning import TuningMetric, tune
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
 from fin_resources.warehouse import WarehouseResource

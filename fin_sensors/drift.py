@@ -1,7 +1,7 @@
 """``drift_retrain_sensor``: a monitoring breach launches retraining, never promotion.
 
 It reads the summary of the latest ``monitoring_report`` materialisation and lets
-``fin_assets.lib.monitoring.model_monitoring.retrain_decision``
+``fin_assets.lib.monitoring.retrain_rules.retrain_decision``
 decide (policy breach, cool-down). Each breach fires
 once: its run key names the partition and what breached. What has fired is read from the
 instance's own run history (runs tagged ``fin/trigger=drift``), not from the sensor's cursor, so a
@@ -18,7 +18,7 @@ import dagster as dg
 from fin_assets.jobs import retrain_challenger_job
 from fin_assets.lib.common import names
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.monitoring.model_monitoring import retrain_decision
+from fin_assets.lib.monitoring.retrain_rules import retrain_decision
 from fin_assets.training import training_run_config
 from fin_resources.settings import SettingsResource
 

@@ -23,7 +23,7 @@ from playwright.sync_api import Page, expect
 
 from fin_assets.lib.governance import approvals
 from fin_assets.lib.governance.audit_chain import AuditChain
-from fin_assets.lib.training.model_training import load_snapshot
+from fin_assets.lib.training.training_data import load_snapshot
 from tests.browser import artifact_path, browser_page
 from tests.dagster_ui import dismiss_popups, running_ui, wait_for_text
 from tests.e2e.conftest import DRIFT_START, MONITORED, DemoRun

@@ -22,9 +22,13 @@ import pytest
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.monitoring import model_monitoring as monitoring
+from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
+from fin_assets.lib.monitoring.matured_performance import important_features
+from fin_assets.lib.monitoring.retrain_rules import Breach, breaches, retrain_decision
 from fin_assets.lib.monitoring.scoring import score_transactions
-from fin_assets.lib.training import model_training as training
+from fin_assets.lib.training.model_fit import train_challenger
+from fin_assets.lib.training.time_protocol import TimeProtocol
+from fin_assets.lib.training.training_data import build_training_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -56,15 +60,13 @@ class Pipeline:
     def __init__(self) -> None:
         self.drifted = _features("amount_shift")
         self.control = _features("none")
-        protocol = training.TimeProtocol(
+        protocol = TimeProtocol(
             train_start=START + timedelta(days=37), train_days=14, delay_days=7, test_days=1
         )
-        dataset = training.build_training_dataset(self.drifted, protocol)
-        self.model = training.train_challenger(
-            dataset, params={"n_estimators": 50, "max_depth": 4}, seed=0
-        )
+        dataset = build_training_dataset(self.drifted, protocol)
+        self.model = train_challenger(dataset, params={"n_estimators": 50, "max_depth": 4}, seed=0)
         self.columns = list(self.model.feature_columns)
-        self.important = monitoring.important_features(self.model.booster, policy=POLICY)
+        self.important = important_features(self.model.booster, policy=POLICY)
         self.reference = self._score(dataset.train)
 
     def _score(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -81,14 +83,14 @@ class Pipeline:
     def summary(self, run: str, day: date) -> dict[str, object]:
         features = self.drifted if run == "drifted" else self.control
         current = features[pd.to_datetime(features["tx_datetime"]).dt.date == day]
-        report = monitoring.drift_report(
+        report = drift_report(
             self.reference,
             self._score(current),
             self.columns,
             policy=POLICY,
             timestamp=datetime(day.year, day.month, day.day),
         )
-        return monitoring.monitoring_summary(report, important_features=self.important)
+        return monitoring_summary(report, important_features=self.important)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +104,8 @@ def summaries(pipeline: Pipeline) -> dict[tuple[str, date], dict[str, object]]:
     return {(run, day): pipeline.summary(run, day) for run, day in cases}
 
 
-def _breaches(summary: dict[str, object]) -> list[monitoring.Breach]:
-    return monitoring.breaches(summary, POLICY, summary["important_features"])  # type: ignore[arg-type]
+def _breaches(summary: dict[str, object]) -> list[Breach]:
+    return breaches(summary, POLICY, summary["important_features"])  # type: ignore[arg-type]
 
 
 def test_runs_are_identical_before_the_drift_and_the_model_uses_the_amount(
@@ -152,7 +154,7 @@ def test_amount_drift_breaches_from_the_first_drifted_day(
     }
     # the scores move with the amounts (prediction drift)
     assert summary["prediction"]["band"] != "stable"  # type: ignore[index]
-    decision = monitoring.retrain_decision(
+    decision = retrain_decision(
         summary,
         partition=day.isoformat(),
         last_fired_at=None,
@@ -171,7 +173,7 @@ def test_the_undrifted_control_has_no_breach_on_the_same_days(
     assert _breaches(summary) == []
     for name in AMOUNT_FEATURES:
         assert summary["features"][name]["band"] == "stable"  # type: ignore[index]
-    decision = monitoring.retrain_decision(
+    decision = retrain_decision(
         summary,
         partition=day.isoformat(),
         last_fired_at=None,

@@ -19,21 +19,23 @@ import pytest
 from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.training import model_registry
+from fin_assets.lib.training.model_fit import (
+    TrainedModel,
+    evaluate,
+    predict_scores,
+    train_challenger,
+)
 from fin_assets.lib.training.model_registry import (
     RegisteredChallenger,
     load_booster,
     load_pyfunc,
     log_challenger,
 )
-from fin_assets.lib.training.model_training import (
-    TimeProtocol,
-    TrainedModel,
+from fin_assets.lib.training.time_protocol import TimeProtocol
+from fin_assets.lib.training.training_data import (
     TrainingDataset,
     build_training_dataset,
-    evaluate,
-    predict_scores,
     save_snapshot,
-    train_challenger,
 )
 from fin_resources.mlflow_tracking import MlflowResource
 

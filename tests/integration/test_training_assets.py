@@ -18,8 +18,9 @@ from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import train_challenger_job
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import load_booster
-from fin_assets.lib.training.model_training import load_snapshot, predict_scores
+from fin_assets.lib.training.training_data import load_snapshot
 from fin_assets.training import (
     TrainingConfig,
     challenger_model,

@@ -19,7 +19,7 @@ import pytest
 
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.monitoring import model_monitoring as monitoring
+from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
 from fin_sensors.drift import MONITORING_REPORT
 
 FEATURES = ["tx_amount", "customer_id_nb_tx_7day_window"]
@@ -47,8 +47,8 @@ def summaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     paths = {}
     for name, scale in (("breach", 2.0), ("calm", 1.0)):
         current = _frame(rng, 2000, scale)
-        drift = monitoring.drift_report(reference, current, FEATURES, policy=policy)
-        summary = monitoring.monitoring_summary(drift, important_features=["tx_amount"])
+        drift = drift_report(reference, current, FEATURES, policy=policy)
+        summary = monitoring_summary(drift, important_features=["tx_amount"])
         paths[name] = out / f"{name}.json"
         paths[name].write_text(json.dumps(summary))
     return paths

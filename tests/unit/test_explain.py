@@ -10,7 +10,7 @@ import pytest
 import xgboost as xgb
 
 from fin_assets.lib.features import feature_registry
-from fin_assets.lib.training.model_training import predict_scores
+from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.validation.explain import (
     ReasonCode,
     adverse_reason_codes,

@@ -20,24 +20,16 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fin_assets.lib.common import metrics
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.monitoring.model_monitoring import (
-    PSI_EPSILON,
-    Breach,
+from fin_assets.lib.monitoring.drift_report import (
     DriftResult,
-    breach_key,
-    breaches,
     drift_report,
-    important_features,
-    is_categorical,
-    matured_performance,
     monitoring_summary,
-    psi,
-    psi_band,
-    quantile_edges,
-    retrain_decision,
     steady_state_reference,
 )
-from fin_assets.lib.training.model_training import known_compromised_customers
+from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
+from fin_assets.lib.monitoring.psi import PSI_EPSILON, is_categorical, psi, psi_band, quantile_edges
+from fin_assets.lib.monitoring.retrain_rules import Breach, breach_key, breaches, retrain_decision
+from fin_assets.lib.training.training_data import known_compromised_customers
 
 EPS = PSI_EPSILON
 

@@ -12,22 +12,18 @@ import pandas as pd
 import pytest
 
 from fin_assets.lib.features import feature_registry
-from fin_assets.lib.training.model_training import (
-    HANDBOOK_BASELINE,
+from fin_assets.lib.training.model_fit import evaluate, train_challenger
+from fin_assets.lib.training.time_protocol import HANDBOOK_BASELINE, TimeProtocol, preset
+from fin_assets.lib.training.training_data import (
     LABEL,
-    TimeProtocol,
     TrainingDataset,
     build_training_dataset,
     default_feature_columns,
-    evaluate,
     known_compromised_customers,
     load_snapshot,
-    prequential_folds,
-    preset,
     save_snapshot,
-    train_challenger,
-    tune,
 )
+from fin_assets.lib.training.tuning import prequential_folds, tune
 
 SMALL_FEATURES = ["tx_amount", "tx_during_night"]
 #: Train 2024-01-01..02, gap 03..04, test 05..06.

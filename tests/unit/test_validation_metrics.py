@@ -11,11 +11,10 @@ from scipy.stats import bootstrap, ks_2samp, norm
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from fin_assets.lib.common.metrics import (
+from fin_assets.lib.common.metrics import auc_roc, average_precision
+from fin_assets.lib.validation.validation_statistics import (
     Interval,
     Metric,
-    auc_roc,
-    average_precision,
     bootstrap_ci,
     brier_score,
     delong_test,

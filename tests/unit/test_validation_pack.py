@@ -22,7 +22,8 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.features import feature_registry
-from fin_assets.lib.training.model_training import default_feature_columns, predict_scores
+from fin_assets.lib.training.model_fit import predict_scores
+from fin_assets.lib.training.training_data import default_feature_columns
 from fin_assets.lib.validation.pack import (
     PACK_SECTIONS,
     ChampionSubject,

@@ -98,8 +98,9 @@ def read_scores(
 ) -> pd.DataFrame:
     """Scores of ``[start, end]`` joined with the features and the label of each transaction.
 
-    Whether a label may be *used* is the caller's decision (``monitoring.matured_performance``
-    keeps only labels older than the delay); the join only brings it along.
+    Whether a label may be *used* is the caller's decision
+    (``matured_performance.matured_performance`` keeps only labels older than the delay); the join
+    only brings it along.
     """
     columns = ", ".join(f"f.{c}" for c in feature_columns if c != "tx_amount")
     select_features = f", {columns}" if columns else ""

@@ -5,9 +5,9 @@ know *which* model produced a score. A score without its model name, version and
 attributed after a promotion or a rollback, so the scoring function refuses to run without them
 and writes them on every row. Labels (``tx_fraud``) are carried through when the input has them:
 they are not used to score, but they mature after the label delay and are then joined back to
-measure the model's real performance (``monitoring.matured_performance``).
+measure the model's real performance (``matured_performance.matured_performance``).
 
-The scores are computed by ``training.predict_scores`` (float32 features through a DMatrix), the
+The scores are computed by ``model_fit.predict_scores`` (float32 features through a DMatrix), the
 same path as training and as MLflow's pyfunc wrapper, so a batch score equals the score the model
 was validated with.
 """
@@ -22,7 +22,8 @@ import pandas as pd
 import xgboost as xgb
 
 from fin_assets.lib.features import feature_registry
-from fin_assets.lib.training.model_training import KEY_COLUMNS, LABEL, predict_scores, typed_keys
+from fin_assets.lib.training.model_fit import predict_scores
+from fin_assets.lib.training.training_data import KEY_COLUMNS, LABEL, typed_keys
 
 #: The score column of a scored frame.
 SCORE: Final[str] = "score"
@@ -69,7 +70,7 @@ def score_transactions(
 ) -> pd.DataFrame:
     """Score every row of ``frame`` and stamp each score with the model that produced it.
 
-    ``frame`` holds the transaction keys (``training.KEY_COLUMNS``) and the feature columns
+    ``frame`` holds the transaction keys (``training_data.KEY_COLUMNS``) and the feature columns
     (``features.transaction_features`` has both). Returns, in the input's row order:
     ``transaction_id``, ``tx_datetime``, ``customer_id``, ``terminal_id``, ``tx_amount``,
     ``score`` (float32), ``model_name``, ``model_version``, ``model_digest``, then ``tx_fraud``

@@ -39,7 +39,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_USER
 
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
-from fin_assets.lib.training.model_training import TrainedModel, TrainingDataset, TuningResult
+from fin_assets.lib.training.model_fit import TrainedModel
+from fin_assets.lib.training.training_data import TrainingDataset
+from fin_assets.lib.training.tuning import TuningResult
 
 DEFAULT_EXPERIMENT: Final[str] = "fraud_detection"
 #: Artifact name of the model inside its run (``log_model(name=...)``).
@@ -283,7 +285,7 @@ def log_challenger(
 ) -> RegisteredChallenger:
     """Create one MLflow run for ``model``, log everything, and register a new version.
 
-    ``metrics`` are the test metrics (``training.evaluate``); the snapshot's row counts and label
+    ``metrics`` are the test metrics (``model_fit.evaluate``); the snapshot's row counts and label
     rates are added. ``dagster_run_id`` and ``developer`` become tags (developer defaults to
     ``FIN_DEVELOPER`` or the OS user). Each call makes a new run and a new version, even for
     identical inputs: a version is an event in the model's history, the data version and model

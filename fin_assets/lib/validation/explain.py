@@ -26,7 +26,7 @@ import pandas as pd
 import xgboost as xgb
 
 from fin_assets.lib.features import feature_registry
-from fin_assets.lib.training import model_training as training
+from fin_assets.lib.training.model_fit import feature_matrix
 
 ArrayLike = npt.ArrayLike
 
@@ -69,8 +69,8 @@ def _check_columns(booster: xgb.Booster, frame: pd.DataFrame, columns: Sequence[
 
 
 def _dmatrix(frame: pd.DataFrame, columns: Sequence[str]) -> xgb.DMatrix:
-    # Same float32 conversion as training.predict_scores: the explained score is the scored one.
-    return xgb.DMatrix(training._matrix(frame, columns), feature_names=list(columns))
+    # Same float32 conversion as model_fit.predict_scores: the explained score is the scored one.
+    return xgb.DMatrix(feature_matrix(frame, columns), feature_names=list(columns))
 
 
 def shap_contributions(
@@ -81,7 +81,7 @@ def shap_contributions(
     Returns ``(contributions, bias)``: an (n, f) array in ``feature_columns`` order and the (n,)
     bias (expected margin), with ``contributions.sum(axis=1) + bias`` equal to the booster's
     output margin for the row. Features go through the same float32 matrix as
-    ``training.predict_scores``.
+    ``model_fit.predict_scores``.
     """
     columns = list(feature_columns)
     _check_columns(booster, frame, columns)
@@ -331,7 +331,7 @@ def adverse_reason_codes(
 
     Only the adverse rows are explained (TreeSHAP costs about a millisecond a row). One dict per
     adverse row, in row order: ``row`` (position in ``frame``), ``id`` (``frame[id_column]``,
-    None without one), ``score`` (the model's probability, as ``training.predict_scores``) and
+    None without one), ``score`` (the model's probability, as ``model_fit.predict_scores``) and
     ``reasons`` (:meth:`ReasonCode.to_dict` of :func:`reason_codes`).
     """
     columns = list(feature_columns)

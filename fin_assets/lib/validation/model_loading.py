@@ -23,6 +23,7 @@ import pandas as pd
 import xgboost as xgb
 from mlflow.tracking import MlflowClient
 
+from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import (
     TAG_DAGSTER_RUN_ID,
     TAG_DATA_VERSION,
@@ -34,12 +35,11 @@ from fin_assets.lib.training.model_registry import (
     TrackingBackend,
     load_booster,
 )
-from fin_assets.lib.training.model_training import (
+from fin_assets.lib.training.training_data import (
     LABEL,
     TrainingDataset,
     load_snapshot,
     partial_lookback,
-    predict_scores,
 )
 from fin_assets.lib.validation.pack import ChampionSubject, ValidationSubject
 

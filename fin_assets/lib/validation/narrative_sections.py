@@ -14,7 +14,7 @@ import numpy as np
 
 from fin_assets.lib.common import metrics
 from fin_assets.lib.common.policy import Policy
-from fin_assets.lib.validation import subjects
+from fin_assets.lib.validation import subjects, validation_statistics
 from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     ChampionSubject,
@@ -60,8 +60,8 @@ def champion_comparison(ev: Evaluation, champion: ChampionSubject | None) -> dic
             "not_applicable_reasons": {"auc_roc_delta_ci_high": reason},
         }
     champion_scores = subjects.scores(champion.score, ev.subject.frame)
-    delong = metrics.delong_test(ev.y, ev.scores, champion_scores, level=CI_LEVEL)
-    ap = metrics.paired_bootstrap_delta(
+    delong = validation_statistics.delong_test(ev.y, ev.scores, champion_scores, level=CI_LEVEL)
+    ap = validation_statistics.paired_bootstrap_delta(
         metrics.average_precision,
         ev.y,
         ev.scores,
@@ -80,7 +80,10 @@ def champion_comparison(ev: Evaluation, champion: ChampionSubject | None) -> dic
         }
         for key in ("precision", "recall", "false_positive_rate")
     }
-    ks_a, ks_b = metrics.ks_statistic(ev.y, ev.scores), metrics.ks_statistic(ev.y, champion_scores)
+    ks_a, ks_b = (
+        validation_statistics.ks_statistic(ev.y, ev.scores),
+        validation_statistics.ks_statistic(ev.y, champion_scores),
+    )
     auc_verdict = _verdict(subjects.number(delong["ci_low"]), subjects.number(delong["ci_high"]))
     ap_verdict = _verdict(subjects.number(ap.low), subjects.number(ap.high))
     return {
@@ -118,7 +121,10 @@ def champion_comparison(ev: Evaluation, champion: ChampionSubject | None) -> dic
 
 
 def _recommendation(
-    delong: Mapping[str, float], ap: metrics.Interval, auc_verdict: str, ap_verdict: str
+    delong: Mapping[str, float],
+    ap: validation_statistics.Interval,
+    auc_verdict: str,
+    ap_verdict: str,
 ) -> str:
     level = f"{CI_LEVEL:.0%}"
     facts = (

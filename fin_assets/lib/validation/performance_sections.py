@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from fin_assets.lib.common import metrics
-from fin_assets.lib.validation import subjects
+from fin_assets.lib.validation import subjects, validation_statistics
 from fin_assets.lib.validation.subjects import (
     CI_LEVEL,
     BoolArray,
@@ -35,7 +35,7 @@ def _downsample(count: int) -> IntArray:
     return np.unique(np.linspace(0, count - 1, MAX_CURVE_POINTS).round().astype(np.int64))
 
 
-def _interval(interval: metrics.Interval) -> dict[str, Any]:
+def _interval(interval: validation_statistics.Interval) -> dict[str, Any]:
     return {
         "low": interval.low,
         "high": interval.high,
@@ -95,14 +95,14 @@ def discrimination(ev: Evaluation) -> dict[str, Any]:
     """How well the scores rank: AUC, AP, KS, Gini with bootstrap intervals, curves."""
     y, s = ev.y, ev.scores
 
-    def interval(metric: metrics.Metric) -> metrics.Interval:
-        return metrics.bootstrap_ci(
+    def interval(metric: validation_statistics.Metric) -> validation_statistics.Interval:
+        return validation_statistics.bootstrap_ci(
             metric, y, s, n_resamples=ev.n_resamples, seed=ev.seed, level=CI_LEVEL
         )
 
     auc = interval(metrics.auc_roc)
     ap = interval(metrics.average_precision)
-    ks = interval(metrics.ks_statistic)
+    ks = interval(validation_statistics.ks_statistic)
     gini_ci = {**_interval(auc), "low": 2.0 * auc.low - 1.0, "high": 2.0 * auc.high - 1.0}
     card, card_reason = _card_precision(ev)
     section: dict[str, Any] = {
@@ -114,7 +114,7 @@ def discrimination(ev: Evaluation) -> dict[str, Any]:
         "average_precision_ci": _interval(ap),
         "ks": ks.estimate,
         "ks_ci": _interval(ks),
-        "gini": metrics.gini(y, s),
+        "gini": validation_statistics.gini(y, s),
         "gini_ci": gini_ci,
         "card_precision_top_k": card,
         "card_precision_top_k_mean": None if card is None else card["mean"],
@@ -130,13 +130,16 @@ def calibration(ev: Evaluation) -> dict[str, Any]:
     """Whether scores are probabilities: Brier score, ECE and the reliability table."""
     n_bins = int(ev.settings["calibration_bins"])
     strategy = cast(
-        metrics.CalibrationStrategy, str(ev.settings.get("calibration_strategy", "quantile"))
+        validation_statistics.CalibrationStrategy,
+        str(ev.settings.get("calibration_strategy", "quantile")),
     )
-    table = metrics.reliability_table(ev.y, ev.scores, n_bins=n_bins, strategy=strategy)
+    table = validation_statistics.reliability_table(
+        ev.y, ev.scores, n_bins=n_bins, strategy=strategy
+    )
     gaps = [abs(float(r["observed_rate"]) - float(r["mean_score"])) for r in table]
     return {
-        "brier_score": metrics.brier_score(ev.y, ev.scores),
-        "ece": metrics.expected_calibration_error(
+        "brier_score": validation_statistics.brier_score(ev.y, ev.scores),
+        "ece": validation_statistics.expected_calibration_error(
             ev.y,
             ev.scores,
             n_bins=n_bins,

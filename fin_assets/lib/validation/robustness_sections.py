@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from fin_assets.lib.common import metrics
-from fin_assets.lib.validation import subjects
+from fin_assets.lib.validation import subjects, validation_statistics
 from fin_assets.lib.validation.subjects import (
     Evaluation,
     FloatArray,
@@ -203,7 +203,7 @@ def _scenario_metrics(ev: Evaluation, y: IntArray, s: FloatArray, days: Any) -> 
     return {
         "auc_roc": metrics.auc_roc(y, s),
         "average_precision": metrics.average_precision(y, s),
-        "ks": metrics.ks_statistic(y, s),
+        "ks": validation_statistics.ks_statistic(y, s),
         "precision": confusion["precision"],
         "recall": confusion["recall"],
         "alerts": confusion["alerts"],

@@ -1,0 +1,452 @@
+"""Drift of the champion's inputs and score: per feature, for the prediction and per segment.
+
+Why: drift is visible at once, long before the labels that would show a model's decay. For every
+feature and for the score, the population stability index (``psi.py``) and Evidently's statistical
+test of the policy (``num_stattest`` / ``cat_stattest`` at ``stattest_threshold``), the share of
+drifted features (Evidently's ``DriftedColumnsCount``), and drift within segments (night, weekend,
+amount bands) that a global number can hide. The Evidently snapshot is kept so the caller can save
+its HTML report; :func:`monitoring_summary` is the JSON summary the retraining rules read.
+
+Evidently is imported inside the functions that run it: importing it costs about 8 s of CPU,
+which a sensor or a definitions load that does not compute drift should not pay.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.monitoring.psi import PsiBand, is_categorical, monitoring_section, psi, psi_band
+from fin_assets.lib.monitoring.summary_json import jsonable
+from fin_assets.lib.training.training_data import partial_lookback_rows
+
+#: Column of the transaction amount, which the segment drift compares within each segment.
+AMOUNT: Final[str] = "tx_amount"
+
+
+ColumnKind = Literal["numerical", "categorical"]
+
+
+#: Builds a segment's row mask (True = in the segment) from a frame.
+SegmentBuilder = Callable[[pd.DataFrame], "pd.Series[bool] | npt.NDArray[np.bool_]"]
+
+_VALUE_DRIFT: Final[str] = "evidently:metric_v2:ValueDrift"
+_DRIFTED_COUNT: Final[str] = "evidently:metric_v2:DriftedColumnsCount"
+
+
+def steady_state_reference(
+    train: pd.DataFrame, history_start: date | None, min_rows: int
+) -> tuple[pd.DataFrame, int]:
+    """The training rows that describe normal traffic, and how many were left out.
+
+    Rows from a warehouse's first days (``training_data.partial_lookback_rows`` of a history
+    starting ``history_start``) have windows that reach before the history, so their counts run low;
+    against them every later day looks drifted on the 30-day counts. They are left out of the
+    reference when at least ``min_rows`` rows remain; otherwise the whole training set is kept
+    (a thin reference is worse than a skewed one) and nothing is left out.
+    """
+    if history_start is None:
+        return train, 0
+    keep = ~partial_lookback_rows(train, history_start)
+    kept = int(keep.sum())
+    if kept == len(train) or kept < min_rows:
+        return train, 0
+    return train[keep.to_numpy()], len(train) - kept
+
+
+def psi_summary(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    policy: Policy,
+) -> dict[str, Any]:
+    """PSI and band per column, and the largest, without Evidently's tests.
+
+    For the rolling week next to the daily Evidently report: the week's PSIs show a slow drift
+    that single days hide, at a fraction of the cost of a second full report.
+    """
+    bins = int(monitoring_section(policy)["psi_bins"])
+    values = {c: psi(reference[c], current[c], bins=bins) for c in columns}
+    worst = max(values, key=lambda c: values[c]) if values else None
+    return jsonable(
+        {
+            "rows_current": len(current),
+            "psi": values,
+            "bands": {c: psi_band(v, policy) for c, v in values.items()},
+            "max_psi": {"feature": worst, "psi": values[worst] if worst else None},
+        }
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnDrift:
+    """Drift of one column: our PSI and Evidently's test.
+
+    Attributes:
+        column: the column.
+        kind: ``numerical`` or ``categorical`` (decides the PSI bins and the policy's test).
+        psi: population stability index against the reference.
+        band: ``stable`` / ``warn`` / ``breach`` by the policy's PSI bands.
+        method: Evidently's stattest name (``ks``, ``chisquare``, ...).
+        p_value: the test's p-value, for tests that return one (``ks``, ``chisquare``).
+        statistic: the test's statistic, for tests that return a distance instead (``psi``,
+            ``wasserstein``, ...).
+        threshold: the test's threshold (``stattest_threshold``).
+        drifted: Evidently's verdict (its test on the column failed).
+    """
+
+    column: str
+    kind: ColumnKind
+    psi: float
+    band: PsiBand
+    method: str
+    p_value: float | None
+    statistic: float | None
+    threshold: float
+    drifted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentDrift:
+    """Drift within one segment: its size on both sides and the PSI of score and amount.
+
+    A PSI is None when the segment is empty on either side (a weekday has no weekend rows).
+    """
+
+    segment: str
+    rows_reference: int
+    rows_current: int
+    share_reference: float
+    share_current: float
+    score_psi: float | None
+    score_band: PsiBand | None
+    amount_psi: float | None
+    amount_band: PsiBand | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftResult:
+    """Everything :func:`drift_report` found, and the Evidently snapshot behind it.
+
+    Attributes:
+        rows_reference: rows of the reference (the champion's training data, scored).
+        rows_current: rows of the current window (a day, or a rolling week).
+        features: per feature column, in the order given.
+        prediction: drift of the score column.
+        drifted_features: features whose Evidently test failed (``DriftedColumnsCount``).
+        drift_share: their share of the features (``DriftedColumnsCount``).
+        segments: drift per segment.
+        policy_version: the policy the thresholds came from.
+        snapshot: Evidently's ``Snapshot`` (``save_html``, ``json``, ``dict``); typed ``Any``
+            because Evidently is imported lazily (module docstring).
+    """
+
+    rows_reference: int
+    rows_current: int
+    features: dict[str, ColumnDrift]
+    prediction: ColumnDrift
+    drifted_features: int
+    drift_share: float
+    segments: dict[str, SegmentDrift]
+    policy_version: str
+    snapshot: Any
+
+    @property
+    def max_psi(self) -> tuple[str, float]:
+        """The feature with the highest PSI and that PSI (first in column order on ties)."""
+        best = max(self.features.values(), key=lambda d: d.psi)
+        return best.column, best.psi
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able summary for the report file and Dagster metadata (undefined values: None)."""
+        feature, value = self.max_psi
+        return jsonable(
+            {
+                "policy_version": self.policy_version,
+                "rows_reference": self.rows_reference,
+                "rows_current": self.rows_current,
+                "features": {name: d.to_dict() for name, d in self.features.items()},
+                "n_features": len(self.features),
+                "drifted_features": self.drifted_features,
+                "drift_share": self.drift_share,
+                "max_psi": {"feature": feature, "psi": value},
+                "prediction": self.prediction.to_dict(),
+                "segments": {name: s.to_dict() for name, s in self.segments.items()},
+            }
+        )
+
+    def save_html(self, path: str | Path) -> Path:
+        """Write Evidently's HTML report to ``path`` (parents created); returns the path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.snapshot.save_html(str(target))
+        return target
+
+
+def _amount_band_mask(low: float, high: float | None) -> SegmentBuilder:
+    def build(frame: pd.DataFrame) -> pd.Series[bool]:
+        amount = frame[AMOUNT]
+        inside = amount >= low
+        return inside & (amount < high) if high is not None else inside
+
+    return build
+
+
+def _flag_mask(column: str) -> SegmentBuilder:
+    def build(frame: pd.DataFrame) -> pd.Series[bool]:
+        return frame[column] == 1
+
+    return build
+
+
+def _band_name(low: float, high: float | None) -> str:
+    return f"amount_{low:g}_{high:g}" if high is not None else f"amount_{low:g}_plus"
+
+
+def default_segments(policy: Policy) -> dict[str, SegmentBuilder]:
+    """Night, weekend and amount-band segments.
+
+    The amount bands are the validation pack's (``validation.amount_bands``, lower edges, last
+    band open): monitoring watches the same segments the model was judged on, so a band that
+    passed validation is the band whose drift is reported.
+    """
+    edges = [float(e) for e in policy.section("validation")["amount_bands"]]
+    segments: dict[str, SegmentBuilder] = {
+        "night": _flag_mask("tx_during_night"),
+        "weekend": _flag_mask("tx_during_weekend"),
+    }
+    for i, low in enumerate(edges):
+        high = edges[i + 1] if i + 1 < len(edges) else None
+        segments[_band_name(low, high)] = _amount_band_mask(low, high)
+    return segments
+
+
+def _column_kind(reference: pd.Series, current: pd.Series) -> ColumnKind:
+    return "categorical" if is_categorical(reference, current) else "numerical"
+
+
+def _method_for(kind: ColumnKind, section: Mapping[str, Any]) -> str:
+    return str(section["cat_stattest"] if kind == "categorical" else section["num_stattest"])
+
+
+def _returns_p_value(method: str, kind: ColumnKind) -> bool:
+    from evidently.legacy.calculations.stattests.registry import get_registered_stattest
+    from evidently.legacy.core import ColumnType
+
+    column_type = ColumnType.Categorical if kind == "categorical" else ColumnType.Numerical
+    return str(get_registered_stattest(method, column_type).display_name).endswith("p_value")
+
+
+def _evidently_results(
+    snapshot: Any,
+) -> tuple[dict[str, float], dict[str, bool], tuple[int, float]]:
+    """Per column drift score and verdict, and (count, share) of drifted columns."""
+    content = snapshot.dict()
+    scores: dict[str, float] = {}
+    count_share: tuple[int, float] | None = None
+    for metric in content["metrics"]:
+        config = metric["config"]
+        if config["type"] == _VALUE_DRIFT:
+            scores[str(config["column"])] = float(metric["value"])
+        elif config["type"] == _DRIFTED_COUNT:
+            count_share = (int(metric["value"]["count"]), float(metric["value"]["share"]))
+    verdicts: dict[str, bool] = {}
+    for test in content["tests"]:
+        params = test["metric_config"]["params"]
+        if params["type"] == _VALUE_DRIFT:
+            verdicts[str(params["column"])] = str(test["status"]).endswith("FAIL")
+    if count_share is None:
+        raise RuntimeError("Evidently's report has no DriftedColumnsCount result")
+    return scores, verdicts, count_share
+
+
+def _check_frames(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: Sequence[str], score_column: str
+) -> None:
+    if not columns:
+        raise ValueError("no feature columns to monitor")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"duplicate feature columns: {list(columns)}")
+    if score_column in columns:
+        raise ValueError(f"the score column {score_column!r} is not a feature")
+    for name, frame in (("reference", reference), ("current", current)):
+        if frame.empty:
+            raise ValueError(f"the {name} frame has no rows")
+        missing = [c for c in (*columns, score_column) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the {name} frame lacks the columns {missing}")
+
+
+def _segment_drift(
+    name: str,
+    build: SegmentBuilder,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    score_column: str,
+    bins: int,
+    policy: Policy,
+) -> SegmentDrift:
+    masks = []
+    for label, frame in (("reference", reference), ("current", current)):
+        mask = np.asarray(build(frame), dtype=bool)
+        if mask.shape != (len(frame),):
+            raise ValueError(
+                f"segment {name!r} gave {mask.shape} flags for {len(frame)} {label} rows"
+            )
+        masks.append(mask)
+    ref_rows, cur_rows = reference[masks[0]], current[masks[1]]
+
+    def banded(column: str) -> tuple[float | None, PsiBand | None]:
+        if ref_rows.empty or cur_rows.empty:
+            return None, None
+        value = psi(ref_rows[column], cur_rows[column], bins=bins)
+        return value, psi_band(value, policy)
+
+    score_psi, score_band = banded(score_column)
+    amount_psi, amount_band = banded(AMOUNT)
+    return SegmentDrift(
+        segment=name,
+        rows_reference=len(ref_rows),
+        rows_current=len(cur_rows),
+        share_reference=len(ref_rows) / len(reference),
+        share_current=len(cur_rows) / len(current),
+        score_psi=score_psi,
+        score_band=score_band,
+        amount_psi=amount_psi,
+        amount_band=amount_band,
+    )
+
+
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    feature_columns: Sequence[str],
+    *,
+    score_column: str = "score",
+    segments: Mapping[str, SegmentBuilder] | None = None,
+    policy: Policy,
+    timestamp: datetime | None = None,
+) -> DriftResult:
+    """Compare ``current`` with ``reference``: per feature, for the score, and per segment.
+
+    Both frames hold ``feature_columns`` and ``score_column`` (and, for the default segments,
+    ``tx_amount``, ``tx_during_night``, ``tx_during_weekend``). ``reference`` is the champion's
+    training data scored by the champion; ``current`` the day (or rolling week) to check.
+    Each feature and the score get a PSI (``psi_bins`` bins) and band, and Evidently's test of
+    the policy for its kind (``num_stattest`` / ``cat_stattest``, ``stattest_threshold``); the
+    drift share is Evidently's ``DriftedColumnsCount`` over the features (the score is reported
+    apart, as prediction drift). ``segments`` maps a name to a row-mask builder (default
+    :func:`default_segments`; ``{}`` for none). ``timestamp`` stamps the Evidently snapshot
+    (default: now).
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    columns = list(feature_columns)
+    _check_frames(reference, current, columns, score_column)
+    section = monitoring_section(policy)
+    bins = int(section["psi_bins"])
+    threshold = float(section["stattest_threshold"])
+    monitored = [*columns, score_column]
+    kinds = {c: _column_kind(reference[c], current[c]) for c in monitored}
+    methods = {c: _method_for(kinds[c], section) for c in monitored}
+    p_value_tests = {c: _returns_p_value(methods[c], kinds[c]) for c in monitored}
+
+    definition = DataDefinition(
+        numerical_columns=[c for c in monitored if kinds[c] == "numerical"],
+        categorical_columns=[c for c in monitored if kinds[c] == "categorical"],
+    )
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=columns,
+                num_method=str(section["num_stattest"]),
+                cat_method=str(section["cat_stattest"]),
+                threshold=threshold,
+                drift_share=float(section["drift_share_max"]),
+            ),
+            ValueDrift(column=score_column, method=methods[score_column], threshold=threshold),
+        ],
+        include_tests=True,
+    )
+    snapshot = report.run(
+        Dataset.from_pandas(current[monitored], data_definition=definition),
+        Dataset.from_pandas(reference[monitored], data_definition=definition),
+        timestamp=timestamp,
+    )
+    scores, verdicts, (drifted_count, share) = _evidently_results(snapshot)
+
+    def column_drift(column: str) -> ColumnDrift:
+        value = psi(
+            reference[column],
+            current[column],
+            bins=bins,
+            categorical=kinds[column] == "categorical",
+        )
+        score = scores[column]
+        return ColumnDrift(
+            column=column,
+            kind=kinds[column],
+            psi=value,
+            band=psi_band(value, policy),
+            method=methods[column],
+            p_value=score if p_value_tests[column] else None,
+            statistic=None if p_value_tests[column] else score,
+            threshold=threshold,
+            drifted=verdicts[column],
+        )
+
+    chosen = default_segments(policy) if segments is None else segments
+    return DriftResult(
+        rows_reference=len(reference),
+        rows_current=len(current),
+        features={c: column_drift(c) for c in columns},
+        prediction=column_drift(score_column),
+        drifted_features=drifted_count,
+        drift_share=share,
+        segments={
+            name: _segment_drift(name, build, reference, current, score_column, bins, policy)
+            for name, build in chosen.items()
+        },
+        policy_version=policy.version,
+        snapshot=snapshot,
+    )
+
+
+def monitoring_summary(
+    drift: DriftResult,
+    *,
+    important_features: Sequence[str],
+    performance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The report's JSON summary: the drift summary, the important features and the matured
+    performance (``None`` when not computed). :func:`breaches` and :func:`retrain_decision`
+    read exactly this layout."""
+    unknown = [f for f in important_features if f not in drift.features]
+    if unknown:
+        raise ValueError(f"important features not monitored: {unknown}")
+    return jsonable(
+        {
+            **drift.summary(),
+            "important_features": list(important_features),
+            "performance": dict(performance) if performance is not None else None,
+        }
+    )

@@ -1,0 +1,228 @@
+"""Policy breaches of a monitoring summary, and the retraining decision of the drift sensor.
+
+:func:`breaches` turns a summary (``drift_report.monitoring_summary``) into policy breaches, and
+:func:`retrain_decision` says whether the ``drift_retrain_sensor`` should launch a retraining run
+(keyed by the breach, so the same breach never launches twice) or why not. Retraining never
+promotes: a human approves. The rules read only the summary and the policy, so the sensor that
+applies them loads neither Evidently nor the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.monitoring.psi import monitoring_section
+from fin_assets.lib.monitoring.summary_json import jsonable
+
+BreachKind = Literal["psi_important_feature", "drift_share", "performance_floor"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Breach:
+    """One policy breach: what, where, how much, against which threshold, in words."""
+
+    kind: BreachKind
+    feature: str | None
+    value: float
+    threshold: float
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return jsonable(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainDecision:
+    """What the drift sensor should do, and why.
+
+    ``run_key`` identifies the breach (partition + kinds and features breached), so a sensor
+    that sees the same breach again asks for the same run key and Dagster launches nothing.
+    """
+
+    fire: bool
+    run_key: str | None
+    reason: str
+    breaches: list[Breach]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "fire": self.fire,
+            "run_key": self.run_key,
+            "reason": self.reason,
+            "breaches": [b.to_dict() for b in self.breaches],
+        }
+
+
+#: Performance metrics with a floor in the policy (``performance_floor``), in report order.
+PERFORMANCE_METRICS: Final[tuple[str, ...]] = ("auc_roc", "average_precision")
+
+
+def _f2(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str]) -> list[Breach]:
+    """The policy breaches of a summary (:func:`monitoring_summary` layout), in this order:
+
+    * ``psi_important_feature``: PSI >= ``psi_breach`` on one of ``important``;
+    * ``drift_share``: the share of drifted features above ``drift_share_max``;
+    * ``performance_floor``: a matured metric below its ``performance_floor`` (only when the
+      performance was assessed).
+    """
+    section = monitoring_section(policy)
+    limit = float(section["psi_breach"])
+    found: list[Breach] = []
+    features = summary["features"]
+    for name in important:
+        if name not in features:
+            raise ValueError(f"important feature {name!r} is not in the summary")
+        value = features[name]["psi"]
+        if value is not None and value >= limit:
+            found.append(
+                Breach(
+                    kind="psi_important_feature",
+                    feature=name,
+                    value=float(value),
+                    threshold=limit,
+                    message=f"PSI {_f2(value)} ≥ {_f2(limit)} on {name} (important feature)",
+                )
+            )
+    share, share_max = float(summary["drift_share"]), float(section["drift_share_max"])
+    if share > share_max:
+        found.append(
+            Breach(
+                kind="drift_share",
+                feature=None,
+                value=share,
+                threshold=share_max,
+                message=(
+                    f"drift share {_f2(share)} > {_f2(share_max)} "
+                    f"({summary['drifted_features']} of {summary['n_features']} features drifted)"
+                ),
+            )
+        )
+    performance = summary.get("performance")
+    if performance and performance.get("assessed"):
+        floors = section["performance_floor"]
+        for metric in PERFORMANCE_METRICS:
+            value = performance.get(metric)
+            floor = float(floors[metric])
+            if value is not None and value < floor:
+                found.append(
+                    Breach(
+                        kind="performance_floor",
+                        feature=metric,
+                        value=float(value),
+                        threshold=floor,
+                        message=(
+                            f"matured {metric} {value:.3f} < {_f2(floor)} "
+                            f"on {performance['rows']} rows"
+                        ),
+                    )
+                )
+    return found
+
+
+def breach_key(partition: str, found: Sequence[Breach]) -> str:
+    """``retrain-<partition>-<10 hex>``: a hash of the sorted ``kind:feature`` pairs breached.
+
+    Values are left out on purpose: the same breach with a slightly different PSI is the same
+    breach and must not launch a second run.
+    """
+    if not found:
+        raise ValueError("no breach, no run key")
+    identity = "|".join(sorted(f"{b.kind}:{b.feature or ''}" for b in found))
+    return f"retrain-{partition}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{round(delta.total_seconds() / 3600.0, 1):g}"
+
+
+def _no_breach_reason(summary: Mapping[str, Any], policy: Policy, important: Sequence[str]) -> str:
+    section = monitoring_section(policy)
+    parts = []
+    features = summary["features"]
+    psis = [(features[n]["psi"], n) for n in important if features[n]["psi"] is not None]
+    if psis:
+        value, name = max(psis, key=lambda item: item[0])  # the first of equal maxima
+        parts.append(
+            f"max PSI {_f2(value)} on {name} < {_f2(float(section['psi_breach']))} "
+            "(important features)"
+        )
+    else:
+        parts.append("no important feature to check")
+    parts.append(
+        f"drift share {_f2(float(summary['drift_share']))} ≤ "
+        f"{_f2(float(section['drift_share_max']))}"
+    )
+    performance = summary.get("performance")
+    if not performance:
+        parts.append("matured performance not computed")
+    elif not performance.get("assessed"):
+        parts.append(
+            f"matured performance not assessed ({performance['rows']} rows < "
+            f"{performance['min_rows']})"
+        )
+    else:
+        floors = section["performance_floor"]
+        checks = [
+            f"{m} {performance[m]:.3f} ≥ {_f2(float(floors[m]))}"
+            for m in PERFORMANCE_METRICS
+            if performance.get(m) is not None
+        ]
+        parts.append("matured " + ", ".join(checks) if checks else "matured metrics undefined")
+    return "no breach: " + ", ".join(parts)
+
+
+def retrain_decision(
+    summary: Mapping[str, Any],
+    *,
+    partition: str,
+    last_fired_at: datetime | None,
+    now: datetime,
+    policy: Policy,
+) -> RetrainDecision:
+    """Fire a retraining run for a breach, unless none or within the cool-down; say why.
+
+    ``summary`` is :func:`monitoring_summary`'s (its ``important_features`` decide the PSI
+    breaches). Fires when there is a breach and the last retraining fired at least
+    ``retrain_cooldown_hours`` before ``now`` (or never), with :func:`breach_key`'s run key.
+    ``last_fired_at`` and ``now`` must both be naive or both aware.
+    """
+    if "important_features" not in summary:
+        raise KeyError("the summary has no 'important_features': build it with monitoring_summary")
+    important = list(summary["important_features"])
+    found = breaches(summary, policy, important)
+    if not found:
+        return RetrainDecision(
+            fire=False,
+            run_key=None,
+            reason=_no_breach_reason(summary, policy, important),
+            breaches=[],
+        )
+    described = "; ".join(b.message for b in found)
+    cooldown = timedelta(hours=float(monitoring_section(policy)["retrain_cooldown_hours"]))
+    if last_fired_at is not None and now - last_fired_at < cooldown:
+        return RetrainDecision(
+            fire=False,
+            run_key=None,
+            reason=(
+                f"cool-down: last retraining fired at {last_fired_at.isoformat()}, "
+                f"{_hours(now - last_fired_at)} h < {_hours(cooldown)} h; breach: {described}"
+            ),
+            breaches=found,
+        )
+    return RetrainDecision(
+        fire=True,
+        run_key=breach_key(partition, found),
+        reason=f"breach: {described}",
+        breaches=found,
+    )
