@@ -19,9 +19,10 @@ from fin_assets.monitoring import monitoring_report, scored_transactions
 from fin_assets.training import challenger_model, training_dataset
 from fin_assets.validation import validation_pack
 from fin_resources.audit_store import AuditStoreResource
+from fin_resources.locations import Settings
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.online_store import OnlineStoreResource
-from fin_resources.settings import Settings, SettingsResource
+from fin_resources.settings import SettingsResource
 from fin_resources.source import SimulatorResource, TransactionSourceResource
 from fin_resources.warehouse import WarehouseResource
 from fin_sensors.approval import approval_sensor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from fin_resources.settings import partition_start_from_env
+from fin_resources.locations import partition_start_from_env
 
 #: First day of data (the Handbook's data set and the simulator both start on 2018-04-01);
 #: ``FIN_PARTITION_START`` moves it for a bank's own history.

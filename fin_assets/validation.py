@@ -34,8 +34,9 @@ from fin_assets.lib.validation.model_loading import (
 )
 from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack
 from fin_resources.audit_store import AuditStoreResource
+from fin_resources.locations import policy_path_from_env
 from fin_resources.mlflow_tracking import MlflowResource
-from fin_resources.settings import SettingsResource, policy_path_from_env
+from fin_resources.settings import SettingsResource
 from fin_resources.warehouse import WarehouseResource
 
 OWNERS = ["team:model-risk"]

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from dagster import ConfigurableResource
 
-
-def normalise_url(url: str) -> str:
-    """Pin ``postgresql://`` to psycopg2: SQLAlchemy ≥ 2.1 picks psycopg 3 (architecture §7)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg2://" + url.split("://", 1)[1]
-    return url
+from fin_resources.locations import sql_engine
 
 
 class AuditStoreResource(ConfigurableResource):
@@ -21,10 +14,7 @@ class AuditStoreResource(ConfigurableResource):
     url: str
 
     def engine(self) -> sa.Engine:
-        url = normalise_url(self.url)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sql_engine(self.url)
 
     def ping(self) -> str:
         """The server's idea of the current time: proves the store is reachable."""

@@ -8,6 +8,8 @@ import mlflow
 from dagster import ConfigurableResource
 from mlflow.tracking import MlflowClient
 
+from fin_resources.mlflow_client import tracking_client
+
 
 class MlflowResource(ConfigurableResource):
     """A client bound to one tracking URI; experiments get an explicit artifact location.
@@ -26,11 +28,8 @@ class MlflowResource(ConfigurableResource):
     ui_url: str = ""
 
     def client(self) -> MlflowClient:
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-                parents=True, exist_ok=True
-            )
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        """A client of the tracking server and of the model registry (one URI for both)."""
+        return tracking_client(self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
         """The id of experiment ``name``, created under ``artifact_root/name`` if missing."""

@@ -32,7 +32,7 @@ from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance import approvals
 from fin_assets.lib.governance.registry_facts import version_facts
-from fin_resources.settings import Settings
+from fin_resources.locations import Settings
 
 #: The demo validator: a registered approver with the validator role, not the developer.
 DEMO_VALIDATOR = "demo-validator"

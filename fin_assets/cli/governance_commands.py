@@ -30,7 +30,7 @@ from fin_assets.lib.governance.registry_facts import (
     rollback_target,
     version_facts,
 )
-from fin_resources.settings import Settings
+from fin_resources.locations import Settings
 
 REFUSED = 3
 

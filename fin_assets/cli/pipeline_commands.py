@@ -20,7 +20,7 @@ from fin_assets.lib.features.point_in_time import compute_features_for_file
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.validation.model_loading import read_table, subject_for_external
 from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack
-from fin_resources.settings import Settings
+from fin_resources.locations import Settings
 
 
 def cmd_init(_: argparse.Namespace | None = None) -> int:

@@ -21,7 +21,7 @@ from fin_assets.lib.common.names import (
     TRAIN_CHALLENGER_JOB,
 )
 from fin_assets.training import training_run_config
-from fin_resources.settings import Settings
+from fin_resources.locations import Settings
 
 #: Runs launched from the CLI log warnings and errors only; the UI keeps the full event log.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -18,8 +18,8 @@ from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance import approvals
 from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_resources.audit_store import AuditStoreResource
+from fin_resources.locations import Settings
 from fin_resources.mlflow_tracking import MlflowResource
-from fin_resources.settings import Settings
 
 
 def write_instance_yaml(settings: Settings) -> Path:

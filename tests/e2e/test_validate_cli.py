@@ -19,7 +19,7 @@ import xgboost as xgb
 from mlflow.models import infer_signature
 from sklearn.metrics import roc_auc_score
 
-from fin_resources.settings import Settings
+from fin_resources.locations import Settings
 from tests.e2e.test_cli import BIN, run
 
 FEATURES = ["income", "debt_to_income", "months_employed", "open_credit_lines"]

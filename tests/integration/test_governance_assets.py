@@ -35,8 +35,8 @@ from fin_assets.lib.governance.registry_facts import (
 )
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
+from fin_resources.locations import Settings
 from fin_resources.mlflow_tracking import MlflowResource
-from fin_resources.settings import Settings
 
 pytestmark = pytest.mark.slow
 

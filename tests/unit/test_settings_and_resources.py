@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from fin_assets.lib.common.policy import load_policy
-from fin_resources.audit_store import AuditStoreResource, normalise_url
+from fin_resources.audit_store import AuditStoreResource
+from fin_resources.locations import Settings, duckdb_path_from_url, normalise_url
 from fin_resources.mlflow_tracking import MlflowResource
-from fin_resources.settings import Settings, duckdb_path_from_url
 from fin_resources.warehouse import WarehouseResource
 
 

@@ -1,0 +1,123 @@
+"""Where everything lives: one place that turns environment variables into store locations.
+
+Plain Python (no Dagster import), so that a command line that only reads the audit trail starts
+fast; ``fin_resources.settings`` wraps it for assets.
+
+Every location has the embedded default of architecture §3 under ``FIN_HOME`` (default ``.fin_home``
+in the working directory), so a fresh clone needs no server, and production changes only
+environment variables, never code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def policy_path_from_env() -> str:
+    """``FIN_POLICY``: the policy file in force; empty means the packaged one.
+
+    Read on its own (without creating ``FIN_HOME``) where the policy shapes definitions: the
+    validation gates become asset checks when the code location loads.
+    """
+    return _env("FIN_POLICY", "")
+
+
+def partition_start_from_env() -> str:
+    """``FIN_PARTITION_START``: the first day of the daily partitions (ISO date)."""
+    return _env("FIN_PARTITION_START", "2018-04-01")
+
+
+def fin_home() -> Path:
+    """The root of every embedded store; created on first use."""
+    home = Path(_env("FIN_HOME", ".fin_home")).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def duckdb_path_from_url(url: str) -> str:
+    """Accept ``duckdb:///abs/path``, ``duckdb:///:memory:`` or a plain path for the warehouse."""
+    if url.startswith("duckdb:///"):
+        return url.removeprefix("duckdb:///")
+    if "://" in url:
+        raise ValueError(
+            f"FIN_WAREHOUSE_URL={url!r}: the warehouse is DuckDB: duckdb:///PATH or a plain path"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved locations and source choice, read once from the environment."""
+
+    home: Path
+    dagster_home: Path
+    warehouse_path: str
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    mlflow_ui_url: str
+    audit_url: str
+    online_store_url: str
+    reports_dir: Path
+    source: str
+    source_path: str
+    source_mapping: str
+    source_url: str
+    source_table: str
+    pii_key: str
+    partition_start: str
+    policy_path: str
+    #: PostgreSQL URL of the Dagster instance's storage (``dagster.yaml``); empty: SQLite.
+    dagster_pg_url: str
+    #: Days the demo simulates (``FIN_DEMO_DAYS``).
+    demo_days: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = fin_home()
+        return cls(
+            home=home,
+            dagster_home=Path(_env("DAGSTER_HOME", str(home / "dagster"))),
+            warehouse_path=duckdb_path_from_url(
+                _env("FIN_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}")
+            ),
+            mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+            mlflow_artifact_root=_env("FIN_MLFLOW_ARTIFACTS", str(home / "mlartifacts")),
+            mlflow_ui_url=_env("MLFLOW_UI_URL", ""),
+            audit_url=_env("FIN_AUDIT_URL", f"sqlite:///{home / 'audit.db'}"),
+            online_store_url=_env("FIN_ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
+            reports_dir=Path(_env("FIN_REPORTS_DIR", str(home / "reports"))),
+            source=_env("FIN_SOURCE", "simulator"),
+            source_path=_env("FIN_SOURCE_PATH", ""),
+            source_mapping=_env("FIN_SOURCE_MAPPING", ""),
+            source_url=_env("FIN_SOURCE_URL", ""),
+            source_table=_env("FIN_SOURCE_TABLE", "transactions"),
+            pii_key=os.environ.get("FIN_PII_KEY", ""),
+            partition_start=partition_start_from_env(),
+            policy_path=policy_path_from_env(),
+            dagster_pg_url=_env("FIN_DAGSTER_PG_URL", ""),
+            demo_days=int(_env("FIN_DEMO_DAYS", "122")),
+        )
+
+
+def normalise_url(url: str) -> str:
+    """Pin ``postgresql://`` to psycopg2: SQLAlchemy ≥ 2.1 picks psycopg 3 (architecture §7)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def sql_engine(url: str) -> sa.Engine:
+    """An engine for a SQLite or PostgreSQL store URL (a SQLite file's folder is created)."""
+    url = normalise_url(url)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return sa.create_engine(url, pool_pre_ping=True)
