@@ -138,7 +138,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_features(args: argparse.Namespace) -> int:
     """Features for a whole file with the very SQL the feature assets run (compiled dbt models)."""
-    from fin_assets.lib.features.point_in_time import compute_features_for_file
+    from fin_assets.lib.features.offline_features import compute_features_for_file
 
     started = time.monotonic()
     rows = compute_features_for_file(args.input, args.mapping or None, args.output, args.delay)

@@ -5,11 +5,9 @@ asset graph (``raw.transactions`` is the ``raw_transactions`` asset) and runs th
 range at a time, so a daily run reads only the look-back it needs.
 """
 
-import fcntl
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -18,9 +16,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from fin_assets.lib.features.dbt_runner import prepare_manifest
 from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
-from fin_assets.lib.features.point_in_time import run_dbt
 from fin_assets.partitions import daily_partitions
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource
@@ -30,39 +28,7 @@ OWNERS = ["team:fraud-data-science"]
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
 
-
-def _manifest_is_stale(project: DbtProject) -> bool:
-    manifest = Path(project.manifest_path)
-    if not manifest.exists():
-        return True
-    built = manifest.stat().st_mtime
-    sources = [DBT_PROJECT_DIR / "dbt_project.yml"]
-    for folder in ("models", "macros", "tests"):
-        sources += [p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file()]
-    return any(p.stat().st_mtime > built for p in sources)
-
-
-def _prepare_manifest(project: DbtProject) -> None:
-    """``dbt parse`` when the manifest is missing or older than the models, safely across processes.
-
-    The code location must load from a fresh clone and never from a manifest older than the
-    models. Several processes may import this module at once (pytest workers, the webserver and
-    the daemon): one parses under an exclusive lock while the others wait and then find the
-    manifest fresh, and the manifest appears by an atomic rename, so nobody reads half a file.
-    In-process (a few seconds): ``dbt`` need not be on PATH.
-    """
-    target = Path(project.project_dir) / project.target_path
-    target.mkdir(parents=True, exist_ok=True)
-    with (target / ".parse.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _manifest_is_stale(project):
-            return
-        with tempfile.TemporaryDirectory(dir=target, prefix="parse-") as scratch:
-            run_dbt(["parse"], warehouse=":memory:", target_path=scratch)
-            os.replace(Path(scratch) / "manifest.json", project.manifest_path)
-
-
-_prepare_manifest(dbt_project)
+prepare_manifest(dbt_project)
 
 
 class FeatureTranslator(DagsterDbtTranslator):

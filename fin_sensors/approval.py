@@ -8,7 +8,7 @@ before it moves the alias.
 import dagster as dg
 
 from fin_assets.governance import DECISION_TAG, promote_champion_job
-from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.decision_log import pending_promotions
 from fin_resources.audit_store import AuditStoreResource
 
 
@@ -24,7 +24,7 @@ def approval_sensor(
     """One RunRequest per recorded decision awaiting promotion, keyed by the decision id."""
     engine = audit_store.engine()
     try:
-        pending = approvals.pending_promotions(engine)
+        pending = pending_promotions(engine)
     finally:
         engine.dispose()
     if not pending:

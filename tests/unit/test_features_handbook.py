@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib.features.point_in_time import compute_features_for_file
+from fin_assets.lib.features.offline_features import compute_features_for_file
 from tests.unit.reference_features import (
     get_count_risk_rolling_window,
     get_customer_spending_behaviour_features,

@@ -22,7 +22,7 @@ from fin_assets.lib.features.feature_registry import (
     feature_names,
     feature_versions,
 )
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.sources import HANDBOOK_MAPPING
 from tests.unit.reference_features import reference_features
 
