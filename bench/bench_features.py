@@ -87,15 +87,15 @@ def _timed(work: Callable[[], int]) -> dict[str, Any]:
 def worker_compile(args: argparse.Namespace) -> dict[str, Any]:
     """A cold ``dbt compile`` of the feature models (dbt import included), bypassing caches."""
     began = time.perf_counter()
-    from fin_assets.lib.features import point_in_time as features
+    from fin_assets.lib.features.compiled_sql import dbt_compile
 
-    features._compile({"label_delay_days": DELAY, "start_date": "", "end_date": ""}, "bench")
+    dbt_compile({"label_delay_days": DELAY, "start_date": "", "end_date": ""}, "bench")
     return {"seconds": time.perf_counter() - began, "rows": 0}
 
 
 def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
     """The offline path exactly as the CLI runs it (compiled SQL from the on-disk cache)."""
-    from fin_assets.lib.features.point_in_time import compute_features_for_file
+    from fin_assets.lib.features.offline_features import compute_features_for_file
 
     return _timed(lambda: compute_features_for_file(args.input, "handbook", args.output, DELAY))
 
@@ -260,7 +260,7 @@ def worker_incremental(args: argparse.Namespace) -> dict[str, Any]:
     """Full dbt build of the history before ``day`` (untimed setup), then the day itself, timed."""
     import datetime as dt
 
-    from fin_assets.lib.features.point_in_time import run_dbt
+    from fin_assets.lib.features.dbt_runner import run_dbt
 
     day = dt.date.fromisoformat(args.day)
     tmp = Path(args.output)
@@ -286,7 +286,7 @@ def worker_postgres(args: argparse.Namespace) -> dict[str, Any]:
     import sqlalchemy as sa
 
     from fin_assets.lib.common.schema import RAW_TRANSACTIONS_DDL
-    from fin_assets.lib.features.point_in_time import run_dbt
+    from fin_assets.lib.features.dbt_runner import run_dbt
 
     admin = sa.create_engine(args.warehouse, isolation_level="AUTOCOMMIT")
     name = f"fin_bench_{uuid.uuid4().hex[:10]}"

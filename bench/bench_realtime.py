@@ -26,8 +26,8 @@ import duckdb
 import numpy as np
 import xgboost as xgb
 
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.training.model_fit import train_challenger
 from fin_assets.lib.training.time_protocol import TimeProtocol

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from fin_assets.lib.common import metrics
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, evaluate, train_challenger
 from fin_assets.lib.training.time_protocol import HANDBOOK_BASELINE, TimeProtocol

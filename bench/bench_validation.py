@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.training.model_fit import train_challenger
 from fin_assets.lib.training.time_protocol import TimeProtocol

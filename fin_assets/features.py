@@ -9,11 +9,9 @@ function (:func:`point_in_time_features`) that the definitions loader calls, so 
 module never runs dbt: a CLI command, a test or a sensor that imports it stays fast.
 """
 
-import fcntl
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -25,9 +23,9 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.lib.common import names
+from fin_assets.lib.features.dbt_runner import prepare_manifest
 from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR, feature_versions
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
-from fin_assets.lib.features.point_in_time import run_dbt
 from fin_assets.partitions import daily_partitions
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource
@@ -38,37 +36,6 @@ OWNERS = ["team:fraud-data-science"]
 def feature_dbt_project() -> DbtProject:
     """The dbt project of the features, on its embedded DuckDB target."""
     return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
-
-
-def _manifest_is_stale(project: DbtProject) -> bool:
-    manifest = Path(project.manifest_path)
-    if not manifest.exists():
-        return True
-    built = manifest.stat().st_mtime
-    sources = [DBT_PROJECT_DIR / "dbt_project.yml"]
-    for folder in ("models", "macros", "tests"):
-        sources += [p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file()]
-    return any(p.stat().st_mtime > built for p in sources)
-
-
-def prepare_manifest(project: DbtProject) -> None:
-    """``dbt parse`` when the manifest is missing or older than the models, safely across processes.
-
-    The code location must load from a fresh clone and never from a manifest older than the
-    models. Several processes may load definitions at once (pytest workers, the webserver and
-    the daemon): one parses under an exclusive lock while the others wait and then find the
-    manifest fresh, and the manifest appears by an atomic rename, so nobody reads half a file.
-    In-process (a few seconds): ``dbt`` need not be on PATH.
-    """
-    target = Path(project.project_dir) / project.target_path
-    target.mkdir(parents=True, exist_ok=True)
-    with (target / ".parse.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _manifest_is_stale(project):
-            return
-        with tempfile.TemporaryDirectory(dir=target, prefix="parse-") as scratch:
-            run_dbt(["parse"], warehouse=":memory:", target_path=scratch)
-            os.replace(Path(scratch) / "manifest.json", project.manifest_path)
 
 
 class FeatureTranslator(DagsterDbtTranslator):
@@ -108,7 +75,7 @@ def point_in_time_features() -> dg.AssetsDefinition:
     Cached: the definitions loader may call it many times in one process (the CLI, tests).
     """
     project = feature_dbt_project()
-    prepare_manifest(project)
+    prepare_manifest(Path(project.manifest_path))
 
     @dbt_assets(
         manifest=project.manifest_path,

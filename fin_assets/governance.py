@@ -7,7 +7,7 @@ refuses, and the refusal is written to the audit trail. ``champion_was_approved`
 alias in the registry still points at a version promoted through an approval (an alias moved by
 hand in the MLflow UI fails it) and lists the challengers waiting for a decision.
 ``audit_trail`` verifies the hash chain against the head recorded by its previous materialisation
-(so a truncated tail is caught too). The rules are in ``fin_assets.lib.governance.approvals``.
+(so a truncated tail is caught too). The rules are in ``fin_assets.lib.governance.decision_rules``.
 """
 
 from datetime import UTC, datetime
@@ -21,8 +21,23 @@ from fin_assets.handoff import audit_anchor
 from fin_assets.lib.common import names
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.feature_registry import feature_versions
-from fin_assets.lib.governance import approvals
 from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.decision_log import (
+    decisions_for,
+    log_policy_change,
+    mark_promoted,
+    mark_refused_at_promotion,
+    pending_challengers,
+    pending_promotions,
+    record_refusal,
+)
+from fin_assets.lib.governance.decision_rules import (
+    STATUS_PROMOTED,
+    Decision,
+    Refusal,
+    check_promotion,
+)
+from fin_assets.lib.governance.governance_tables import ensure_schema
 from fin_assets.lib.governance.registry_facts import (
     all_version_facts,
     champion_version,
@@ -51,16 +66,14 @@ class PromotionConfig(dg.Config):
 
 def _pending_decision(
     context: dg.AssetExecutionContext, config: PromotionConfig, engine: Any
-) -> approvals.Decision:
+) -> Decision:
     wanted = config.decision_id or int(context.run.tags.get(names.DECISION_TAG, "0") or 0)
-    pending = [
-        d for d in approvals.pending_promotions(engine) if d.model_name == config.registered_model
-    ]
+    pending = [d for d in pending_promotions(engine) if d.model_name == config.registered_model]
     if wanted:
         pending = [d for d in pending if d.id == wanted]
     if not pending:
         which = f"decision #{wanted} is not one" if wanted else "there is none"
-        raise approvals.Refusal(
+        raise Refusal(
             "no_approval",
             f"champion_model refuses to move the champion of {config.registered_model}: no "
             f"recorded approval or rollback awaits promotion ({which}). An approver must run "
@@ -94,13 +107,13 @@ def champion_model(
     policy = load_policy(settings.policy_path or None)
     engine = audit_store.engine()
     try:
-        approvals.ensure_schema(engine)
+        ensure_schema(engine)
         chain = AuditChain(engine)
-        approvals.log_policy_change(chain, policy, PROMOTION_ACTOR)
+        log_policy_change(chain, policy, PROMOTION_ACTOR)
         try:
             decision = _pending_decision(context, config, engine)
-        except approvals.Refusal as refusal:
-            approvals.record_refusal(
+        except Refusal as refusal:
+            record_refusal(
                 chain,
                 refusal,
                 actor=PROMOTION_ACTOR,
@@ -113,19 +126,19 @@ def champion_model(
         client = mlflow.client()
         facts = version_facts(client, decision.model_name, decision.version)
         try:
-            approvals.check_promotion(
+            check_promotion(
                 decision,
                 facts,
                 current_feature_versions=feature_versions(),
                 now=datetime.now(UTC),
             )
-        except approvals.Refusal as refusal:
-            approvals.mark_refused_at_promotion(
+        except Refusal as refusal:
+            mark_refused_at_promotion(
                 engine, chain, decision.id, context.run.run_id, refusal, actor=PROMOTION_ACTOR
             )
             raise dg.Failure(f"promotion refused ({refusal.code}): {refusal.message}") from refusal
         previous, current = promote(client, decision.model_name, decision.version)
-        approvals.mark_promoted(
+        mark_promoted(
             engine,
             chain,
             decision.id,
@@ -178,13 +191,11 @@ def champion_was_approved(
     client = mlflow.client()
     engine = audit_store.engine()
     try:
-        approvals.ensure_schema(engine)
+        ensure_schema(engine)
         current = champion_version(client, DEFAULT_REGISTERED_MODEL)
-        decisions = approvals.decisions_for(engine, DEFAULT_REGISTERED_MODEL)
-        promoted = {d.version for d in decisions if d.status == approvals.STATUS_PROMOTED}
-        waiting = approvals.pending_challengers(
-            engine, all_version_facts(client, DEFAULT_REGISTERED_MODEL)
-        )
+        decisions = decisions_for(engine, DEFAULT_REGISTERED_MODEL)
+        promoted = {d.version for d in decisions if d.status == STATUS_PROMOTED}
+        waiting = pending_challengers(engine, all_version_facts(client, DEFAULT_REGISTERED_MODEL))
     finally:
         engine.dispose()
     pending = [

@@ -9,7 +9,7 @@ import dagster as dg
 
 from fin_assets.jobs import promote_champion_job
 from fin_assets.lib.common.names import DECISION_TAG
-from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.decision_log import pending_promotions
 from fin_resources.audit_store import AuditStoreResource
 
 
@@ -25,7 +25,7 @@ def approval_sensor(
     """One RunRequest per recorded decision awaiting promotion, keyed by the decision id."""
     engine = audit_store.engine()
     try:
-        pending = approvals.pending_promotions(engine)
+        pending = pending_promotions(engine)
     finally:
         engine.dispose()
     if not pending:

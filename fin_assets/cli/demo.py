@@ -30,7 +30,9 @@ from fin_assets.cli.stores import audit_store, dagster_instance, init_home, mlfl
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.features.feature_registry import feature_versions
-from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.approvers import add_approver, list_approvers
+from fin_assets.lib.governance.decision_log import decide
+from fin_assets.lib.governance.decision_rules import APPROVE, Refusal
 from fin_assets.lib.governance.registry_facts import version_facts
 from fin_resources.locations import Settings
 
@@ -104,27 +106,27 @@ def _validate(instance: Any) -> dict[str, Any] | None:
 
 def _approve_as_demo_validator(version: int) -> bool:
     with audit_store() as (engine, chain, policy):
-        known = {a.name for a in approvals.list_approvers(engine)}
+        known = {a.name for a in list_approvers(engine)}
         name = DEMO_VALIDATOR
         if name in known:
             name = f"{DEMO_VALIDATOR}-{int(time.time())}"
-        token = approvals.add_approver(engine, name, "validator", policy, actor="fin-mlops demo")
+        token = add_approver(engine, name, "validator", policy, actor="fin-mlops demo")
         print(f"registered approver {name!r} (role validator) — a demo stand-in for the human")
         print("  validator; in real use each validator registers once and keeps a personal token")
         facts = version_facts(mlflow_resource().client(), DEFAULT_REGISTERED_MODEL, version)
         try:
-            decision = approvals.decide(
+            decision = decide(
                 engine,
                 chain,
                 facts,
                 name,
                 token,
-                approvals.APPROVE,
+                APPROVE,
                 "Demo: validation pack read; every blocking gate passed.",
                 current_feature_versions=feature_versions(),
                 policy=policy,
             )
-        except approvals.Refusal as refusal:
+        except Refusal as refusal:
             print(f"approval refused ({refusal.code}): {refusal.message}")
             return False
     print(

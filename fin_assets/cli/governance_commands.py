@@ -22,8 +22,16 @@ from fin_assets.cli.stores import audit_store, mlflow_resource
 from fin_assets.handoff import audit_anchor
 from fin_assets.lib.common.names import DATASETS_DIR, INGESTION_LOG_TABLE
 from fin_assets.lib.features.feature_registry import feature_versions
-from fin_assets.lib.governance import approvals
+from fin_assets.lib.governance.approvers import add_approver, list_approvers
 from fin_assets.lib.governance.audit_export import build_bundle, write_bundle
+from fin_assets.lib.governance.decision_log import (
+    decide,
+    decisions_for,
+    log_policy_change,
+    pending_challengers,
+    record_refusal,
+)
+from fin_assets.lib.governance.decision_rules import APPROVE, REJECT, ROLLBACK, Refusal
 from fin_assets.lib.governance.registry_facts import (
     all_version_facts,
     champion_version,
@@ -35,7 +43,7 @@ from fin_resources.locations import Settings
 REFUSED = 3
 
 
-def _refused(refusal: approvals.Refusal) -> int:
+def _refused(refusal: Refusal) -> int:
     print(f"refused ({refusal.code}): {refusal.message}", file=sys.stderr)
     return REFUSED
 
@@ -43,7 +51,7 @@ def _refused(refusal: approvals.Refusal) -> int:
 def cmd_approvers_add(args: argparse.Namespace) -> int:
     with audit_store() as (engine, _, policy):
         try:
-            token = approvals.add_approver(engine, args.name, args.role, policy)
+            token = add_approver(engine, args.name, args.role, policy)
         except ValueError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return REFUSED
@@ -54,7 +62,7 @@ def cmd_approvers_add(args: argparse.Namespace) -> int:
 
 def cmd_approvers_list(args: argparse.Namespace) -> int:
     with audit_store() as (engine, _chain, _policy):
-        people = approvals.list_approvers(engine)
+        people = list_approvers(engine)
     print(f"{'name':<24}{'role':<22}{'active':<8}created")
     for person in people:
         print(f"{person.name:<24}{person.role:<22}{person.active!s:<8}{person.created_at}")
@@ -66,7 +74,7 @@ def cmd_pending(args: argparse.Namespace) -> int:
     client = mlflow_resource().client()
     facts = all_version_facts(client, args.model)
     with audit_store() as (engine, _, _policy):
-        waiting = approvals.pending_challengers(engine, facts)
+        waiting = pending_challengers(engine, facts)
     champion = champion_version(client, args.model)
     print(f"{args.model}: champion version {champion if champion is not None else 'none'}")
     if not waiting:
@@ -87,9 +95,9 @@ def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
 
     facts = version_facts(mlflow_resource().client(), args.model, version)
     with audit_store() as (engine, chain, policy):
-        approvals.log_policy_change(chain, policy, f"cli:{args.name}")
+        log_policy_change(chain, policy, f"cli:{args.name}")
         try:
-            decision = approvals.decide(
+            decision = decide(
                 engine,
                 chain,
                 facts,
@@ -100,33 +108,33 @@ def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
                 current_feature_versions=feature_versions(),
                 policy=policy,
             )
-        except approvals.Refusal as refusal:
+        except Refusal as refusal:
             return _refused(refusal)
     verb = {"approve": "approved", "reject": "rejected", "rollback": "rollback approved"}[kind]
     print(
         f"{verb}: {decision.model_name} version {decision.version} by {decision.approver} "
         f"({decision.role}), decision #{decision.id}"
     )
-    if kind != approvals.REJECT:
+    if kind != REJECT:
         print("approval_sensor will launch promote_champion_job (or run: make ui)")
     return 0
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    return _decide(args, approvals.APPROVE, args.version)
+    return _decide(args, APPROVE, args.version)
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    return _decide(args, approvals.REJECT, args.version)
+    return _decide(args, REJECT, args.version)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
 
     try:
         target = rollback_target(mlflow_resource().client(), args.model)
-    except approvals.Refusal as refusal:
+    except Refusal as refusal:
         with audit_store() as (_, chain, policy):
-            approvals.record_refusal(
+            record_refusal(
                 chain,
                 refusal,
                 actor=args.name,
@@ -135,7 +143,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 policy=policy,
             )
         return _refused(refusal)
-    return _decide(args, approvals.ROLLBACK, target)
+    return _decide(args, ROLLBACK, target)
 
 
 def _dagster_anchor() -> tuple[int, str] | None:
@@ -215,7 +223,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             mlflow_run_id=str(found.run_id),
             dataset_summary=summary,
             partitions=partitions,
-            decisions=approvals.decisions_for(engine, args.model, args.version),
+            decisions=decisions_for(engine, args.model, args.version),
             entries=chain.entries(),
             verification=chain.verify(anchor=_dagster_anchor()),
             champion=champion_version(client, args.model),

@@ -16,7 +16,7 @@ from fin_assets.cli.run_helpers import (
 )
 from fin_assets.cli.stores import init_home
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.features.point_in_time import compute_features_for_file
+from fin_assets.lib.features.offline_features import compute_features_for_file
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.validation.model_loading import read_table, subject_for_external
 from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack

@@ -15,8 +15,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.governance import approvals
 from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.governance_tables import ensure_schema
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.locations import Settings
 from fin_resources.mlflow_tracking import MlflowResource
@@ -48,7 +48,7 @@ def audit_store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
     settings = Settings.from_env()
     engine = AuditStoreResource(url=settings.audit_url).engine()
     try:
-        approvals.ensure_schema(engine)
+        ensure_schema(engine)
         yield engine, AuditChain(engine), load_policy(settings.policy_path or None)
     finally:
         engine.dispose()

@@ -72,7 +72,7 @@ def test_dagster_cli_materialises_a_handbook_day_from_parquet_and_csv(
 
 def test_features_command_runs_the_feature_sql_on_a_csv(fin_home: Path, tmp_path: Path) -> None:
     from fin_assets.lib.features.feature_registry import feature_names
-    from fin_assets.lib.features.point_in_time import compute_features_for_frame
+    from fin_assets.lib.features.offline_features import compute_features_for_frame
 
     env = {"FIN_SIM_CUSTOMERS": "100", "FIN_SIM_TERMINALS": "200"}
     proc = run(

@@ -21,8 +21,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import Page, expect
 
-from fin_assets.lib.governance import approvals
 from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.decision_log import decisions_for
 from fin_assets.lib.training.training_data import load_snapshot
 from tests.browser import artifact_path, browser_page
 from tests.dagster_ui import dismiss_popups, running_ui, wait_for_text
@@ -97,7 +97,7 @@ def test_the_stores_hold_what_the_story_says(demo_run: DemoRun) -> None:
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{home / 'audit.db'}")
-    decisions = approvals.decisions_for(engine, "fraud_detector")
+    decisions = decisions_for(engine, "fraud_detector")
     assert [(d.version, d.kind, d.status) for d in decisions] == [(1, "approve", "promoted")]
     actions = [e.action for e in AuditChain(engine).entries()]
     assert actions.count("validated") == 2 and actions.count("promoted") == 1

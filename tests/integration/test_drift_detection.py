@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
 from fin_assets.lib.monitoring.matured_performance import important_features

@@ -23,9 +23,10 @@ import pytest
 import sqlalchemy as sa
 
 from fin_assets.lib.common.schema import RAW_TRANSACTIONS_DDL
+from fin_assets.lib.features.dbt_runner import DbtError, run_dbt
 from fin_assets.lib.features.feature_references import reference_features
 from fin_assets.lib.features.feature_registry import FEATURES, feature_names
-from fin_assets.lib.features.point_in_time import DbtError, compute_features_for_frame, run_dbt
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 
 pytestmark = pytest.mark.services
 

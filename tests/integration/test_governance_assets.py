@@ -26,8 +26,8 @@ from fin_assets.definitions import build_resources
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.governance import champion_model
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
-from fin_assets.lib.governance import approvals
 from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.decision_log import ACTION_REFUSED, decisions_for, pending_promotions
 from fin_assets.lib.governance.registry_facts import (
     champion_version,
     previous_champion_version,
@@ -156,7 +156,7 @@ def test_champion_model_refuses_to_promote_without_an_approval(world: dict[str, 
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "no recorded approval" in str(failure.event_specific_data)
     assert champion_version(_client(), "fraud_detector") is None
-    refused = AuditChain(_engine()).entries(action=approvals.ACTION_REFUSED)
+    refused = AuditChain(_engine()).entries(action=ACTION_REFUSED)
     assert refused[-1].payload["code"] == "no_approval"
 
 
@@ -205,7 +205,7 @@ def test_the_cli_refuses_every_decision_that_breaks_a_rule(
         assert f"refused ({code_expected})" in err
     codes = [e.payload["code"] for e in AuditChain(_engine()).entries(action="refused")]
     assert codes[-len(cases) :] == [c for _, c in cases]
-    assert approvals.decisions_for(_engine(), "fraud_detector") == []
+    assert decisions_for(_engine(), "fraud_detector") == []
 
 
 def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
@@ -247,7 +247,7 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
 
     sensed = _sensor(world, "approval_sensor")
     (request,) = sensed.run_requests
-    (decision,) = approvals.pending_promotions(_engine())
+    (decision,) = pending_promotions(_engine())
     assert request.run_key == f"promotion-{decision.id}"
     # Regenerating the pack from the same lineage in the promotion run gives the same digest,
     # so the approval still matches (it would be refused as stale otherwise).
@@ -259,7 +259,7 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     assert meta["champion_version"].value == 1
     assert meta["approved_by"].value == VALIDATOR
     assert champion_version(_client(), "fraud_detector") == 1
-    assert approvals.pending_promotions(_engine()) == []
+    assert pending_promotions(_engine()) == []
     assert isinstance(_sensor(world, "approval_sensor"), dg.SkipReason)
     code, out, _ = _cli(capsys, "audit", "verify")
     assert code == 0 and "audit trail intact" in out

@@ -15,15 +15,15 @@ from mlflow.tracking import MlflowClient
 
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.governance import registry_facts as governance
-from fin_assets.lib.governance.approvals import (
+from fin_assets.lib.governance.approvers import add_approver
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.decision_log import decide
+from fin_assets.lib.governance.decision_rules import (
     Decision,
     Refusal,
     VersionFacts,
-    add_approver,
     check_promotion,
-    decide,
 )
-from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.governance.registry_facts import (
     CHAMPION_ALIAS,
     PREVIOUS_CHAMPION_ALIAS,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.training import model_registry
 from fin_assets.lib.training.model_fit import (

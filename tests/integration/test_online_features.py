@@ -10,8 +10,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.features.online_state import OnlineFeatures, StaleStateError, build_state
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
 from fin_assets.lib.ingestion.daily_ingest import ingest_days
 from fin_assets.lib.ingestion.simulator import SimulatorConfig
 from fin_assets.lib.ingestion.sources import SourceSpec

@@ -20,14 +20,15 @@ import pytest
 import sqlalchemy as sa
 
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH, Policy, load_policy
-from fin_assets.lib.governance import approvals
-from fin_assets.lib.governance.approvals import (
-    Decision,
-    Refusal,
-    VersionFacts,
+from fin_assets.lib.governance.approvers import (
     add_approver,
+    authenticate,
+    deactivate_approver,
+    list_approvers,
+)
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.decision_log import (
     approval_for,
-    check_promotion,
     decide,
     decisions_for,
     log_policy_change,
@@ -36,7 +37,13 @@ from fin_assets.lib.governance.approvals import (
     pending_challengers,
     pending_promotions,
 )
-from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.decision_rules import (
+    Decision,
+    Refusal,
+    VersionFacts,
+    check_promotion,
+)
+from fin_assets.lib.governance.governance_tables import approvers, decisions
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 MODEL = "fraud_detector"
@@ -168,7 +175,7 @@ def test_unknown_approver(world: World) -> None:
 
 
 def test_deactivated_approver_is_unknown(world: World) -> None:
-    approvals.deactivate_approver(world.engine, "otto", actor="admin", now=NOW)
+    deactivate_approver(world.engine, "otto", actor="admin", now=NOW)
     assert_refused(
         world,
         "unknown_approver",
@@ -176,7 +183,7 @@ def test_deactivated_approver_is_unknown(world: World) -> None:
         lambda: run_decide(world, facts(), "otto"),
         actor="otto",
     )
-    assert [a.active for a in approvals.list_approvers(world.engine)] == [True, True, False, True]
+    assert [a.active for a in list_approvers(world.engine)] == [True, True, False, True]
 
 
 def test_wrong_token(world: World) -> None:
@@ -330,9 +337,7 @@ def test_the_database_itself_refuses_a_second_verdict(world: World) -> None:
         k: v for k, v in decision.to_dict().items() if k not in ("id", "kind", "feature_versions")
     }
     with world.engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
-        conn.execute(
-            approvals.decisions.insert().values(**row, kind="approve", feature_versions="{}")
-        )
+        conn.execute(decisions.insert().values(**row, kind="approve", feature_versions="{}"))
 
 
 def test_no_previous_champion(world: World) -> None:
@@ -494,16 +499,14 @@ def test_tokens_are_stored_only_as_salted_scrypt_hashes(world: World) -> None:
         assert len(token) == 43  # token_urlsafe(32): 32 random bytes in base64url
         assert token.encode() not in stored
     with world.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(approvals.approvers).where(approvals.approvers.c.name == "vera")
-        ).one()
+        row = conn.execute(sa.select(approvers).where(approvers.c.name == "vera")).one()
     expected = hashlib.scrypt(
         world.tokens["vera"].encode(), salt=bytes.fromhex(row.salt), n=2**14, r=8, p=1, dklen=32
     )
     assert row.token_hash == f"scrypt$16384$8$1${expected.hex()}"
-    salts = {r.salt for r in world.engine.connect().execute(sa.select(approvals.approvers.c.salt))}
+    salts = {r.salt for r in world.engine.connect().execute(sa.select(approvers.c.salt))}
     assert len(salts) == 4
-    assert approvals.authenticate(world.engine, "vera", world.tokens["vera"]).role == "validator"
+    assert authenticate(world.engine, "vera", world.tokens["vera"]).role == "validator"
 
 
 def test_add_approver_refuses_unknown_roles_and_existing_names(world: World) -> None:
@@ -513,7 +516,7 @@ def test_add_approver_refuses_unknown_roles_and_existing_names(world: World) -> 
         add_approver(world.engine, "vera", "validator", world.policy)
     with pytest.raises(ValueError, match="approver name"):
         add_approver(world.engine, "two words", "validator", world.policy)
-    assert [a.name for a in approvals.list_approvers(world.engine)] == [
+    assert [a.name for a in list_approvers(world.engine)] == [
         "ann",
         "dana",
         "otto",

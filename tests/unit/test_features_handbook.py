@@ -20,7 +20,7 @@ from fin_assets.lib.features.feature_references import (
     get_customer_spending_behaviour_features,
     per_entity,
 )
-from fin_assets.lib.features.point_in_time import compute_features_for_file
+from fin_assets.lib.features.offline_features import compute_features_for_file
 
 pytestmark = pytest.mark.handbook
 

@@ -24,8 +24,9 @@ import pandas as pd
 import pytest
 
 from fin_assets.lib.common.schema import RAW_TRANSACTIONS_DDL
+from fin_assets.lib.features.dbt_runner import DbtError, dbt_target, run_dbt
 from fin_assets.lib.features.feature_registry import feature_names
-from fin_assets.lib.features.point_in_time import DbtError, compute_features_for_frame, run_dbt
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 
 FIRST_DAY = dt.date(2018, 4, 1)
 N_DAYS = 42
@@ -162,9 +163,7 @@ def test_dbt_failures_raise_with_dbt_s_own_message(tmp_path: Path) -> None:
 
 
 def test_a_postgresql_url_selects_the_postgres_target_with_its_connection(tmp_path: Path) -> None:
-    from fin_assets.lib.features.point_in_time import _dbt_target
-
-    target, env = _dbt_target("postgresql+psycopg2://fin:s3cr%40t@db.internal:6543/warehouse")
+    target, env = dbt_target("postgresql+psycopg2://fin:s3cr%40t@db.internal:6543/warehouse")
     assert target == "postgres"
     assert env == {
         "FIN_WAREHOUSE_PG_HOST": "db.internal",
@@ -173,12 +172,12 @@ def test_a_postgresql_url_selects_the_postgres_target_with_its_connection(tmp_pa
         "FIN_WAREHOUSE_PG_PASSWORD": "s3cr@t",
         "FIN_WAREHOUSE_PG_DBNAME": "warehouse",
     }
-    assert _dbt_target("postgresql://localhost/wh")[1]["FIN_WAREHOUSE_PG_PORT"] == "5432"
+    assert dbt_target("postgresql://localhost/wh")[1]["FIN_WAREHOUSE_PG_PORT"] == "5432"
     with pytest.raises(ValueError, match="names no database"):
-        _dbt_target("postgresql://localhost")
+        dbt_target("postgresql://localhost")
     # Anything else is a DuckDB file, made absolute (dbt runs from the project directory).
-    assert _dbt_target(tmp_path / "w.duckdb") == (
+    assert dbt_target(tmp_path / "w.duckdb") == (
         "duckdb",
         {"FIN_WAREHOUSE_PATH": str((tmp_path / "w.duckdb").resolve())},
     )
-    assert _dbt_target(":memory:") == ("duckdb", {"FIN_WAREHOUSE_PATH": ":memory:"})
+    assert dbt_target(":memory:") == ("duckdb", {"FIN_WAREHOUSE_PATH": ":memory:"})

@@ -23,7 +23,7 @@ from fin_assets.lib.features.feature_registry import (
     feature_names,
     feature_versions,
 )
-from fin_assets.lib.features.point_in_time import compute_features_for_frame
+from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.sources import HANDBOOK_MAPPING
 
 DAY = 86_400

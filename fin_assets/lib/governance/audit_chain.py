@@ -21,7 +21,7 @@ Limits, stated so nobody over-trusts the chain:
 Entries are written one at a time under a write lock (``BEGIN IMMEDIATE`` on SQLite, ``LOCK
 TABLE ... IN SHARE ROW EXCLUSIVE MODE`` on PostgreSQL) so two writers can never both extend the
 same head and fork the chain; :meth:`AuditChain.writer` exposes that transaction so that callers
-(the approvals module) can store a decision and its audit entry atomically.
+(``decision_log``, ``approvers``) can store a decision and its audit entry atomically.
 """
 
 from __future__ import annotations

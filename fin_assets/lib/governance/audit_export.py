@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fin_assets.lib.governance.approvals import Decision
 from fin_assets.lib.governance.audit_chain import AuditEntry, VerifyResult, canonical_json
+from fin_assets.lib.governance.decision_rules import Decision
 
 
 def build_bundle(

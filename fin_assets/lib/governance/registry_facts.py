@@ -3,7 +3,7 @@
 
 Why aliases: serving loads ``models:/<name>@champion``, so moving the alias *is* the promotion,
 and ``previous_champion`` keeps the version a rollback restores. Only the promotion asset calls
-:func:`promote`, after :mod:`fin_assets.lib.governance.approvals`
+:func:`promote`, after :mod:`fin_assets.lib.governance.decision_log`
 found a recorded approval that still
 matches the registry. Validation writes its verdict as version tags (:func:`record_validation`)
 so the approval rules can compare what was validated with what the version says now
@@ -20,8 +20,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from fin_assets.lib.governance.approvals import Refusal, VersionFacts
 from fin_assets.lib.governance.audit_chain import utc_timestamp
+from fin_assets.lib.governance.decision_rules import Refusal, VersionFacts
 from fin_assets.lib.training.model_registry import (
     TAG_DATA_VERSION,
     TAG_DEVELOPER,

@@ -1,0 +1,198 @@
+"""Running dbt on the feature project: :func:`run_dbt`, its targets, and the parsed manifest.
+
+The feature SQL lives in ``dbt_project/`` and every way of running it goes through dbt: the
+warehouse path (Dagster assets, incremental by day) invokes dbt itself, and the offline path
+executes what ``dbt compile`` rendered (``compiled_sql``). This module is the one place that
+invokes dbt in-process, so that every caller uses the same project, the same profiles target
+(:func:`dbt_target`: DuckDB file or ``postgresql://`` URL) and the same vars, one invocation at a
+time per process. It also keeps the manifest the Dagster code location loads up to date
+(:func:`prepare_manifest`), safely across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR
+
+if TYPE_CHECKING:
+    from dbt.cli.main import dbtRunnerResult
+
+# dbt keeps global state (flags, adapters, logging): one invocation at a time per process.
+_DBT_LOCK = threading.Lock()
+
+
+class DbtError(RuntimeError):
+    """A dbt invocation failed; the message carries what dbt reported for each failing node."""
+
+
+@contextlib.contextmanager
+def _env(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a dbt call (profiles.yml reads them)."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def dbt_target(warehouse: str | Path) -> tuple[str, dict[str, str]]:
+    """The profiles.yml target for a warehouse and the variables its connection reads.
+
+    A ``postgresql://`` URL (any SQLAlchemy driver suffix) selects the ``postgres`` target; any
+    other value is a DuckDB file path (or ``:memory:``).
+    """
+    if str(warehouse).startswith(("postgresql://", "postgresql+", "postgres://")):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(str(warehouse))
+        if not url.database:
+            raise ValueError(f"the PostgreSQL URL names no database: {url!r}")
+        return "postgres", {
+            "FIN_WAREHOUSE_PG_HOST": url.host or "127.0.0.1",
+            "FIN_WAREHOUSE_PG_PORT": str(url.port or 5432),
+            "FIN_WAREHOUSE_PG_USER": url.username or "postgres",
+            "FIN_WAREHOUSE_PG_PASSWORD": url.password or "",
+            "FIN_WAREHOUSE_PG_DBNAME": url.database,
+        }
+    location = str(warehouse)
+    if location != ":memory:":
+        location = str(Path(location).resolve())
+    return "duckdb", {"FIN_WAREHOUSE_PATH": location}
+
+
+def jsonable_vars(dbt_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """dbt vars as JSON (dates as ISO strings), so ``--vars`` parses them the same everywhere."""
+    return {
+        key: value.isoformat() if isinstance(value, dt.date) else value
+        for key, value in dbt_vars.items()
+    }
+
+
+def _describe_failure(args: Sequence[str], result: dbtRunnerResult) -> str:
+    """Collect dbt's own messages for every failing node, or the exception it raised."""
+    lines = [f"dbt {' '.join(args)} failed"]
+    if result.exception is not None:
+        lines.append(f"{type(result.exception).__name__}: {result.exception}")
+    for node_result in getattr(result.result, "results", None) or []:
+        status = str(getattr(node_result, "status", ""))
+        if status.lower() in {"error", "fail", "runtime error", "runtimeerror"}:
+            node = getattr(node_result, "node", None)
+            name = getattr(node, "unique_id", None) or getattr(node, "name", "?")
+            lines.append(f"{name} [{status}]: {getattr(node_result, 'message', '')}")
+    return "\n".join(lines)
+
+
+def _release_warehouse() -> None:
+    """Close the DuckDB file dbt-duckdb keeps open after an in-process invocation.
+
+    dbt-duckdb caches one DuckDB instance per process; left open it holds the warehouse file, and
+    any other connection to it in this process (an asset reading the features, a test) fails
+    with "different configuration". dbt offers no public call for this, hence the private one.
+    """
+    from dbt.adapters.factory import cleanup_connections
+
+    cleanup_connections()
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter: nothing cached here
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            env.close()
+            DuckDBConnectionManager._ENV = None
+
+
+def run_dbt(
+    args: Sequence[str],
+    warehouse: str | Path,
+    vars: Mapping[str, Any] | None = None,
+    *,
+    target_path: str | Path | None = None,
+    log_path: str | Path | None = None,
+    quiet: bool = True,
+) -> dbtRunnerResult:
+    """Run one dbt command in-process on the feature project against a warehouse.
+
+    ``warehouse`` is a DuckDB file (the embedded default) or a ``postgresql://`` URL (the
+    ``postgres`` target: the same models, the same SQL). ``args`` is the dbt command and its own
+    options, e.g. ``["run", "--select", "+x"]``; the project and profiles directories, the
+    target and its connection (environment variables read by profiles.yml) and the vars
+    (``start_date``, ``end_date``, ``label_delay_days``) are added here so that every caller uses
+    the same project the same way. ``target_path``/``log_path`` keep concurrent callers (tests,
+    benchmarks) from sharing dbt's working files. Raises :class:`DbtError` with dbt's messages
+    when the command does not succeed.
+    """
+    from dbt.cli.main import dbtRunner
+
+    argv = [
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+    ]
+    target, connection = dbt_target(warehouse)
+    argv += ["--target", target]
+    if vars:
+        argv += ["--vars", json.dumps(jsonable_vars(vars))]
+    if target_path is not None:
+        argv += ["--target-path", str(target_path)]
+    if log_path is not None:
+        argv += ["--log-path", str(log_path)]
+    if quiet:
+        argv.append("--quiet")
+    with _DBT_LOCK, _env(connection):
+        try:
+            result = dbtRunner().invoke(argv)
+        finally:
+            _release_warehouse()
+    if not result.success:
+        raise DbtError(_describe_failure(args, result))
+    return result
+
+
+def _manifest_is_stale(manifest: Path) -> bool:
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml"]
+    for folder in ("models", "macros", "tests"):
+        sources += [p for p in (DBT_PROJECT_DIR / folder).rglob("*") if p.is_file()]
+    return any(p.stat().st_mtime > built for p in sources)
+
+
+def prepare_manifest(manifest: Path) -> None:
+    """``dbt parse`` when the manifest is missing or older than the models, safely across processes.
+
+    The code location must load from a fresh clone and never from a manifest older than the
+    models. Several processes may load the definitions at once (pytest workers, the webserver
+    and the daemon): one parses under an exclusive lock while the others wait and then find the
+    manifest fresh, and the manifest appears by an atomic rename, so nobody reads half a file.
+    In-process (a few seconds): ``dbt`` need not be on PATH. ``manifest`` is the path dagster-dbt
+    reads (``DbtProject.manifest_path``); its folder is the dbt target folder.
+    """
+    target = manifest.parent
+    target.mkdir(parents=True, exist_ok=True)
+    with (target / ".parse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _manifest_is_stale(manifest):
+            return
+        with tempfile.TemporaryDirectory(dir=target, prefix="parse-") as scratch:
+            run_dbt(["parse"], warehouse=":memory:", target_path=scratch)
+            os.replace(Path(scratch) / "manifest.json", manifest)
