@@ -19,6 +19,7 @@ from pydantic import Field
 from fin_assets.code_versions import group_code_version
 from fin_assets.handoff import audit_anchor
 from fin_assets.lib.common import names
+from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance.audit_chain import AuditChain
@@ -44,7 +45,6 @@ from fin_assets.lib.governance.registry_facts import (
     promote,
     version_facts,
 )
-from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource

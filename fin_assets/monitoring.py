@@ -22,7 +22,12 @@ import pandas as pd
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.lib.common import names
-from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, INGESTION_LOG_TABLE
+from fin_assets.lib.common.names import (
+    DATASETS_DIR,
+    DEFAULT_REGISTERED_MODEL,
+    FEATURE_TABLE,
+    INGESTION_LOG_TABLE,
+)
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.monitoring.drift_report import (
@@ -35,7 +40,7 @@ from fin_assets.lib.monitoring.matured_performance import important_features, ma
 from fin_assets.lib.monitoring.retrain_rules import Breach, breaches
 from fin_assets.lib.monitoring.scores_store import days_back, read_scores, write_scores
 from fin_assets.lib.monitoring.scoring import score_transactions
-from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
+from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 from fin_assets.lib.validation.model_loading import (
     RegisteredVersion,

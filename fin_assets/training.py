@@ -36,11 +36,10 @@ from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, evaluate, train_ch
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
-    TAG_DEVELOPER,
-    TAG_GIT_COMMIT,
     log_challenger,
     run_url,
 )
+from fin_assets.lib.training.registry_tags import TAG_DEVELOPER, TAG_GIT_COMMIT
 from fin_assets.lib.training.time_protocol import TimeProtocol, preset
 from fin_assets.lib.training.training_data import (
     KEY_COLUMNS,

@@ -20,11 +20,11 @@ from pydantic import Field
 from fin_assets.code_versions import group_code_version
 from fin_assets.handoff import upstream_metadata
 from fin_assets.lib.common import names
-from fin_assets.lib.common.names import DATASETS_DIR, INGESTION_LOG_TABLE
+from fin_assets.lib.common.names import DATASETS_DIR, DEFAULT_REGISTERED_MODEL, INGESTION_LOG_TABLE
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_assets.lib.governance.registry_facts import champion_version, record_validation
-from fin_assets.lib.training.model_registry import DEFAULT_REGISTERED_MODEL, TAG_MODEL_DIGEST
+from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
 from fin_assets.lib.validation.model_loading import (
     champion_for,
     data_quality_summary,

@@ -14,7 +14,8 @@ from typing import Any
 from fin_assets.lib.common.names import DATA_START_DATE, DEFAULT_REGISTERED_MODEL
 
 _PIPELINE = "fin_assets.cli.pipeline_commands"
-_GOVERNANCE = "fin_assets.cli.governance_commands"
+_APPROVALS = "fin_assets.cli.approval_commands"
+_AUDIT = "fin_assets.cli.audit_commands"
 
 DESCRIPTION = """\
 The command line for people who do not live in the Dagster UI. Runs launched here go through the
@@ -93,36 +94,36 @@ def _add_governance_commands(sub: Any) -> None:
     add = people_sub.add_parser("add", help="register an approver; prints a token once")
     add.add_argument("name")
     add.add_argument("--role", required=True)
-    _runs(add, _GOVERNANCE, "cmd_approvers_add")
+    _runs(add, _APPROVALS, "cmd_approvers_add")
     _runs(
         people_sub.add_parser("list", help="registered approvers"),
-        _GOVERNANCE,
+        _APPROVALS,
         "cmd_approvers_list",
     )
     pending = sub.add_parser("pending", help="challengers awaiting a decision")
     pending.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
-    _runs(pending, _GOVERNANCE, "cmd_pending")
+    _runs(pending, _APPROVALS, "cmd_pending")
     approve = sub.add_parser("approve", help="approve a validated version for promotion")
     _decision_args(approve)
-    _runs(approve, _GOVERNANCE, "cmd_approve")
+    _runs(approve, _APPROVALS, "cmd_approve")
     reject = sub.add_parser("reject", help="reject a version")
     _decision_args(reject)
-    _runs(reject, _GOVERNANCE, "cmd_reject")
+    _runs(reject, _APPROVALS, "cmd_reject")
     rollback = sub.add_parser("rollback", help="approve restoring the previous champion")
     _decision_args(rollback, with_version=False)
-    _runs(rollback, _GOVERNANCE, "cmd_rollback")
+    _runs(rollback, _APPROVALS, "cmd_rollback")
     audit = sub.add_parser("audit", help="verify or export the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(
         "verify", help="prove the chain intact or name the first bad entry"
     )
     verify.add_argument("--anchor", default="", help="SEQ:HASH recorded elsewhere")
-    _runs(verify, _GOVERNANCE, "cmd_audit_verify")
+    _runs(verify, _AUDIT, "cmd_audit_verify")
     export = audit_sub.add_parser("export", help="auditor bundle of one model version")
     export.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
     export.add_argument("--version", type=int, required=True)
     export.add_argument("--out", required=True)
-    _runs(export, _GOVERNANCE, "cmd_audit_export")
+    _runs(export, _AUDIT, "cmd_audit_export")
 
 
 def build_parser() -> argparse.ArgumentParser:

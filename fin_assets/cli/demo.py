@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from fin_assets.cli.run_helpers import (
+    dagster_instance,
     days_between,
     last_metadata,
     print_ingestion,
@@ -26,7 +27,7 @@ from fin_assets.cli.run_helpers import (
     run_ingestion,
     run_training,
 )
-from fin_assets.cli.stores import audit_store, dagster_instance, init_home, mlflow_resource
+from fin_assets.cli.stores import audit_store, init_home, registry_client
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.features.feature_registry import feature_versions
@@ -113,7 +114,7 @@ def _approve_as_demo_validator(version: int) -> bool:
         token = add_approver(engine, name, "validator", policy, actor="fin-mlops demo")
         print(f"registered approver {name!r} (role validator) — a demo stand-in for the human")
         print("  validator; in real use each validator registers once and keeps a personal token")
-        facts = version_facts(mlflow_resource().client(), DEFAULT_REGISTERED_MODEL, version)
+        facts = version_facts(registry_client(), DEFAULT_REGISTERED_MODEL, version)
         try:
             decision = decide(
                 engine,

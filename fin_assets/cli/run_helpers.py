@@ -8,12 +8,13 @@ visible afterwards in the Dagster UI.
 from __future__ import annotations
 
 import contextlib
+import os
 from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
 
-from fin_assets.cli.stores import dagster_instance
+from fin_assets.cli.stores import write_instance_yaml
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.names import (
     BUILD_FEATURES_JOB,
@@ -22,6 +23,7 @@ from fin_assets.lib.common.names import (
 )
 from fin_assets.training import training_run_config
 from fin_resources.locations import Settings
+from fin_resources.mlflow_tracking import MlflowResource
 
 #: Runs launched from the CLI log warnings and errors only; the UI keeps the full event log.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -32,6 +34,25 @@ def days_between(start: date, end: date) -> list[date]:
     if end < start:
         raise SystemExit(f"--end {end} is before --start {start}")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The Dagster instance of ``DAGSTER_HOME`` (defaulting inside FIN_HOME), created if new."""
+    settings = Settings.from_env()
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    if not (settings.dagster_home / "dagster.yaml").exists():
+        write_instance_yaml(settings)
+    return dg.DagsterInstance.get()
+
+
+def mlflow_resource() -> MlflowResource:
+    """The MLflow tracking server and registry of the environment, as the assets see it."""
+    settings = Settings.from_env()
+    return MlflowResource(
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifact_root=settings.mlflow_artifact_root,
+        ui_url=settings.mlflow_ui_url,
+    )
 
 
 def last_metadata(result: Any, node: str) -> dict[str, object] | None:

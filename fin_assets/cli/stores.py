@@ -1,25 +1,25 @@
 """The stores of the environment, opened the same way by every command and by the demo.
 
-Light on purpose: the governance commands (``pending``, ``approve``, ``audit verify``) import this
-module and not the asset graph, so they start without loading xgboost, dbt or Evidently.
+Light on purpose: neither Dagster nor MLflow is imported here, so ``fin-mlops audit verify`` starts
+without them and ``pending`` loads only MLflow's client (when :func:`registry_client` runs).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
 import sqlalchemy as sa
 
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.governance.governance_tables import ensure_schema
-from fin_resources.audit_store import AuditStoreResource
-from fin_resources.locations import Settings
-from fin_resources.mlflow_tracking import MlflowResource
+from fin_resources.locations import Settings, sql_engine
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 def write_instance_yaml(settings: Settings) -> Path:
@@ -33,20 +33,11 @@ def write_instance_yaml(settings: Settings) -> Path:
     return path
 
 
-def dagster_instance() -> dg.DagsterInstance:
-    """The Dagster instance of ``DAGSTER_HOME`` (defaulting inside FIN_HOME), created if new."""
-    settings = Settings.from_env()
-    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    if not (settings.dagster_home / "dagster.yaml").exists():
-        write_instance_yaml(settings)
-    return dg.DagsterInstance.get()
-
-
 @contextmanager
 def audit_store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
     """The audit store of the environment (schema ensured), its chain and the policy in force."""
     settings = Settings.from_env()
-    engine = AuditStoreResource(url=settings.audit_url).engine()
+    engine = sql_engine(settings.audit_url)
     try:
         ensure_schema(engine)
         yield engine, AuditChain(engine), load_policy(settings.policy_path or None)
@@ -54,14 +45,12 @@ def audit_store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
         engine.dispose()
 
 
-def mlflow_resource() -> MlflowResource:
-    """The MLflow tracking server and registry of the environment."""
-    settings = Settings.from_env()
-    return MlflowResource(
-        tracking_uri=settings.mlflow_tracking_uri,
-        artifact_root=settings.mlflow_artifact_root,
-        ui_url=settings.mlflow_ui_url,
-    )
+def registry_client() -> MlflowClient:
+    """A client of the MLflow tracking server and model registry of the environment."""
+    # Imported when a command reads the registry: MLflow alone takes about a second to import.
+    from fin_resources.mlflow_client import tracking_client
+
+    return tracking_client(Settings.from_env().mlflow_tracking_uri)
 
 
 def init_home() -> None:

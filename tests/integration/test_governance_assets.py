@@ -20,8 +20,8 @@ import sqlalchemy as sa
 import yaml
 
 from fin_assets import cli
-from fin_assets.cli.run_helpers import run_feature_build, run_ingestion
-from fin_assets.cli.stores import dagster_instance, init_home
+from fin_assets.cli.run_helpers import dagster_instance, run_feature_build, run_ingestion
+from fin_assets.cli.stores import init_home
 from fin_assets.definitions import build_resources
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.governance import champion_model

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from fin_assets.lib.governance.audit_chain import utc_timestamp
 from fin_assets.lib.governance.decision_rules import Refusal, VersionFacts
-from fin_assets.lib.training.model_registry import (
+from fin_assets.lib.training.registry_tags import (
     TAG_DATA_VERSION,
     TAG_DEVELOPER,
     TAG_FEATURE_VERSIONS,

@@ -40,6 +40,17 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, 
 
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.training.model_fit import TrainedModel
+from fin_assets.lib.training.registry_tags import (
+    PENDING,
+    TAG_DAGSTER_RUN_ID,
+    TAG_DATA_VERSION,
+    TAG_DEVELOPER,
+    TAG_FEATURE_VERSIONS,
+    TAG_GIT_COMMIT,
+    TAG_GIT_DIRTY,
+    TAG_MODEL_DIGEST,
+    TAG_VALIDATION_STATUS,
+)
 from fin_assets.lib.training.training_data import TrainingDataset
 from fin_assets.lib.training.tuning import TuningResult
 
@@ -49,17 +60,6 @@ MODEL_NAME: Final[str] = "model"
 #: Name of the snapshot as an MLflow dataset (its digest is the data version).
 DATASET_NAME: Final[str] = "training_dataset"
 INPUT_EXAMPLE_ROWS: Final[int] = 5
-
-#: Tag keys on the run and on the model version (governance reads these names).
-TAG_DATA_VERSION: Final[str] = "data_version"
-TAG_FEATURE_VERSIONS: Final[str] = "feature_versions"
-TAG_GIT_COMMIT: Final[str] = "git_commit"
-TAG_GIT_DIRTY: Final[str] = "git_dirty"
-TAG_DAGSTER_RUN_ID: Final[str] = "dagster_run_id"
-TAG_DEVELOPER: Final[str] = "developer"
-TAG_VALIDATION_STATUS: Final[str] = "validation_status"
-TAG_MODEL_DIGEST: Final[str] = "model_digest"
-PENDING: Final[str] = "pending"
 
 _REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[3]
 _FLUENT_LOCK = threading.RLock()

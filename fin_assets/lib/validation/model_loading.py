@@ -24,7 +24,8 @@ import xgboost as xgb
 from mlflow.tracking import MlflowClient
 
 from fin_assets.lib.training.model_fit import predict_scores
-from fin_assets.lib.training.model_registry import (
+from fin_assets.lib.training.model_registry import TrackingBackend, load_booster
+from fin_assets.lib.training.registry_tags import (
     TAG_DAGSTER_RUN_ID,
     TAG_DATA_VERSION,
     TAG_DEVELOPER,
@@ -32,8 +33,6 @@ from fin_assets.lib.training.model_registry import (
     TAG_GIT_COMMIT,
     TAG_GIT_DIRTY,
     TAG_MODEL_DIGEST,
-    TrackingBackend,
-    load_booster,
 )
 from fin_assets.lib.training.training_data import (
     LABEL,
