@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_monitoring.py
 	$(BIN)/python bench/bench_realtime.py
+	$(BIN)/python bench/bench_cli.py
 
 clean:
 	rm -rf .fin_home .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs
