@@ -33,7 +33,6 @@ from fin_sensors.schedules import daily_ingestion_schedule
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Every resource, configured from the environment (or from ``settings`` in tests)."""
     s = settings or Settings.from_env()
-    sim = SimulatorConfig.from_env()
     return {
         "settings": SettingsResource(
             home=str(s.home), reports_dir=str(s.reports_dir), policy_path=s.policy_path
@@ -47,16 +46,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             table=s.source_table,
             pii_key=s.pii_key,
         ),
-        "simulator": SimulatorResource(
-            seed=sim.seed,
-            n_customers=sim.n_customers,
-            n_terminals=sim.n_terminals,
-            radius=sim.radius,
-            start_date=sim.start_date.isoformat(),
-            drift_start=sim.drift_start.isoformat() if sim.drift_start else "",
-            drift_kind=sim.drift_kind,
-            drift_strength=sim.drift_strength,
-        ),
+        "simulator": SimulatorResource(**SimulatorConfig.from_env().to_plain()),
         "mlflow": MlflowResource(
             tracking_uri=s.mlflow_tracking_uri,
             artifact_root=s.mlflow_artifact_root,

@@ -27,19 +27,6 @@ RAW_TRANSACTIONS = dg.AssetKey(names.RAW_TRANSACTIONS)
 OWNERS = ["team:fraud-data-platform"]
 
 
-def simulator_config(sim: SimulatorResource) -> SimulatorConfig:
-    return SimulatorConfig(
-        seed=sim.seed,
-        n_customers=sim.n_customers,
-        n_terminals=sim.n_terminals,
-        radius=sim.radius,
-        start_date=date.fromisoformat(sim.start_date),
-        drift_start=date.fromisoformat(sim.drift_start) if sim.drift_start else None,
-        drift_kind=sim.drift_kind,  # type: ignore[arg-type]
-        drift_strength=sim.drift_strength,
-    )
-
-
 def _contract_problems(
     warehouse: WarehouseResource, outcome: IngestionOutcome, rules: dict[str, float]
 ) -> list[str]:
@@ -138,7 +125,12 @@ def raw_transactions(
     try:
         with warehouse.connect() as con:
             outcomes = ingest_days(
-                con, spec, simulator_config(simulator), days, context.run.run_id, source.pii_key
+                con,
+                spec,
+                SimulatorConfig.from_plain(simulator),
+                days,
+                context.run.run_id,
+                source.pii_key,
             )
     except SourceError as exc:
         raise dg.Failure(

@@ -28,14 +28,16 @@ class TransactionSourceResource(ConfigurableResource):
 class SimulatorResource(ConfigurableResource):
     """The embedded simulator's configuration (``FIN_SIM_*`` and ``FIN_DRIFT_*``).
 
-    Dates are ISO strings so the values can be edited in the Dagster launchpad.
+    Dates are ISO strings so the values can be read in the Dagster UI. No defaults here: the
+    definitions fill every field from the simulator's own configuration (its ``to_plain``), which
+    owns the defaults, so they are written once.
     """
 
-    seed: int = 42
-    n_customers: int = 5000
-    n_terminals: int = 10000
-    radius: float = 5.0
-    start_date: str = "2018-04-01"
-    drift_start: str = ""
-    drift_kind: str = "none"
-    drift_strength: float = 1.0
+    seed: int
+    n_customers: int
+    n_terminals: int
+    radius: float
+    start_date: str
+    drift_start: str
+    drift_kind: str
+    drift_strength: float

@@ -363,3 +363,37 @@ def test_handbook_scale_statistics() -> None:
     assert mix[2] + mix[3] > mix[1]
     per_customer_day = len(frame) / (config.n_customers * days)
     assert abs(per_customer_day - 2.0) <= 0.15
+
+
+def test_plain_values_round_trip_through_the_one_list_of_fields() -> None:
+    config = SimulatorConfig(
+        seed=7,
+        n_customers=12,
+        n_terminals=30,
+        radius=2.5,
+        start_date=date(2018, 5, 1),
+        drift_start=date(2018, 6, 2),
+        drift_kind="mix_change",
+        drift_strength=1.5,
+    )
+    plain = config.to_plain()
+    assert plain == {
+        "seed": 7,
+        "n_customers": 12,
+        "n_terminals": 30,
+        "radius": 2.5,
+        "start_date": "2018-05-01",
+        "drift_start": "2018-06-02",
+        "drift_kind": "mix_change",
+        "drift_strength": 1.5,
+    }
+    assert SimulatorConfig.from_plain(plain) == config
+    assert SimulatorConfig.from_plain(SimulatorConfig().to_plain()).drift_start is None
+
+    class Resource:
+        """Stands for SimulatorResource: an object with the same attributes."""
+
+    resource = Resource()
+    for name, value in plain.items():
+        setattr(resource, name, value)
+    assert SimulatorConfig.from_plain(resource) == config

@@ -63,15 +63,16 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
-from typing import Final, Literal, cast, get_args
+from typing import Any, Final, Literal, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from fin_assets.lib.common.names import DATA_START_DATE
 from fin_assets.lib.common.schema import CANONICAL_COLUMNS
 
 DriftKind = Literal["none", "amount_shift", "new_fraud_pattern", "mix_change"]
@@ -147,10 +148,34 @@ class SimulatorConfig:
     n_customers: int = 5000
     n_terminals: int = 10000
     radius: float = 5.0
-    start_date: date = date(2018, 4, 1)
+    start_date: date = date.fromisoformat(DATA_START_DATE)
     drift_start: date | None = None
     drift_kind: DriftKind = "none"
     drift_strength: float = 1.0
+
+    def to_plain(self) -> dict[str, Any]:
+        """The fields as plain values (dates as ISO text, no drift start as ""), e.g. for a
+        Dagster resource whose values a person can read and edit."""
+        values = asdict(self)
+        values["start_date"] = self.start_date.isoformat()
+        values["drift_start"] = self.drift_start.isoformat() if self.drift_start else ""
+        return values
+
+    @classmethod
+    def from_plain(cls, source: Mapping[str, Any] | object) -> SimulatorConfig:
+        """The config from a mapping or an object carrying :meth:`to_plain`'s fields.
+
+        One list of fields (this dataclass's) serves the resource and the environment, so a new
+        simulator setting cannot be forgotten on the way from configuration to the simulator.
+        """
+        values = {
+            f.name: source[f.name] if isinstance(source, Mapping) else getattr(source, f.name)
+            for f in fields(cls)
+        }
+        values["start_date"] = date.fromisoformat(str(values["start_date"]))
+        drift_start = str(values["drift_start"] or "")
+        values["drift_start"] = date.fromisoformat(drift_start) if drift_start else None
+        return cls(**values)
 
     def __post_init__(self) -> None:
         """Refuse configurations that would silently produce nonsense."""
