@@ -126,6 +126,10 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+#: Day index 0 by default: the first day of data (the Handbook's data set starts there too).
+FIRST_DAY: Final[date] = date.fromisoformat(DATA_START_DATE)
+
+
 @dataclass(frozen=True)
 class SimulatorConfig:
     """Everything that determines the simulated data: same config, same bytes.
@@ -148,7 +152,7 @@ class SimulatorConfig:
     n_customers: int = 5000
     n_terminals: int = 10000
     radius: float = 5.0
-    start_date: date = date.fromisoformat(DATA_START_DATE)
+    start_date: date = FIRST_DAY
     drift_start: date | None = None
     drift_kind: DriftKind = "none"
     drift_strength: float = 1.0
