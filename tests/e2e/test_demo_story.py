@@ -261,9 +261,17 @@ def test_ui_shows_every_asset_group_and_the_models_metadata(
                 "model_version": recorded["model_version"],
                 "mlflow_run_id": recorded["mlflow_run_id"],
                 "model_name": "fraud_detector",
-                "validation_status": "pending",
+                # No frozen status: the verdict is validation_pack's (checked next).
+                "validation": None,
             },
             screenshot=artifact_path("dagster_challenger_model.png"),
+        )
+        assert_asset_metadata(
+            page,
+            base_url,
+            ["validation_pack"],
+            {"validation_status": None, "gates": None, "model_card_preview": None},
+            screenshot=artifact_path("dagster_validation_pack.png"),
         )
         assert_asset_metadata(
             page,

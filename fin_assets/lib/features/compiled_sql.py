@@ -26,7 +26,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-from fin_assets.lib.features.dbt_runner import jsonable_vars, run_dbt
+from fin_assets.lib.common.json_text import json_safe
+from fin_assets.lib.features.dbt_runner import run_dbt
 from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR
 
 #: The feature models in dependency order; the last one is the feature table.
@@ -87,7 +88,7 @@ def _fingerprint(dbt_vars: Mapping[str, Any]) -> str:
             digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode())
             digest.update(path.read_bytes())
     digest.update(_dbt_versions().encode())
-    digest.update(json.dumps(jsonable_vars(dbt_vars), sort_keys=True).encode())
+    digest.update(json.dumps(json_safe(dbt_vars), sort_keys=True).encode())
     return digest.hexdigest()[:24]
 
 

@@ -12,7 +12,6 @@ time per process. It also keeps the manifest the Dagster code location loads up 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import os
@@ -22,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fin_assets.lib.common.json_text import json_safe
 from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR
 
 if TYPE_CHECKING:
@@ -73,14 +73,6 @@ def dbt_target(warehouse: str | Path) -> tuple[str, dict[str, str]]:
     if location != ":memory:":
         location = str(Path(location).resolve())
     return "duckdb", {"FIN_WAREHOUSE_PATH": location}
-
-
-def jsonable_vars(dbt_vars: Mapping[str, Any]) -> dict[str, Any]:
-    """dbt vars as JSON (dates as ISO strings), so ``--vars`` parses them the same everywhere."""
-    return {
-        key: value.isoformat() if isinstance(value, dt.date) else value
-        for key, value in dbt_vars.items()
-    }
 
 
 def _describe_failure(args: Sequence[str], result: dbtRunnerResult) -> str:
@@ -150,7 +142,7 @@ def run_dbt(
     target, connection = dbt_target(warehouse)
     argv += ["--target", target]
     if vars:
-        argv += ["--vars", json.dumps(jsonable_vars(vars))]
+        argv += ["--vars", json.dumps(json_safe(vars))]
     if target_path is not None:
         argv += ["--target-path", str(target_path)]
     if log_path is not None:

@@ -36,6 +36,8 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from fin_assets.lib.common.json_text import canonical_json
+
 #: ``prev_hash`` of the first entry.
 GENESIS_HASH: Final[str] = "0" * 64
 APPEND_ONLY_MESSAGE: Final[str] = "audit_entries is append-only"
@@ -96,17 +98,6 @@ _PG_TRIGGERS: Final[dict[str, str]] = {
         f"FOR EACH STATEMENT EXECUTE FUNCTION {TABLE_NAME}_append_only()"
     ),
 }
-
-
-def canonical_json(value: Any) -> str:
-    """The one JSON text of ``value``: sorted keys, no spaces, ASCII only, no NaN.
-
-    One text per value is what makes a hash over JSON reproducible by anyone (an auditor's script
-    in another language included); NaN and infinities are refused because they are not JSON.
-    """
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
 
 
 def compute_entry_hash(

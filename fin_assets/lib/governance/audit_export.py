@@ -11,13 +11,14 @@ them, so the bundle is the same whoever exports it.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fin_assets.lib.governance.audit_chain import AuditEntry, VerifyResult, canonical_json
+from fin_assets.lib.common.html_format import e, html_page
+from fin_assets.lib.common.json_text import canonical_json
+from fin_assets.lib.governance.audit_chain import AuditEntry, VerifyResult
 from fin_assets.lib.governance.decision_rules import Decision
 
 
@@ -107,8 +108,16 @@ def build_bundle(
 
 def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
-        return f"<pre>{html.escape(json.dumps(value, indent=1, sort_keys=True, default=str))}</pre>"
-    return html.escape(str(value))
+        return f"<pre>{e(json.dumps(value, indent=1, sort_keys=True, default=str))}</pre>"
+    return e(value)
+
+
+_BUNDLE_CSS = (
+    "body{font-family:sans-serif;margin:2em;max-width:1100px}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+    "vertical-align:top;text-align:left}pre{margin:0;white-space:pre-wrap}"
+    ".ok{color:#176117}.bad{color:#a01010;font-weight:bold}"
+)
 
 
 def render_html(bundle: Mapping[str, Any]) -> str:
@@ -121,22 +130,16 @@ def render_html(bundle: Mapping[str, Any]) -> str:
         else f"AUDIT TRAIL BROKEN at entry {trail['first_bad_seq']}: {trail['reason']}"
     )
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "vertical-align:top;text-align:left}pre{margin:0;white-space:pre-wrap}"
-        ".ok{color:#176117}.bad{color:#a01010;font-weight:bold}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p class='{'ok' if trail['verified'] else 'bad'}'>{html.escape(verdict)}</p>",
-        f"<p>Exported {html.escape(str(bundle['exported_at']))}; champion now: "
+        f"<h1>{e(title)}</h1>",
+        f"<p class='{'ok' if trail['verified'] else 'bad'}'>{e(verdict)}</p>",
+        f"<p>Exported {e(bundle['exported_at'])}; champion now: "
         f"{'yes' if bundle['is_champion'] else 'no'}.</p>",
     ]
     for number, step in enumerate(bundle["chain"], start=1):
-        parts.append(f"<section><h2>{number}. {html.escape(step['step'])}</h2><table>")
+        parts.append(f"<section><h2>{number}. {e(step['step'])}</h2><table>")
         for key, value in step.items():
             if key != "step":
-                parts.append(f"<tr><th>{html.escape(key)}</th><td>{_cell(value)}</td></tr>")
+                parts.append(f"<tr><th>{e(key)}</th><td>{_cell(value)}</td></tr>")
         parts.append("</table></section>")
     parts.append("<section><h2>Audit trail entries</h2><table><tr>")
     parts.append("<th>seq</th><th>recorded at</th><th>actor</th><th>action</th><th>subject</th>")
@@ -148,8 +151,8 @@ def render_html(bundle: Mapping[str, Any]) -> str:
             f"<td>{_cell(entry['subject'])}</td><td>{_cell(entry.get('payload'))}</td>"
             f"<td><code>{_cell(str(entry['entry_hash'])[:16])}…</code></td></tr>"
         )
-    parts.append("</table></section></body></html>")
-    return "\n".join(parts)
+    parts.append("</table></section>")
+    return html_page(title, _BUNDLE_CSS, "\n".join(parts))
 
 
 def write_bundle(bundle: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from fin_assets.lib.common.json_text import canonical_json
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.governance import audit_chain
 from fin_assets.lib.governance.approvers import authenticate
@@ -186,7 +187,7 @@ def decide(
                 "pack_digest": validated.get("pack_digest"),
                 "model_digest": facts.model_digest,
                 "data_version": facts.data_version,
-                "feature_versions": audit_chain.canonical_json(facts.feature_versions),
+                "feature_versions": canonical_json(facts.feature_versions),
                 "status": STATUS_RECORDED,
                 "promotion_run_id": None,
             }

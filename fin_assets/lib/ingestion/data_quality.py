@@ -7,7 +7,6 @@ Thresholds come from the policy's ``data_quality`` section.
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from fin_assets.lib.common.html_format import e, html_page, table
 
 _SUITE_VERSION = "1"
 
@@ -134,23 +135,26 @@ def run_suite(
     )
 
 
+_REPORT_CSS = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px}.fail{background:#fdd}.ok{background:#efe}"
+)
+
+
 def write_report(result: DataQualityResult, title: str, out_dir: Path, stem: str) -> Path:
     """Write the result as JSON (for machines) and HTML (for a reviewer); return the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    rows = "\n".join(
-        f"<tr class={'ok' if o.success else 'fail'}><td>{html.escape(o.expectation)}</td>"
-        f"<td>{html.escape(o.column)}</td><td>{html.escape(str(o.observed))}</td>"
-        f"<td>{html.escape(o.bounds)}</td><td>{'pass' if o.success else 'FAIL'}</td></tr>"
+    rows = [
+        [o.expectation, o.column, o.observed, o.bounds, "pass" if o.success else "FAIL"]
         for o in result.outcomes
-    )
+    ]
     verdict = "all expectations met" if result.success else f"{result.failed} expectation(s) FAILED"
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px}}.fail{{background:#fdd}}.ok{{background:#efe}}</style>
-</head><body><h1>{html.escape(title)}</h1><p>{result.evaluated} expectations, {verdict}.</p>
-<table><tr><th>expectation</th><th>column</th><th>observed</th><th>bounds</th><th>result</th></tr>
-{rows}</table></body></html>"""
+    body = f"<h1>{e(title)}</h1><p>{result.evaluated} expectations, {e(verdict)}.</p>" + table(
+        ["expectation", "column", "observed", "bounds", "result"],
+        rows,
+        ["ok" if o.success else "fail" for o in result.outcomes],
+    )
     path = out_dir / f"{stem}.html"
-    path.write_text(page)
+    path.write_text(html_page(title, _REPORT_CSS, body))
     return path

@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from fin_assets.lib.common.json_text import json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.monitoring.psi import PsiBand, is_categorical, monitoring_section, psi, psi_band
-from fin_assets.lib.monitoring.summary_json import jsonable
 from fin_assets.lib.training.training_data import partial_lookback_rows
 
 #: Column of the transaction amount, which the segment drift compares within each segment.
@@ -77,7 +77,7 @@ def psi_summary(
     bins = int(monitoring_section(policy)["psi_bins"])
     values = {c: psi(reference[c], current[c], bins=bins) for c in columns}
     worst = max(values, key=lambda c: values[c]) if values else None
-    return jsonable(
+    return json_safe(
         {
             "rows_current": len(current),
             "psi": values,
@@ -116,7 +116,7 @@ class ColumnDrift:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return jsonable(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,7 @@ class SegmentDrift:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return jsonable(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +177,7 @@ class DriftResult:
     def summary(self) -> dict[str, Any]:
         """JSON-able summary for the report file and Dagster metadata (undefined values: None)."""
         feature, value = self.max_psi
-        return jsonable(
+        return json_safe(
             {
                 "policy_version": self.policy_version,
                 "rows_reference": self.rows_reference,
@@ -443,7 +443,7 @@ def monitoring_summary(
     unknown = [f for f in important_features if f not in drift.features]
     if unknown:
         raise ValueError(f"important features not monitored: {unknown}")
-    return jsonable(
+    return json_safe(
         {
             **drift.summary(),
             "important_features": list(important_features),

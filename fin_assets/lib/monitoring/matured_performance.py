@@ -17,9 +17,9 @@ import pandas as pd
 import xgboost as xgb
 
 from fin_assets.lib.common import metrics
+from fin_assets.lib.common.json_text import json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.monitoring.psi import monitoring_section
-from fin_assets.lib.monitoring.summary_json import jsonable
 from fin_assets.lib.training.training_data import LABEL, known_compromised_customers
 
 
@@ -95,7 +95,7 @@ def matured_performance(
     result["auc_roc"] = metrics.auc_roc(y, scores)
     result["average_precision"] = metrics.average_precision(y, scores)
     result["card_precision_top_k"] = card.mean
-    return jsonable(result)
+    return json_safe(result)
 
 
 def important_features(

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from fin_assets.lib.common.json_text import json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.monitoring.psi import monitoring_section
-from fin_assets.lib.monitoring.summary_json import jsonable
 
 BreachKind = Literal["psi_important_feature", "drift_share", "performance_floor"]
 
@@ -34,7 +34,7 @@ class Breach:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return jsonable(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,10 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import operator
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from fin_assets.lib.common.json_text import canonical_json, json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.validation import subjects
 from fin_assets.lib.validation.conduct_sections import explanations, fairness
@@ -105,8 +105,8 @@ __all__ = [
     "ValidationSubject",
     "adverse_decisions",
     "build_validation_pack",
-    "canonical_json",
     "evaluate_gates",
+    "pack_canonical_json",
     "pack_digest",
     "write_pack",
 ]
@@ -136,39 +136,6 @@ _OPS: Final[dict[str, Callable[[float, float], bool]]] = {">=": operator.ge, "<=
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _json_safe(value: Any) -> Any:
-    """A JSON-able copy: NaN/inf → None, numpy → Python, dates → ISO, sets → sorted lists."""
-    if isinstance(value, Mapping):
-        return {_json_key(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted(_json_safe(v) for v in value)
-    if isinstance(value, np.ndarray):
-        return [_json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (datetime, date, pd.Timestamp)):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "to_dict"):
-        return _json_safe(value.to_dict())
-    return str(value)
-
-
-def _json_key(key: Any) -> str:
-    if isinstance(key, (datetime, date, pd.Timestamp)):
-        return key.isoformat()
-    if isinstance(key, np.generic):
-        return str(key.item())
-    return str(key)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,14 +364,14 @@ def build_validation_pack(
     pack["limitations"] = limitations(ev, pack, champion)
     pack["assumptions"] = assumptions(ev, pack)
     pack["monitoring_plan"] = monitoring_plan(ev, pack, policy)
-    safe: dict[str, Any] = _json_safe(pack)
+    safe: dict[str, Any] = json_safe(pack)
     safe["gates"], safe["status"] = evaluate_gates(safe, policy)
     return {key: safe[key] for key in PACK_SECTIONS}
 
 
-def canonical_json(pack: Mapping[str, Any]) -> str:
-    """The pack as canonical JSON: sorted keys, no whitespace, NaN refused."""
-    return json.dumps(_json_safe(pack), sort_keys=True, separators=(",", ":"), allow_nan=False)
+def pack_canonical_json(pack: Mapping[str, Any]) -> str:
+    """The pack as canonical JSON (:func:`canonical_json`) once it is made JSON-safe."""
+    return canonical_json(json_safe(pack))
 
 
 def pack_digest(pack: Mapping[str, Any]) -> str:
@@ -417,7 +384,7 @@ def pack_digest(pack: Mapping[str, Any]) -> str:
     identity = dict(content.get("identity") or {})
     identity.pop("generated_at", None)
     content["identity"] = identity
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+    return hashlib.sha256(pack_canonical_json(content).encode()).hexdigest()
 
 
 def write_pack(pack: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -432,7 +399,7 @@ def write_pack(pack: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
         "html": directory / "validation_pack.html",
         "model_card": directory / "model_card.md",
     }
-    text = json.dumps(_json_safe(pack), sort_keys=True, indent=2, allow_nan=False)
+    text = json.dumps(json_safe(pack), sort_keys=True, indent=2, allow_nan=False)
     paths["json"].write_text(text + "\n", encoding="utf-8")
     paths["html"].write_text(render_html(pack), encoding="utf-8")
     paths["model_card"].write_text(render_model_card(pack), encoding="utf-8")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from fin_assets.lib.validation.report.html_format import num
+from fin_assets.lib.common.html_format import num
 from fin_assets.lib.validation.report.section_html import model_title
 
 

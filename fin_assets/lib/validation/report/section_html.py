@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from fin_assets.lib.validation.report.html_format import (
+from fin_assets.lib.common.html_format import (
     cell,
     e,
     finite,
+    html_page,
     items,
     kv,
     note,
@@ -621,13 +622,12 @@ def render_html(pack: Mapping[str, Any]) -> str:
     banner = f"Status: {status.upper()}" + (
         f" — blocking gate(s) failed: {', '.join(failed)}" if failed else ""
     )
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"
+    return html_page(
+        title,
+        _CSS,
         f"<header><h1>{e(title)}</h1><div>policy {e(identity.get('policy_version'))} · "
         f"generated {e(identity.get('generated_at'))} · model kind "
         f"{e(identity.get('model_kind'))}</div></header>"
         f'<div class="banner {e(status)}">{e(banner)}</div>'
-        f"<nav>{nav}</nav><main>{''.join(sections)}</main></body></html>\n"
+        f"<nav>{nav}</nav><main>{''.join(sections)}</main>",
     )

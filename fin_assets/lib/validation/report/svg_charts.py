@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from fin_assets.lib.validation.report.html_format import e, finite
+from fin_assets.lib.common.html_format import e, finite
 
 _WIDTH, _HEIGHT = 460, 320
 _MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 56, 16, 28, 44

@@ -1,8 +1,9 @@
-"""Formatting helpers shared by the HTML page of the validation pack and its model card.
+"""HTML and number formatting shared by every report the platform writes.
 
-Why apart: the section renderers, the SVG charts and the Markdown card all write the pack's
-numbers the same way (rounded, a dash for "not available") and escape every text taken from the
-pack, so one module holds those rules.
+The validation pack (its sections, SVG charts and Markdown card), the auditor's bundle and the
+data-quality report all write numbers the same way (rounded, a dash for "not available"), escape
+every text they did not write themselves, and produce one self-contained page (no network), so one
+module holds those rules.
 """
 
 from __future__ import annotations
@@ -98,3 +99,13 @@ def items(items: Sequence[Mapping[str, Any]] | None) -> str:
         f"<li><strong>{e(i.get('topic', ''))}</strong>: {e(i.get('text', ''))}</li>" for i in items
     )
     return f"<ul>{lines}</ul>"
+
+
+def html_page(title: str, css: str, body: str) -> str:
+    """A self-contained HTML page: inline style, no script, nothing fetched from the network."""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(title)}</title><style>{css}</style></head><body>"
+        f"{body}</body></html>\n"
+    )
