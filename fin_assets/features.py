@@ -22,6 +22,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from fin_assets.code_versions import group_code_version
+from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.features.dbt_runner import prepare_manifest
 from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR, feature_versions
@@ -93,6 +94,7 @@ def point_in_time_features() -> dg.AssetsDefinition:
         and replaces them, so re-running a day is idempotent and its cost does not grow with
         history.
         """
+        refuse_launch_overrides(context)
         os.environ["FIN_WAREHOUSE_PATH"] = warehouse.path
         versions = feature_versions()
         dbt_vars = _range_vars(context)
@@ -134,6 +136,7 @@ def online_features(
     are published to the online store (SQLite by default, Redis in production) in one swap;
     lookups then compute features for a new transaction with the offline definitions.
     """
+    refuse_launch_overrides(context)
     last_day = date.fromisoformat(context.partition_key_range.end)
     as_of = datetime(last_day.year, last_day.month, last_day.day) + timedelta(days=1)
     with warehouse.connect(read_only=True) as con:

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.handoff import audit_anchor
+from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.common.policy import load_policy
@@ -104,6 +105,7 @@ def champion_model(
     saw; then moves `previous_champion` and `champion`. Without a recorded decision it refuses;
     every promotion and refusal is appended to the audit trail.
     """
+    refuse_launch_overrides(context)
     policy = load_policy(settings.policy_path or None)
     engine = audit_store.engine()
     try:
@@ -235,6 +237,7 @@ def audit_trail(
     """The tamper-evident audit trail, verified: every entry's hash and link, and the head
     recorded by the previous materialisation (an anchor outside the database, so a truncated
     tail is detected too). Fails, naming the first bad entry, if the chain is broken."""
+    refuse_launch_overrides(context)
     engine = audit_store.engine()
     try:
         chain = AuditChain(engine)

@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from fin_assets.code_versions import group_code_version
+from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.hashing import frame_digest
 from fin_assets.lib.common.names import QUARANTINE_TABLE, RAW_TRANSACTIONS_TABLE
@@ -120,6 +121,7 @@ def raw_transactions(
     and writes nothing. A backfill covers up to 31 days per run (written in one transaction);
     the metadata then has a per-day table, and the checks judge every day of the run.
     """
+    refuse_launch_overrides(context)
     days = [date.fromisoformat(key) for key in context.partition_keys]
     spec = SourceSpec(source.kind, source.path, source.mapping, source.url, source.table)
     try:

@@ -21,6 +21,7 @@ import duckdb
 import pandas as pd
 
 from fin_assets.code_versions import group_code_version
+from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import (
     DATASETS_DIR,
@@ -84,6 +85,7 @@ def scored_transactions(
     Replaces the day in `monitoring.scored_transactions` in one transaction (a re-run never
     duplicates). Before any champion exists nothing is scored, and the metadata says so.
     """
+    refuse_launch_overrides(context)
     day = _day(context)
     champion = _champion(mlflow)
     if champion is None:
@@ -190,6 +192,7 @@ def monitoring_report(
     rolling week against the champion's training data, prediction and segment drift, and
     matured-label performance (AUC, average precision, card precision top-k); HTML + JSON
     summary in the reports directory, key numbers in metadata (plotted across partitions)."""
+    refuse_launch_overrides(context)
     day = _day(context)
     policy = load_policy(settings.policy_path or None)
     section = policy.section("monitoring")

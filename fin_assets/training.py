@@ -29,6 +29,7 @@ from pydantic import Field
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.handoff import upstream_metadata
+from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.features import feature_registry
@@ -376,6 +377,7 @@ def training_dataset(
     (Parquet + manifest). The data version is a content hash of rows, features and their
     versions, protocol and cut-off: the same inputs give the same version.
     """
+    refuse_launch_overrides(context)
     columns = default_feature_columns()
     versions = {c: v for c, v in feature_registry.feature_versions().items() if c in columns}
     with warehouse.connect(read_only=True) as con:
@@ -461,6 +463,7 @@ def challenger_model(
     tagged with data and feature versions, git commit, Dagster run id, developer and
     `validation_status=pending`. It never becomes champion by itself.
     """
+    refuse_launch_overrides(context)
     upstream, origin = upstream_metadata(context, TRAINING_DATASET)
     dataset = _load_dataset(upstream)
     params, tuning = config.hyperparameters(), None

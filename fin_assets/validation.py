@@ -19,6 +19,7 @@ from pydantic import Field
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.handoff import upstream_metadata
+from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, DEFAULT_REGISTERED_MODEL, INGESTION_LOG_TABLE
 from fin_assets.lib.common.policy import Policy, load_policy
@@ -143,6 +144,7 @@ def validation_pack(
     limitations and monitoring plan (see `validation_pack.html`). Sets the version's
     `validation_status` to passed or failed. Never approves or promotes.
     """
+    refuse_launch_overrides(context)
     policy = load_policy(settings.policy_path or None)
     version_number = _challenger_version(context, config)
     try:

@@ -53,6 +53,7 @@ REFUSAL_CODES: Final[tuple[str, ...]] = (
     "already_decided",
     "no_previous_champion",
     "no_approval",
+    "launch_override",
 )
 
 
