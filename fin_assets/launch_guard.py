@@ -10,6 +10,7 @@ overrides a governed resource is refused, and the refusal is written to the *rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 import dagster as dg
@@ -32,7 +33,7 @@ GOVERNED_RESOURCES: Final[tuple[str, ...]] = (
 )
 
 
-def overridden_resources(run_config: dict[str, Any] | None) -> list[str]:
+def overridden_resources(run_config: Mapping[str, Any] | None) -> list[str]:
     """The governed resources a run config sets values for (sorted)."""
     resources = (run_config or {}).get("resources") or {}
     return sorted(key for key in resources if key in GOVERNED_RESOURCES)
