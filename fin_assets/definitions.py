@@ -8,6 +8,9 @@ production, and a process that changes ``FIN_HOME`` gets definitions bound to th
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import dagster as dg
 
 from fin_assets.features import dbt_resource, online_features, point_in_time_features
@@ -30,8 +33,16 @@ from fin_sensors.drift import drift_retrain_sensor
 from fin_sensors.schedules import daily_ingestion_schedule
 
 
+def _secret(variable: str, value: str, from_env: bool) -> Any:
+    """A value that may carry a secret (a key, a password in a URL), bound by its variable's name
+    when the environment sets it: the Dagster UI then shows ``{"env": VARIABLE}``, never the value.
+    """
+    return dg.EnvVar(variable) if from_env and os.environ.get(variable, "").strip() else value
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Every resource, configured from the environment (or from ``settings`` in tests)."""
+    from_env = settings is None
     s = settings or Settings.from_env()
     return {
         "settings": SettingsResource(
@@ -42,18 +53,20 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             kind=s.source,
             path=s.source_path,
             mapping=s.source_mapping,
-            url=s.source_url,
+            url=_secret("FIN_SOURCE_URL", s.source_url, from_env),
             table=s.source_table,
-            pii_key=s.pii_key,
+            pii_key=_secret("FIN_PII_KEY", s.pii_key, from_env),
         ),
         "simulator": SimulatorResource(**SimulatorConfig.from_env().to_plain()),
         "mlflow": MlflowResource(
-            tracking_uri=s.mlflow_tracking_uri,
+            tracking_uri=_secret("MLFLOW_TRACKING_URI", s.mlflow_tracking_uri, from_env),
             artifact_root=s.mlflow_artifact_root,
             ui_url=s.mlflow_ui_url,
         ),
-        "audit_store": AuditStoreResource(url=s.audit_url),
-        "online_store": OnlineStoreResource(url=s.online_store_url),
+        "audit_store": AuditStoreResource(url=_secret("FIN_AUDIT_URL", s.audit_url, from_env)),
+        "online_store": OnlineStoreResource(
+            url=_secret("FIN_ONLINE_STORE_URL", s.online_store_url, from_env)
+        ),
         "dbt": dbt_resource(),
     }
 

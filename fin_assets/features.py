@@ -28,6 +28,7 @@ from fin_assets.lib.features.dbt_runner import prepare_manifest
 from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR, feature_versions
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
 from fin_assets.partitions import daily_partitions
+from fin_resources.locations import without_credentials
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource
 
@@ -152,7 +153,7 @@ def online_features(
             "customers": state.customers,
             "terminals": state.terminals,
             "keys": len(state.items),
-            "store": online_store.url.split("@")[-1],
+            "store": without_credentials(online_store.url),
             "feature_versions": dg.MetadataValue.json(feature_versions()),
         }
     )

@@ -54,6 +54,7 @@ from fin_assets.lib.training.training_data import (
     save_snapshot,
 )
 from fin_assets.lib.training.tuning import TuningMetric, tune
+from fin_resources.locations import without_credentials
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
 from fin_resources.warehouse import WarehouseResource
@@ -500,7 +501,7 @@ def challenger_model(
         tuning=tuning,
         run_name=f"challenger-{context.run.run_id[:8]}",
     )
-    ui = mlflow.ui_url or mlflow.tracking_uri
+    ui = mlflow.ui_url or without_credentials(mlflow.tracking_uri)
     link = run_url(ui, registered.experiment_id, registered.run_id)
     context.log.info(f"registered {registered.model_uri} (dataset from {origin}): {link}")
     return dg.MaterializeResult(

@@ -37,9 +37,15 @@ def partition_start_from_env() -> str:
 
 
 def fin_home() -> Path:
-    """The root of every embedded store; created on first use."""
+    """The root of every embedded store; created on first use, readable by its owner only.
+
+    It holds the audit trail, the approvers' hashed tokens, models and data: 0700, so another
+    account on the machine cannot read or alter them (a deployment's volume is set the same way).
+    """
     home = Path(_env("FIN_HOME", ".fin_home")).expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if home.stat().st_mode & 0o077:
+        home.chmod(0o700)
     return home
 
 
@@ -121,3 +127,12 @@ def sql_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any ``user:password@`` removed, for links and metadata a person sees."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"

@@ -6,6 +6,7 @@ without them and ``pending`` loads only MLflow's client (when :func:`registry_cl
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,11 @@ def write_instance_yaml(settings: Settings) -> Path:
     if settings.dagster_pg_url:
         lines += ["storage:", "  postgres:", f"    postgres_url: {settings.dagster_pg_url}"]
     path = settings.dagster_home / "dagster.yaml"
-    path.write_text("\n".join(lines) + "\n")
+    # The PostgreSQL URL may carry a password: owner-only from the first byte.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    path.chmod(0o600)
     return path
 
 

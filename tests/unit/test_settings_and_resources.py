@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,57 @@ def test_policy_is_versioned_and_hashed(tmp_path: Path) -> None:
 def test_sqlalchemy_stays_below_2_1() -> None:
     major, minor = (int(p) for p in sa.__version__.split(".")[:2])
     assert (major, minor) < (2, 1), "SQLAlchemy 2.1 breaks dagster-postgres (architecture §7)"
+
+
+def test_fin_home_and_the_instance_config_are_owner_only(fin_home: Path) -> None:
+    from fin_assets.cli.stores import write_instance_yaml
+
+    fin_home.mkdir(mode=0o755)
+    fin_home.chmod(0o755)
+    settings = Settings.from_env()
+    assert stat.S_IMODE(settings.home.stat().st_mode) == 0o700
+    os.environ["FIN_DAGSTER_PG_URL"] = "postgresql://dagster:s3cret@db/dagster"
+    try:
+        path = write_instance_yaml(Settings.from_env())
+    finally:
+        del os.environ["FIN_DAGSTER_PG_URL"]
+    assert "s3cret" in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_secrets_are_bound_by_name_so_the_ui_never_shows_them(
+    fin_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from fin_assets.definitions import build_resources
+
+    secrets = {
+        "FIN_PII_KEY": "pii-key-0b7f",
+        "FIN_AUDIT_URL": "postgresql://audit:pw-audit-9@127.0.0.1/audit",
+        "MLFLOW_TRACKING_URI": "http://ml:pw-mlflow-3@127.0.0.1:5000",
+        "FIN_ONLINE_STORE_URL": "redis://:pw-redis-5@127.0.0.1:6379/0",
+        "FIN_SOURCE_URL": "postgresql://src:pw-src-1@127.0.0.1/bank",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    repo = dg.Definitions(resources=build_resources()).get_repository_def()
+    shown = repr(
+        {
+            key: r.config_schema.as_field().default_value
+            for key, r in repo.get_top_level_resources().items()
+        }
+    )
+    for name, value in secrets.items():
+        assert value not in shown and f"'env': '{name}'" in shown
+    for secret in ("pw-audit-9", "pw-mlflow-3", "pw-redis-5", "pw-src-1", "pii-key-0b7f"):
+        assert secret not in shown
+
+
+def test_links_and_metadata_drop_credentials() -> None:
+    from fin_resources.locations import without_credentials
+
+    assert without_credentials("http://ml:pw@host:5000/base") == "http://host:5000/base"
+    assert without_credentials("redis://:pw@host:6379/0") == "redis://host:6379/0"
+    assert without_credentials("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    assert without_credentials("host:5000") == "host:5000"
