@@ -60,7 +60,11 @@ def gate_check_specs(policy: Policy | None = None) -> list[dg.AssetCheckSpec]:
             name=name,
             asset=VALIDATION_PACK,
             blocking=bool(gate.get("blocking", False)),
-            description=f"{gate['metric']} {gate['op']} {gate['value']} (policy gate)",
+            description=(
+                f"{gate['metric']} is pass (policy verdict gate)"
+                if gate.get("kind") == "verdict"
+                else f"{gate['metric']} {gate['op']} {gate['value']} (policy gate)"
+            ),
         )
         for name, gate in sorted(gates.items())
     ]
@@ -88,7 +92,8 @@ def _check_results(pack: dict[str, Any]) -> list[dg.AssetCheckResult]:
             dg.AssetCheckResult(
                 check_name=gate["name"],
                 asset_key=VALIDATION_PACK,
-                passed=gate["result"] != "fail",
+                # Inconclusive is not passed: the evidence could not show the model is fair.
+                passed=gate["result"] not in ("fail", "inconclusive"),
                 severity=(
                     dg.AssetCheckSeverity.ERROR if gate["blocking"] else dg.AssetCheckSeverity.WARN
                 ),

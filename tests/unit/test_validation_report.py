@@ -169,7 +169,11 @@ def test_model_card_is_filled_from_the_pack(pack: dict[str, Any]) -> None:
     ):
         assert f"\n{heading}\n" in card
     for gate in pack["gates"]:
-        row = f"| {gate['name']} | {gate['metric']} | {gate['value']:.4f} | "
+        # Verdict gates (fairness) carry the verdict string as their value, numeric gates a number;
+        # a gate without a value (the one-attribute pack has no intersectional pair) shows a dash.
+        value = gate["value"]
+        value = "—" if value is None else value if isinstance(value, str) else f"{value:.4f}"
+        row = f"| {gate['name']} | {gate['metric']} | {value} | "
         assert row in card
         assert f"| {gate['result']} |" in card
     auc = pack["discrimination"]["auc_roc"]

@@ -41,7 +41,7 @@ TAG_VALIDATION_RUN_ID: Final[str] = "validation_run_id"
 CHAMPION_ALIAS: Final[str] = "champion"
 PREVIOUS_CHAMPION_ALIAS: Final[str] = "previous_champion"
 
-VALIDATION_STATUSES: Final[tuple[str, ...]] = ("passed", "failed", "pending")
+VALIDATION_STATUSES: Final[tuple[str, ...]] = ("passed", "failed", "inconclusive", "pending")
 _MISSING: Final[tuple[str, ...]] = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 

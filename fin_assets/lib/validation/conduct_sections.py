@@ -15,15 +15,27 @@ import pandas as pd
 import xgboost as xgb
 
 from fin_assets.lib.validation import explain, subjects
-from fin_assets.lib.validation.fairness import fairness_report
+from fin_assets.lib.validation.fairness import (
+    FAIRNESS_RULE,
+    MEASURES,
+    FairnessSettings,
+    fairness_report,
+    group_names,
+)
+from fin_assets.lib.validation.fairness_screening import proxy_screening, threshold_sweep
 from fin_assets.lib.validation.subjects import Evaluation
 
 
 def fairness(ev: Evaluation) -> dict[str, Any]:
-    """Outcome rates per protected group against the policy thresholds (fair treatment)."""
-    config = ev.settings["fairness"]
+    """Every protected group judged with its uncertainty, plus proxy and cut-off screens.
+
+    The policy's preset for the model kind (``validation.fairness.<kind>``) sets the floor, the
+    thresholds, the test and the level; ``verdicts`` holds one verdict per measure for the
+    verdict gates (None with a reason when nothing could be assessed).
+    """
+    settings = FairnessSettings.from_policy(ev.settings["fairness"], ev.subject.model_kind, ev.seed)
     # A column without a single value (a schema slot the source never filled) is not an
-    # attribute: judging it would compare one "missing" group with itself and always pass.
+    # attribute: judging it would compare one "missing" group with itself.
     present = [
         c for c in ev.subject.protected if c in ev.frame.columns and ev.frame[c].notna().any()
     ]
@@ -32,13 +44,9 @@ def fairness(ev: Evaluation) -> dict[str, Any]:
         "protected_assessed": present,
         "protected_missing": missing,
         "adverse_decision": ev.words["adverse"],
-        "fpr_parity_applies": ev.subject.model_kind == "fraud",
-        "thresholds": {
-            "air_min": float(config["air_min"]),
-            "fpr_ratio_min": float(config["fpr_ratio_min"]),
-            "smd_max": float(config["smd_max"]),
-            "min_group_rows": int(config["min_group_rows"]),
-        },
+        "preset": ev.subject.model_kind,
+        "thresholds": settings.to_plain(),
+        "rule": FAIRNESS_RULE,
         "protected_features_check": (
             "passed: no model feature is a protected attribute (a model reading one is refused "
             "before any evidence is built)"
@@ -50,45 +58,44 @@ def fairness(ev: Evaluation) -> dict[str, Any]:
             if not ev.subject.protected
             else f"the protected attribute(s) {missing} are not in the data or have no values"
         )
+        keys = ("min_air", "min_fpr_ratio", "min_tpr_ratio", "max_abs_smd")
         section.update(
             attributes={},
-            min_air=None,
-            min_fpr_ratio=None,
-            max_abs_smd=None,
+            intersectional=[],
+            verdicts=dict.fromkeys((*MEASURES, "intersectional")),
+            summaries={},
+            **dict.fromkeys(keys),
+            groups_below_floor=[],
             four_fifths_flags=[],
-            groups_too_small=[],
-            smd_flags=[],
-            not_applicable_reasons=dict.fromkeys(
-                ("min_air", "min_fpr_ratio", "max_abs_smd"), reason
-            ),
+            failed_groups=[],
+            proxy_screening=None,
+            threshold_sweep=None,
+            not_applicable_reasons=dict.fromkeys((*keys, *MEASURES, "intersectional"), reason),
         )
         return section
     report = fairness_report(
-        ev.frame,
-        ev.y,
-        ev.scores,
-        ev.alerts,
-        present,
-        air_min=float(config["air_min"]),
-        min_group_rows=int(config["min_group_rows"]),
+        ev.frame, ev.y, ev.scores, ev.alerts, present, settings, model_kind=ev.subject.model_kind
     )
-    smd_max = float(config["smd_max"])
-    smd_flags = [
-        f"{attribute}/{group}"
-        for attribute, result in report["attributes"].items()
-        for group, value in result["smd"].items()
-        if value is not None
-        and abs(value) > smd_max
-        and any(g["group"] == group and g["judged"] for g in result["groups"])
-    ]
-    section.update({k: v for k, v in report.items() if k not in ("air_min", "min_group_rows")})
-    section["smd_flags"] = smd_flags
-    reasons = {}
-    for key in ("min_air", "min_fpr_ratio", "max_abs_smd"):
-        if report.get(key) is None:
-            reasons[key] = (
-                f"no protected group has >= {int(config['min_group_rows'])} rows to be judged"
-            )
+    section.update(report)
+    section["summaries"] = {a: r["summary"] for a, r in report["attributes"].items()}
+    names = {a: group_names(ev.frame[a]) for a in present}
+    section["proxy_screening"] = proxy_screening(
+        ev.frame, list(ev.subject.feature_columns), names, settings
+    )
+    sweep = threshold_sweep(ev.scores, ev.y, names, settings)
+    sweep["operating_point"] = {
+        "approval_rate": float((~ev.alerts).mean()),
+        "min_air": {a: r["min_air"] for a, r in report["attributes"].items()},
+    }
+    section["threshold_sweep"] = sweep
+    reasons: dict[str, str] = {}
+    if report["verdicts"]["intersectional"] is None:
+        reasons["intersectional"] = (
+            "no pair of protected attributes could be assessed (fewer than two attributes, or "
+            "cells below the floor)"
+        )
+    if report["min_air"] is None:
+        reasons["min_air"] = "no attribute has two groups reaching the floor"
     if reasons:
         section["not_applicable_reasons"] = reasons
     return section

@@ -223,11 +223,13 @@ def limitations(
             + fair["not_applicable_reasons"]["min_air"]
             + "; the fairness gates are not applicable.",
         )
-    elif fair["groups_too_small"]:
+    elif fair["groups_below_floor"]:
         add(
-            "protected groups too small",
-            "Groups reported but not judged (fewer than "
-            f"{fair['thresholds']['min_group_rows']} rows): {', '.join(fair['groups_too_small'])}.",
+            "protected groups below the floor",
+            "Groups below the floor (fewer than "
+            f"{fair['thresholds']['min_group_rows']} rows or "
+            f"{fair['thresholds']['min_group_adverse']} {words['adverse_plural']}), judged "
+            f"inconclusive: {', '.join(fair['groups_below_floor'])}.",
         )
     if fair["protected_missing"]:
         add(

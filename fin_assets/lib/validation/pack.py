@@ -9,9 +9,10 @@ every threshold and setting is
 read from the policy's ``validation`` section (and ``monitoring`` for the monitoring plan), never
 from code, because thresholds that decide are data (docs/architecture.md §4).
 
-What the pack decides and what it does not: the policy's gates turn numbers into pass / fail /
-not applicable, and ``status`` is ``failed`` when a blocking gate failed. It never approves: a
-passed pack makes a version eligible for a human approval (docs/architecture.md §1).
+What the pack decides and what it does not: the policy's gates turn numbers (and the fairness
+verdicts) into pass / fail / inconclusive / not applicable, and ``status`` is ``failed`` when a
+blocking gate failed, else ``inconclusive`` when a blocking gate is inconclusive. It never
+approves: a passed pack makes a version eligible for a human approval (docs/architecture.md §1).
 
 Conventions (each also written into the pack so a reader need not read this code):
 
@@ -54,6 +55,7 @@ from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.validation import subjects
 from fin_assets.lib.validation.conduct_sections import explanations, fairness
 from fin_assets.lib.validation.fairness import refuse_protected_features
+from fin_assets.lib.validation.fairness_statistics import VERDICTS
 from fin_assets.lib.validation.narrative_sections import (
     assumptions,
     champion_comparison,
@@ -290,44 +292,106 @@ def _lookup(pack: Mapping[str, Any], path: str) -> tuple[float | None, str | Non
     return None, reason or f"{path} is not available"
 
 
+def _verdict_lookup(pack: Mapping[str, Any], path: str) -> tuple[str | None, str | None]:
+    """The verdict string at ``path``, or (None, why it is not available)."""
+    parts = path.split(".")
+    node: Any = pack
+    ancestors: list[Mapping[str, Any]] = []
+    for part in parts:
+        if not isinstance(node, Mapping) or part not in node:
+            return None, f"{path} is not in the pack"
+        ancestors.append(node)
+        node = node[part]
+    if node is None:
+        # The nearest section that says why (``fairness.not_applicable_reasons.<measure>``).
+        for ancestor in reversed(ancestors):
+            reason = (ancestor.get("not_applicable_reasons") or {}).get(parts[-1])
+            if reason:
+                return None, str(reason)
+        return None, f"{path} is not available"
+    if node not in VERDICTS:
+        return None, f"{path} is not a verdict ({', '.join(VERDICTS)}): {node!r}"
+    return str(node), None
+
+
+def _numeric_gate(name: str, spec: Mapping[str, Any], pack: Mapping[str, Any]) -> dict[str, Any]:
+    op = str(spec["op"])
+    if op not in _OPS:
+        raise ValueError(f"gate {name}: op must be one of {sorted(_OPS)}, got {op!r}")
+    metric = str(spec["metric"])
+    threshold = float(spec["value"])
+    value, reason = _lookup(pack, metric)
+    if value is None:
+        result = "not_applicable"
+    elif _OPS[op](value, threshold):
+        result, reason = "pass", f"{value:.4f} {op} {threshold:g}"
+    else:
+        result, reason = "fail", f"{value:.4f} is not {op} {threshold:g}"
+    return {
+        "name": str(name),
+        "metric": metric,
+        "value": value,
+        "op": op,
+        "threshold": threshold,
+        "blocking": bool(spec.get("blocking", True)),
+        "result": result,
+        "reason": reason,
+    }
+
+
+def _verdict_gate(name: str, spec: Mapping[str, Any], pack: Mapping[str, Any]) -> dict[str, Any]:
+    metric = str(spec["metric"])
+    value, reason = _verdict_lookup(pack, metric)
+    result = "not_applicable" if value is None else value
+    if value is not None:
+        reason = {
+            "pass": "every group judged and none shows a practically and statistically "
+            "significant disparity",
+            "fail": "a practically and statistically significant disparity (see the pack's "
+            "fairness section)",
+            "inconclusive": "a group is below the floor, or a practically large gap is not "
+            "statistically significant: not passed (blocks unless waived by a named approver)",
+        }[value]
+    return {
+        "name": str(name),
+        "metric": metric,
+        "value": value,
+        "op": "verdict",
+        "threshold": "pass",
+        "blocking": bool(spec.get("blocking", True)),
+        "result": result,
+        "reason": reason,
+    }
+
+
 def evaluate_gates(pack: Mapping[str, Any], policy: Policy) -> tuple[list[dict[str, Any]], str]:
     """Judge every gate of ``policy.validation.gates`` against the pack; return (gates, status).
 
-    A gate reads the number at its dotted ``metric`` path. It passes when ``value op threshold``
-    holds, fails otherwise, and is ``not_applicable`` (with the reason the pack gives) when the
-    number does not exist (no champion, no protected attribute, no judged segment): a missing
-    number is neither evidence for nor against the model. Status is ``failed`` when a blocking
-    gate failed, else ``passed``.
+    A numeric gate reads the number at its dotted ``metric`` path. It passes when
+    ``value op threshold`` holds, fails otherwise, and is ``not_applicable`` (with the reason the
+    pack gives) when the number does not exist (no champion, no protected attribute, no judged
+    segment): a missing number is neither evidence for nor against the model. A verdict gate
+    (``kind: verdict``) reads a verdict string at its path and takes it as its result: ``pass``,
+    ``fail`` or ``inconclusive`` (``not_applicable`` when the pack has no verdict and says why).
+    Status: ``failed`` when a blocking gate failed, else ``inconclusive`` when a blocking gate is
+    inconclusive (the evidence cannot show the model is fair: it is not passed), else
+    ``passed``.
     """
     gates = policy.section("validation").get("gates") or {}
     results: list[dict[str, Any]] = []
     for name, spec in gates.items():
-        op = str(spec["op"])
-        if op not in _OPS:
-            raise ValueError(f"gate {name}: op must be one of {sorted(_OPS)}, got {op!r}")
-        metric = str(spec["metric"])
-        threshold = float(spec["value"])
-        value, reason = _lookup(pack, metric)
-        if value is None:
-            result = "not_applicable"
-        elif _OPS[op](value, threshold):
-            result, reason = "pass", f"{value:.4f} {op} {threshold:g}"
+        kind = str(spec.get("kind", "number"))
+        if kind == "verdict":
+            results.append(_verdict_gate(name, spec, pack))
+        elif kind == "number":
+            results.append(_numeric_gate(name, spec, pack))
         else:
-            result, reason = "fail", f"{value:.4f} is not {op} {threshold:g}"
-        results.append(
-            {
-                "name": str(name),
-                "metric": metric,
-                "value": value,
-                "op": op,
-                "threshold": threshold,
-                "blocking": bool(spec.get("blocking", True)),
-                "result": result,
-                "reason": reason,
-            }
-        )
-    failed = any(g["blocking"] and g["result"] == "fail" for g in results)
-    return results, "failed" if failed else "passed"
+            raise ValueError(f"gate {name}: kind must be 'number' or 'verdict', got {kind!r}")
+    if any(g["blocking"] and g["result"] == "fail" for g in results):
+        return results, "failed"
+    if any(g["blocking"] and g["result"] == "inconclusive" for g in results):
+        return results, "inconclusive"
+    return results, "passed"
 
 
 def build_validation_pack(

@@ -121,14 +121,15 @@ def render_model_card(pack: Mapping[str, Any]) -> str:
     lines += ["## Fairness", ""]
     if fair.get("protected_assessed"):
         lines += _md_table(
-            ["attribute", "min AIR", "FPR ratio", "max |SMD|", "four-fifths flag"],
+            ["attribute", "AIR verdict", "min AIR", "FPR ratio", "max |SMD|", "summary"],
             [
                 [
                     a,
+                    (r.get("verdicts") or {}).get("adverse_impact_ratio"),
                     r.get("min_air"),
                     r.get("fpr_ratio"),
                     r.get("max_abs_smd"),
-                    r.get("four_fifths_flag"),
+                    r.get("summary"),
                 ]
                 for a, r in (fair.get("attributes") or {}).items()
             ],

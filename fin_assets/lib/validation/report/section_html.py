@@ -331,6 +331,14 @@ def _sensitivity(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
     )
 
 
+def _measure_table(measure: Mapping[str, Any]) -> str:
+    headers = ["group", "role", "value", "ci_low", "ci_high", "test", "p_value", "verdict"]
+    rows = [[g.get(h) for h in headers] for g in measure.get("groups") or []]
+    verdicts = [g.get("verdict") for g in measure.get("groups") or []]
+    classes = [{"fail": "below", "inconclusive": "unjudged"}.get(str(v), "") for v in verdicts]
+    return table(headers, rows, classes)
+
+
 def _fairness(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
     attributes = section.get("attributes") or {}
     summary = {
@@ -339,16 +347,20 @@ def _fairness(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
             "protected_assessed",
             "protected_missing",
             "adverse_decision",
+            "verdicts",
             "min_air",
             "min_fpr_ratio",
+            "min_tpr_ratio",
             "max_abs_smd",
             "four_fifths_flags",
-            "smd_flags",
-            "groups_too_small",
+            "failed_groups",
+            "groups_below_floor",
             "thresholds",
         )
     }
     parts = [kv(summary)]
+    if section.get("rule"):
+        parts.append(note(str(section["rule"])))
     if not attributes:
         for reason in sorted(set((section.get("not_applicable_reasons") or {}).values())):
             parts.append(note(reason))
@@ -359,20 +371,17 @@ def _fairness(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
     headers = [
         "group",
         "rows",
+        "adverse",
         "positives",
-        "adverse_rate",
         "favourable_rate",
         "false_positive_rate",
         "true_positive_rate",
         "mean_score",
-        "judged",
-        "AIR",
-        "SMD",
+        "reaches_floor",
     ]
     tables = []
     for attribute, report in attributes.items():
         groups = report.get("groups") or []
-        air, smd = report.get("air") or {}, report.get("smd") or {}
         for group in groups:
             labels.append(f"{attribute}={group.get('group')}")
             favourable.append(group.get("favourable_rate"))
@@ -382,20 +391,42 @@ def _fairness(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
             f"; min AIR {e(num(report.get('min_air')))}, FPR ratio "
             f"{e(num(report.get('fpr_ratio')))})</small></h3>"
         )
+        tables.append(note(str(report.get("summary", ""))))
         tables.append(
             table(
                 headers,
-                [
-                    [
-                        *[g.get(h) for h in headers[:-2]],
-                        air.get(g.get("group")),
-                        smd.get(g.get("group")),
-                    ]
-                    for g in groups
-                ],
-                ["" if g.get("judged") else "unjudged" for g in groups],
+                [[g.get(h) for h in headers] for g in groups],
+                ["" if g.get("reaches_floor") else "unjudged" for g in groups],
             )
         )
+        for name, measure in (report.get("measures") or {}).items():
+            tables.append(
+                f"<h4>{e(name)}: {e(measure.get('verdict'))}</h4>"
+                + (note(str(measure["reason"])) if measure.get("reason") else "")
+                + _measure_table(measure)
+            )
+    for pair in section.get("intersectional") or []:
+        title = " × ".join(str(a) for a in pair.get("attributes") or [])
+        if pair.get("assessed"):
+            tables.append(f"<h3>{e(title)}: {e(pair.get('verdict'))}</h3>")
+            tables.append(_measure_table(pair.get("adverse_impact_ratio") or {}))
+        else:
+            tables.append(
+                f"<h3>{e(title)}</h3>"
+                + note(f"{pair.get('reason')}: {', '.join(pair.get('cells_below_floor') or [])}")
+            )
+    proxies = (section.get("proxy_screening") or {}).get("pairs") or []
+    if proxies:
+        proxy_headers = [
+            "feature",
+            "attribute",
+            "auc",
+            "auc_group",
+            "mutual_information",
+            "flagged",
+        ]
+        tables.append("<h3>Proxy screening</h3>")
+        tables.append(table(proxy_headers, [[p.get(h) for h in proxy_headers] for p in proxies]))
     chart = grouped_bar_chart(
         "fairness",
         "Rates by protected group",
