@@ -890,22 +890,39 @@ def test_pending_lists_inconclusive_versions(world: World) -> None:
     assert [f.version for f in pending_challengers(world.engine, candidates)] == [1, 2]
 
 
-def test_an_existing_decisions_table_gets_the_waiver_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
+)
+def test_an_existing_decisions_table_gets_the_waiver_columns(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
     """A store created before waivers keeps its decisions; they read back without a waiver."""
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if backend == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    engine = sa.create_engine(url)
+    old_columns = [
+        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in decisions.columns
+        if c.name not in ("waived_gates", "waiver_rationale")
+    ]
+    old_table = sa.Table("decisions", sa.MetaData(), *old_columns)
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TABLE decisions (id INTEGER PRIMARY KEY AUTOINCREMENT, model_name VARCHAR(200) "
-            "NOT NULL, version INTEGER NOT NULL, kind VARCHAR(16) NOT NULL, approver VARCHAR(100) "
-            "NOT NULL, role VARCHAR(64) NOT NULL, rationale TEXT NOT NULL, decided_at VARCHAR(32) "
-            "NOT NULL, pack_digest VARCHAR(128), model_digest VARCHAR(128), data_version "
-            "VARCHAR(128), feature_versions TEXT NOT NULL, status VARCHAR(32) NOT NULL, "
-            "promotion_run_id VARCHAR(128))"
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO decisions (model_name, version, kind, approver, role, rationale, "
-            "decided_at, feature_versions, status) VALUES ('fraud_detector', 1, 'approve', "
-            "'vera', 'validator', 'fine', '2026-01-01T00:00:00+00:00', '{}', 'promoted')"
+        old_table.create(conn)
+        conn.execute(
+            old_table.insert().values(
+                model_name=MODEL,
+                version=1,
+                kind="approve",
+                approver="vera",
+                role="validator",
+                rationale="fine",
+                decided_at="2026-01-01T00:00:00+00:00",
+                feature_versions="{}",
+                status="promoted",
+            )
         )
     ensure_schema(engine)
     ensure_schema(engine)  # idempotent
