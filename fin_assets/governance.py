@@ -35,6 +35,7 @@ from fin_assets.lib.governance.decision_log import (
 )
 from fin_assets.lib.governance.decision_rules import (
     STATUS_PROMOTED,
+    VALIDATION_INCONCLUSIVE,
     Decision,
     Refusal,
     check_promotion,
@@ -83,6 +84,24 @@ def _pending_decision(
     return pending[0]
 
 
+def _waiver_metadata(decision: Decision) -> dict[str, Any]:
+    """The waiver a promotion carries, in plain words, so nobody reads the champion's page
+    without seeing that some blocking evidence was inconclusive and who accepted that."""
+    if not decision.waived_gates:
+        return {"waiver": "none: every blocking gate passed"}
+    gates = ", ".join(decision.waived_gates)
+    return {
+        "waiver": (
+            f"promoted with inconclusive blocking gate(s) {gates}, waived by "
+            f"{decision.approver} ({decision.role})"
+        ),
+        "waived_gates": dg.MetadataValue.json(list(decision.waived_gates)),
+        "waiver_rationale": decision.waiver_rationale or "",
+        "waived_by": decision.approver,
+        "waiver_role": decision.role,
+    }
+
+
 @dg.asset(
     deps=[dg.AssetKey(names.VALIDATION_PACK)],
     group_name=names.GOVERNANCE_GROUP,
@@ -101,9 +120,11 @@ def champion_model(
     """The champion: MLflow alias `champion` on the version a human approved (never automatic).
 
     Carries out one recorded approval (or approved rollback): re-checks that the version still
-    exists, passed validation, and has the model, data, feature versions and pack the approver
-    saw; then moves `previous_champion` and `champion`. Without a recorded decision it refuses;
-    every promotion and refusal is appended to the audit trail.
+    exists, passed validation (or is inconclusive on exactly the gates the approval waived), and
+    has the model, data, feature versions and pack the approver saw; then moves
+    `previous_champion` and `champion`. The metadata shows any waiver: gates, rationale, who.
+    Without a recorded decision it refuses; every promotion and refusal is appended to the audit
+    trail.
     """
     refuse_launch_overrides(context)
     policy = load_policy(settings.policy_path or None)
@@ -174,6 +195,7 @@ def champion_model(
             "data_version": decision.data_version or "",
             "developer": facts.developer or "unknown",
             "policy_version": policy.version,
+            **_waiver_metadata(decision),
         },
         data_version=dg.DataVersion(f"{decision.model_name}/{current}/{decision.id}"),
     )
@@ -201,7 +223,14 @@ def champion_was_approved(
     finally:
         engine.dispose()
     pending = [
-        {"version": f.version, "validation_status": f.validation_status, "developer": f.developer}
+        {
+            "version": f.version,
+            "validation_status": f.validation_status,
+            "developer": f.developer,
+            "inconclusive_gates": list(f.inconclusive_gates)
+            if f.validation_status == VALIDATION_INCONCLUSIVE
+            else [],
+        }
         for f in waiting
     ]
     passed = current is None or current in promoted

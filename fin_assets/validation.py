@@ -4,7 +4,8 @@
 version's tags name its training snapshot, which is re-hashed on load) with the engine of
 ``fin_assets.lib.validation.pack``, writes JSON, HTML and a model card under the reports directory
 and as artifacts of the version's MLflow run, records the outcome on the model version
-(``validation_status`` passed/failed and what was validated) and in the audit trail. Every gate of
+(``validation_status`` passed/failed/inconclusive, what was validated and which blocking gates
+were inconclusive, the gates a waiver must name) and in the audit trail. Every gate of
 the policy is an asset check; the blocking ones stop anything downstream (promotion) in the
 same run. The pack decides nothing a human should decide: a pass makes a version *eligible* for
 approval, it does not approve it.
@@ -24,6 +25,7 @@ from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, DEFAULT_REGISTERED_MODEL, INGESTION_LOG_TABLE
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
+from fin_assets.lib.governance.decision_rules import inconclusive_gate_names
 from fin_assets.lib.governance.registry_facts import champion_version, record_validation
 from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
 from fin_assets.lib.validation.model_loading import (
@@ -147,7 +149,8 @@ def validation_pack(
     Discrimination with bootstrap CIs, calibration, operating point, stability, segments,
     stress, sensitivity, fairness, SHAP explanations and reason codes, champion comparison,
     limitations and monitoring plan (see `validation_pack.html`). Sets the version's
-    `validation_status` to passed or failed. Never approves or promotes.
+    `validation_status` to passed, failed or inconclusive (with the inconclusive blocking gates,
+    which only a recorded waiver lets through). Never approves or promotes.
     """
     refuse_launch_overrides(context)
     policy = load_policy(settings.policy_path or None)
@@ -176,6 +179,7 @@ def validation_pack(
     client.log_artifacts(version.run_id, str(out_dir), artifact_path="validation")
     generated = pack["identity"].get("generated_at")
     generated_at = datetime.fromisoformat(generated) if generated else datetime.now(UTC)
+    waivable = inconclusive_gate_names(pack["gates"])
     record_validation(
         client,
         config.registered_model,
@@ -188,6 +192,7 @@ def validation_pack(
         generated_at=generated_at,
         pack_path=str(paths["json"]),
         dagster_run_id=context.run.run_id,
+        inconclusive_gates=waivable,
     )
     engine = audit_store.engine()
     try:
@@ -203,6 +208,7 @@ def validation_pack(
                 "data_version": dataset.data_version,
                 "model_digest": version.tags.get(TAG_MODEL_DIGEST, "unknown"),
                 "gates": {g["name"]: g["result"] for g in pack["gates"]},
+                "inconclusive_gates": waivable,
                 "dagster_run_id": context.run.run_id,
                 "policy_version": policy.version,
                 "policy_sha256": policy.sha256,
@@ -214,6 +220,7 @@ def validation_pack(
     context.log.info(
         f"{config.registered_model} v{version_number}: validation {pack['status']}"
         + (f" (failed gates: {', '.join(failed)})" if failed else "")
+        + (f" (inconclusive blocking gates: {', '.join(waivable)})" if waivable else "")
     )
     discrimination = pack["discrimination"]
     return dg.MaterializeResult(
@@ -222,6 +229,7 @@ def validation_pack(
             "model_version": version_number,
             "validation_status": pack["status"],
             "failed_gates": dg.MetadataValue.json(failed),
+            "inconclusive_gates": dg.MetadataValue.json(waivable),
             "pack_digest": digest,
             "validation_pack_html": dg.MetadataValue.path(str(paths["html"])),
             "validation_pack_json": dg.MetadataValue.path(str(paths["json"])),

@@ -2,8 +2,11 @@
 
 Every refusal prints why on stderr, exits with status 3 and is itself in the audit trail (the
 library writes it). Tokens are read from ``--token`` or ``FIN_APPROVER_TOKEN``; the only time a
-token is shown is when ``approvers add`` creates it. Nothing here imports Dagster or the asset
-graph: a person at a terminal gets an answer in about a second.
+token is shown is when ``approvers add`` creates it. ``--waive GATE`` (repeated) with
+``--waiver-rationale`` records a waiver of inconclusive blocking gates; the rules decide whether
+it is acceptable, so a waiver given where none applies is refused and audited, not ignored.
+Nothing here imports Dagster or the asset graph: a person at a terminal gets an answer in about a
+second.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from fin_assets.lib.governance.decision_log import (
     pending_challengers,
     record_refusal,
 )
-from fin_assets.lib.governance.decision_rules import APPROVE, REJECT, ROLLBACK, Refusal
+from fin_assets.lib.governance.decision_rules import (
+    APPROVE,
+    REJECT,
+    ROLLBACK,
+    VALIDATION_INCONCLUSIVE,
+    Refusal,
+    Waiver,
+)
 from fin_assets.lib.governance.registry_facts import (
     all_version_facts,
     champion_version,
@@ -69,15 +79,31 @@ def cmd_pending(args: argparse.Namespace) -> int:
     if not waiting:
         print("no challenger awaits a decision")
         return 0
-    print(f"{'version':<9}{'validation':<12}{'developer':<20}validation pack")
+    print(f"{'version':<9}{'validation':<14}{'developer':<20}validation pack")
     for f in waiting:
         pack = (f.validated or {}).get("pack_path", "(not validated yet)")
-        print(f"{f.version:<9}{f.validation_status or '-':<12}{f.developer or '-':<20}{pack}")
+        print(f"{f.version:<9}{f.validation_status or '-':<14}{f.developer or '-':<20}{pack}")
+        if f.validation_status == VALIDATION_INCONCLUSIVE:
+            gates = ", ".join(f.inconclusive_gates) or "(none recorded: re-run validation)"
+            print(f"{'':<9}inconclusive blocking gates: {gates} — approval needs a waiver")
     return 0
 
 
 def _token(args: argparse.Namespace) -> str:
     return str(args.token or os.environ.get("FIN_APPROVER_TOKEN", ""))
+
+
+def _waiver(args: argparse.Namespace) -> Waiver | None:
+    """The waiver asked for on the command line, or None when neither option was given.
+
+    Half a waiver (gates without a rationale, or the reverse) is passed on, not dropped: the
+    rules refuse it with a code, and the refusal is audited.
+    """
+    gates = list(getattr(args, "waive", None) or [])
+    rationale = str(getattr(args, "waiver_rationale", "") or "")
+    if not gates and not rationale.strip():
+        return None
+    return Waiver.of(gates, rationale)
 
 
 def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
@@ -96,6 +122,7 @@ def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
                 args.rationale,
                 current_feature_versions=feature_versions(),
                 policy=policy,
+                waiver=_waiver(args),
             )
         except Refusal as refusal:
             return _refused(refusal)
@@ -104,6 +131,11 @@ def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
         f"{verb}: {decision.model_name} version {decision.version} by {decision.approver} "
         f"({decision.role}), decision #{decision.id}"
     )
+    if decision.waived_gates:
+        print(
+            f"waiver recorded for inconclusive gate(s) {', '.join(decision.waived_gates)}: "
+            f"{decision.waiver_rationale}"
+        )
     if kind != REJECT:
         print("approval_sensor will launch promote_champion_job (or run: make ui)")
     return 0

@@ -39,6 +39,18 @@ def _decision_args(parser: argparse.ArgumentParser, with_version: bool = True) -
     parser.add_argument("--as", dest="name", required=True, help="your approver name")
     parser.add_argument("--rationale", required=True, help="why (recorded in the audit trail)")
     parser.add_argument("--token", default="", help="personal token (or FIN_APPROVER_TOKEN)")
+    parser.add_argument(
+        "--waive",
+        action="append",
+        default=[],
+        metavar="GATE",
+        help="waive this inconclusive blocking gate (repeat for each; authorised roles only)",
+    )
+    parser.add_argument(
+        "--waiver-rationale",
+        default="",
+        help="why promoting without that evidence is acceptable (required with --waive)",
+    )
 
 
 def _add_pipeline_commands(sub: Any) -> None:

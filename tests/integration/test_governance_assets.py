@@ -3,14 +3,15 @@
 One pipeline is built for the module (ingest → dbt features → challenger v1 in MLflow) and the
 tests follow a model's governed life in order: a promotion without an approval is refused, a
 failing gate blocks promotion in the same run, refusals by the CLI, an approval carried out by
-``approval_sensor``, a second champion, a rollback, the auditor bundle, and tampering detected.
+``approval_sensor``, a second champion, a rollback, the auditor bundle, an inconclusive version
+promoted only through a waiver, and tampering detected.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from fin_assets.lib.governance.decision_log import ACTION_REFUSED, decisions_for
 from fin_assets.lib.governance.registry_facts import (
     champion_version,
     previous_champion_version,
+    record_validation,
     version_facts,
 )
 from fin_assets.training import TrainingConfig, training_run_config
@@ -342,6 +344,106 @@ def test_the_auditor_bundle_follows_the_decision_back_to_the_raw_partitions(
     assert len(steps["promotion"]["promotions"]) == 2 and bundle["is_champion"] is True
     assert bundle["audit_trail"]["verified"] is True
     assert "vera.validator" in (tmp_path / "audit_bundle.html").read_text()
+
+
+WAIVED = ["adverse_impact_ratio", "fpr_parity"]
+WAIVER_RATIONALE = "Protected group under 500 rows; quarterly fairness review agreed with risk."
+
+
+def _simulate_inconclusive(version: int, gates: list[str]) -> None:
+    """Re-record the version's own validation as inconclusive on ``gates``.
+
+    Simulated at the registry: the policy's gates cannot end ``inconclusive`` until the fairness
+    verdicts of the parallel change land, so the real pack passed; every other tag (pack digest,
+    validated model, data and features) is what validation_pack wrote.
+    """
+    client = _client()
+    validated = version_facts(client, "fraud_detector", version).validated or {}
+    record_validation(
+        client,
+        "fraud_detector",
+        version,
+        status="inconclusive",
+        pack_digest=str(validated["pack_digest"]),
+        model_digest=str(validated["model_digest"]),
+        data_version=str(validated["data_version"]),
+        feature_versions=dict(validated["feature_versions"]),
+        generated_at=datetime.fromisoformat(str(validated["generated_at"])),
+        pack_path=str(validated["pack_path"]),
+        dagster_run_id=str(validated["dagster_run_id"]),
+        inconclusive_gates=gates,
+    )
+
+
+def test_an_inconclusive_version_is_promoted_only_with_a_waiver_by_an_authorised_role(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = CONFIG.model_copy(update={"seed": 23})
+    train = load_definitions().resolve_job_def("retrain_challenger_job")
+    result = train.execute_in_process(
+        instance=world["instance"], run_config=training_run_config(config)
+    )
+    assert result.success
+    pack = result.asset_materializations_for_node("validation_pack")[0].metadata
+    assert pack["model_version"].value == 3
+    assert pack["inconclusive_gates"].value == []
+    validated = AuditChain(_engine()).entries(action="validated")[-1]
+    assert validated.payload["inconclusive_gates"] == []
+    _simulate_inconclusive(3, WAIVED)
+    assert version_facts(_client(), "fraud_detector", 3).inconclusive_gates == tuple(WAIVED)
+
+    code, out, _ = _cli(capsys, "pending")
+    assert code == 0 and "\n3        inconclusive" in out
+    assert "inconclusive blocking gates: adverse_impact_ratio, fpr_parity" in out
+    _, out, _ = _cli(capsys, "approvers", "add", "otto.mro", "--role", "model_risk_officer")
+    officer = out.strip().splitlines()[-1]
+    as_validator = ["--version", "3", "--as", VALIDATOR, "--token", world["token"]]
+    as_officer = ["--version", "3", "--as", "otto.mro", "--token", officer]
+    why = ["--rationale", "discrimination and stability reviewed"]
+    waive_all = ["--waive", WAIVED[0], "--waive", WAIVED[1]]
+    text = ["--waiver-rationale", WAIVER_RATIONALE]
+    cases = [
+        ([*as_validator, *why], "waiver_required"),
+        ([*as_validator, *why, *waive_all, *text], "waiver_role_not_allowed"),
+        ([*as_officer, *why, "--waive", WAIVED[0], *text], "waiver_mismatch"),
+        ([*as_officer, *why, *waive_all, "--waive", "auc_roc_floor", *text], "waiver_mismatch"),
+        (
+            [*as_officer, *why, *waive_all, "--waiver-rationale", "fine"],
+            "waiver_rationale_required",
+        ),
+    ]
+    for args, expected in cases:
+        code, _, err = _cli(capsys, "approve", *args)
+        assert code == 3, (args, err)
+        assert f"refused ({expected})" in err
+    refused = AuditChain(_engine()).entries(action="refused")[-len(cases) :]
+    assert [e.payload["code"] for e in refused] == [c for _, c in cases]
+    assert [e.subject for e in refused] == ["fraud_detector/3"] * len(cases)
+    assert [d.version for d in decisions_for(_engine(), "fraud_detector")] == [1, 2, 1]
+
+    code, out, err = _cli(capsys, "approve", *as_officer, *why, *waive_all, *text)
+    assert code == 0, err
+    assert "waiver recorded for inconclusive gate(s) adverse_impact_ratio, fpr_parity" in out
+    approved = AuditChain(_engine()).entries(action="approved")[-1]
+    assert (approved.actor, approved.subject) == ("otto.mro", "fraud_detector/3")
+    assert approved.payload["waived_gates"] == WAIVED
+    assert approved.payload["waiver_rationale"] == WAIVER_RATIONALE
+    assert approved.payload["role"] == "model_risk_officer"
+
+    (request,) = _sensor(world, "approval_sensor").run_requests
+    promoted = _run_request(world, request)
+    assert promoted.success
+    meta = promoted.asset_materializations_for_node("champion_model")[0].metadata
+    assert meta["champion_version"].value == 3
+    assert meta["waived_gates"].value == WAIVED
+    assert meta["waiver_rationale"].value == WAIVER_RATIONALE
+    assert meta["waived_by"].value == "otto.mro"
+    assert "waived by otto.mro (model_risk_officer)" in str(meta["waiver"].value)
+    assert champion_version(_client(), "fraud_detector") == 3
+    entry = AuditChain(_engine()).entries(action="promoted")[-1]
+    assert entry.payload["waived_gates"] == WAIVED
+    code, out, _ = _cli(capsys, "audit", "verify")
+    assert code == 0 and "audit trail intact" in out
 
 
 def test_tampering_with_the_audit_trail_is_detected_by_the_cli(

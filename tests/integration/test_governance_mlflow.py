@@ -22,6 +22,7 @@ from fin_assets.lib.governance.decision_rules import (
     Decision,
     Refusal,
     VersionFacts,
+    Waiver,
     check_promotion,
 )
 from fin_assets.lib.governance.registry_facts import (
@@ -83,12 +84,19 @@ def register(tracking: MlflowResource, model_name: str, versions: int) -> list[i
     return numbers
 
 
-def validate(client: MlflowClient, model_name: str, version: int, status: str = "passed") -> None:
+def validate(
+    client: MlflowClient,
+    model_name: str,
+    version: int,
+    status: str = "passed",
+    inconclusive_gates: tuple[str, ...] = (),
+) -> None:
     record_validation(
         client,
         model_name,
         version,
         status=status,
+        inconclusive_gates=inconclusive_gates,
         pack_digest=f"pack-{version}",
         model_digest=f"model-{version}",
         data_version=f"data-{version}",
@@ -236,4 +244,71 @@ def test_the_rules_run_on_what_the_registry_says(
         "approved",
     ]
     assert chain.verify().ok
+    engine.dispose()
+
+
+def test_a_waiver_is_checked_against_what_the_registry_says_at_promotion(
+    tracking: MlflowResource, client: MlflowClient, tmp_path: Path
+) -> None:
+    """Inconclusive tags round-trip through MLflow; a waiver approved on them is refused at
+    promotion once a re-validation leaves other gates inconclusive (tags set directly: the
+    policy's gates cannot end inconclusive before the fairness verdicts land)."""
+    (v1,) = register(tracking, "waiver_model", 1)
+    with pytest.raises(ValueError, match="must name its inconclusive blocking gates"):
+        validate(client, "waiver_model", v1, status="inconclusive")
+    validate(client, "waiver_model", v1, "inconclusive", ("fpr_parity", "adverse_impact_ratio"))
+    tags = client.get_model_version("waiver_model", str(v1)).tags
+    assert tags[governance.TAG_INCONCLUSIVE_GATES] == '["adverse_impact_ratio","fpr_parity"]'
+    facts = version_facts(client, "waiver_model", v1)
+    assert facts.validation_status == "inconclusive"
+    assert facts.inconclusive_gates == ("adverse_impact_ratio", "fpr_parity")
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    chain = AuditChain(engine)
+    policy = load_policy()
+    token = add_approver(engine, "otto", "model_risk_officer", policy, actor="admin")
+    waiver = Waiver.of(
+        ["adverse_impact_ratio", "fpr_parity"], "Small group; compensating monthly AIR review."
+    )
+    decision = decide(
+        engine,
+        chain,
+        facts,
+        "otto",
+        token,
+        "approve",
+        "reviewed the pack",
+        current_feature_versions=REGISTRY,
+        policy=policy,
+        now=NOW,
+        waiver=waiver,
+    )
+    assert decision.waiver == waiver
+    check_promotion(decision, facts, current_feature_versions=REGISTRY, now=NOW)
+    # Re-validated (same pack digest, on purpose): now another gate is inconclusive.
+    validate(client, "waiver_model", v1, "inconclusive", ("adverse_impact_ratio", "smd_ceiling"))
+    with pytest.raises(Refusal) as caught:
+        check_promotion(
+            decision,
+            version_facts(client, "waiver_model", v1),
+            current_feature_versions=REGISTRY,
+            now=NOW,
+        )
+    assert caught.value.code == "waiver_mismatch"
+    assert "are now ['adverse_impact_ratio', 'smd_ceiling']" in caught.value.message
+    # Re-validated as passed: the list is cleared, so the waiver no longer matches either.
+    validate(client, "waiver_model", v1)
+    assert version_facts(client, "waiver_model", v1).inconclusive_gates == ()
+    with pytest.raises(Refusal, match="waiver_mismatch"):
+        check_promotion(
+            decision,
+            version_facts(client, "waiver_model", v1),
+            current_feature_versions=REGISTRY,
+            now=NOW,
+        )
+    assert [e.action for e in chain.entries()] == ["approver_added", "approved"]
+    assert chain.entries(action="approved")[0].payload["waived_gates"] == [
+        "adverse_impact_ratio",
+        "fpr_parity",
+    ]
     engine.dispose()

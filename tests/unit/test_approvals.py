@@ -38,12 +38,15 @@ from fin_assets.lib.governance.decision_log import (
     pending_promotions,
 )
 from fin_assets.lib.governance.decision_rules import (
+    REFUSAL_CODES,
     Decision,
     Refusal,
     VersionFacts,
+    Waiver,
     check_promotion,
+    inconclusive_gate_names,
 )
-from fin_assets.lib.governance.governance_tables import approvers, decisions
+from fin_assets.lib.governance.governance_tables import approvers, decisions, ensure_schema
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 MODEL = "fraud_detector"
@@ -123,6 +126,7 @@ def run_decide(
     rationale: str = "All blocking gates pass; OOT AUC 0.87.",
     registry: dict[str, str] | None = None,
     now: datetime = NOW,
+    waiver: Waiver | None = None,
 ) -> Decision:
     return decide(
         w.engine,
@@ -135,6 +139,7 @@ def run_decide(
         current_feature_versions=REGISTRY if registry is None else registry,
         policy=w.policy,
         now=now,
+        waiver=waiver,
     )
 
 
@@ -334,7 +339,9 @@ def test_already_decided(world: World) -> None:
 def test_the_database_itself_refuses_a_second_verdict(world: World) -> None:
     decision = run_decide(world, facts(), kind="reject")
     row = {
-        k: v for k, v in decision.to_dict().items() if k not in ("id", "kind", "feature_versions")
+        k: v
+        for k, v in decision.to_dict().items()
+        if k not in ("id", "kind", "feature_versions", "waived_gates")
     }
     with world.engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
         conn.execute(decisions.insert().values(**row, kind="approve", feature_versions="{}"))
@@ -566,3 +573,361 @@ def test_pending_challengers(world: World) -> None:
         facts(7),
     ]
     assert [f.version for f in pending_challengers(world.engine, candidates)] == [1, 2, 7]
+
+
+# --- Waivers of inconclusive blocking gates -------------------------------------------------
+
+FAIRNESS_GATES = ("adverse_impact_ratio", "fpr_parity_significance")
+WAIVER_TEXT = "Group below 500 rows; AIR 0.83 on 3 months of back-book, monthly review agreed."
+
+
+def inconclusive(version: int = 3, gates: tuple[str, ...] = FAIRNESS_GATES) -> VersionFacts:
+    """A current pack, inconclusive on ``gates`` (blocking), developed by dana."""
+    return facts(version, validation_status="inconclusive", inconclusive_gates=gates)
+
+
+def waiver(*gates: str, rationale: str = WAIVER_TEXT) -> Waiver:
+    return Waiver.of(gates or FAIRNESS_GATES, rationale)
+
+
+def test_waiver_codes_are_stable_refusal_codes() -> None:
+    for code in (
+        "waiver_required",
+        "waiver_mismatch",
+        "waiver_role_not_allowed",
+        "waiver_rationale_required",
+    ):
+        assert code in REFUSAL_CODES
+
+
+def test_the_inconclusive_gates_are_the_blocking_ones_that_ended_inconclusive() -> None:
+    gates = [
+        {"name": "b", "blocking": True, "result": "inconclusive"},
+        {"name": "a", "blocking": True, "result": "inconclusive"},
+        {"name": "soft", "blocking": False, "result": "inconclusive"},
+        {"name": "auc", "blocking": True, "result": "pass"},
+        {"name": "ks", "blocking": True, "result": "fail"},
+        {"name": "champ", "blocking": True, "result": "not_applicable"},
+    ]
+    assert inconclusive_gate_names(gates) == ["a", "b"]
+
+
+def test_inconclusive_without_a_waiver_is_refused(world: World) -> None:
+    for name in ("vera", "otto"):
+        refusal = assert_refused(
+            world,
+            "waiver_required",
+            "is inconclusive on the blocking gate(s) "
+            "['adverse_impact_ratio', 'fpr_parity_significance']",
+            functools.partial(run_decide, world, inconclusive(), name),
+            actor=name,
+        )
+        assert (
+            "--waive adverse_impact_ratio --waive fpr_parity_significance --waiver-rationale"
+            in refusal.message
+        )
+        assert "['model_risk_officer']" in refusal.message
+
+
+def test_a_waiver_by_a_role_not_allowed_to_waive_is_refused(world: World) -> None:
+    assert_refused(
+        world,
+        "waiver_role_not_allowed",
+        "vera has role 'validator'; only ['model_risk_officer'] may waive inconclusive gates",
+        lambda: run_decide(world, inconclusive(), "vera", waiver=waiver()),
+    )
+    payload = world.chain.entries(action="refused")[-1].payload
+    assert payload["waived_gates"] == list(FAIRNESS_GATES)
+    assert payload["waiver_rationale"] == WAIVER_TEXT
+    assert payload["authenticated"] is True
+
+
+def test_the_policy_names_the_roles_that_may_waive(world: World, tmp_path: Path) -> None:
+    edited = tmp_path / "policy.yaml"
+    edited.write_text(
+        DEFAULT_POLICY_PATH.read_text().replace(
+            "waiver_roles: [model_risk_officer]", "waiver_roles: [validator]"
+        )
+    )
+    world.policy = load_policy(edited)
+    assert_refused(
+        world,
+        "waiver_role_not_allowed",
+        "otto has role 'model_risk_officer'; only ['validator'] may waive",
+        lambda: run_decide(world, inconclusive(), "otto", waiver=waiver()),
+        actor="otto",
+    )
+    assert run_decide(world, inconclusive(), "vera", waiver=waiver()).waived_gates == FAIRNESS_GATES
+
+
+def test_separation_of_duties_applies_to_a_waiver_too(world: World) -> None:
+    by_otto = dataclasses.replace(inconclusive(), developer="otto")
+    assert_refused(
+        world,
+        "separation_of_duties",
+        "otto developed fraud_detector version 3",
+        lambda: run_decide(world, by_otto, "otto", waiver=waiver()),
+        actor="otto",
+    )
+
+
+@pytest.mark.parametrize(
+    ("gates", "message"),
+    [
+        (
+            ("adverse_impact_ratio",),
+            "inconclusive gate(s) not waived: ['fpr_parity_significance']",
+        ),
+        (
+            (*FAIRNESS_GATES, "ks_floor"),
+            "named gate(s) that are not inconclusive: ['ks_floor']",
+        ),
+        (("auc_roc_floor",), "not waived: ['adverse_impact_ratio', 'fpr_parity_significance']"),
+    ],
+    ids=["one_gate_missing", "a_failed_gate_named", "wrong_gate"],
+)
+def test_a_waiver_that_does_not_name_exactly_the_inconclusive_gates_is_refused(
+    world: World, gates: tuple[str, ...], message: str
+) -> None:
+    refusal = assert_refused(
+        world,
+        "waiver_mismatch",
+        message,
+        lambda: run_decide(world, inconclusive(), "otto", waiver=waiver(*gates)),
+        actor="otto",
+    )
+    assert "A failed gate can never be waived" in refusal.message
+
+
+@pytest.mark.parametrize("text", ["", "ok", "   accepted      risk     ", "x" * 19])
+def test_a_waiver_needs_a_rationale_of_substance(world: World, text: str) -> None:
+    assert_refused(
+        world,
+        "waiver_rationale_required",
+        "at least 20 characters",
+        lambda: run_decide(world, inconclusive(), "otto", waiver=waiver(rationale=text)),
+        actor="otto",
+    )
+
+
+def test_a_failed_version_can_never_be_waived(world: World) -> None:
+    failed = facts(validation_status="failed", inconclusive_gates=FAIRNESS_GATES)
+    refusal = assert_refused(
+        world,
+        "validation_not_passed",
+        "is 'failed', not 'passed'",
+        lambda: run_decide(world, failed, "otto", waiver=waiver()),
+        actor="otto",
+    )
+    assert "a failed gate can never be waived" in refusal.message
+
+
+def test_a_waiver_on_a_passed_version_or_a_rejection_is_refused(world: World) -> None:
+    assert_refused(
+        world,
+        "waiver_mismatch",
+        "no gate is inconclusive, so there is nothing to waive",
+        lambda: run_decide(world, facts(), "otto", waiver=waiver()),
+        actor="otto",
+    )
+    assert_refused(
+        world,
+        "waiver_mismatch",
+        "a rejection of fraud_detector version 3 waives nothing",
+        lambda: run_decide(world, inconclusive(), "otto", "reject", waiver=waiver()),
+        actor="otto",
+    )
+
+
+def test_an_inconclusive_status_without_recorded_gates_cannot_be_waived(world: World) -> None:
+    assert_refused(
+        world,
+        "validation_not_passed",
+        "validation recorded no inconclusive gate",
+        lambda: run_decide(world, inconclusive(gates=()), "otto", waiver=waiver()),
+        actor="otto",
+    )
+
+
+def test_a_stale_inconclusive_pack_is_still_stale_after_a_valid_waiver(world: World) -> None:
+    assert_refused(
+        world,
+        "stale_pack",
+        "model_digest is 'other'",
+        lambda: run_decide(
+            world,
+            dataclasses.replace(inconclusive(), model_digest="other"),
+            "otto",
+            waiver=waiver(),
+        ),
+        actor="otto",
+    )
+
+
+def test_a_valid_waiver_is_recorded_audited_and_promotable(world: World) -> None:
+    # Gate names in any order and repeated are the same waiver.
+    given = Waiver.of(
+        ["fpr_parity_significance", "adverse_impact_ratio", "adverse_impact_ratio"],
+        f"  {WAIVER_TEXT}  ",
+    )
+    assert given == waiver()
+    decision = run_decide(world, inconclusive(), "otto", waiver=given)
+    assert (decision.kind, decision.approver, decision.role) == (
+        "approve",
+        "otto",
+        "model_risk_officer",
+    )
+    assert decision.waived_gates == FAIRNESS_GATES
+    assert decision.waiver_rationale == WAIVER_TEXT
+    assert decision.waiver == waiver()
+    assert decisions_for(world.engine, MODEL) == [decision]
+    (approved,) = world.chain.entries(action="approved")
+    assert approved.actor == "otto" and approved.subject == "fraud_detector/3"
+    payload = approved.payload
+    assert payload["waived_gates"] == list(FAIRNESS_GATES)
+    assert payload["waiver_rationale"] == WAIVER_TEXT
+    assert payload["role"] == "model_risk_officer"
+    assert payload["validation_status"] == "inconclusive"
+    assert payload["inconclusive_gates"] == list(FAIRNESS_GATES)
+    assert world.chain.verify().ok
+
+    check_promotion(decision, inconclusive(), current_feature_versions=REGISTRY, now=NOW)
+    mark_promoted(world.engine, world.chain, decision.id, "dagster-run-1", previous_champion=2)
+    (promoted,) = world.chain.entries(action="promoted")
+    assert promoted.payload["waived_gates"] == list(FAIRNESS_GATES)
+    assert promoted.payload["waiver_rationale"] == WAIVER_TEXT
+
+
+@pytest.mark.parametrize(
+    ("after", "code", "message"),
+    [
+        (
+            inconclusive(gates=("adverse_impact_ratio", "smd_ceiling")),
+            "waiver_mismatch",
+            "waived ['adverse_impact_ratio', 'fpr_parity_significance'] but the inconclusive "
+            "blocking gates of fraud_detector version 3 are now ['adverse_impact_ratio', "
+            "'smd_ceiling']",
+        ),
+        (
+            inconclusive(gates=("adverse_impact_ratio",)),
+            "waiver_mismatch",
+            "are now ['adverse_impact_ratio']",
+        ),
+        (facts(), "waiver_mismatch", "are now []"),
+        (facts(validation_status="failed"), "validation_not_passed", "is now 'failed'"),
+    ],
+    ids=["other_gates", "fewer_gates", "now_passed", "now_failed"],
+)
+def test_a_waiver_that_no_longer_matches_is_refused_at_promotion(
+    world: World, after: VersionFacts, code: str, message: str
+) -> None:
+    decision = run_decide(world, inconclusive(), "otto", waiver=waiver())
+    with pytest.raises(Refusal) as caught:
+        check_promotion(decision, after, current_feature_versions=REGISTRY, now=NOW)
+    assert caught.value.code == code
+    assert message in caught.value.message
+    mark_refused_at_promotion(world.engine, world.chain, decision.id, "run-9", caught.value)
+    (entry,) = world.chain.entries(action="promotion_refused")
+    assert entry.payload["code"] == code
+    assert entry.payload["waived_gates"] == list(FAIRNESS_GATES)
+
+
+def test_an_approval_without_waiver_is_refused_at_promotion_once_inconclusive(
+    world: World,
+) -> None:
+    decision = run_decide(world, facts())
+    with pytest.raises(Refusal) as caught:
+        check_promotion(decision, inconclusive(), current_feature_versions=REGISTRY, now=NOW)
+    assert caught.value.code == "waiver_required"
+    assert "waived nothing" in caught.value.message
+
+
+def test_a_waiver_forged_in_the_database_is_refused_at_promotion(world: World) -> None:
+    """Someone with database rights adds a waiver to a plain approval: the registry still
+    decides what is inconclusive, and the audit trail never recorded the waiver."""
+    decision = run_decide(world, facts())
+    with world.engine.begin() as conn:
+        conn.execute(
+            decisions.update()
+            .where(decisions.c.id == decision.id)
+            .values(waived_gates='["adverse_impact_ratio"]', waiver_rationale=WAIVER_TEXT)
+        )
+    (forged,) = decisions_for(world.engine, MODEL)
+    with pytest.raises(Refusal) as caught:
+        check_promotion(
+            forged,
+            inconclusive(gates=("adverse_impact_ratio", "fpr_parity_significance")),
+            current_feature_versions=REGISTRY,
+            now=NOW,
+        )
+    assert caught.value.code == "waiver_mismatch"
+    (approved,) = world.chain.entries(action="approved")
+    assert approved.payload["waived_gates"] == []
+
+
+def test_rolling_back_to_an_inconclusive_version_needs_the_waiver_again(world: World) -> None:
+    old = dataclasses.replace(inconclusive(2, ("adverse_impact_ratio",)), is_previous_champion=True)
+    assert_refused(
+        world,
+        "waiver_required",
+        "inconclusive on the blocking gate(s) ['adverse_impact_ratio']",
+        lambda: run_decide(world, old, "otto", "rollback", rationale="v3 alert storm"),
+        actor="otto",
+    )
+    rollback = run_decide(
+        world,
+        old,
+        "otto",
+        "rollback",
+        rationale="v3 alert storm",
+        waiver=waiver("adverse_impact_ratio"),
+    )
+    assert rollback.waived_gates == ("adverse_impact_ratio",)
+
+
+def test_pending_lists_inconclusive_versions(world: World) -> None:
+    candidates = [facts(1), inconclusive(2), facts(3, validation_status="failed")]
+    assert [f.version for f in pending_challengers(world.engine, candidates)] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
+)
+def test_an_existing_decisions_table_gets_the_waiver_columns(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """A store created before waivers keeps its decisions; they read back without a waiver."""
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if backend == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    engine = sa.create_engine(url)
+    old_columns = [
+        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in decisions.columns
+        if c.name not in ("waived_gates", "waiver_rationale")
+    ]
+    old_table = sa.Table("decisions", sa.MetaData(), *old_columns)
+    with engine.begin() as conn:
+        old_table.create(conn)
+        conn.execute(
+            old_table.insert().values(
+                model_name=MODEL,
+                version=1,
+                kind="approve",
+                approver="vera",
+                role="validator",
+                rationale="fine",
+                decided_at="2026-01-01T00:00:00+00:00",
+                feature_versions="{}",
+                status="promoted",
+            )
+        )
+    ensure_schema(engine)
+    ensure_schema(engine)  # idempotent
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("decisions")}
+    assert {"waived_gates", "waiver_rationale"} <= columns
+    (old,) = decisions_for(engine, MODEL)
+    assert (old.waived_gates, old.waiver_rationale, old.waiver) == ((), None, None)
+    engine.dispose()

@@ -207,3 +207,24 @@ def test_a_pack_without_optional_parts_renders_without_their_charts(
     assert "no booster \\| none" not in card  # reasons are prose, not table cells
     assert "no booster | none" in card
     assert "Not assessed: no protected attribute was given." in card
+
+
+def test_an_inconclusive_card_says_in_plain_words_that_promotion_needs_a_waiver(
+    pack: dict[str, Any],
+) -> None:
+    passed = render_model_card(pack)
+    assert "Fairness and waivers" not in passed
+    unsure = copy.deepcopy(pack)
+    unsure["status"] = "inconclusive"
+    for gate in unsure["gates"]:
+        if gate["name"] == "adverse_impact_ratio":
+            gate.update(result="inconclusive", reason="a protected group has 40 rows (< 500)")
+    card = render_model_card(unsure)
+    paragraph = card[card.index("### Fairness and waivers") : card.index("## Explanations")]
+    assert "the blocking gate(s) `adverse_impact_ratio` could not be judged" in paragraph
+    assert "promotion needs a waiver recorded through the approval flow" in paragraph
+    assert "--waive GATE --waiver-rationale TEXT" in paragraph
+    assert "`governance.waiver_roles`" in paragraph
+    # Added under the fairness section, nothing else moved.
+    assert card.index("## Fairness\n") < card.index("### Fairness and waivers")
+    assert card.replace(paragraph, "").count("\n## ") == passed.count("\n## ")

@@ -32,12 +32,14 @@ from fin_assets.lib.governance.decision_rules import (
     STATUS_PROMOTED,
     STATUS_RECORDED,
     STATUS_REFUSED_AT_PROMOTION,
+    VALIDATION_INCONCLUSIVE,
     VALIDATION_PASSED,
     VALIDATION_PENDING,
     VERDICT_KINDS,
     Decision,
     Refusal,
     VersionFacts,
+    Waiver,
     check_decision,
     policy_ref,
 )
@@ -72,6 +74,8 @@ def _decision(row: sa.Row[Any]) -> Decision:
         feature_versions=dict(json.loads(row.feature_versions)),
         status=str(row.status),
         promotion_run_id=row.promotion_run_id,
+        waived_gates=tuple(str(g) for g in json.loads(row.waived_gates or "[]")),
+        waiver_rationale=row.waiver_rationale,
     )
 
 
@@ -140,15 +144,17 @@ def decide(
     current_feature_versions: Mapping[str, str],
     policy: Policy,
     now: datetime | None = None,
+    waiver: Waiver | None = None,
 ) -> Decision:
     """Authenticate ``name``, apply :func:`check_decision`, and record the decision.
 
     Order: ``unknown_approver``, ``wrong_token``, ``rationale_required``, then the rules of
-    :func:`check_decision`. The decision and its audit entry (``approved``, ``rejected`` or
-    ``rollback_approved``, with the pack, model and data it refers to and the policy version and
-    sha256) are written in one transaction under the chain's lock. On a refusal a ``refused``
-    entry is appended (code, message, who tried what, whether the token was valid) and the
-    :class:`Refusal` is re-raised.
+    :func:`check_decision` (the waiver rules included). The decision and its audit entry
+    (``approved``, ``rejected`` or ``rollback_approved``, with the pack, model and data it refers
+    to, the waived gates and the waiver's rationale, the version's inconclusive gates and the
+    policy version and sha256) are written in one transaction under the chain's lock. On a
+    refusal a ``refused`` entry is appended (code, message, who tried what, whether the token was
+    valid, the waiver attempted) and the :class:`Refusal` is re-raised.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -175,6 +181,7 @@ def decide(
                 policy=policy,
                 now=moment,
                 prior=_conflicting(conn, facts, kind),
+                waiver=waiver,
             )
             values = {
                 "model_name": facts.model_name,
@@ -190,6 +197,8 @@ def decide(
                 "feature_versions": canonical_json(facts.feature_versions),
                 "status": STATUS_RECORDED,
                 "promotion_run_id": None,
+                "waived_gates": canonical_json(list(waiver.gates) if waiver else []),
+                "waiver_rationale": waiver.rationale if waiver else None,
             }
             try:
                 row = conn.execute(decisions.insert().values(**values).returning(decisions)).one()
@@ -211,6 +220,8 @@ def decide(
                     "pack_path": validated.get("pack_path"),
                     "validation_run_id": validated.get("dagster_run_id"),
                     "developer": facts.developer,
+                    "validation_status": facts.validation_status,
+                    "inconclusive_gates": list(facts.inconclusive_gates),
                     "policy": policy_ref(policy),
                 },
                 now=moment,
@@ -224,7 +235,18 @@ def decide(
             attempted=kind,
             subject=facts.subject,
             policy=policy,
-            details={"authenticated": authenticated, "rationale": rationale},
+            details={
+                "authenticated": authenticated,
+                "rationale": rationale,
+                **(
+                    {}
+                    if waiver is None
+                    else {
+                        "waived_gates": list(waiver.gates),
+                        "waiver_rationale": waiver.rationale,
+                    }
+                ),
+            },
             now=moment,
         )
         raise
@@ -298,6 +320,14 @@ def _set_status(
                 "run_id": run_id,
                 "pack_digest": decision.pack_digest,
                 "model_digest": decision.model_digest,
+                **(
+                    {
+                        "waived_gates": list(decision.waived_gates),
+                        "waiver_rationale": decision.waiver_rationale,
+                    }
+                    if decision.waived_gates
+                    else {}
+                ),
                 **dict(extra),
             },
             now=now,
@@ -356,8 +386,9 @@ def mark_refused_at_promotion(
 
 
 def pending_challengers(engine: sa.Engine, facts: Iterable[VersionFacts]) -> list[VersionFacts]:
-    """The versions awaiting a verdict: existing, not champion, validation passed or pending,
-    and no approve/reject recorded yet (what ``fin-mlops pending`` lists)."""
+    """The versions awaiting a verdict: existing, not champion, validation passed, inconclusive
+    (approvable with a waiver) or pending, and no approve/reject recorded yet (what
+    ``fin-mlops pending`` lists)."""
     decided: set[tuple[str, int]] = set()
     ready(engine)
     with engine.connect() as conn:
@@ -372,7 +403,7 @@ def pending_challengers(engine: sa.Engine, facts: Iterable[VersionFacts]) -> lis
         for f in facts
         if f.exists
         and not f.is_champion
-        and f.validation_status in (VALIDATION_PASSED, VALIDATION_PENDING)
+        and f.validation_status in (VALIDATION_PASSED, VALIDATION_INCONCLUSIVE, VALIDATION_PENDING)
         and (f.model_name, int(f.version)) not in decided
     ]
 

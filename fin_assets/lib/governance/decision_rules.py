@@ -3,8 +3,9 @@
 Why this exists: promotion must be impossible without a recorded, authenticated, independent
 human decision on one exact, validated model version (architecture §1). The rules are pure: they
 work on :class:`VersionFacts` that the MLflow side (``registry_facts``) reads, an
-:class:`Approver` and the prior :class:`Decision` rows, and raise a :class:`Refusal` with a stable
-``code`` and a message that says why and what to do. :func:`check_decision` applies them when a
+:class:`Approver`, the prior :class:`Decision` rows and, when the approver waives inconclusive
+gates, a :class:`Waiver`, and raise a :class:`Refusal` with a stable ``code`` and a message that
+says why and what to do. :func:`check_decision` applies them when a
 decision is made, :func:`check_promotion` again when it is promoted, both through
 :func:`stale_reasons`. Storing decisions is ``decision_log``; approvers are ``approvers``.
 """
@@ -35,6 +36,18 @@ STATUS_REFUSED_AT_PROMOTION: Final[str] = "refused-at-promotion"
 VALIDATION_PASSED: Final[str] = "passed"
 VALIDATION_FAILED: Final[str] = "failed"
 VALIDATION_PENDING: Final[str] = "pending"
+#: Some blocking gate could not be judged (e.g. a protected group below the minimum size) and
+#: none failed: promotion needs a :class:`Waiver` of exactly those gates.
+VALIDATION_INCONCLUSIVE: Final[str] = "inconclusive"
+#: The ``result`` of a gate that could not be judged either way.
+GATE_INCONCLUSIVE: Final[str] = "inconclusive"
+
+#: Roles that may waive inconclusive gates when the policy names none
+#: (``governance.waiver_roles``).
+DEFAULT_WAIVER_ROLES: Final[tuple[str, ...]] = ("model_risk_officer",)
+#: Minimum length of a waiver's rationale, whitespace collapsed, when the policy says nothing
+#: (``governance.waiver_rationale_min_chars``): long enough that "ok" or "approved" is refused.
+DEFAULT_WAIVER_RATIONALE_MIN_CHARS: Final[int] = 20
 
 #: Feature versions training records for raw canonical columns (``canonical:<dtype>``): they are
 #: defined by the transaction schema, not by the feature registry.
@@ -54,6 +67,10 @@ REFUSAL_CODES: Final[tuple[str, ...]] = (
     "no_previous_champion",
     "no_approval",
     "launch_override",
+    "waiver_required",
+    "waiver_mismatch",
+    "waiver_role_not_allowed",
+    "waiver_rationale_required",
 )
 
 
@@ -98,6 +115,8 @@ class VersionFacts:
         validated: what validation recorded (``model_digest``, ``data_version``,
             ``feature_versions`` (dict), ``pack_digest``, ``generated_at`` (ISO), and when known
             ``pack_path`` and ``dagster_run_id``), or None if validation recorded nothing.
+        inconclusive_gates: the blocking gates the last validation could not judge (sorted); the
+            rules read them only when ``validation_status`` is ``inconclusive``.
     """
 
     model_name: str
@@ -111,6 +130,7 @@ class VersionFacts:
     is_champion: bool = False
     is_previous_champion: bool = False
     validated: dict[str, Any] | None = None
+    inconclusive_gates: tuple[str, ...] = ()
 
     @property
     def subject(self) -> str:
@@ -119,8 +139,30 @@ class VersionFacts:
 
 
 @dataclasses.dataclass(frozen=True)
+class Waiver:
+    """An approver's explicit acceptance of blocking gates that validation left inconclusive.
+
+    Why a separate value: the approval's rationale says why the model is fit; the waiver says
+    why promoting it is acceptable although some evidence is missing, gate by gate, and it is
+    checked against the version's inconclusive gates both when decided and when promoted.
+    ``gates`` are kept sorted and unique so that equal waivers compare (and hash) equal.
+    """
+
+    gates: tuple[str, ...]
+    rationale: str
+
+    @classmethod
+    def of(cls, gates: Sequence[str], rationale: str) -> Waiver:
+        """A waiver with ``gates`` sorted and deduplicated and the rationale stripped."""
+        return cls(
+            tuple(sorted({str(g).strip() for g in gates if str(g).strip()})), rationale.strip()
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class Decision:
-    """One recorded decision on a model version."""
+    """One recorded decision on a model version (``waived_gates`` empty and
+    ``waiver_rationale`` None unless the approver waived inconclusive gates)."""
 
     id: int
     model_name: str
@@ -136,15 +178,26 @@ class Decision:
     feature_versions: dict[str, str]
     status: str
     promotion_run_id: str | None
+    waived_gates: tuple[str, ...] = ()
+    waiver_rationale: str | None = None
 
     @property
     def subject(self) -> str:
         """The audit subject of the decided version."""
         return version_subject(self.model_name, self.version)
 
+    @property
+    def waiver(self) -> Waiver | None:
+        """The waiver this decision carries, or None."""
+        if not self.waived_gates:
+            return None
+        return Waiver(self.waived_gates, self.waiver_rationale or "")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (for audit payloads, metadata and exports)."""
-        return dataclasses.asdict(self)
+        plain = dataclasses.asdict(self)
+        plain["waived_gates"] = list(self.waived_gates)
+        return plain
 
 
 def version_subject(model_name: str, version: int) -> str:
@@ -158,6 +211,103 @@ def policy_ref(policy: Policy) -> dict[str, str]:
 
 def governance_policy(policy: Policy) -> dict[str, Any]:
     return policy.section("governance")
+
+
+def inconclusive_gate_names(gates: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The blocking gates of a pack's gate list that ended ``inconclusive``, sorted.
+
+    These are what validation records on the version and what a waiver must name: a
+    non-blocking gate never blocks, so it is never waived.
+    """
+    return sorted(
+        str(g["name"]) for g in gates if g.get("blocking") and g.get("result") == GATE_INCONCLUSIVE
+    )
+
+
+def waiver_roles(policy: Policy) -> list[str]:
+    """Roles that may waive inconclusive gates (``governance.waiver_roles``)."""
+    roles = governance_policy(policy).get("waiver_roles", DEFAULT_WAIVER_ROLES)
+    return [str(r) for r in roles]
+
+
+def waiver_rationale_min_chars(policy: Policy) -> int:
+    """Minimum length of a waiver rationale (``governance.waiver_rationale_min_chars``)."""
+    value = governance_policy(policy).get(
+        "waiver_rationale_min_chars", DEFAULT_WAIVER_RATIONALE_MIN_CHARS
+    )
+    return int(value)
+
+
+def _substance(text: str) -> str:
+    """The text with runs of whitespace collapsed: padding with spaces adds no substance."""
+    return " ".join(text.split())
+
+
+def check_waiver(
+    facts: VersionFacts, approver: Approver, waiver: Waiver | None, *, policy: Policy
+) -> None:
+    """The waiver rules for a promoting decision on a version whose validation is judged.
+
+    Called by :func:`check_decision` once the status is ``passed`` or ``inconclusive``:
+
+    - ``passed`` with a waiver: ``waiver_mismatch`` (nothing to waive);
+    - ``inconclusive`` without a waiver: ``waiver_required`` (lists the gates, says how);
+    - the approver's role not in ``governance.waiver_roles``: ``waiver_role_not_allowed``;
+    - a rationale shorter than ``governance.waiver_rationale_min_chars`` (whitespace collapsed):
+      ``waiver_rationale_required``;
+    - gates named that are not inconclusive (a passed or failed gate, a typo) or inconclusive
+      gates left out: ``waiver_mismatch``.
+
+    A failed gate never gets here: a failed blocking gate makes the status ``failed``
+    (``validation_not_passed``), and a failed non-blocking gate is not inconclusive.
+    """
+    what = f"{facts.model_name} version {facts.version}"
+    if facts.validation_status != VALIDATION_INCONCLUSIVE:
+        if waiver is not None:
+            raise Refusal(
+                "waiver_mismatch",
+                f"the validation of {what} is {facts.validation_status!r}: no gate is "
+                f"inconclusive, so there is nothing to waive (named {list(waiver.gates)}); "
+                "approve without --waive",
+            )
+        return
+    roles = waiver_roles(policy)
+    gates = list(facts.inconclusive_gates)
+    how = " ".join(f"--waive {g}" for g in gates)
+    if waiver is None:
+        raise Refusal(
+            "waiver_required",
+            f"the validation of {what} is inconclusive on the blocking gate(s) {gates}; it can "
+            f"be promoted only with a waiver of each of them by one of {roles}: approve with "
+            f"{how} --waiver-rationale TEXT (why promoting without that evidence is acceptable)",
+        )
+    if approver.role not in roles:
+        raise Refusal(
+            "waiver_role_not_allowed",
+            f"{approver.name} has role {approver.role!r}; only {roles} may waive inconclusive "
+            f"gates — ask one of them to approve {what} with the waiver",
+        )
+    minimum = waiver_rationale_min_chars(policy)
+    if len(_substance(waiver.rationale)) < minimum:
+        raise Refusal(
+            "waiver_rationale_required",
+            f"a waiver needs its own rationale of at least {minimum} characters: say with "
+            "--waiver-rationale TEXT why promoting without the missing evidence is acceptable "
+            "and what compensates for it",
+        )
+    missing = sorted(set(gates) - set(waiver.gates))
+    extra = sorted(set(waiver.gates) - set(gates))
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append(f"inconclusive gate(s) not waived: {missing}")
+        if extra:
+            problems.append(f"named gate(s) that are not inconclusive: {extra}")
+        raise Refusal(
+            "waiver_mismatch",
+            f"the waiver must name exactly the inconclusive blocking gates of {what}, {gates}; "
+            f"{'; '.join(problems)}. A failed gate can never be waived",
+        )
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -237,6 +387,7 @@ def check_decision(
     policy: Policy,
     now: datetime,
     prior: Sequence[Decision] = (),
+    waiver: Waiver | None = None,
 ) -> None:
     """Apply the governance rules to one decision; raise the first :class:`Refusal`.
 
@@ -252,8 +403,14 @@ def check_decision(
        ``previous_champion`` alias can be restored).
     4. ``already_decided``: one verdict per version; one pending rollback per model.
     5. ``separation_of_duties``: the approver developed the version.
-    6. ``validation_not_passed`` (approve, rollback).
-    7. ``stale_pack`` (approve, rollback; :func:`stale_reasons`). A rollback is not refused for
+    6. ``waiver_mismatch`` for a rejection that carries a waiver (only a promotion waives).
+    7. ``validation_not_passed`` (approve, rollback): the status is neither ``passed`` nor
+       ``inconclusive`` (a failed version can never be waived through), or it is
+       ``inconclusive`` but validation recorded no inconclusive gate.
+    8. The waiver rules of :func:`check_waiver` (approve, rollback): ``waiver_required``,
+       ``waiver_role_not_allowed``, ``waiver_rationale_required``, ``waiver_mismatch``. A rollback
+       promotes too, so restoring an inconclusive version needs a waiver again.
+    9. ``stale_pack`` (approve, rollback; :func:`stale_reasons`). A rollback is not refused for
        the pack's age alone: it restores a model that was approved before, usually in a hurry.
 
     A rejection needs no passed, current pack: refusing a model is always allowed.
@@ -304,13 +461,26 @@ def check_decision(
             "validator",
         )
     if kind == REJECT:
+        if waiver is not None:
+            raise Refusal(
+                "waiver_mismatch",
+                f"a rejection of {what} waives nothing; reject without --waive",
+            )
         return
-    if facts.validation_status != VALIDATION_PASSED:
+    if facts.validation_status not in (VALIDATION_PASSED, VALIDATION_INCONCLUSIVE):
         raise Refusal(
             "validation_not_passed",
             f"the validation status of {what} is {facts.validation_status!r}, not "
-            f"{VALIDATION_PASSED!r}; run validation (or fix the failing gates and retrain) first",
+            f"{VALIDATION_PASSED!r}; run validation (or fix the failing gates and retrain) "
+            "first — a failed gate can never be waived",
         )
+    if facts.validation_status == VALIDATION_INCONCLUSIVE and not facts.inconclusive_gates:
+        raise Refusal(
+            "validation_not_passed",
+            f"the validation status of {what} is {VALIDATION_INCONCLUSIVE!r} but validation "
+            "recorded no inconclusive gate, so no waiver can name them; re-run validation",
+        )
+    check_waiver(facts, approver, waiver, policy=policy)
     max_age = None if kind == ROLLBACK else timedelta(days=float(governance["max_pack_age_days"]))
     reasons = stale_reasons(
         facts, current_feature_versions=current_feature_versions, max_age=max_age, now=now
@@ -333,8 +503,11 @@ def check_promotion(
     """Re-check, at promotion time, that the approved version is still what was approved.
 
     Between the decision and the promotion run the registry may change (a tag rewritten, the
-    version promoted by another run, the feature code changed): promoting then would put a model
-    in production that nobody approved in that state.
+    version promoted by another run, the feature code changed, a re-validation that left other
+    gates inconclusive): promoting then would put a model in production that nobody approved in
+    that state. A waiver must still name exactly the version's inconclusive gates
+    (``waiver_required`` when the version became inconclusive without one, ``waiver_mismatch``
+    when the gates differ or there is no longer anything to waive).
     """
     what = f"{decision.model_name} version {decision.version}"
     if decision.kind not in PROMOTING_KINDS or decision.status != STATUS_RECORDED:
@@ -352,11 +525,12 @@ def check_promotion(
         )
     if facts.is_champion:
         raise Refusal("already_champion", f"{what} is already the champion")
-    if facts.validation_status != VALIDATION_PASSED:
+    if facts.validation_status not in (VALIDATION_PASSED, VALIDATION_INCONCLUSIVE):
         raise Refusal(
             "validation_not_passed",
             f"the validation status of {what} is now {facts.validation_status!r}",
         )
+    _check_waiver_still_covers(decision, facts, what)
     reasons = stale_reasons(
         facts, current_feature_versions=current_feature_versions, max_age=None, now=now
     )
@@ -376,3 +550,34 @@ def check_promotion(
             f"{what} changed since decision #{decision.id}: {'; '.join(reasons)}. Validate "
             "again and ask for a new decision",
         )
+
+
+def _check_waiver_still_covers(decision: Decision, facts: VersionFacts, what: str) -> None:
+    """At promotion: the decision's waiver names exactly the version's inconclusive gates now.
+
+    The waiver's role and rationale were checked when it was recorded; what can change since is
+    the version (re-validated with other data or another policy), so only the coverage is
+    re-checked here.
+    """
+    inconclusive = facts.validation_status == VALIDATION_INCONCLUSIVE
+    current = sorted(facts.inconclusive_gates) if inconclusive else []
+    waived = sorted(decision.waived_gates)
+    if current == waived:
+        if inconclusive and not current:
+            raise Refusal(
+                "validation_not_passed",
+                f"the validation status of {what} is now {VALIDATION_INCONCLUSIVE!r} but "
+                "validation recorded no inconclusive gate; re-run validation",
+            )
+        return
+    if not waived:
+        raise Refusal(
+            "waiver_required",
+            f"{what} is now inconclusive on {current} but decision #{decision.id} waived "
+            "nothing; a waiver by an authorised approver is needed — ask for a new decision",
+        )
+    raise Refusal(
+        "waiver_mismatch",
+        f"decision #{decision.id} waived {waived} but the inconclusive blocking gates of {what} "
+        f"are now {current}; the waiver no longer describes the version — ask for a new decision",
+    )

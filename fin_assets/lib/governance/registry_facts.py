@@ -7,12 +7,14 @@ and ``previous_champion`` keeps the version a rollback restores. Only the promot
 found a recorded approval that still
 matches the registry. Validation writes its verdict as version tags (:func:`record_validation`)
 so the approval rules can compare what was validated with what the version says now
-(:func:`version_facts`).
+(:func:`version_facts`). An ``inconclusive`` verdict also names its inconclusive blocking gates
+(tag ``inconclusive_gates``), which a waiver must match exactly.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,8 +22,16 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from fin_assets.lib.common.json_text import canonical_json
 from fin_assets.lib.governance.audit_chain import utc_timestamp
-from fin_assets.lib.governance.decision_rules import Refusal, VersionFacts
+from fin_assets.lib.governance.decision_rules import (
+    VALIDATION_FAILED,
+    VALIDATION_INCONCLUSIVE,
+    VALIDATION_PASSED,
+    VALIDATION_PENDING,
+    Refusal,
+    VersionFacts,
+)
 from fin_assets.lib.training.registry_tags import (
     TAG_DATA_VERSION,
     TAG_DEVELOPER,
@@ -37,11 +47,18 @@ TAG_VALIDATED_FEATURE_VERSIONS: Final[str] = "validated_feature_versions"
 TAG_VALIDATED_AT: Final[str] = "validated_at"
 TAG_VALIDATION_PACK_PATH: Final[str] = "validation_pack_path"
 TAG_VALIDATION_RUN_ID: Final[str] = "validation_run_id"
+#: The blocking gates validation could not judge, as a canonical JSON list ("[]" when none).
+TAG_INCONCLUSIVE_GATES: Final[str] = "inconclusive_gates"
 
 CHAMPION_ALIAS: Final[str] = "champion"
 PREVIOUS_CHAMPION_ALIAS: Final[str] = "previous_champion"
 
-VALIDATION_STATUSES: Final[tuple[str, ...]] = ("passed", "failed", "inconclusive", "pending")
+VALIDATION_STATUSES: Final[tuple[str, ...]] = (
+    VALIDATION_PASSED,
+    VALIDATION_FAILED,
+    VALIDATION_INCONCLUSIVE,
+    VALIDATION_PENDING,
+)
 _MISSING: Final[tuple[str, ...]] = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
@@ -52,6 +69,15 @@ def _feature_versions(text: str | None) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"feature versions tag is not a JSON object: {text!r}")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _gate_names(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"inconclusive gates tag is not a JSON list: {text!r}")
+    return tuple(sorted({str(v) for v in value}))
 
 
 def _model_version(client: MlflowClient, model_name: str, version: int) -> ModelVersion | None:
@@ -102,6 +128,7 @@ def version_facts(client: MlflowClient, model_name: str, version: int) -> Versio
         is_champion=CHAMPION_ALIAS in aliases,
         is_previous_champion=PREVIOUS_CHAMPION_ALIAS in aliases,
         validated=validated,
+        inconclusive_gates=_gate_names(tags.get(TAG_INCONCLUSIVE_GATES)),
     )
 
 
@@ -125,14 +152,21 @@ def record_validation(
     generated_at: datetime,
     pack_path: str,
     dagster_run_id: str,
+    inconclusive_gates: Sequence[str] = (),
 ) -> None:
     """Tag the version with validation's verdict and exactly what it validated.
 
     The validated digests are stored next to (not instead of) the version's own provenance
-    tags, so a later change to either shows up as a stale pack.
+    tags, so a later change to either shows up as a stale pack. ``inconclusive_gates`` (the
+    blocking gates that could not be judged) are always written, ``[]`` included, so that a
+    re-validation replaces the list a waiver was checked against; an ``inconclusive`` status
+    without them is refused (``ValueError``), since no waiver could then name them.
     """
     if status not in VALIDATION_STATUSES:
         raise ValueError(f"validation status must be one of {VALIDATION_STATUSES}, got {status!r}")
+    gates = sorted({str(g) for g in inconclusive_gates})
+    if status == VALIDATION_INCONCLUSIVE and not gates:
+        raise ValueError("an inconclusive validation must name its inconclusive blocking gates")
     if _model_version(client, model_name, version) is None:
         raise ValueError(f"{model_name} has no version {version}")
     tags = {
@@ -143,6 +177,7 @@ def record_validation(
         TAG_VALIDATED_AT: utc_timestamp(generated_at),
         TAG_VALIDATION_PACK_PATH: pack_path,
         TAG_VALIDATION_RUN_ID: dagster_run_id,
+        TAG_INCONCLUSIVE_GATES: canonical_json(gates),
     }
     for key, value in tags.items():
         client.set_model_version_tag(model_name, str(int(version)), key, value)

@@ -51,6 +51,35 @@ def _intended_use(pack: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _waiver_paragraph(pack: Mapping[str, Any]) -> list[str]:
+    """Plain words for an inconclusive pack; nothing otherwise (a passed card is unchanged).
+
+    Why here: a reader of the card alone must learn that the evidence was incomplete and that
+    the model can reach production only through a recorded waiver, not by the pack itself.
+    """
+    if pack.get("status") != "inconclusive":
+        return []
+    gates = sorted(
+        str(g.get("name"))
+        for g in pack.get("gates") or []
+        if g.get("blocking") and g.get("result") == "inconclusive"
+    )
+    named = ", ".join(f"`{g}`" for g in gates) or "(none named)"
+    return [
+        "### Fairness and waivers",
+        "",
+        f"Validation is **inconclusive**: the blocking gate(s) {named} could not be judged "
+        "either way (for example a protected group too small to measure, or a disparity not yet "
+        "statistically significant), and no gate failed. This version may not be promoted on "
+        "this pack alone: promotion needs a waiver recorded through the approval flow "
+        "(`fin-mlops approve ... --waive GATE --waiver-rationale TEXT`) that names each of these "
+        "gates, with its own rationale, by an approver whose role the policy allows to waive "
+        "(`governance.waiver_roles`). The waiver, its author and rationale are in the audit "
+        "trail.",
+        "",
+    ]
+
+
 def render_model_card(pack: Mapping[str, Any]) -> str:
     """A Markdown model card: intended use, details, data, metrics, fairness, limits, gates."""
     identity = pack.get("identity") or {}
@@ -137,6 +166,7 @@ def render_model_card(pack: Mapping[str, Any]) -> str:
     else:
         reasons = sorted(set((fair.get("not_applicable_reasons") or {}).values()))
         lines += [f"Not assessed: {'; '.join(reasons) or 'no protected attribute'}.", ""]
+    lines += _waiver_paragraph(pack)
     lines += ["## Explanations", ""]
     if expl.get("available"):
         top = (expl.get("global_importance") or [])[:5]
