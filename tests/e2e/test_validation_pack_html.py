@@ -70,3 +70,8 @@ def test_pack_html_renders_every_section_and_chart(
     screenshot = artifact_path("validation_pack.png")
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+    # Printed on A4 (794 x 1123 CSS px), header, banner and summary fit the first page.
+    page.set_viewport_size({"width": 794, "height": 1123})
+    page.emulate_media(media="print")
+    printed = page.locator("section#summary").bounding_box()
+    assert printed is not None and printed["y"] + printed["height"] <= 1123

@@ -76,7 +76,9 @@ p.verdict{font-weight:600;padding:6px 10px;border-radius:4px}
 p.verdict.passed{background:#d4f0dc;color:#14532d}
 p.verdict.failed{background:#fbd5d5;color:#7f1d1d}
 p.verdict.inconclusive{background:#fdefc8;color:#78350f}
-@media print{body{background:#fff}section.summary{break-after:page;margin:0}
+@media print{body{background:#fff}section.summary{break-after:page;margin:0;padding:4px 10px}
+.summary p,.summary li{font-size:11px}.summary table{font-size:10.5px}
+header{padding:8px 12px}.banner{padding:6px 12px;font-size:15px}
 nav{display:none}}
 tr.not_applicable td.result{background:#eceff3;color:#4b5563}
 tr.below td{background:#fdecea}
