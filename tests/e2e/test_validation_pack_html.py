@@ -1,4 +1,4 @@
-"""The validation pack's HTML in headless Chromium: every section visible, every chart drawn."""
+"""The validation pack's HTML in headless Chromium: the summary on top, every section and chart."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def test_pack_html_renders_every_section_and_chart(
     browser_page: Any,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    paths = write_pack(report_pack(), tmp_path / "pack")
+    pack = report_pack()
+    paths = write_pack(pack, tmp_path / "pack")
     page = browser_page
     page.goto(paths["html"].as_uri())
     assert page.title().startswith("Validation pack — fraud_detector v7")
@@ -43,6 +44,34 @@ def test_pack_html_renders_every_section_and_chart(
     banner = page.locator("div.banner")
     assert banner.is_visible()
     assert banner.inner_text().startswith("Status: ")
+    # The one-page summary opens the page: visible above the fold, before the first detail.
+    summary = page.locator("section#summary")
+    assert summary.is_visible()
+    box = summary.bounding_box()
+    viewport = page.viewport_size
+    assert box is not None and viewport is not None
+    assert 0 <= box["y"] < viewport["height"] / 4
+    verdict = summary.locator("p.verdict").bounding_box()
+    assert verdict is not None and verdict["y"] + verdict["height"] <= viewport["height"]
+    identity = page.locator("section#identity").bounding_box()
+    assert identity is not None and box["y"] + box["height"] <= identity["y"]
+    assert summary.locator("tbody tr").count() == len(pack["gates"])
+    sweep = page.locator("svg#threshold-sweep")
+    sweep.scroll_into_view_if_needed()
+    assert sweep.is_visible()
+    series = sweep.locator("path[data-series]")
+    assert series.count() == 1 + len(pack["fairness"]["protected_assessed"])
+    for i in range(series.count()):
+        line = series.nth(i).bounding_box()
+        assert line is not None and line["width"] > 0 and line["height"] > 0
+    assert sweep.locator("line.reference").count() == 1
+    summary.screenshot(path=str(artifact_path("validation_pack_summary.png")))
+    sweep.screenshot(path=str(artifact_path("validation_pack_threshold_sweep.png")))
     screenshot = artifact_path("validation_pack.png")
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+    # Printed on A4 (794 x 1123 CSS px), header, banner and summary fit the first page.
+    page.set_viewport_size({"width": 794, "height": 1123})
+    page.emulate_media(media="print")
+    printed = page.locator("section#summary").bounding_box()
+    assert printed is not None and printed["y"] + printed["height"] <= 1123

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import html
+import json
 import re
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -24,7 +26,7 @@ from tests.unit.test_validation_pack import (
     train_booster,
 )
 
-CHARTS = {"roc", "pr", "reliability", "stability", "importance", "fairness"}
+CHARTS = {"roc", "pr", "reliability", "stability", "importance", "fairness", "threshold_sweep"}
 
 
 def report_pack() -> dict[str, Any]:
@@ -90,7 +92,7 @@ def _points(d: str) -> int:
 
 
 def test_html_has_one_section_per_pack_key_in_order(pack: dict[str, Any], parsed: _Svg) -> None:
-    assert parsed.sections == list(PACK_SECTIONS)
+    assert parsed.sections == ["summary", *PACK_SECTIONS]
     page = render_html(pack)
     assert page.startswith("<!DOCTYPE html>")
     assert parsed.scripts == 0
@@ -201,7 +203,7 @@ def test_a_pack_without_optional_parts_renders_without_their_charts(
     bare["champion_comparison"] = {"available": False, "reason": "there is no champion"}
     parser = _Svg()
     parser.feed(render_html(bare))
-    assert parser.sections == list(PACK_SECTIONS)
+    assert parser.sections == ["summary", *PACK_SECTIONS]
     assert set(parser.charts) == {"roc", "pr", "reliability"}
     card = render_model_card(bare)
     assert "no booster \\| none" not in card  # reasons are prose, not table cells
@@ -228,3 +230,162 @@ def test_an_inconclusive_card_says_in_plain_words_that_promotion_needs_a_waiver(
     # Added under the fairness section, nothing else moved.
     assert card.index("## Fairness\n") < card.index("### Fairness and waivers")
     assert card.replace(paragraph, "").count("\n## ") == passed.count("\n## ")
+
+
+def _summary(page: str) -> str:
+    return page[page.index('<section id="summary"') : page.index("</section>") + len("</section>")]
+
+
+def _worst_air(pack: dict[str, Any]) -> dict[str, Any]:
+    groups = pack["fairness"]["attributes"]["protected_age_band"]["measures"][
+        "adverse_impact_ratio"
+    ]["groups"]
+    return min((g for g in groups if g["role"] == "compared"), key=lambda g: g["value"])
+
+
+def test_summary_opens_the_page_with_every_gate_and_the_air_interval(
+    pack: dict[str, Any],
+) -> None:
+    tagged = copy.deepcopy(pack)
+    tagged["identity"]["mlflow_run_id"] = "run-0123456789abcdef"
+    page = render_html(tagged)
+    start = page.index('<section id="summary"')
+    assert start < page.index("<nav>") < page.index('<section id="identity"')
+    summary = _summary(page)
+    assert "fraud_detector v7" in summary and "Intended use: Scores card transactions" in summary
+    assert 'class="verdict passed">PASSED: all ' in summary
+    for gate in pack["gates"]:
+        assert f'<tr class="{gate["result"]}"><td>{gate["name"]}</td>' in summary
+        row = summary[summary.index(f"<td>{gate['name']}</td>") :]
+        assert row.index(f'<td class="result">{gate["result"]}</td>') < row.index("</tr>")
+    ci = pack["discrimination"]["auc_roc_ci"]
+    assert f"{ci['low']:.3f}–{ci['high']:.3f}" in summary
+    worst = _worst_air(pack)
+    air = f"AIR {worst['value']:.2f} ({worst['ci_low']:.2f}–{worst['ci_high']:.2f})"
+    assert f"{air}, protected_age_band={worst['group']}" in summary
+    for sentence in pack["fairness"]["summaries"].values():
+        assert html.escape(sentence) in summary
+    for words in (
+        "Adverse impact ratio (four-fifths rule): PASS",
+        "Standardised mean difference of scores: PASS",
+        "False-positive-rate parity: PASS",
+        "True-positive-rate parity: PASS",
+        "Intersectional adverse impact ratio: not assessed",
+    ):
+        assert words in summary
+    first = pack["limitations"][0]
+    assert html.escape(first["text"]) in summary
+    assert html.escape(pack["limitations"][-1]["text"]) not in summary  # only the first few
+    # Identifiers stay in the detail sections.
+    for identifier in ("run-0123456789abcdef", pack["identity"]["policy_sha256"]):
+        assert identifier not in summary and identifier in page
+
+
+def test_summary_names_the_gates_behind_a_failed_or_inconclusive_verdict(
+    pack: dict[str, Any],
+) -> None:
+    unsure = copy.deepcopy(pack)
+    unsure["status"] = "inconclusive"
+    for gate in unsure["gates"]:
+        if gate["name"] == "adverse_impact_ratio":
+            gate.update(result="inconclusive")
+    summary = _summary(render_html(unsure))
+    assert (
+        'class="verdict inconclusive">INCONCLUSIVE: the blocking gate(s) adverse_impact_ratio'
+        in (summary)
+    )
+    assert "needs a waiver recorded through the approval flow by an authorised approver" in summary
+    failed = copy.deepcopy(pack)
+    failed["status"] = "failed"
+    failed["gates"][0].update(result="fail")
+    summary = _summary(render_html(failed))
+    assert f"FAILED: the blocking gate(s) {failed['gates'][0]['name']} failed" in summary
+
+
+def test_threshold_sweep_chart_plots_every_series_the_reference_and_the_operating_point(
+    pack: dict[str, Any], parsed: _Svg
+) -> None:
+    sweep = pack["fairness"]["threshold_sweep"]
+    elements = parsed.charts["threshold_sweep"]
+    series = {a["data-series"]: _points(a["d"]) for t, a in elements if "data-series" in a}
+    attributes = pack["fairness"]["protected_assessed"]
+    assert set(series) == {"approval rate", *(f"min AIR {a}" for a in attributes)}
+    assert series["approval rate"] == len(sweep["points"])
+    for attribute in attributes:
+        drawn = [p["min_air"][attribute] for p in sweep["points"] if p["min_air"][attribute]]
+        assert series[f"min AIR {attribute}"] == len(drawn)
+    page = render_html(pack)
+    svg = page[page.index('<svg class="chart" id="threshold-sweep"') :]
+    svg = svg[: svg.index("</svg>")]
+    reference = re.search(r'<line class="reference" data-value="0.8" [^>]*>', svg)
+    assert reference is not None
+    y = re.findall(r'y[12]="([\d.]+)"', reference.group(0))
+    assert len(y) == 2 and y[0] == y[1]
+    marks = [a for t, a in elements if t == "circle" and a.get("class") == "operating-point"]
+    assert len(marks) == 1 + len(attributes)
+
+
+def test_fairness_detail_highlights_failing_groups_and_flagged_proxies(
+    pack: dict[str, Any],
+) -> None:
+    page = render_html(pack)
+    section = page[page.index('<section id="fairness"') :]
+    section = section[: section.index("</section>")]
+    worst = _worst_air(pack)
+    interval = f"{worst['value']:.2f} ({worst['ci_low']:.2f}–{worst['ci_high']:.2f})"
+    assert f"<td>{worst['group']}</td><td>compared</td><td>{interval}</td>" in section
+    assert "v-fail" not in section
+    changed = copy.deepcopy(pack)
+    air = changed["fairness"]["attributes"]["protected_age_band"]["measures"]
+    air["adverse_impact_ratio"]["groups"][0]["verdict"] = "fail"
+    air["smd"]["groups"][0]["verdict"] = "inconclusive"
+    changed["fairness"]["proxy_screening"]["pairs"][0]["flagged"] = True
+    page = render_html(changed)
+    section = page[page.index('<section id="fairness"') :]
+    section = section[: section.index("</section>")]
+    feature = changed["fairness"]["proxy_screening"]["pairs"][0]["feature"]
+    assert f'<tr class="v-fail"><td>{feature}</td>' in section
+    assert section.count('<tr class="v-fail">') == 2
+    assert section.count('<tr class="v-inconclusive">') == 1
+
+
+def test_a_pack_without_protected_attributes_says_fairness_was_not_assessed(
+    pack: dict[str, Any],
+) -> None:
+    bare = copy.deepcopy(pack)
+    bare["fairness"] = {
+        "attributes": {},
+        "protected_assessed": [],
+        "verdicts": dict.fromkeys(("adverse_impact_ratio", "smd", "intersectional")),
+        "summaries": {},
+        "threshold_sweep": None,
+        "proxy_screening": None,
+        "not_applicable_reasons": {"min_air": "no protected attribute was given"},
+    }
+    page = render_html(bare)
+    assert "threshold-sweep" not in page and 'data-chart="threshold_sweep"' not in page
+    expected = "Fairness was not assessed: no protected attribute was given."
+    assert expected in _summary(page)
+    assert expected in page[page.index('<section id="fairness"') :]
+
+
+def test_rendering_leaves_the_pack_unchanged(pack: dict[str, Any]) -> None:
+    before = json.dumps(pack, sort_keys=True)
+    render_html(pack)
+    render_model_card(pack)
+    assert json.dumps(pack, sort_keys=True) == before
+
+
+def test_model_card_states_the_fairness_verdicts_in_words(pack: dict[str, Any]) -> None:
+    card = render_model_card(pack)
+    fairness = card[card.index("## Fairness\n") : card.index("## Explanations")]
+    assert "- Adverse impact ratio (four-fifths rule): PASS — worst group" in fairness
+    assert "- Intersectional adverse impact ratio: not assessed" in fairness
+    unsure = copy.deepcopy(pack)
+    unsure["status"] = "inconclusive"
+    for gate in unsure["gates"]:
+        if gate["name"] == "adverse_impact_ratio":
+            gate.update(result="inconclusive")
+    card = render_model_card(unsure)
+    assert card.count("### Fairness and waivers") == 1
+    assert card.count("- Adverse impact ratio (four-fifths rule):") == 1

@@ -11,7 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fin_assets.lib.common.html_format import num
-from fin_assets.lib.validation.report.section_html import model_title
+from fin_assets.lib.validation.report.pack_summary import (
+    fairness_measure_lines,
+    intended_use,
+    model_title,
+)
 
 
 def _md(value: Any) -> str:
@@ -28,25 +32,27 @@ def _md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str
 
 
 def _intended_use(pack: Mapping[str, Any]) -> list[str]:
-    identity = pack.get("identity") or {}
-    operating = pack.get("operating_point") or {}
-    if identity.get("model_kind") == "credit":
-        use = (
-            "Estimates the probability that a credit applicant defaults, to rank applications; "
-            f"at the validated operating point ({operating.get('rule')}) the highest-risk "
-            "applications are declined or referred."
-        )
-    else:
-        use = (
-            "Scores card transactions by their probability of being fraudulent so that "
-            f"investigators review the most suspicious first ({operating.get('rule')})."
-        )
     return [
-        use,
+        intended_use(pack),
         "",
         "Out of scope: decisions based on protected attributes (the model does not read any); "
         "populations or periods unlike the data below; automatic action without the operating "
         "point's human review; promotion without a recorded approval.",
+        "",
+    ]
+
+
+def _fairness_words(fair: Mapping[str, Any]) -> list[str]:
+    """The fairness verdicts in plain words, one line per measure, after the attribute table.
+
+    Why: the table gives numbers; a reader of the card alone also needs each measure's verdict
+    and the group that decides it, stated as a sentence. The waiver paragraph (inconclusive
+    packs) follows separately and is not repeated here.
+    """
+    return [
+        "In plain words, per measure (the worst group, its estimate and 95 % interval):",
+        "",
+        *[f"- {line}" for line in fairness_measure_lines(fair)],
         "",
     ]
 
@@ -163,6 +169,7 @@ def render_model_card(pack: Mapping[str, Any]) -> str:
                 for a, r in (fair.get("attributes") or {}).items()
             ],
         )
+        lines += _fairness_words(fair)
     else:
         reasons = sorted(set((fair.get("not_applicable_reasons") or {}).values()))
         lines += [f"Not assessed: {'; '.join(reasons) or 'no protected attribute'}.", ""]

@@ -23,9 +23,10 @@ from fin_assets.lib.common.html_format import (
     num,
     table,
 )
+from fin_assets.lib.validation.report.fairness_html import render_fairness
+from fin_assets.lib.validation.report.pack_summary import model_title, render_summary
 from fin_assets.lib.validation.report.svg_charts import (
     curve_chart,
-    grouped_bar_chart,
     hbar_chart,
     reliability_chart,
     stability_chart,
@@ -54,8 +55,31 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .banner{padding:12px 28px;font-size:18px;font-weight:600}
 .banner.passed{background:#d4f0dc;color:#14532d}
 .banner.failed{background:#fbd5d5;color:#7f1d1d}
+.banner.inconclusive{background:#fdefc8;color:#78350f}
 tr.pass td.result{background:#d4f0dc;color:#14532d;font-weight:600}
 tr.fail td.result{background:#fbd5d5;color:#7f1d1d;font-weight:600}
+tr.inconclusive td.result{background:#fdefc8;color:#78350f;font-weight:600}
+tr.v-fail td{background:#fdecea}
+tr.v-inconclusive td{background:#fff6dc}
+.verdict-word.pass{color:#14532d}
+.verdict-word.fail{color:#7f1d1d}
+.verdict-word.inconclusive{color:#78350f}
+section.summary{margin:16px 28px;border-width:2px}
+.summary-grid{display:grid;grid-template-columns:minmax(0,1.15fr) minmax(0,1fr);gap:6px 28px}
+.summary p,.summary li{font-size:13px;margin:4px 0}
+.summary h3{margin:10px 0 4px}
+.summary table{font-size:12px;margin:4px 0}
+.summary td.rule{white-space:nowrap}
+.summary ul{padding-left:18px;margin:4px 0}
+.summary ul.measures li{color:#374151}
+p.verdict{font-weight:600;padding:6px 10px;border-radius:4px}
+p.verdict.passed{background:#d4f0dc;color:#14532d}
+p.verdict.failed{background:#fbd5d5;color:#7f1d1d}
+p.verdict.inconclusive{background:#fdefc8;color:#78350f}
+@media print{body{background:#fff}section.summary{break-after:page;margin:0;padding:4px 10px}
+.summary p,.summary li{font-size:11px}.summary table{font-size:10.5px}
+header{padding:8px 12px}.banner{padding:6px 12px;font-size:15px}
+nav{display:none}}
 tr.not_applicable td.result{background:#eceff3;color:#4b5563}
 tr.below td{background:#fdecea}
 tr.unjudged td{color:#6b7280}
@@ -331,113 +355,6 @@ def _sensitivity(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
     )
 
 
-def _measure_table(measure: Mapping[str, Any]) -> str:
-    headers = ["group", "role", "value", "ci_low", "ci_high", "test", "p_value", "verdict"]
-    rows = [[g.get(h) for h in headers] for g in measure.get("groups") or []]
-    verdicts = [g.get("verdict") for g in measure.get("groups") or []]
-    classes = [{"fail": "below", "inconclusive": "unjudged"}.get(str(v), "") for v in verdicts]
-    return table(headers, rows, classes)
-
-
-def _fairness(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
-    attributes = section.get("attributes") or {}
-    summary = {
-        k: section.get(k)
-        for k in (
-            "protected_assessed",
-            "protected_missing",
-            "adverse_decision",
-            "verdicts",
-            "min_air",
-            "min_fpr_ratio",
-            "min_tpr_ratio",
-            "max_abs_smd",
-            "four_fifths_flags",
-            "failed_groups",
-            "groups_below_floor",
-            "thresholds",
-        )
-    }
-    parts = [kv(summary)]
-    if section.get("rule"):
-        parts.append(note(str(section["rule"])))
-    if not attributes:
-        for reason in sorted(set((section.get("not_applicable_reasons") or {}).values())):
-            parts.append(note(reason))
-        return "".join(parts)
-    labels: list[str] = []
-    favourable: list[Any] = []
-    fpr: list[Any] = []
-    headers = [
-        "group",
-        "rows",
-        "adverse",
-        "positives",
-        "favourable_rate",
-        "false_positive_rate",
-        "true_positive_rate",
-        "mean_score",
-        "reaches_floor",
-    ]
-    tables = []
-    for attribute, report in attributes.items():
-        groups = report.get("groups") or []
-        for group in groups:
-            labels.append(f"{attribute}={group.get('group')}")
-            favourable.append(group.get("favourable_rate"))
-            fpr.append(group.get("false_positive_rate"))
-        tables.append(
-            f"<h3>{e(attribute)} <small>(reference group {e(report.get('reference_group'))}"
-            f"; min AIR {e(num(report.get('min_air')))}, FPR ratio "
-            f"{e(num(report.get('fpr_ratio')))})</small></h3>"
-        )
-        tables.append(note(str(report.get("summary", ""))))
-        tables.append(
-            table(
-                headers,
-                [[g.get(h) for h in headers] for g in groups],
-                ["" if g.get("reaches_floor") else "unjudged" for g in groups],
-            )
-        )
-        for name, measure in (report.get("measures") or {}).items():
-            tables.append(
-                f"<h4>{e(name)}: {e(measure.get('verdict'))}</h4>"
-                + (note(str(measure["reason"])) if measure.get("reason") else "")
-                + _measure_table(measure)
-            )
-    for pair in section.get("intersectional") or []:
-        title = " × ".join(str(a) for a in pair.get("attributes") or [])
-        if pair.get("assessed"):
-            tables.append(f"<h3>{e(title)}: {e(pair.get('verdict'))}</h3>")
-            tables.append(_measure_table(pair.get("adverse_impact_ratio") or {}))
-        else:
-            tables.append(
-                f"<h3>{e(title)}</h3>"
-                + note(f"{pair.get('reason')}: {', '.join(pair.get('cells_below_floor') or [])}")
-            )
-    proxies = (section.get("proxy_screening") or {}).get("pairs") or []
-    if proxies:
-        proxy_headers = [
-            "feature",
-            "attribute",
-            "auc",
-            "auc_group",
-            "mutual_information",
-            "flagged",
-        ]
-        tables.append("<h3>Proxy screening</h3>")
-        tables.append(table(proxy_headers, [[p.get(h) for h in proxy_headers] for p in proxies]))
-    chart = grouped_bar_chart(
-        "fairness",
-        "Rates by protected group",
-        labels,
-        [("favourable rate", favourable), ("false positive rate", fpr)],
-    )
-    parts.append(f'<div class="charts">{chart}</div>')
-    parts.extend(tables)
-    return "".join(parts)
-
-
 def _explanations(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
     if not section.get("available"):
         return note(str(section.get("reason", "No explanations.")))
@@ -620,7 +537,7 @@ _RENDERERS: Final[dict[str, Any]] = {
     "segments": _segments,
     "stress": _stress,
     "sensitivity": _sensitivity,
-    "fairness": _fairness,
+    "fairness": render_fairness,
     "explanations": _explanations,
     "champion_comparison": _champion,
     "limitations": _limitations,
@@ -631,15 +548,12 @@ _RENDERERS: Final[dict[str, Any]] = {
 }
 
 
-def model_title(identity: Mapping[str, Any]) -> str:
-    """``name vN``: the one title the page and the model card give the validated model."""
-    name = identity.get("model_name") or identity.get("model_uri") or "model"
-    version = identity.get("model_version")
-    return f"{name} v{version}" if version is not None else str(name)
-
-
 def render_html(pack: Mapping[str, Any]) -> str:
-    """The pack as one self-contained HTML page: a section per pack key, charts as inline SVG."""
+    """The pack as one self-contained HTML page: a section per pack key, charts as inline SVG.
+
+    A one-page summary derived from the pack (``<section id="summary">``) comes first, so an
+    examiner reads purpose, verdict, gates and fairness in words before the detail sections.
+    """
     identity = pack.get("identity") or {}
     status = str(pack.get("status", "unknown"))
     title = f"Validation pack — {model_title(identity)}"
@@ -660,5 +574,6 @@ def render_html(pack: Mapping[str, Any]) -> str:
         f"generated {e(identity.get('generated_at'))} · model kind "
         f"{e(identity.get('model_kind'))}</div></header>"
         f'<div class="banner {e(status)}">{e(banner)}</div>'
+        f"{render_summary(pack)}"
         f"<nav>{nav}</nav><main>{''.join(sections)}</main>",
     )

@@ -31,8 +31,11 @@ class _Plot:
         x_range: tuple[float, float],
         y_range: tuple[float, float],
         total_width: int = _WIDTH,
+        margin_right: int = _MARGIN_RIGHT,
+        element_id: str | None = None,
     ) -> None:
         self.chart, self.title, self.total_width = chart, title, total_width
+        self.element_id = element_id
         self.x0, self.x1 = x_range
         self.y0, self.y1 = y_range
         if self.x1 <= self.x0:
@@ -40,7 +43,7 @@ class _Plot:
         if self.y1 <= self.y0:
             self.y1 = self.y0 + 1.0
         self.left, self.top = _MARGIN_LEFT, _MARGIN_TOP
-        self.width = total_width - _MARGIN_LEFT - _MARGIN_RIGHT
+        self.width = total_width - _MARGIN_LEFT - margin_right
         self.height = _HEIGHT - _MARGIN_TOP - _MARGIN_BOTTOM
         self.elements: list[str] = []
 
@@ -77,8 +80,19 @@ class _Plot:
             f'text-anchor="middle">{e(y_label)}</text>'
         )
 
-    def line(self, xs: Sequence[Any], ys: Sequence[Any], colour: str, dashed: bool = False) -> None:
-        """A polyline through the finite points; a missing value breaks the line."""
+    def line(
+        self,
+        xs: Sequence[Any],
+        ys: Sequence[Any],
+        colour: str,
+        dashed: bool = False,
+        series: str | None = None,
+    ) -> None:
+        """A polyline through the finite points; a missing value breaks the line.
+
+        ``series`` names the line (``data-series``) so a reader of the SVG, or a test, can tell
+        a plotted series from a reference line.
+        """
         commands = []
         pen_down = False
         for xv, yv in zip(xs, ys, strict=True):
@@ -90,9 +104,10 @@ class _Plot:
             pen_down = True
         if commands:
             dash = ' stroke-dasharray="4 3"' if dashed else ""
+            name = f' data-series="{e(series)}"' if series is not None else ""
             self.elements.append(
                 f'<path d="{" ".join(commands)}" fill="none" stroke="{colour}" '
-                f'stroke-width="2"{dash}/>'
+                f'stroke-width="2"{dash}{name}/>'
             )
 
     def points(self, xs: Sequence[Any], ys: Sequence[Any], colour: str) -> None:
@@ -113,8 +128,10 @@ class _Plot:
             )
 
     def svg(self) -> str:
+        ident = f' id="{e(self.element_id)}"' if self.element_id else ""
         return (
-            f'<svg class="chart" data-chart="{e(self.chart)}" xmlns="http://www.w3.org/2000/svg" '
+            f'<svg class="chart"{ident} data-chart="{e(self.chart)}" '
+            'xmlns="http://www.w3.org/2000/svg" '
             f'viewBox="0 0 {self.total_width} {_HEIGHT}" width="{self.total_width}" '
             f'height="{_HEIGHT}" role="img" aria-label="{e(self.title)}">'
             f"<title>{e(self.title)}</title>" + "".join(self.elements) + "</svg>"
@@ -225,4 +242,87 @@ def grouped_bar_chart(
             f'text-anchor="middle">{e(group)}</text>'
         )
     plot.legend([name for name, _ in series])
+    return plot.svg()
+
+
+def sweep_chart(sweep: Mapping[str, Any], threshold: float) -> str:
+    """Approval rate and the lowest AIR per attribute across cut-offs, with the operating point.
+
+    Why on the score quantile of the cut-off: the swept cut-offs are the score's quantiles, so
+    they are evenly spaced there while the raw scores of a rare-event model crowd near zero; the
+    cut-off score itself is printed under each tick. The quantile of a cut-off is the share of
+    scores below it, i.e. the approval rate, so the operating point sits at its approval rate.
+    The dashed red line is the policy's AIR threshold (four-fifths): a validator sees at a glance
+    whether a nearby cut-off keeps every group above it at a similar approval rate.
+    """
+    points = list(sweep.get("points") or [])
+    attributes = sorted({str(a) for p in points for a in (p.get("min_air") or {})})
+    plot = _Plot(
+        "threshold_sweep",
+        "Threshold sweep: approval rate and minimum AIR by cut-off",
+        (0.0, 1.0),
+        (0.0, 1.0),
+        total_width=_WIDTH + 300,
+        margin_right=236,
+        element_id="threshold-sweep",
+    )
+    plot.axes("cut-off at score quantile (cut-off score)", "rate / ratio", x_ticks=False)
+    quantiles = [p.get("quantile") for p in points]
+    series: list[tuple[str, list[Any]]] = [
+        ("approval rate", [p.get("approval_rate") for p in points])
+    ]
+    series += [
+        (f"min AIR {a}", [(p.get("min_air") or {}).get(a) for p in points]) for a in attributes
+    ]
+    right, bottom = plot.left + plot.width, plot.top + plot.height
+    level = plot.y(threshold)
+    plot.elements.append(
+        f'<line class="reference" data-value="{threshold:g}" x1="{plot.left}" y1="{level:.1f}" '
+        f'x2="{right}" y2="{level:.1f}" stroke="#c0392b" stroke-width="1.5" '
+        'stroke-dasharray="6 4"/>'
+        f'<text x="{plot.left + 6}" y="{level - 4:.1f}" fill="#c0392b">'
+        f"AIR threshold {threshold:g}</text>"
+    )
+    for i, (name, values) in enumerate(series):
+        plot.line(quantiles, values, _COLOURS[i % len(_COLOURS)], series=name)
+    step = max(1, -(-len(points) // 5))
+    for point in points[::step]:
+        q, cutoff = finite(point.get("quantile")), finite(point.get("cutoff"))
+        if q is None:
+            continue
+        x = plot.x(q)
+        plot.elements.append(
+            f'<text x="{x:.1f}" y="{bottom + 13}" text-anchor="middle">{q:.2f}</text>'
+            + (
+                f'<text x="{x:.1f}" y="{bottom + 25}" text-anchor="middle" fill="#6b7280">'
+                f"({cutoff:.3g})</text>"
+                if cutoff is not None
+                else ""
+            )
+        )
+    operating = sweep.get("operating_point") or {}
+    x_op = finite(operating.get("approval_rate"))
+    if x_op is not None:
+        at = plot.x(x_op)
+        plot.elements.append(
+            f'<line class="operating-point" x1="{at:.1f}" y1="{plot.top}" x2="{at:.1f}" '
+            f'y2="{bottom}" stroke="#111827" stroke-dasharray="2 3"/>'
+            f'<text x="{at - 4 if x_op > 0.5 else at + 4:.1f}" y="{bottom - 6}" '
+            f'text-anchor="{"end" if x_op > 0.5 else "start"}">operating point</text>'
+        )
+        marks = [x_op] + [(operating.get("min_air") or {}).get(a) for a in attributes]
+        for i, value in enumerate(marks):
+            y = finite(value)
+            if y is not None:
+                plot.elements.append(
+                    f'<circle class="operating-point" cx="{at:.1f}" cy="{plot.y(y):.1f}" r="5" '
+                    f'fill="none" stroke="{_COLOURS[i % len(_COLOURS)]}" stroke-width="2"/>'
+                )
+    for i, (name, _) in enumerate(series):
+        y = plot.top + 4 + 18 * i
+        plot.elements.append(
+            f'<rect x="{right + 14}" y="{y}" width="10" height="10" '
+            f'fill="{_COLOURS[i % len(_COLOURS)]}"/>'
+            f'<text x="{right + 28}" y="{y + 9}">{e(name[:34])}</text>'
+        )
     return plot.svg()
