@@ -29,6 +29,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
 from fin_resources.locations import Settings
+from tests.browser import artifact_path, browser_page  # noqa: F401
 from tests.e2e.test_cli import BIN, run
 
 FEATURES = [
@@ -103,7 +104,9 @@ def measure_of(pack: dict[str, Any], measure: str, group: str) -> dict[str, Any]
 
 @pytest.mark.slow
 def test_a_mortgage_model_that_declines_black_applicants_more_fails_the_fairness_gate(
-    fin_home: Path, tmp_path: Path
+    fin_home: Path,
+    tmp_path: Path,
+    browser_page: Any,  # noqa: F811
 ) -> None:
     fin_home.mkdir(parents=True, exist_ok=True)
     train, test = split(hmda_applications())
@@ -170,3 +173,20 @@ def test_a_mortgage_model_that_declines_black_applicants_more_fails_the_fairness
     sweep = pack["fairness"]["threshold_sweep"]["points"]
     assert len(sweep) >= 10 and all("black" in p["min_air"] for p in sweep)
     assert (out / "validation_pack.html").exists() and (out / "model_card.md").exists()
+
+    # What the examiner sees: the summary first, with the interval, then the sweep chart.
+    page = browser_page
+    page.goto((out / "validation_pack.html").as_uri())
+    summary = page.locator("section#summary")
+    interval = f"{black['ci_low']:.2f}–{black['ci_high']:.2f}"
+    assert summary.is_visible() and interval in summary.inner_text()
+    assert "fail" in summary.inner_text().lower()
+    box = summary.bounding_box()
+    assert box is not None and box["y"] < page.viewport_size["height"] / 4
+    fairness = page.locator("section#fairness")
+    assert interval in fairness.inner_text()
+    sweep = page.locator("svg#threshold-sweep")
+    assert sweep.is_visible()
+    assert sweep.locator("path[data-series]").count() == 2
+    assert sweep.locator("line.reference").count() == 1
+    page.screenshot(path=artifact_path("hmda_validation_pack.png"))
