@@ -61,8 +61,8 @@ def _policy_file(directory: Path, name: str, auc_floor: float) -> Path:
     gates["ks_floor"]["value"] = 0.0
     gates["calibration_error_ceiling"]["value"] = 1.0
     # These tests exercise approval, not fairness: the verdict gates warn instead of blocking.
-    for name in ("adverse_impact_ratio", "intersectional_air"):
-        gates[name]["blocking"] = False
+    for gate in ("adverse_impact_ratio", "intersectional_air"):
+        gates[gate]["blocking"] = False
     gates["champion_auc_not_worse"]["value"] = -1.0
     values["validation"]["min_segment_rows"] = 50
     for preset in values["validation"]["fairness"].values():
