@@ -4,11 +4,13 @@
 stamped with the model version and digest) into ``monitoring.scored_transactions``, replacing
 that day atomically. ``monitoring_report`` compares the day, and the rolling week, with the
 champion's own training data (Evidently drift tests and PSI per feature, prediction drift, drift
-per segment) and, on labels that have matured, the performance trend; it writes Evidently's HTML
-and a JSON summary and puts the key numbers in metadata so the UI plots them across partitions.
+per segment), on labels that have matured, the performance trend, and the fairness of the alerts
+by protected attribute (AIR on the day, FPR parity on matured labels, judged as validation judges
+them); it writes Evidently's HTML and a JSON summary and puts the key numbers in metadata so the UI
+plots them across partitions.
 ``drift_retrain_sensor`` (fin_sensors) reads that summary.
 Logic: ``fin_assets.lib.monitoring`` (``drift_report``, ``matured_performance``,
-``retrain_rules``).
+``production_fairness``, ``retrain_rules``).
 """
 
 import json
@@ -38,8 +40,14 @@ from fin_assets.lib.monitoring.drift_report import (
     steady_state_reference,
 )
 from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
+from fin_assets.lib.monitoring.production_fairness import fairness_markdown, production_fairness
 from fin_assets.lib.monitoring.retrain_rules import Breach, breaches
-from fin_assets.lib.monitoring.scores_store import days_back, read_scores, write_scores
+from fin_assets.lib.monitoring.scores_store import (
+    days_back,
+    read_protected,
+    read_scores,
+    write_scores,
+)
 from fin_assets.lib.monitoring.scoring import score_transactions
 from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
@@ -156,6 +164,15 @@ def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
     psi = {name: values.get("psi") for name, values in summary["features"].items()}
     important = set(summary["important_features"])
     performance = summary.get("performance") or {}
+    fairness = summary.get("fairness")
+    fairness_metadata: dict[str, Any] = {}
+    if fairness:
+        fairness_metadata = {
+            "fairness_min_air": fairness.get("min_air"),
+            "fairness_min_fpr_ratio": fairness.get("min_fpr_ratio"),
+            "fairness_verdicts": dg.MetadataValue.json(fairness["verdicts"]),
+            "fairness": dg.MetadataValue.md(fairness_markdown(fairness)),
+        }
     metadata: dict[str, Any] = {
         "drift_share": summary.get("drift_share"),
         "drifted_features": summary.get("drifted_features"),
@@ -168,6 +185,7 @@ def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
         "matured_rows": performance.get("rows"),
         "breach": bool(found),
         "breaches": dg.MetadataValue.json([b.to_dict() for b in found]),
+        **fairness_metadata,
         **{f"psi_{name}": value for name, value in psi.items() if name in important},
     }
     return {k: v for k, v in metadata.items() if v is not None}
@@ -190,8 +208,10 @@ def monitoring_report(
 ) -> dg.MaterializeResult:
     """Evidently drift (PSI bands 0.10/0.25, the policy's test per type) of the day and the
     rolling week against the champion's training data, prediction and segment drift, and
-    matured-label performance (AUC, average precision, card precision top-k); HTML + JSON
-    summary in the reports directory, key numbers in metadata (plotted across partitions)."""
+    matured-label performance (AUC, average precision, card precision top-k), and fairness by
+    protected attribute (AIR of the day's alerts, FPR parity on matured labels, the validation
+    preset and verdict rule; a ``fail`` is a breach); HTML + JSON summary in the reports
+    directory, key numbers in metadata (plotted across partitions)."""
     refuse_launch_overrides(context)
     day = _day(context)
     policy = load_policy(settings.policy_path or None)
@@ -210,6 +230,7 @@ def monitoring_report(
         window = read_scores(
             con, days_back(day, rolling + delay), day, FEATURE_TABLE, columns, LABEL
         )
+        protected = read_protected(con, days_back(day, rolling + delay), day)
     reference, excluded = _reference(champion, dataset, section, history_start)
     window = window[window["model_version"] == champion.version]
     today = window[pd.to_datetime(window["partition_date"]).dt.date == day]
@@ -228,10 +249,25 @@ def monitoring_report(
         k=int(policy.section("validation")["top_k"]),
         policy=policy,
     )
+    # Protected attributes come from the raw transactions (never stored with the scores); rows
+    # without them fall in the "missing" group rather than being dropped.
+    fairness = production_fairness(
+        window.merge(
+            protected.drop_duplicates("transaction_id", keep="last"),
+            on="transaction_id",
+            how="left",
+        ),
+        day_start=datetime(day.year, day.month, day.day),
+        as_of=stamp,
+        delay_days=delay,
+        policy=policy,
+    )
     important = [
         f for f in important_features(champion.booster, policy=policy) if f in daily_columns
     ]
-    summary = monitoring_summary(drift, important_features=important, performance=performance)
+    summary = monitoring_summary(
+        drift, important_features=important, performance=performance, fairness=fairness
+    )
     summary["rolling_week"] = week
     summary["model_version"] = champion.version
     summary["partition"] = day.isoformat()

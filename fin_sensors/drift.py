@@ -33,7 +33,8 @@ RUN_KEY_TAG = "fin/breach_key"
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Monitoring breach (PSI on an important feature, drift share, matured performance "
-    "floor) ⇒ one retraining run (training + validation, never promotion), with a cool-down.",
+    "floor, a fairness fail by protected attribute) ⇒ one retraining run (training + validation, "
+    "never promotion), with a cool-down.",
 )
 def drift_retrain_sensor(
     context: dg.SensorEvaluationContext, settings: SettingsResource

@@ -9,7 +9,9 @@ run has the same seed and no drift, so both runs are identical before D.
 Training: 05-08..05-21 (day 37 on: every 30-day customer window and 7 + 30-day terminal window is
 complete, so the reference is what a warmed-up day looks like). Monitored days: D-1 (the drift
 run; the control is the same data), D and D+1 (both runs). Each daily report costs Evidently about
-3 s of CPU (mostly its HTML figures), hence so few days.
+3 s of CPU (mostly its HTML figures), hence so few days. The simulator's protected attributes are
+joined back to the scored rows for the production fairness of the control days (the simulator
+creates no disparity: no fairness fail).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
 from fin_assets.lib.monitoring.matured_performance import important_features
+from fin_assets.lib.monitoring.production_fairness import production_fairness
 from fin_assets.lib.monitoring.retrain_rules import Breach, breaches, retrain_decision
 from fin_assets.lib.monitoring.scoring import score_transactions
 from fin_assets.lib.training.model_fit import train_challenger
@@ -39,6 +42,7 @@ BEFORE = [DRIFT_START - timedelta(days=1)]
 AFTER = [DRIFT_START, DRIFT_START + timedelta(days=1)]
 AMOUNT_FEATURES = ["tx_amount", "customer_id_avg_amount_1day_window"]
 POLICY = load_policy()
+PROTECTED = ["protected_age_band", "protected_sex"]
 
 
 def _features(drift_kind: str) -> pd.DataFrame:
@@ -51,7 +55,9 @@ def _features(drift_kind: str) -> pd.DataFrame:
         drift_kind=drift_kind,  # type: ignore[arg-type]
         drift_strength=2.0,
     )
-    return compute_features_for_frame(simulate_range(config, START, LAST_DAY))
+    raw = simulate_range(config, START, LAST_DAY)
+    features = compute_features_for_frame(raw)
+    return features.merge(raw[["transaction_id", *PROTECTED]], on="transaction_id", how="left")
 
 
 class Pipeline:
@@ -182,3 +188,36 @@ def test_the_undrifted_control_has_no_breach_on_the_same_days(
     )
     assert not decision.fire
     assert decision.reason.startswith("no breach: max PSI ")
+
+
+@pytest.mark.parametrize("day", AFTER)
+def test_production_fairness_of_the_control_days_reports_without_a_breach(
+    pipeline: Pipeline, summaries: dict[tuple[str, date], dict[str, object]], day: date
+) -> None:
+    # the monitoring window: the rolling week that matured (delay 7) up to the day itself
+    when = pd.to_datetime(pipeline.control["tx_datetime"]).dt.date
+    rows = pipeline.control[(when >= day - timedelta(days=13)) & (when <= day)]
+    scored = pipeline._score(rows).merge(
+        rows[["transaction_id", *PROTECTED]], on="transaction_id", how="left"
+    )
+    start = datetime(day.year, day.month, day.day)
+    fairness = production_fairness(
+        scored, day_start=start, as_of=start + timedelta(days=1), delay_days=7, policy=POLICY
+    )
+    assert fairness is not None
+    assert list(fairness["attributes"]) == PROTECTED
+    assert fairness["day_rows"] == int((when == day).sum())
+    # no AIR disparity; FPR gaps on the smallest age band are large but not significant:
+    # inconclusive, reported, and not a breach
+    assert fairness["verdicts"] == {"adverse_impact_ratio": "pass", "fpr_parity": "inconclusive"}
+    summary = {**summaries[("control", day)], "fairness": fairness}
+    assert _breaches(summary) == []
+    decision = retrain_decision(
+        summary,
+        partition=day.isoformat(),
+        last_fired_at=None,
+        now=datetime(2018, 6, 1),
+        policy=POLICY,
+    )
+    assert not decision.fire
+    assert decision.reason.endswith("fairness AIR pass, FPR ratio inconclusive (no fail)")

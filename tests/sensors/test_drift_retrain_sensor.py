@@ -1,14 +1,16 @@
 """``drift_retrain_sensor`` on a real instance: fire once per breach, respect the cool-down.
 
 The monitoring summaries are produced by the real library (Evidently and PSI) on two small
-frames, one shifted and one not; they are recorded as ``monitoring_report`` materialisations the
-way the asset records them (the summary path in the metadata).
+frames, one shifted and one not, and (for a fairness breach) the production fairness of a
+hand-built day on the undrifted one; they are recorded as ``monitoring_report`` materialisations
+the way the asset records them (the summary path in the metadata).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ import pytest
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
+from fin_assets.lib.monitoring.production_fairness import production_fairness
+from fin_assets.lib.monitoring.retrain_rules import breach_key, breaches
 from fin_sensors.drift import MONITORING_REPORT
 
 FEATURES = ["tx_amount", "customer_id_nb_tx_7day_window"]
@@ -51,7 +55,32 @@ def summaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         summary = monitoring_summary(drift, important_features=["tx_amount"])
         paths[name] = out / f"{name}.json"
         paths[name].write_text(json.dumps(summary))
+        if name == "calm":
+            summary = monitoring_summary(
+                drift, important_features=["tx_amount"], fairness=_unfair_day(policy)
+            )
+            paths["unfair"] = out / "unfair.json"
+            paths["unfair"].write_text(json.dumps(summary))
     return paths
+
+
+def _unfair_day(policy: Any) -> dict[str, Any] | None:
+    """Production fairness of a day on which F is alerted 90 of 200 times and M 10 of 800 (the
+    policy's 100 daily alerts): AIR 0.557, a fail."""
+    day = datetime(2018, 7, 30)
+    sex = ["F"] * 200 + ["M"] * 800
+    alerted = [i < 90 for i in range(200)] + [i < 10 for i in range(800)]
+    window = pd.DataFrame(
+        {
+            "tx_datetime": day + pd.to_timedelta(np.arange(1000), unit="s"),
+            "score": np.where(alerted, 0.9, 0.01),
+            "tx_fraud": 0,
+            "protected_sex": sex,
+        }
+    )
+    return production_fairness(
+        window, day_start=day, as_of=day + timedelta(days=1), delay_days=7, policy=policy
+    )
 
 
 @pytest.fixture
@@ -129,3 +158,36 @@ def test_no_breach_is_skipped_with_the_numbers_that_were_checked(
     message = str(result.skip_message)
     assert message.startswith("monitoring_report 2018-07-20: no breach:")
     assert "tx_amount" in message
+
+
+def test_a_fairness_fail_fires_one_retraining_keyed_by_the_fairness_breach(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    summary = json.loads(summaries["unfair"].read_text())
+    (found,) = breaches(summary, load_policy(), summary["important_features"])
+    assert (found.kind, found.feature) == ("fairness", "protected_sex:adverse_impact_ratio")
+    _report(instance, "2018-07-30", summaries["unfair"])
+    result = _evaluate(instance)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    assert request.run_key == breach_key("2018-07-30", [found])
+    assert request.tags["fin/breach_key"] == request.run_key
+    assert request.tags["fin/breach"] == (
+        "AIR 0.56 < 0.80 for protected_sex=F vs M (CI 0.49–0.63, p < 0.001; "
+        "1000 rows, scored day): fail"
+    )
+    _launch(instance, request)
+    again = _evaluate(instance)
+    assert isinstance(again, dg.SkipReason)
+    assert again.skip_message == f"already fired for this breach ({request.run_key})"
+
+
+def test_a_calm_summary_without_protected_attributes_has_no_fairness_breach(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    calm = json.loads(summaries["calm"].read_text())
+    assert calm["fairness"] is None
+    _report(instance, "2018-07-20", summaries["calm"])
+    result = _evaluate(instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "fairness" not in str(result.skip_message)

@@ -412,7 +412,7 @@ def test_happy_path_approve_then_promote_then_roll_back(world: World) -> None:
     (approved,) = world.chain.entries(action="approved")
     assert approved.actor == "vera" and approved.subject == "fraud_detector/3"
     payload = approved.payload
-    assert payload["policy"] == {"version": "2026.11-2", "sha256": world.policy.sha256}
+    assert payload["policy"] == {"version": "2026.11-3", "sha256": world.policy.sha256}
     assert world.policy.sha256 == hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
     assert (payload["pack_digest"], payload["validated_at"]) == (
         "pack-3",

@@ -11,12 +11,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from scipy.stats import chisquare, ks_2samp
+from scipy.stats import chisquare, fisher_exact, ks_2samp
 from sklearn.metrics import average_precision_score, roc_auc_score
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from fin_assets.lib.common import metrics
 from fin_assets.lib.common.policy import Policy, load_policy
@@ -27,8 +29,10 @@ from fin_assets.lib.monitoring.drift_report import (
     steady_state_reference,
 )
 from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
+from fin_assets.lib.monitoring.production_fairness import fairness_markdown, production_fairness
 from fin_assets.lib.monitoring.psi import PSI_EPSILON, is_categorical, psi, psi_band, quantile_edges
 from fin_assets.lib.monitoring.retrain_rules import Breach, breach_key, breaches, retrain_decision
+from fin_assets.lib.monitoring.scores_store import read_protected
 from fin_assets.lib.training.training_data import known_compromised_customers
 
 EPS = PSI_EPSILON
@@ -624,6 +628,7 @@ def test_monitoring_summary_feeds_the_decision(drift: DriftResult) -> None:
     summary = monitoring_summary(drift, important_features=["tx_amount", "nb_tx"])
     assert summary["important_features"] == ["tx_amount", "nb_tx"]
     assert summary["performance"] is None
+    assert summary["fairness"] is None
     decision = retrain_decision(
         summary, partition="2018-05-29", last_fired_at=None, now=NOW, policy=POLICY
     )
@@ -653,3 +658,229 @@ def test_steady_state_reference_leaves_out_rows_with_partial_feature_history() -
     # A mature history, or an unknown one, leaves the set as it is.
     assert steady_state_reference(train, date(2018, 2, 23), min_rows=1)[1] == 0
     assert steady_state_reference(train, None, min_rows=1)[1] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Production fairness: AIR of the day's alerts, FPR parity on matured labels, fairness breaches
+# --------------------------------------------------------------------------------------------
+
+DAY_START = datetime(2018, 6, 10)
+FAIRNESS_AS_OF = DAY_START + timedelta(days=1)
+LABEL_COLUMN = "tx_fraud"
+
+
+def _block(
+    start: datetime, attribute: str, groups: dict[str, tuple[int, int]], label: int = 0
+) -> pd.DataFrame:
+    """One day: per group (rows, alerts); alerted rows score 0.9, the others 0.01.
+
+    Every block has exactly 100 alerts, the policy's daily_alert_budget (threshold null), so the
+    operating point alerts on exactly the 0.9 scores.
+    """
+    rows = [
+        {attribute: group, "score": 0.9 if i < alerts else 0.01, LABEL_COLUMN: label}
+        for group, (n, alerts) in groups.items()
+        for i in range(n)
+    ]
+    frame = pd.DataFrame(rows)
+    frame["tx_datetime"] = start + pd.to_timedelta(np.arange(len(frame)), unit="s")
+    return frame
+
+
+def _fairness(window: pd.DataFrame, policy: Policy = POLICY) -> dict[str, Any] | None:
+    return production_fairness(
+        window, day_start=DAY_START, as_of=FAIRNESS_AS_OF, delay_days=7, policy=policy
+    )
+
+
+@pytest.fixture(scope="module")
+def disparate() -> dict[str, Any]:
+    """F alerted 90 / 200 against M 10 / 800 today; on a matured day (D-8, all genuine) F has
+    60 false positives of 200 and M 40 of 800."""
+    window = pd.concat(
+        [
+            _block(
+                DAY_START - timedelta(days=8), "protected_sex", {"F": (200, 60), "M": (800, 40)}
+            ),
+            _block(DAY_START, "protected_sex", {"F": (200, 90), "M": (800, 10)}),
+        ],
+        ignore_index=True,
+    )
+    result = _fairness(window)
+    assert result is not None
+    return result
+
+
+def test_production_fairness_fails_a_group_alerted_far_more_often(
+    disparate: dict[str, Any],
+) -> None:
+    air = disparate["attributes"]["protected_sex"]["adverse_impact_ratio"]
+    # favourable rates: F 110/200 = 0.55, M 790/800 = 0.9875 (reference: the higher)
+    assert (air["reference_group"], air["worst_group"]) == ("M", "F")
+    assert air["value"] == pytest.approx(0.55 / 0.9875, rel=1e-12)  # 0.556962...
+    low, high = confint_proportions_2indep(110, 200, 790, 800, method="log", compare="ratio")
+    assert (air["ci_low"], air["ci_high"]) == pytest.approx((low, high), rel=1e-12)
+    assert air["ci_low"] == pytest.approx(0.4912214989, abs=1e-9)
+    assert air["ci_high"] == pytest.approx(0.6315006536, abs=1e-9)
+    # every expected cell >= 5: auto chooses the z-test, on adverse rates 90/200 vs 10/800
+    assert air["test"] == "z"
+    assert air["p_value"] == pytest.approx(proportions_ztest([90, 10], [200, 800])[1], rel=1e-9)
+    assert air["p_value"] < 1e-70
+    assert (air["rows"], air["judged_on"], air["verdict"]) == (1000, "scored day", "fail")
+    fpr = disparate["attributes"]["protected_sex"]["fpr_parity"]
+    # FPR F 60/200 = 0.30, M 40/800 = 0.05: ratio lowest / group = 0.05 / 0.30 = 1/6
+    assert fpr["value"] == pytest.approx(1 / 6, rel=1e-12)
+    assert (fpr["rows"], fpr["judged_on"], fpr["verdict"]) == (1000, "matured labels", "fail")
+    assert disparate["day_rows"] == 1000 and disparate["matured_rows"] == 1000
+    assert disparate["matured_until"] == "2018-06-04T00:00:00"
+    assert disparate["min_air"] == pytest.approx(0.55 / 0.9875, rel=1e-12)
+    assert disparate["min_fpr_ratio"] == pytest.approx(1 / 6, rel=1e-12)
+    assert disparate["verdicts"] == {"adverse_impact_ratio": "fail", "fpr_parity": "fail"}
+    assert disparate["operating_point"]["daily_alert_budget"] == 100
+    assert disparate["settings"]["min_group_rows"] == 30
+    json.dumps(disparate, allow_nan=False)
+    table = fairness_markdown(disparate)
+    assert (
+        "| protected_sex | AIR (scored day) | 1000 | M | F | 0.557 | 0.491–0.632 | < 0.001 | fail |"
+        in table
+    )
+
+
+def test_a_fairness_fail_is_a_breach_with_its_exact_message(disparate: dict[str, Any]) -> None:
+    found = breaches({**_summary(), "fairness": disparate}, POLICY, IMPORTANT)
+    assert [(b.kind, b.feature) for b in found] == [
+        ("fairness", "protected_sex:adverse_impact_ratio"),
+        ("fairness", "protected_sex:fpr_parity"),
+    ]
+    assert [b.message for b in found] == [
+        "AIR 0.56 < 0.80 for protected_sex=F vs M (CI 0.49–0.63, p < 0.001; "
+        "1000 rows, scored day): fail",
+        "FPR ratio 0.17 < 0.80 for protected_sex=F vs M (CI 0.12–0.24, p < 0.001; "
+        "1000 rows, matured labels): fail",
+    ]
+    assert found[0].threshold == 0.8
+    # a measure the policy does not monitor is never a breach
+    only_air = _policy(fairness_measures=["adverse_impact_ratio"])
+    assert [b.feature for b in breaches({**_summary(), "fairness": disparate}, only_air, [])] == [
+        "protected_sex:adverse_impact_ratio"
+    ]
+    # inconclusive is reported, never a breach: the policy cannot make it one
+    with pytest.raises(ValueError, match="must be 'fail'"):
+        breaches({**_summary(), "fairness": disparate}, _policy(fairness_breach="inconclusive"), [])
+
+
+def test_a_fairness_breach_flows_through_the_retraining_decision(
+    disparate: dict[str, Any],
+) -> None:
+    decision = retrain_decision(
+        {**_summary(performance=GOOD), "fairness": disparate},
+        partition="2018-06-10",
+        last_fired_at=None,
+        now=NOW,
+        policy=POLICY,
+    )
+    identity = b"fairness:protected_sex:adverse_impact_ratio|fairness:protected_sex:fpr_parity"
+    assert decision.fire
+    assert decision.run_key == f"retrain-2018-06-10-{hashlib.sha256(identity).hexdigest()[:10]}"
+    assert decision.reason.startswith("breach: AIR 0.56 < 0.80 for protected_sex=F vs M")
+    assert [b.kind for b in decision.breaches] == ["fairness", "fairness"]
+    json.dumps(decision.to_dict(), allow_nan=False)
+
+
+def test_a_group_below_the_floor_is_inconclusive_and_not_a_breach() -> None:
+    # 18-25 has 20 rows (< 30): its AIR (10/20) / (445/490) = 0.5506 is large and Fisher's
+    # p is small, but the group is below the floor, so the data cannot tell.
+    window = _block(
+        DAY_START, "protected_age_band", {"18-25": (20, 10), "26-40": (490, 45), "41-60": (490, 45)}
+    )
+    result = _fairness(window)
+    assert result is not None
+    air = result["attributes"]["protected_age_band"]["adverse_impact_ratio"]
+    # tie between 26-40 and 41-60: the first in sort order is the reference
+    assert (air["reference_group"], air["worst_group"]) == ("26-40", "18-25")
+    assert air["value"] == pytest.approx(0.5 / (445 / 490), rel=1e-12)
+    assert air["test"] == "fisher"
+    assert air["p_value"] == pytest.approx(fisher_exact([[10, 10], [45, 445]]).pvalue, rel=1e-9)
+    assert air["verdict"] == "inconclusive"
+    below = next(g for g in air["groups"] if g["group"] == "18-25")
+    assert (below["reaches_floor"], below["practical"], below["significant"]) == (
+        False,
+        True,
+        True,
+    )
+    # the lowest AIR counts floor-reaching groups only (41-60 against 26-40: exactly 1)
+    assert result["min_air"] == 1.0
+    # no matured rows in the window: FPR parity cannot compare, inconclusive with the reason
+    fpr = result["attributes"]["protected_age_band"]["fpr_parity"]
+    assert (fpr["rows"], fpr["verdict"], fpr["worst_group"]) == (0, "inconclusive", None)
+    assert fpr["reason"] == (
+        "fewer than two groups reach the floor for false-positive-rate parity "
+        "(reaching: none): the groups cannot be compared"
+    )
+    summary = {**_summary(performance=GOOD), "fairness": result}
+    assert breaches(summary, POLICY, IMPORTANT) == []
+    decision = retrain_decision(
+        summary, partition="2018-06-10", last_fired_at=None, now=NOW, policy=POLICY
+    )
+    assert not decision.fire
+    assert decision.reason.endswith(
+        "average_precision 0.612 ≥ 0.25, fairness AIR inconclusive, FPR ratio inconclusive "
+        "(no fail)"
+    )
+
+
+def test_equal_alert_rates_pass() -> None:
+    window = _block(DAY_START, "protected_sex", {"F": (500, 50), "M": (500, 50)})
+    result = _fairness(window)
+    assert result is not None
+    air = result["attributes"]["protected_sex"]["adverse_impact_ratio"]
+    # a tie: F is the reference (first in sort order), M's ratio exactly 1, z-test p exactly 1
+    assert (air["reference_group"], air["worst_group"]) == ("F", "M")
+    assert (air["value"], air["p_value"], air["verdict"]) == (1.0, 1.0, "pass")
+    assert result["verdicts"]["adverse_impact_ratio"] == "pass"
+    assert breaches({**_summary(), "fairness": result}, POLICY, IMPORTANT) == []
+
+
+def test_no_protected_column_means_no_fairness_and_no_breach() -> None:
+    window = _block(DAY_START, "segment", {"a": (500, 50), "b": (500, 50)})
+    assert _fairness(window) is None
+    assert breaches({**_summary(), "fairness": None}, POLICY, IMPORTANT) == []
+    with pytest.raises(ValueError, match="lacks the columns"):
+        _fairness(window.drop(columns="score").assign(protected_sex="F"))
+    with pytest.raises(ValueError, match="unknown"):
+        _fairness(
+            _block(DAY_START, "protected_sex", {"F": (500, 50), "M": (500, 50)}),
+            _policy(fairness_measures=["tpr_parity"]),
+        )
+
+
+def test_missing_protected_values_are_a_group_of_their_own() -> None:
+    window = _block(DAY_START, "protected_sex", {"F": (500, 50), "M": (500, 50)})
+    window.loc[:39, "protected_sex"] = None
+    result = _fairness(window)
+    assert result is not None
+    groups = result["attributes"]["protected_sex"]["adverse_impact_ratio"]["groups"]
+    assert [(g["group"], g["n"], g["adverse"]) for g in groups] == [
+        ("F", 460, 10),
+        ("M", 500, 50),
+        ("missing", 40, 40),
+    ]
+
+
+def test_read_protected_joins_the_raw_protected_columns_by_day() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA raw")
+    con.execute(
+        "CREATE TABLE raw.transactions (transaction_id BIGINT, tx_datetime TIMESTAMP, "
+        "tx_amount DOUBLE, protected_age_band VARCHAR, protected_sex VARCHAR)"
+    )
+    con.execute(
+        "INSERT INTO raw.transactions VALUES (1, '2018-06-09 23:59:59', 1, '18-25', 'F'), "
+        "(2, '2018-06-10 00:00:00', 1, '26-40', 'M'), (3, '2018-06-11 00:00:00', 1, NULL, 'F')"
+    )
+    frame = read_protected(con, date(2018, 6, 10), date(2018, 6, 10))
+    assert list(frame.columns) == ["transaction_id", "protected_age_band", "protected_sex"]
+    assert frame["transaction_id"].tolist() == [2]
+    con.execute("CREATE TABLE raw.plain (transaction_id BIGINT, tx_datetime TIMESTAMP)")
+    empty = read_protected(con, date(2018, 6, 10), date(2018, 6, 10), "raw.plain")
+    assert list(empty.columns) == ["transaction_id"] and empty.empty

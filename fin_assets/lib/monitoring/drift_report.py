@@ -436,10 +436,11 @@ def monitoring_summary(
     *,
     important_features: Sequence[str],
     performance: Mapping[str, Any] | None = None,
+    fairness: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report's JSON summary: the drift summary, the important features and the matured
-    performance (``None`` when not computed). :func:`breaches` and :func:`retrain_decision`
-    read exactly this layout."""
+    """The report's JSON summary: the drift summary, the important features, the matured
+    performance and the production fairness (``production_fairness``; each ``None`` when not
+    computed). :func:`breaches` and :func:`retrain_decision` read exactly this layout."""
     unknown = [f for f in important_features if f not in drift.features]
     if unknown:
         raise ValueError(f"important features not monitored: {unknown}")
@@ -448,5 +449,6 @@ def monitoring_summary(
             **drift.summary(),
             "important_features": list(important_features),
             "performance": dict(performance) if performance is not None else None,
+            "fairness": dict(fairness) if fairness is not None else None,
         }
     )

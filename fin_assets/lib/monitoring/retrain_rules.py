@@ -4,7 +4,8 @@
 :func:`retrain_decision` says whether the ``drift_retrain_sensor`` should launch a retraining run
 (keyed by the breach, so the same breach never launches twice) or why not. Retraining never
 promotes: a human approves. The rules read only the summary and the policy, so the sensor that
-applies them loads neither Evidently nor the model.
+applies them loads neither Evidently nor the model (nor the fairness statistics: the verdicts are
+already in the summary's ``fairness``, ``production_fairness.production_fairness``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fin_assets.lib.common.json_text import json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.monitoring.psi import monitoring_section
 
-BreachKind = Literal["psi_important_feature", "drift_share", "performance_floor"]
+BreachKind = Literal["psi_important_feature", "drift_share", "performance_floor", "fairness"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +63,72 @@ class RetrainDecision:
 
 #: Performance metrics with a floor in the policy (``performance_floor``), in report order.
 PERFORMANCE_METRICS: Final[tuple[str, ...]] = ("auc_roc", "average_precision")
+#: Short names of the fairness measures (``production_fairness``) in messages and the UI.
+FAIRNESS_LABELS: Final[dict[str, str]] = {
+    "adverse_impact_ratio": "AIR",
+    "fpr_parity": "FPR ratio",
+}
 
 
 def _f2(value: float) -> str:
     return f"{value:.2f}"
+
+
+def _p_value(p_value: float | None) -> str:
+    if p_value is None:
+        return "no test"
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
+
+
+def fairness_breach_verdicts(section: Mapping[str, Any]) -> set[str]:
+    """The verdicts that are a breach under ``monitoring.fairness_breach``: only ``fail``.
+
+    ``inconclusive`` is refused on purpose: it is reported, but a day's small groups would make
+    it fire retraining on noise (policy comments).
+    """
+    level = str(section.get("fairness_breach", "fail"))
+    if level != "fail":
+        raise ValueError(
+            f"monitoring.fairness_breach must be 'fail' (inconclusive is reported, not a breach), "
+            f"got {level!r}"
+        )
+    return {"fail"}
+
+
+def _fairness_breaches(summary: Mapping[str, Any], section: Mapping[str, Any]) -> list[Breach]:
+    """A ``fairness`` breach per attribute and policy measure whose verdict is a breach."""
+    fairness = summary.get("fairness")
+    if not fairness:
+        return []
+    breaching = fairness_breach_verdicts(section)
+    found: list[Breach] = []
+    for attribute, per in fairness["attributes"].items():
+        for measure in section["fairness_measures"]:
+            entry = per.get(measure)
+            if entry is None or entry["verdict"] not in breaching:
+                continue
+            interval = (
+                f"CI {entry['ci_low']:.2f}–{entry['ci_high']:.2f}"
+                if entry["ci_low"] is not None and entry["ci_high"] is not None
+                else "CI undefined"
+            )
+            value = entry["value"]
+            found.append(
+                Breach(
+                    kind="fairness",
+                    feature=f"{attribute}:{measure}",
+                    value=float("nan") if value is None else float(value),
+                    threshold=float(entry["threshold"]),
+                    message=(
+                        f"{FAIRNESS_LABELS.get(measure, measure)} "
+                        f"{'undefined' if value is None else _f2(value)} < "
+                        f"{_f2(entry['threshold'])} for {attribute}={entry['worst_group']} vs "
+                        f"{entry['reference_group']} ({interval}, {_p_value(entry['p_value'])}; "
+                        f"{entry['rows']} rows, {entry['judged_on']}): {entry['verdict']}"
+                    ),
+                )
+            )
+    return found
 
 
 def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str]) -> list[Breach]:
@@ -74,7 +137,11 @@ def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str
     * ``psi_important_feature``: PSI >= ``psi_breach`` on one of ``important``;
     * ``drift_share``: the share of drifted features above ``drift_share_max``;
     * ``performance_floor``: a matured metric below its ``performance_floor`` (only when the
-      performance was assessed).
+      performance was assessed);
+    * ``fairness``: a measure of ``fairness_measures`` whose verdict on a protected attribute is
+      ``fairness_breach`` (``fail``: practically and statistically significant); only when the
+      summary has a ``fairness`` section (protected attributes were present). ``inconclusive``
+      is not a breach.
     """
     section = monitoring_section(policy)
     limit = float(section["psi_breach"])
@@ -127,6 +194,7 @@ def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str
                         ),
                     )
                 )
+    found.extend(_fairness_breaches(summary, section))
     return found
 
 
@@ -179,6 +247,14 @@ def _no_breach_reason(summary: Mapping[str, Any], policy: Policy, important: Seq
             if performance.get(m) is not None
         ]
         parts.append("matured " + ", ".join(checks) if checks else "matured metrics undefined")
+    fairness = summary.get("fairness")
+    if fairness:
+        verdicts = ", ".join(
+            f"{FAIRNESS_LABELS.get(m, m)} {fairness['verdicts'][m]}"
+            for m in section["fairness_measures"]
+            if m in fairness["verdicts"]
+        )
+        parts.append(f"fairness {verdicts} (no fail)")
     return "no breach: " + ", ".join(parts)
 
 

@@ -13,7 +13,8 @@ from typing import Final
 import duckdb
 import pandas as pd
 
-from fin_assets.lib.common.names import SCORES_TABLE
+from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE, SCORES_TABLE
+from fin_assets.lib.common.schema import PROTECTED_PREFIX
 
 SCORES_DDL: Final[str] = f"""
 CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
@@ -115,6 +116,36 @@ def read_scores(
         ORDER BY s.tx_datetime, s.transaction_id
         """,
         [start, end],
+    ).df()
+
+
+def read_protected(
+    con: duckdb.DuckDBPyConnection,
+    start: date,
+    end: date,
+    transactions: str = RAW_TRANSACTIONS_TABLE,
+) -> pd.DataFrame:
+    """``transaction_id`` and the ``protected_*`` columns of the transactions of ``[start, end]``.
+
+    Why apart from :func:`read_scores`: the protected attributes are not features and are not
+    stored with the scores (a score must not be read next to them by accident); only the fairness
+    monitoring joins them back, from the raw transactions. An empty frame with only
+    ``transaction_id`` when the table or its protected columns do not exist (nothing to judge).
+    """
+    schema, _, table = transactions.rpartition(".")
+    found = con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema or "main", table],
+    ).fetchall()
+    protected = [str(r[0]) for r in found if str(r[0]).lower().startswith(PROTECTED_PREFIX)]
+    if not protected:
+        return pd.DataFrame({"transaction_id": pd.Series(dtype="int64")})
+    columns = ", ".join(f'"{c}"' for c in protected)
+    return con.execute(
+        f"SELECT transaction_id, {columns} FROM {transactions} "
+        "WHERE tx_datetime >= ? AND tx_datetime < ?",
+        [start, end + timedelta(days=1)],
     ).df()
 
 

@@ -42,7 +42,9 @@ from fin_assets.lib.validation import fairness_statistics as fs
 from fin_assets.lib.validation.fairness_measures import (
     FairnessSettings,
     RateSpec,
+    air_spec,
     extreme,
+    fpr_spec,
     group_counts,
     rate_measure,
     smd_measure,
@@ -182,7 +184,7 @@ def _attribute_report(
     members = {g["group"]: names == g["group"] for g in groups}
     air = rate_measure(
         groups,
-        RateSpec("favourable", "rows", True, "adverse", settings.air_threshold),
+        air_spec(settings),
         settings,
         "the adverse impact ratio",
     )
@@ -191,13 +193,7 @@ def _attribute_report(
         "smd": smd_measure(groups, members, scores, air["reference_group"], settings),
         "fpr_parity": rate_measure(
             groups,
-            RateSpec(
-                "false_positives",
-                "negatives",
-                False,
-                "false_positives",
-                settings.fpr_ratio_threshold,
-            ),
+            fpr_spec(settings),
             settings,
             "false-positive-rate parity",
         ),
@@ -258,7 +254,7 @@ def intersectional(
         else:
             air = rate_measure(
                 groups,
-                RateSpec("favourable", "rows", True, "adverse", settings.air_threshold),
+                air_spec(settings),
                 settings,
                 "the adverse impact ratio",
             )

@@ -145,6 +145,19 @@ class RateSpec:
     threshold: float
 
 
+def air_spec(settings: FairnessSettings) -> RateSpec:
+    """The adverse impact ratio: favourable rates (ratio), adverse decisions among rows (test and
+    floor). One definition, so validation and production monitoring compare the same counts."""
+    return RateSpec("favourable", "rows", True, "adverse", settings.air_threshold)
+
+
+def fpr_spec(settings: FairnessSettings) -> RateSpec:
+    """False-positive-rate parity: adverse decisions among y = 0 rows, lowest FPR / group FPR."""
+    return RateSpec(
+        "false_positives", "negatives", False, "false_positives", settings.fpr_ratio_threshold
+    )
+
+
 def _not_comparable(groups: list[dict[str, Any]], floor_ok: list[bool], what: str) -> str:
     reaching = [g["group"] for g, ok in zip(groups, floor_ok, strict=True) if ok]
     return (
