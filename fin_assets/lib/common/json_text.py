@@ -15,9 +15,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 
 def canonical_json(value: Any) -> str:
     """The one JSON text of ``value``: sorted keys, no spaces, ASCII only, no NaN.
@@ -38,15 +35,16 @@ def json_safe(value: Any) -> Any:
         return [json_safe(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return sorted(json_safe(v) for v in value)
-    if isinstance(value, np.ndarray):
-        return [json_safe(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
+    if _is_numpy(value):
+        # An array becomes a list, a numpy scalar the Python scalar (``tolist`` does both).
+        value = value.tolist()
+        if isinstance(value, list):
+            return [json_safe(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, (datetime, date, pd.Timestamp)):
+    if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, Path):
         return str(value)
@@ -56,8 +54,14 @@ def json_safe(value: Any) -> Any:
 
 
 def _json_key(key: Any) -> str:
-    if isinstance(key, (datetime, date, pd.Timestamp)):
+    if isinstance(key, (datetime, date)):
         return key.isoformat()
-    if isinstance(key, np.generic):
-        return str(key.item())
+    if _is_numpy(key):
+        return str(key.tolist())
     return str(key)
+
+
+def _is_numpy(value: Any) -> bool:
+    """A numpy array or scalar, recognised without importing numpy (pandas' Timestamp is a
+    ``datetime``): the audit chain uses this module and must start fast in the command line."""
+    return type(value).__module__ == "numpy"
