@@ -32,7 +32,12 @@ from fin_assets.lib.common.names import (
     INGESTION_LOG_TABLE,
 )
 from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.decision_log import ACTION_PROMOTED, record_refusal
+from fin_assets.lib.governance.decision_rules import Refusal, version_subject
+from fin_assets.lib.governance.governance_tables import ensure_schema
 from fin_assets.lib.governance.registry_facts import champion_version
+from fin_assets.lib.governance.serving_guard import check_serving
 from fin_assets.lib.monitoring.drift_report import (
     drift_report,
     monitoring_summary,
@@ -49,6 +54,7 @@ from fin_assets.lib.monitoring.scores_store import (
     write_scores,
 )
 from fin_assets.lib.monitoring.scoring import score_transactions
+from fin_assets.lib.training.model_fit import booster_digest
 from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 from fin_assets.lib.validation.model_loading import (
@@ -57,6 +63,7 @@ from fin_assets.lib.validation.model_loading import (
     snapshot_of,
 )
 from fin_assets.partitions import daily_partitions
+from fin_resources.audit_store import AuditStoreResource
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
 from fin_resources.warehouse import WarehouseResource
@@ -76,6 +83,44 @@ def _champion(mlflow: MlflowResource) -> RegisteredVersion | None:
     return registered_version(mlflow, DEFAULT_REGISTERED_MODEL, current)
 
 
+def _refuse_unpromoted(
+    context: dg.AssetExecutionContext,
+    champion: RegisteredVersion,
+    audit_store: AuditStoreResource,
+    settings: SettingsResource,
+) -> None:
+    """Fail (after recording the refusal) unless the champion is what the audit trail promoted."""
+    engine = audit_store.engine()
+    try:
+        ensure_schema(engine)
+        chain = AuditChain(engine)
+        try:
+            if not chain.verify().ok:
+                raise Refusal(
+                    "champion_not_promoted",
+                    "the audit trail does not verify: no promotion in it can be trusted "
+                    "(run `fin-mlops audit verify`)",
+                )
+            check_serving(
+                chain.entries(action=ACTION_PROMOTED),
+                champion.model_name,
+                champion.version,
+                booster_digest(champion.booster),
+            )
+        except Refusal as refusal:
+            record_refusal(
+                chain,
+                refusal,
+                actor=f"dagster-run:{context.run.run_id}",
+                attempted="score with the champion",
+                subject=version_subject(champion.model_name, champion.version),
+                policy=load_policy(settings.policy_path or None),
+            )
+            raise dg.Failure(f"refused ({refusal.code}): {refusal.message}") from refusal
+    finally:
+        engine.dispose()
+
+
 @dg.asset(
     deps=[dg.AssetKey(names.TRANSACTION_FEATURES), dg.AssetKey(names.CHAMPION_MODEL)],
     partitions_def=daily_partitions,
@@ -86,10 +131,17 @@ def _champion(mlflow: MlflowResource) -> RegisteredVersion | None:
     tags={"domain": "monitoring"},
 )
 def scored_transactions(
-    context: dg.AssetExecutionContext, mlflow: MlflowResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    mlflow: MlflowResource,
+    warehouse: WarehouseResource,
+    audit_store: AuditStoreResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """The day's transactions scored by the champion, each score stamped with its model version.
 
+    Only the version of the last promotion in the audit trail serves, and only if the loaded
+    model hashes to the digest that promotion recorded: an alias moved by hand in MLflow, or an
+    artifact changed after promotion, is refused (and the refusal recorded) before scoring.
     Replaces the day in `monitoring.scored_transactions` in one transaction (a re-run never
     duplicates). Before any champion exists nothing is scored, and the metadata says so.
     """
@@ -99,6 +151,7 @@ def scored_transactions(
     if champion is None:
         context.log.warning(f"no champion yet: {day} is not scored")
         return dg.MaterializeResult(metadata={"rows": 0, "model_version": "none"})
+    _refuse_unpromoted(context, champion, audit_store, settings)
     start = datetime(day.year, day.month, day.day)
     with warehouse.connect() as con:
         frame = con.execute(

@@ -35,6 +35,7 @@ from fin_assets.lib.governance.registry_facts import (
     record_validation,
     version_facts,
 )
+from fin_assets.monitoring import scored_transactions
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
 from fin_resources.locations import Settings
@@ -444,6 +445,44 @@ def test_an_inconclusive_version_is_promoted_only_with_a_waiver_by_an_authorised
     assert entry.payload["waived_gates"] == WAIVED
     code, out, _ = _cli(capsys, "audit", "verify")
     assert code == 0 and "audit trail intact" in out
+
+
+def test_scoring_serves_only_the_promoted_version(world: dict[str, Any]) -> None:
+    """Moving the alias by hand in MLflow does not change what serves: scoring refuses."""
+    client = _client()
+    assert champion_version(client, "fraud_detector") == 3
+    day = (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
+
+    def score() -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [scored_transactions],
+            resources=build_resources(),
+            instance=world["instance"],
+            partition_key=day,
+            raise_on_error=False,
+        )
+
+    served = score()
+    assert served.success
+    meta = served.asset_materializations_for_node("scored_transactions")[0].metadata
+    assert meta["model_version"].value == 3 and meta["rows"].value > 0
+
+    client.set_registered_model_alias("fraud_detector", "champion", "1")
+    try:
+        refused_run = score()
+    finally:
+        client.set_registered_model_alias("fraud_detector", "champion", "3")
+    assert not refused_run.success
+    failure = next(e for e in refused_run.all_events if e.is_step_failure)
+    assert "refused (champion_not_promoted)" in str(failure.event_specific_data)
+    assert "last promotion in the audit trail is version 3" in str(failure.event_specific_data)
+    refused = AuditChain(_engine()).entries(action=ACTION_REFUSED)[-1]
+    assert (refused.subject, refused.payload["code"]) == (
+        "fraud_detector/1",
+        "champion_not_promoted",
+    )
+    assert refused.payload["attempted"] == "score with the champion"
+    assert not refused_run.asset_materializations_for_node("scored_transactions")
 
 
 def test_tampering_with_the_audit_trail_is_detected_by_the_cli(

@@ -67,6 +67,8 @@ REFUSAL_CODES: Final[tuple[str, ...]] = (
     "no_previous_champion",
     "no_approval",
     "launch_override",
+    "champion_not_promoted",
+    "model_digest_mismatch",
     "waiver_required",
     "waiver_mismatch",
     "waiver_role_not_allowed",

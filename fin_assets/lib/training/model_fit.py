@@ -142,6 +142,15 @@ class TrainedModel:
         return {**self.params, "n_estimators": self.n_estimators}
 
 
+def booster_digest(booster: xgb.Booster) -> str:
+    """sha256 of the serialised booster (UBJSON): the identity of a model at every hop.
+
+    Computed at registration and again wherever a model is loaded to serve, so that what serves
+    can be compared, byte for byte, with what was validated and promoted.
+    """
+    return hashlib.sha256(bytes(booster.save_raw("ubj"))).hexdigest()
+
+
 def train_challenger(
     dataset: TrainingDataset,
     params: Mapping[str, Any] | None = None,
@@ -168,7 +177,7 @@ def train_challenger(
         seed=int(seed),
         data_version=dataset.data_version,
         train_seconds=elapsed,
-        model_digest=hashlib.sha256(bytes(booster.save_raw("ubj"))).hexdigest(),
+        model_digest=booster_digest(booster),
     )
 
 
