@@ -17,37 +17,45 @@ import dagster as dg
 from pydantic import Field
 
 from fin_assets.code_versions import group_code_version
-from fin_assets.handoff import audit_anchor
+from fin_assets.handoff import audit_anchor, audit_chain
 from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.feature_registry import feature_versions
-from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry
+from fin_assets.lib.governance.chain_state import (
+    champion_from,
+    pending_challengers,
+    pending_promotions,
+    promotions_started,
+)
 from fin_assets.lib.governance.decision_log import (
-    decisions_for,
+    all_facts,
+    begin_promotion,
+    facts_for,
+    governance_problems,
     log_policy_change,
     mark_promoted,
     mark_refused_at_promotion,
-    pending_challengers,
-    pending_promotions,
     record_refusal,
+    verify_decision,
 )
 from fin_assets.lib.governance.decision_rules import (
-    STATUS_PROMOTED,
     VALIDATION_INCONCLUSIVE,
     Decision,
     Refusal,
+    VersionFacts,
     check_promotion,
 )
-from fin_assets.lib.governance.governance_tables import ensure_schema
+from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.registry_facts import (
-    all_version_facts,
+    artifact_digest,
     champion_version,
-    promote,
-    version_facts,
+    move_aliases,
 )
 from fin_resources.audit_store import AuditStoreResource
+from fin_resources.locations import admin_key_pin
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
 
@@ -55,7 +63,9 @@ OWNERS = ["team:model-risk"]
 CHAMPION_MODEL = dg.AssetKey(names.CHAMPION_MODEL)
 AUDIT_TRAIL = dg.AssetKey(names.AUDIT_TRAIL)
 PROMOTION_ACTOR = "pipeline:champion_model"
-#: Run tag naming the decision a promotion run carries out (set by ``approval_sensor``).
+#: Dagster concurrency pool of promotion runs (set its limit to 1 with
+#: ``dagster instance concurrency set fin_promotion 1``); the audit chain serialises them anyway.
+PROMOTION_POOL = "fin_promotion"
 
 
 class PromotionConfig(dg.Config):
@@ -67,10 +77,10 @@ class PromotionConfig(dg.Config):
 
 
 def _pending_decision(
-    context: dg.AssetExecutionContext, config: PromotionConfig, engine: Any
+    context: dg.AssetExecutionContext, config: PromotionConfig, entries: list[AuditEntry]
 ) -> Decision:
     wanted = config.decision_id or int(context.run.tags.get(names.DECISION_TAG, "0") or 0)
-    pending = [d for d in pending_promotions(engine) if d.model_name == config.registered_model]
+    pending = [d for d in pending_promotions(entries) if d.model_name == config.registered_model]
     if wanted:
         pending = [d for d in pending if d.id == wanted]
     if not pending:
@@ -78,7 +88,7 @@ def _pending_decision(
         raise Refusal(
             "no_approval",
             f"champion_model refuses to move the champion of {config.registered_model}: no "
-            f"recorded approval or rollback awaits promotion ({which}). An approver must run "
+            f"signed approval or rollback awaits promotion ({which}). An approver must run "
             "`fin-mlops approve` (or `fin-mlops rollback`) first",
         )
     return pending[0]
@@ -102,6 +112,50 @@ def _waiver_metadata(decision: Decision) -> dict[str, Any]:
     }
 
 
+#: Refusals that say "not now" rather than "never": the decision stays pending and the
+#: sensor retries the run, instead of the decision being marked refused for good.
+TRANSIENT_REFUSALS = ("promotion_in_progress", "chain_broken")
+
+
+def _verified_entries(chain: AuditChain) -> list[AuditEntry]:
+    """The chain's entries, once it verifies (hashes, links, anchors); ``chain_broken`` if not."""
+    result = chain.verify()
+    if not result.ok:
+        raise Refusal(
+            "chain_broken",
+            f"the audit trail does not verify at entry {result.first_bad_seq}: {result.reason}; "
+            "nothing in it can authorise a promotion (run `fin-mlops audit verify`)",
+        )
+    return chain.entries()
+
+
+def _checked_decision(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    chain: AuditChain,
+    mlflow: MlflowResource,
+) -> tuple[Decision, VersionFacts]:
+    """The pending decision, verified field for field against its signature and the chain, with
+    the rules re-checked and the registry's artifact re-hashed. Raises :class:`Refusal`."""
+    entries = _verified_entries(chain)
+    decision = _pending_decision(context, config, entries)
+    roster = roster_from(entries, pinned_admin_key_id=admin_key_pin())
+    now = datetime.now(UTC)
+    verify_decision(entries, roster, decision.id, now=now)
+    facts = facts_for(entries, roster, decision.model_name, decision.version)
+    started = promotions_started(entries, decision.model_name)
+    if decision.id not in started:
+        check_promotion(decision, facts, current_feature_versions=feature_versions(), now=now)
+    digest = artifact_digest(mlflow, decision.model_name, decision.version)
+    if digest != decision.model_digest:
+        raise Refusal(
+            "model_digest_mismatch",
+            f"{decision.subject}: the registry's artifact hashes to {digest[:16]}…, not to the "
+            f"digest {str(decision.model_digest)[:16]}… that decision #{decision.id} approved",
+        )
+    return decision, facts
+
+
 @dg.asset(
     deps=[dg.AssetKey(names.VALIDATION_PACK)],
     group_name=names.GOVERNANCE_GROUP,
@@ -109,6 +163,7 @@ def _waiver_metadata(decision: Decision) -> dict[str, Any]:
     kinds={"mlflow"},
     owners=OWNERS,
     tags={"domain": "governance"},
+    pool=PROMOTION_POOL,
 )
 def champion_model(
     context: dg.AssetExecutionContext,
@@ -119,62 +174,50 @@ def champion_model(
 ) -> dg.MaterializeResult:
     """The champion: MLflow alias `champion` on the version a human approved (never automatic).
 
-    Carries out one recorded approval (or approved rollback): re-checks that the version still
-    exists, passed validation (or is inconclusive on exactly the gates the approval waived), and
-    has the model, data, feature versions and pack the approver saw; then moves
-    `previous_champion` and `champion`. The metadata shows any waiver: gates, rationale, who.
-    Without a recorded decision it refuses; every promotion and refusal is appended to the audit
-    trail.
+    Carries out one signed approval (or rollback) from the audit chain: verifies the chain, the
+    approver's signature and every signed field against what the chain records of the version,
+    re-checks the rules and re-hashes the registry's artifact; then runs the promotion saga
+    (`promotion_started`, alias move, `promoted`), which a retry finishes if a run was killed
+    half-way and which admits one promotion at a time. Refusals are recorded in the audit trail;
+    a refusal for good marks the decision refused, a transient one leaves it for the retry.
     """
     refuse_launch_overrides(context)
     policy = load_policy(settings.policy_path or None)
-    engine = audit_store.engine()
-    try:
-        ensure_schema(engine)
-        chain = AuditChain(engine)
+    run_id = context.run.run_id
+    with audit_chain(audit_store) as chain:
         log_policy_change(chain, policy, PROMOTION_ACTOR)
+        decision: Decision | None = None
         try:
-            decision = _pending_decision(context, config, engine)
+            decision, facts = _checked_decision(context, config, chain, mlflow)
+            previous, resumed = begin_promotion(chain, decision, run_id)
         except Refusal as refusal:
-            record_refusal(
-                chain,
-                refusal,
-                actor=PROMOTION_ACTOR,
-                attempted="promote",
-                subject=config.registered_model,
-                policy=policy,
-                details={"dagster_run_id": context.run.run_id},
-            )
-            raise dg.Failure(refusal.message) from refusal
-        client = mlflow.client()
-        facts = version_facts(client, decision.model_name, decision.version)
-        try:
-            check_promotion(
-                decision,
-                facts,
-                current_feature_versions=feature_versions(),
-                now=datetime.now(UTC),
-            )
-        except Refusal as refusal:
-            mark_refused_at_promotion(
-                engine, chain, decision.id, context.run.run_id, refusal, actor=PROMOTION_ACTOR
-            )
+            if decision is None or refusal.code in TRANSIENT_REFUSALS:
+                record_refusal(
+                    chain,
+                    refusal,
+                    actor=PROMOTION_ACTOR,
+                    attempted="promote",
+                    subject=decision.subject if decision else config.registered_model,
+                    policy=policy,
+                    details={"dagster_run_id": run_id},
+                )
+            else:
+                mark_refused_at_promotion(chain, decision, run_id, refusal, actor=PROMOTION_ACTOR)
             raise dg.Failure(f"promotion refused ({refusal.code}): {refusal.message}") from refusal
-        previous, current = promote(client, decision.model_name, decision.version)
+        move_aliases(mlflow.client(), decision.model_name, decision.version, previous)
         mark_promoted(
-            engine,
             chain,
-            decision.id,
-            context.run.run_id,
+            decision,
+            run_id,
             previous_champion=previous,
             actor=PROMOTION_ACTOR,
             policy=policy,
         )
-    finally:
-        engine.dispose()
+    current = decision.version
     context.log.info(
         f"{decision.model_name}: champion is now version {current} (was {previous}); "
         f"{decision.kind} #{decision.id} by {decision.approver}"
+        + (" — finished an interrupted promotion" if resumed else "")
     )
     return dg.MaterializeResult(
         metadata={
@@ -184,6 +227,7 @@ def champion_model(
             "decision_id": decision.id,
             "decision_kind": decision.kind,
             "approved_by": decision.approver,
+            "approver_key_id": decision.key_id,
             "approver_role": decision.role,
             "approved_at": decision.decided_at,
             "rationale": decision.rationale,
@@ -195,6 +239,7 @@ def champion_model(
             "data_version": decision.data_version or "",
             "developer": facts.developer or "unknown",
             "policy_version": policy.version,
+            "resumed_interrupted_promotion": resumed,
             **_waiver_metadata(decision),
         },
         data_version=dg.DataVersion(f"{decision.model_name}/{current}/{decision.id}"),
@@ -202,26 +247,27 @@ def champion_model(
 
 
 @dg.asset_check(
-    asset=CHAMPION_MODEL, description="The champion alias points at an approved version"
+    asset=CHAMPION_MODEL,
+    description="The champion alias points at the version the audit chain promoted on a signed "
+    "approval",
 )
 def champion_was_approved(
     mlflow: MlflowResource, audit_store: AuditStoreResource
 ) -> dg.AssetCheckResult:
-    """Fails when the registry's champion was not promoted through a recorded decision.
+    """Fails when the registry's champion is not the last promotion of a verified chain, or that
+    promotion rests on no validly signed approval.
 
     The metadata lists the challengers waiting for a human decision, which is how a validator
     sees the approval queue in the UI.
     """
-    client = mlflow.client()
-    engine = audit_store.engine()
-    try:
-        ensure_schema(engine)
-        current = champion_version(client, DEFAULT_REGISTERED_MODEL)
-        decisions = decisions_for(engine, DEFAULT_REGISTERED_MODEL)
-        promoted = {d.version for d in decisions if d.status == STATUS_PROMOTED}
-        waiting = pending_challengers(engine, all_version_facts(client, DEFAULT_REGISTERED_MODEL))
-    finally:
-        engine.dispose()
+    current = champion_version(mlflow.client(), DEFAULT_REGISTERED_MODEL)
+    with audit_chain(audit_store) as chain:
+        result = chain.verify()
+        entries = chain.entries()
+    roster = roster_from(entries, pinned_admin_key_id=admin_key_pin())
+    promoted, _ = champion_from(entries, DEFAULT_REGISTERED_MODEL)
+    problems = [p for p in governance_problems(entries, roster) if "promoted" in p]
+    waiting = pending_challengers(entries, all_facts(entries, roster, DEFAULT_REGISTERED_MODEL))
     pending = [
         {
             "version": f.version,
@@ -233,21 +279,28 @@ def champion_was_approved(
         }
         for f in waiting
     ]
-    passed = current is None or current in promoted
+    if not result.ok:
+        verdict = f"the audit trail does not verify at entry {result.first_bad_seq}"
+    elif current != promoted:
+        verdict = (
+            f"the champion alias names version {current} but the audit trail's last promotion "
+            f"is version {promoted}"
+        )
+    elif problems:
+        verdict = "; ".join(problems)
+    elif current is None:
+        verdict = "no champion yet"
+    else:
+        verdict = "champion was promoted on a signed approval"
+    passed = result.ok and current == promoted and not problems
     return dg.AssetCheckResult(
         passed=passed,
         metadata={
             "champion_version": current if current is not None else "none",
-            "promoted_through_approval": sorted(promoted),
+            "promoted_in_audit_trail": promoted if promoted is not None else "none",
             "pending_challengers": dg.MetadataValue.json(pending),
             "pending_count": len(pending),
-            "verdict": (
-                "no champion yet"
-                if current is None
-                else "champion was promoted through a recorded approval"
-                if passed
-                else f"version {current} carries the champion alias without a promotion record"
-            ),
+            "verdict": verdict,
         },
     )
 

@@ -1,4 +1,4 @@
-"""Reading what earlier materializations recorded: hand-offs between assets, the audit anchor.
+"""Reading what earlier materializations recorded (hand-offs, the audit anchor); the audit chain.
 
 Training snapshots and model versions are not loaded by an I/O manager: the downstream asset reads
 the metadata of the upstream materialization (a snapshot path named by its data version, a model
@@ -6,11 +6,15 @@ version) and re-checks what it names. Shared by several asset modules, so it liv
 rather than in one of them (asset modules never import each other).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 
 from fin_assets.lib.common import names
+from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_resources.audit_store import AuditStoreResource
 
 
 def upstream_metadata(
@@ -43,3 +47,13 @@ def audit_anchor(instance: dg.DagsterInstance) -> tuple[int, str] | None:
     if mat is None or "head_seq" not in mat.metadata:
         return None
     return int(mat.metadata["head_seq"].value), str(mat.metadata["head_hash"].value)  # type: ignore[arg-type]
+
+
+@contextmanager
+def audit_chain(audit_store: AuditStoreResource) -> Iterator[AuditChain]:
+    """The audit chain of the run's audit store (schema ensured), its engine disposed after."""
+    engine = audit_store.engine()
+    try:
+        yield AuditChain(engine)
+    finally:
+        engine.dispose()

@@ -16,10 +16,9 @@ from typing import Any, Final
 import dagster as dg
 
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_assets.lib.governance.decision_log import record_refusal
 from fin_assets.lib.governance.decision_rules import Refusal
-from fin_assets.lib.governance.governance_tables import ensure_schema
 from fin_resources.locations import Settings, sql_engine
 
 #: Resources whose values decide where evidence is written or which rules apply.
@@ -37,6 +36,21 @@ def overridden_resources(run_config: Mapping[str, Any] | None) -> list[str]:
     """The governed resources a run config sets values for (sorted)."""
     resources = (run_config or {}).get("resources") or {}
     return sorted(key for key in resources if key in GOVERNED_RESOURCES)
+
+
+def launching_service(run: dg.DagsterRun) -> str:
+    """The service identity a run acts as: which sensor or schedule launched it, if any.
+
+    Open-source Dagster authenticates nobody, so a run launched from the UI or the CLI is
+    attributed to no person; a person takes responsibility for a version by signing its
+    submission (``fin-mlops submit``).
+    """
+    tags = run.tags
+    if tags.get("dagster/sensor_name"):
+        return f"service:sensor:{tags['dagster/sensor_name']}"
+    if tags.get("dagster/schedule_name"):
+        return f"service:schedule:{tags['dagster/schedule_name']}"
+    return f"service:run:{run.job_name}"
 
 
 def refuse_launch_overrides(context: dg.AssetExecutionContext) -> None:

@@ -32,10 +32,9 @@ from fin_assets.lib.common.names import (
     INGESTION_LOG_TABLE,
 )
 from fin_assets.lib.common.policy import load_policy
-from fin_assets.lib.governance.audit_chain import AuditChain
-from fin_assets.lib.governance.decision_log import ACTION_PROMOTED, record_refusal
+from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
+from fin_assets.lib.governance.decision_log import record_refusal
 from fin_assets.lib.governance.decision_rules import Refusal, version_subject
-from fin_assets.lib.governance.governance_tables import ensure_schema
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.governance.serving_guard import check_serving
 from fin_assets.lib.monitoring.drift_report import (
@@ -102,7 +101,7 @@ def _refuse_unpromoted(
                     "(run `fin-mlops audit verify`)",
                 )
             check_serving(
-                chain.entries(action=ACTION_PROMOTED),
+                chain.entries(),
                 champion.model_name,
                 champion.version,
                 booster_digest(champion.booster),

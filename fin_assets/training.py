@@ -28,11 +28,13 @@ import pandas as pd
 from pydantic import Field
 
 from fin_assets.code_versions import group_code_version
-from fin_assets.handoff import upstream_metadata
-from fin_assets.launch_guard import refuse_launch_overrides
+from fin_assets.handoff import audit_chain, upstream_metadata
+from fin_assets.launch_guard import launching_service, refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.features import feature_registry
+from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
+from fin_assets.lib.governance.decision_rules import version_subject
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, evaluate, train_challenger
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
@@ -54,6 +56,7 @@ from fin_assets.lib.training.training_data import (
     save_snapshot,
 )
 from fin_assets.lib.training.tuning import TuningMetric, tune
+from fin_resources.audit_store import AuditStoreResource
 from fin_resources.locations import without_credentials
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.settings import SettingsResource
@@ -454,7 +457,10 @@ def _metric_values(scores: dict[str, float]) -> dict[str, float]:
     tags={"domain": "training"},
 )
 def challenger_model(
-    context: dg.AssetExecutionContext, config: TrainingConfig, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    mlflow: MlflowResource,
+    audit_store: AuditStoreResource,
 ) -> dg.MaterializeResult:
     """An XGBoost challenger trained on the training snapshot, registered in MLflow as pending.
 
@@ -462,7 +468,9 @@ def challenger_model(
     search on data before the test period), out-of-time metrics on the test period, then one
     MLflow run with params, metrics, dataset input, signature, and a new registered version
     tagged with data and feature versions, git commit, Dagster run id, developer and
-    `validation_status=pending`. It never becomes champion by itself.
+    `validation_status=pending`. The registration (artifact digest, data and feature versions,
+    the service that launched the run) is appended to the audit chain: only versions registered
+    there can ever be approved. It never becomes champion by itself.
     """
     refuse_launch_overrides(context)
     upstream, origin = upstream_metadata(context, TRAINING_DATASET)
@@ -497,10 +505,25 @@ def challenger_model(
         experiment=config.experiment,
         registered_model=config.registered_model,
         dagster_run_id=context.run.run_id,
-        developer=context.run.tags.get("dagster/user"),
+        developer=launching_service(context.run),
         tuning=tuning,
         run_name=f"challenger-{context.run.run_id[:8]}",
     )
+    with audit_chain(audit_store) as chain:
+        chain.append(
+            ACTION_REGISTERED,
+            launching_service(context.run),
+            version_subject(registered.model_name, registered.version),
+            {
+                "model_digest": model.model_digest,
+                "data_version": dataset.data_version,
+                "feature_versions": dict(dataset.feature_versions),
+                "developer": launching_service(context.run),
+                "mlflow_run_id": registered.run_id,
+                "dagster_run_id": context.run.run_id,
+                "git_commit": registered.tags[TAG_GIT_COMMIT],
+            },
+        )
     ui = mlflow.ui_url or without_credentials(mlflow.tracking_uri)
     link = run_url(ui, registered.experiment_id, registered.run_id)
     context.log.info(f"registered {registered.model_uri} (dataset from {origin}): {link}")

@@ -19,15 +19,21 @@ import dagster as dg
 from pydantic import Field
 
 from fin_assets.code_versions import group_code_version
-from fin_assets.handoff import upstream_metadata
+from fin_assets.handoff import audit_chain, upstream_metadata
 from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, DEFAULT_REGISTERED_MODEL, INGESTION_LOG_TABLE
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
-from fin_assets.lib.governance.decision_rules import inconclusive_gate_names
+from fin_assets.lib.governance.audit_chain import AuditChain, utc_timestamp
+from fin_assets.lib.governance.chain_state import ACTION_VALIDATED, version_facts_from
+from fin_assets.lib.governance.decision_log import record_refusal
+from fin_assets.lib.governance.decision_rules import (
+    Refusal,
+    inconclusive_gate_names,
+    version_subject,
+)
 from fin_assets.lib.governance.registry_facts import champion_version, record_validation
-from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
+from fin_assets.lib.training.model_fit import booster_digest
 from fin_assets.lib.validation.model_loading import (
     champion_for,
     data_quality_summary,
@@ -127,6 +133,46 @@ def gate_table_markdown(gates: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _refuse_unregistered(
+    context: dg.AssetExecutionContext,
+    chain: AuditChain,
+    policy: Policy,
+    model_name: str,
+    version: int,
+    loaded_digest: str,
+) -> None:
+    """Fail (refusal recorded) unless the chain registered this version with these exact bytes.
+
+    Validation re-hashes the artifact it evaluates: evidence about a model that is not the one
+    registered (swapped in the artifact store, or never trained by the pipeline) is worthless.
+    """
+    registered = version_facts_from(chain.entries(), model_name, version)
+    if not registered.exists:
+        refusal = Refusal(
+            "unknown_version",
+            f"{model_name} version {version} has no registration in the audit trail: only "
+            "versions trained by the pipeline (challenger_model) are validated for approval",
+        )
+    elif registered.model_digest != loaded_digest:
+        refusal = Refusal(
+            "model_digest_mismatch",
+            f"{model_name} version {version}: the registry's artifact hashes to "
+            f"{loaded_digest[:16]}…, not to the registered {str(registered.model_digest)[:16]}…",
+        )
+    else:
+        return
+    record_refusal(
+        chain,
+        refusal,
+        actor=PIPELINE_ACTOR,
+        attempted="validate",
+        subject=version_subject(model_name, version),
+        policy=policy,
+        details={"dagster_run_id": context.run.run_id},
+    )
+    raise dg.Failure(f"refused ({refusal.code}): {refusal.message}")
+
+
 @dg.asset(
     deps=[CHALLENGER_MODEL],
     group_name=names.VALIDATION_GROUP,
@@ -167,6 +213,11 @@ def validation_pack(
     subject = subject_for_version(
         version, dataset, data_quality=quality, policy_version=policy.version
     )
+    loaded_digest = booster_digest(version.booster)
+    with audit_chain(audit_store) as chain:
+        _refuse_unregistered(
+            context, chain, policy, config.registered_model, version_number, loaded_digest
+        )
     client = mlflow.client()
     current = champion_version(client, config.registered_model)
     champion = None
@@ -180,33 +231,19 @@ def validation_pack(
     generated = pack["identity"].get("generated_at")
     generated_at = datetime.fromisoformat(generated) if generated else datetime.now(UTC)
     waivable = inconclusive_gate_names(pack["gates"])
-    record_validation(
-        client,
-        config.registered_model,
-        version_number,
-        status=pack["status"],
-        pack_digest=digest,
-        model_digest=version.tags.get(TAG_MODEL_DIGEST, "unknown"),
-        data_version=dataset.data_version,
-        feature_versions=dict(pack["identity"].get("feature_versions", {})),
-        generated_at=generated_at,
-        pack_path=str(paths["json"]),
-        dagster_run_id=context.run.run_id,
-        inconclusive_gates=waivable,
-    )
-    engine = audit_store.engine()
-    try:
-        ensure_schema(engine)
-        AuditChain(engine).append(
-            "validated",
+    with audit_chain(audit_store) as chain:
+        chain.append(
+            ACTION_VALIDATED,
             PIPELINE_ACTOR,
-            f"{config.registered_model}/{version_number}",
+            version_subject(config.registered_model, version_number),
             {
                 "status": pack["status"],
                 "pack_digest": digest,
                 "pack_path": str(paths["json"]),
+                "generated_at": utc_timestamp(generated_at),
                 "data_version": dataset.data_version,
-                "model_digest": version.tags.get(TAG_MODEL_DIGEST, "unknown"),
+                "feature_versions": dict(dataset.feature_versions),
+                "model_digest": loaded_digest,
                 "gates": {g["name"]: g["result"] for g in pack["gates"]},
                 "inconclusive_gates": waivable,
                 "dagster_run_id": context.run.run_id,
@@ -214,8 +251,20 @@ def validation_pack(
                 "policy_sha256": policy.sha256,
             },
         )
-    finally:
-        engine.dispose()
+    record_validation(
+        client,
+        config.registered_model,
+        version_number,
+        status=pack["status"],
+        pack_digest=digest,
+        model_digest=loaded_digest,
+        data_version=dataset.data_version,
+        feature_versions=dict(dataset.feature_versions),
+        generated_at=generated_at,
+        pack_path=str(paths["json"]),
+        dagster_run_id=context.run.run_id,
+        inconclusive_gates=waivable,
+    )
     failed = [g["name"] for g in pack["gates"] if g["result"] == "fail"]
     context.log.info(
         f"{config.registered_model} v{version_number}: validation {pack['status']}"

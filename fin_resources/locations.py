@@ -31,6 +31,16 @@ def policy_path_from_env() -> str:
     return _env("FIN_POLICY", "")
 
 
+def admin_key_pin() -> str:
+    """``FIN_ADMIN_KEY_ID``: the administrator key id the audit chain's trust root must have.
+
+    A public fingerprint, not a secret. Set it in the code location's environment so a chain
+    rebuilt from its first entry with another administrator key is refused outright; empty
+    means the first trust root recorded in the chain is the one (the witness guards it).
+    """
+    return os.environ.get("FIN_ADMIN_KEY_ID", "").strip()
+
+
 def partition_start_from_env() -> str:
     """``FIN_PARTITION_START``: the first day of the daily partitions (ISO date)."""
     return _env("FIN_PARTITION_START", "2018-04-01")

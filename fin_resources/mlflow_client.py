@@ -19,3 +19,14 @@ def tracking_client(tracking_uri: str) -> MlflowClient:
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+class TrackingServer:
+    """A tracking URI with its client: what library code that loads models needs, sans Dagster."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+
+    def client(self) -> MlflowClient:
+        """A client of this server's tracking store and model registry."""
+        return tracking_client(self.tracking_uri)

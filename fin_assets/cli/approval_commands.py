@@ -1,28 +1,30 @@
-"""``fin-mlops`` approval commands: approvers, pending, approve, reject, rollback.
+"""``fin-mlops`` decision commands: pending, submit, approve, reject, rollback.
 
+Each decision is signed here, with the private key file the person names (``--key`` or
+``FIN_SIGNING_KEY_FILE``), over what the audit chain records of the version right now, after
+the registry's artifact was re-hashed; the library verifies the signature as it would anyone's.
 Every refusal prints why on stderr, exits with status 3 and is itself in the audit trail (the
-library writes it). Tokens are read from ``--token`` or ``FIN_APPROVER_TOKEN``; the only time a
-token is shown is when ``approvers add`` creates it. ``--waive GATE`` (repeated) with
-``--waiver-rationale`` records a waiver of inconclusive blocking gates; the rules decide whether
-it is acceptable, so a waiver given where none applies is refused and audited, not ignored.
-Nothing here imports Dagster or the asset graph: a person at a terminal gets an answer in about a
-second.
+library writes it). ``--waive GATE`` (repeated) with ``--waiver-rationale`` signs a waiver of
+inconclusive blocking gates; the rules decide whether it is acceptable, so a waiver given where
+none applies is refused and audited, not ignored. Nothing here imports Dagster.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from datetime import UTC, datetime
 
-from fin_assets.cli.stores import audit_store, registry_client
+from fin_assets.cli.people_commands import key_file
+from fin_assets.cli.stores import audit_store, registry_client, tracking_server
 from fin_assets.lib.features.feature_registry import feature_versions
-from fin_assets.lib.governance.approvers import add_approver, list_approvers
+from fin_assets.lib.governance.chain_state import pending_challengers
 from fin_assets.lib.governance.decision_log import (
-    decide,
+    all_facts,
     log_policy_change,
-    pending_challengers,
     record_refusal,
+    sign_and_decide,
+    sign_and_submit,
 )
 from fin_assets.lib.governance.decision_rules import (
     APPROVE,
@@ -32,12 +34,14 @@ from fin_assets.lib.governance.decision_rules import (
     Refusal,
     Waiver,
 )
+from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.registry_facts import (
-    all_version_facts,
+    artifact_digest,
     champion_version,
     rollback_target,
-    version_facts,
 )
+from fin_assets.lib.governance.signing import load_private_key
+from fin_resources.locations import admin_key_pin
 
 REFUSED = 3
 
@@ -47,50 +51,24 @@ def _refused(refusal: Refusal) -> int:
     return REFUSED
 
 
-def cmd_approvers_add(args: argparse.Namespace) -> int:
-    with audit_store() as (engine, _, policy):
-        try:
-            token = add_approver(engine, args.name, args.role, policy)
-        except ValueError as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return REFUSED
-    print(f"registered {args.name} as {args.role}. Personal token (shown once, stored hashed):")
-    print(token)
-    return 0
-
-
-def cmd_approvers_list(args: argparse.Namespace) -> int:
-    with audit_store() as (engine, _chain, _policy):
-        people = list_approvers(engine)
-    print(f"{'name':<24}{'role':<22}{'active':<8}created")
-    for person in people:
-        print(f"{person.name:<24}{person.role:<22}{person.active!s:<8}{person.created_at}")
-    return 0
-
-
 def cmd_pending(args: argparse.Namespace) -> int:
-
-    client = registry_client()
-    facts = all_version_facts(client, args.model)
-    with audit_store() as (engine, _, _policy):
-        waiting = pending_challengers(engine, facts)
-    champion = champion_version(client, args.model)
+    with audit_store() as (_engine, chain, _policy):
+        entries = chain.entries()
+    roster = roster_from(entries, pinned_admin_key_id=admin_key_pin())
+    waiting = pending_challengers(entries, all_facts(entries, roster, args.model))
+    champion = champion_version(registry_client(), args.model)
     print(f"{args.model}: champion version {champion if champion is not None else 'none'}")
     if not waiting:
         print("no challenger awaits a decision")
         return 0
-    print(f"{'version':<9}{'validation':<14}{'developer':<20}validation pack")
+    print(f"{'version':<9}{'validation':<14}{'developer':<28}validation pack")
     for f in waiting:
         pack = (f.validated or {}).get("pack_path", "(not validated yet)")
-        print(f"{f.version:<9}{f.validation_status or '-':<14}{f.developer or '-':<20}{pack}")
+        print(f"{f.version:<9}{f.validation_status or '-':<14}{f.developer or '-':<28}{pack}")
         if f.validation_status == VALIDATION_INCONCLUSIVE:
             gates = ", ".join(f.inconclusive_gates) or "(none recorded: re-run validation)"
             print(f"{'':<9}inconclusive blocking gates: {gates} — approval needs a waiver")
     return 0
-
-
-def _token(args: argparse.Namespace) -> str:
-    return str(args.token or os.environ.get("FIN_APPROVER_TOKEN", ""))
 
 
 def _waiver(args: argparse.Namespace) -> Waiver | None:
@@ -106,30 +84,57 @@ def _waiver(args: argparse.Namespace) -> Waiver | None:
     return Waiver.of(gates, rationale)
 
 
-def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
-
-    facts = version_facts(registry_client(), args.model, version)
-    with audit_store() as (engine, chain, policy):
-        log_policy_change(chain, policy, f"cli:{args.name}")
+def cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        key = load_private_key(key_file(args.key, "FIN_SIGNING_KEY_FILE"))
+    except ValueError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return REFUSED
+    with audit_store() as (_engine, chain, policy):
         try:
-            decision = decide(
-                engine,
-                chain,
-                facts,
-                args.name,
-                _token(args),
-                kind,
-                args.rationale,
-                current_feature_versions=feature_versions(),
-                policy=policy,
-                waiver=_waiver(args),
+            entry = sign_and_submit(
+                chain, key, model_name=args.model, version=args.version, policy=policy
             )
         except Refusal as refusal:
             return _refused(refusal)
-    verb = {"approve": "approved", "reject": "rejected", "rollback": "rollback approved"}[kind]
+    print(f"{entry.actor} submitted {entry.subject} for validation (audit entry {entry.seq})")
+    return 0
+
+
+def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
+    try:
+        key = load_private_key(key_file(args.key, "FIN_SIGNING_KEY_FILE"))
+    except ValueError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return REFUSED
+    with audit_store() as (_engine, chain, policy):
+        try:
+            digest = artifact_digest(tracking_server(), args.model, version)
+        except Refusal as refusal:
+            digest = "absent"
+            print(f"note: {refusal.message}", file=sys.stderr)
+        log_policy_change(chain, policy, "cli:decide")
+        try:
+            decision = sign_and_decide(
+                chain,
+                key,
+                model_name=args.model,
+                version=version,
+                kind=kind,
+                rationale=args.rationale,
+                artifact_digest=digest,
+                current_feature_versions=feature_versions(),
+                policy=policy,
+                waiver=_waiver(args),
+                now=datetime.now(UTC),
+                pinned_admin_key_id=admin_key_pin(),
+            )
+        except Refusal as refusal:
+            return _refused(refusal)
+    verb = {APPROVE: "approved", REJECT: "rejected", ROLLBACK: "rollback approved"}[kind]
     print(
         f"{verb}: {decision.model_name} version {decision.version} by {decision.approver} "
-        f"({decision.role}), decision #{decision.id}"
+        f"({decision.role}, key {decision.key_id[:12]}), decision #{decision.id} (signed)"
     )
     if decision.waived_gates:
         print(
@@ -150,18 +155,17 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-
-    try:
-        target = rollback_target(registry_client(), args.model)
-    except Refusal as refusal:
-        with audit_store() as (_, chain, policy):
+    with audit_store() as (_engine, chain, policy):
+        try:
+            target = rollback_target(chain.entries(), args.model)
+        except Refusal as refusal:
             record_refusal(
                 chain,
                 refusal,
-                actor=args.name,
+                actor="cli:rollback",
                 attempted="rollback",
                 subject=args.model,
                 policy=policy,
             )
-        return _refused(refusal)
+            return _refused(refusal)
     return _decide(args, ROLLBACK, target)

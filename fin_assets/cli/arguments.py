@@ -16,6 +16,9 @@ from fin_assets.lib.common.names import DATA_START_DATE, DEFAULT_REGISTERED_MODE
 _PIPELINE = "fin_assets.cli.pipeline_commands"
 _APPROVALS = "fin_assets.cli.approval_commands"
 _AUDIT = "fin_assets.cli.audit_commands"
+_PEOPLE = "fin_assets.cli.people_commands"
+KEY_HELP = "your private key file (default: FIN_SIGNING_KEY_FILE); never the key itself"
+ADMIN_KEY_HELP = "the administrator's private key file (default: FIN_ADMIN_KEY_FILE)"
 
 DESCRIPTION = """\
 The command line for people who do not live in the Dagster UI. Runs launched here go through the
@@ -36,9 +39,8 @@ def _decision_args(parser: argparse.ArgumentParser, with_version: bool = True) -
     parser.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
     if with_version:
         parser.add_argument("--version", type=int, required=True)
-    parser.add_argument("--as", dest="name", required=True, help="your approver name")
-    parser.add_argument("--rationale", required=True, help="why (recorded in the audit trail)")
-    parser.add_argument("--token", default="", help="personal token (or FIN_APPROVER_TOKEN)")
+    parser.add_argument("--rationale", required=True, help="why (signed, and in the audit trail)")
+    parser.add_argument("--key", default="", metavar="FILE", help=KEY_HELP)
     parser.add_argument(
         "--waive",
         action="append",
@@ -101,17 +103,43 @@ def _add_pipeline_commands(sub: Any) -> None:
 
 
 def _add_governance_commands(sub: Any) -> None:
-    people = sub.add_parser("approvers", help="register and list approvers")
-    people_sub = people.add_subparsers(dest="approvers_command", required=True)
-    add = people_sub.add_parser("add", help="register an approver; prints a token once")
-    add.add_argument("name")
-    add.add_argument("--role", required=True)
-    _runs(add, _APPROVALS, "cmd_approvers_add")
-    _runs(
-        people_sub.add_parser("list", help="registered approvers"),
-        _APPROVALS,
-        "cmd_approvers_list",
+    admin = sub.add_parser("admin", help="the administrator: the audit store's trust root")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    init = admin_sub.add_parser("init", help="create the administrator key and the trust root")
+    init.add_argument("--name", required=True, help="the administrator's name")
+    init.add_argument("--key-out", required=True, metavar="FILE", help="private key file to create")
+    _runs(init, _PEOPLE, "cmd_admin_init")
+    keys = sub.add_parser("keys", help="personal signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create your key pair (private file 0600)")
+    create.add_argument("--out", required=True, metavar="FILE", help="private key file to create")
+    _runs(create, _PEOPLE, "cmd_keys_create")
+    people = sub.add_parser("people", help="enrol, revoke, rotate and list people (admin signs)")
+    people_sub = people.add_subparsers(dest="people_command", required=True)
+    enrol = people_sub.add_parser("enrol", help="enrol a person's public key with a role")
+    enrol.add_argument("name")
+    enrol.add_argument("--role", required=True)
+    enrol.add_argument("--public-key", required=True, metavar="FILE", help="their .pub.json")
+    enrol.add_argument("--admin-key", default="", metavar="FILE", help=ADMIN_KEY_HELP)
+    _runs(enrol, _PEOPLE, "cmd_people_enrol")
+    revoke = people_sub.add_parser("revoke", help="revoke a person's active key")
+    revoke.add_argument("name")
+    revoke.add_argument("--reason", required=True)
+    revoke.add_argument("--admin-key", default="", metavar="FILE", help=ADMIN_KEY_HELP)
+    _runs(revoke, _PEOPLE, "cmd_people_revoke")
+    rotate = people_sub.add_parser("rotate", help="replace a person's key (old one revoked)")
+    rotate.add_argument("name")
+    rotate.add_argument("--public-key", required=True, metavar="FILE", help="the new .pub.json")
+    rotate.add_argument("--admin-key", default="", metavar="FILE", help=ADMIN_KEY_HELP)
+    _runs(rotate, _PEOPLE, "cmd_people_rotate")
+    _runs(people_sub.add_parser("list", help="enrolled keys"), _PEOPLE, "cmd_people_list")
+    submit = sub.add_parser(
+        "submit", help="sign a registered version's submission for validation (as its developer)"
     )
+    submit.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
+    submit.add_argument("--version", type=int, required=True)
+    submit.add_argument("--key", default="", metavar="FILE", help=KEY_HELP)
+    _runs(submit, _APPROVALS, "cmd_submit")
     pending = sub.add_parser("pending", help="challengers awaiting a decision")
     pending.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
     _runs(pending, _APPROVALS, "cmd_pending")

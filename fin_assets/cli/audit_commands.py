@@ -21,7 +21,7 @@ from fin_assets.cli.stores import audit_store, registry_client
 from fin_assets.handoff import audit_anchor
 from fin_assets.lib.common.names import DATASETS_DIR, INGESTION_LOG_TABLE
 from fin_assets.lib.governance.audit_export import build_bundle, write_bundle
-from fin_assets.lib.governance.decision_log import decisions_for
+from fin_assets.lib.governance.chain_state import decisions_from
 from fin_resources.locations import Settings
 
 
@@ -104,7 +104,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             mlflow_run_id=str(found.run_id),
             dataset_summary=summary,
             partitions=partitions,
-            decisions=decisions_for(engine, args.model, args.version),
+            decisions=decisions_from(chain.entries(), args.model, args.version),
             entries=chain.entries(),
             verification=chain.verify(anchor=_dagster_anchor()),
             champion=champion_version(client, args.model),

@@ -1,19 +1,22 @@
 """``fin-mlops demo``: the whole governed life of a model on the embedded default.
 
 Simulate and ingest about four months with drift injected in the last days, build features, train
-v1, validate it, approve it as a registered demo validator, let ``approval_sensor`` launch the
-promotion, then score and monitor day by day until the drift is detected and
-``drift_retrain_sensor`` launches a retraining (v2, validated) that waits for a human approval.
-Every step runs through the real jobs and sensors on the real instance (``DAGSTER_HOME``), so all of
-it is visible afterwards in ``make ui``. Sensors are evaluated here as the daemon would (the demo
-does not start one): the same code decides, the runs they request are executed in process.
+v1, have a demo developer sign its submission, validate it, have a demo validator sign its
+approval (both enrolled by a demo administrator, each with an Ed25519 key), let
+``approval_sensor`` launch the promotion, then score and monitor day by day until the drift is
+detected and ``drift_retrain_sensor`` launches a retraining (v2, validated) that waits for a
+human approval. Every step runs through the real jobs and sensors on the real instance
+(``DAGSTER_HOME``), so all of it is visible afterwards in ``make ui``. Sensors are evaluated
+here as the daemon would (the demo does not start one): the same code decides, the runs they
+request are executed in process.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -27,18 +30,25 @@ from fin_assets.cli.run_helpers import (
     run_ingestion,
     run_training,
 )
-from fin_assets.cli.stores import audit_store, init_home, registry_client
+from fin_assets.cli.stores import audit_store, init_home, tracking_server
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.features.feature_registry import feature_versions
-from fin_assets.lib.governance.approvers import add_approver, list_approvers
-from fin_assets.lib.governance.decision_log import decide
+from fin_assets.lib.governance.decision_log import sign_and_decide, sign_and_submit
 from fin_assets.lib.governance.decision_rules import APPROVE, Refusal
-from fin_assets.lib.governance.registry_facts import version_facts
+from fin_assets.lib.governance.identity import create_trust_root, enrol, roster_from
+from fin_assets.lib.governance.registry_facts import artifact_digest
+from fin_assets.lib.governance.signing import (
+    generate_key,
+    key_id,
+    load_private_key,
+    public_record,
+    write_private_key,
+)
 from fin_resources.locations import Settings
 
-#: The demo validator: a registered approver with the validator role, not the developer.
-DEMO_VALIDATOR = "demo-validator"
+#: The demo's people by role: stand-ins, each with their own key, enrolled by a demo administrator.
+DEMO_PEOPLE = {"developer": "demo-developer", "validator": "demo-validator"}
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -105,25 +115,77 @@ def _validate(instance: Any) -> dict[str, Any] | None:
     return last_metadata(result, "validation_pack")
 
 
-def _approve_as_demo_validator(version: int) -> bool:
-    with audit_store() as (engine, chain, policy):
-        known = {a.name for a in list_approvers(engine)}
-        name = DEMO_VALIDATOR
-        if name in known:
-            name = f"{DEMO_VALIDATOR}-{int(time.time())}"
-        token = add_approver(engine, name, "validator", policy, actor="fin-mlops demo")
-        print(f"registered approver {name!r} (role validator) — a demo stand-in for the human")
-        print("  validator; in real use each validator registers once and keeps a personal token")
-        facts = version_facts(registry_client(), DEFAULT_REGISTERED_MODEL, version)
+def _demo_people(settings: Settings) -> dict[str, Path]:
+    """Key files of the demo's administrator, developer and validator (created once).
+
+    Stand-ins for three people: in real use each creates their key on their own machine and the
+    administrator's key stays offline. Enrolment is signed by the administrator key.
+    """
+    keys_dir = settings.home / "keys"
+    files = {role: keys_dir / f"demo-{role}.key" for role in ("administrator", *DEMO_PEOPLE)}
+    now = datetime.now(UTC)
+    with audit_store() as (_engine, chain, policy):
+        roster = roster_from(chain.entries())
+        if roster.admin is None:
+            if files["administrator"].exists():
+                raise SystemExit(
+                    f"{files['administrator']} exists but the audit store has no "
+                    "administrator: remove the demo's keys folder or FIN_HOME"
+                )
+            admin_key = generate_key()
+            write_private_key(admin_key, files["administrator"])
+            create_trust_root(chain, admin_key, "demo-admin", policy, now=now)
+            print(
+                f"administrator demo-admin, key {key_id(admin_key)[:16]}… "
+                f"({files['administrator']})"
+            )
+        admin_key = load_private_key(files["administrator"])
+        for role, name in DEMO_PEOPLE.items():
+            if roster_from(chain.entries()).active_key(name, now) is not None:
+                continue
+            person_key = generate_key()
+            files[role].unlink(missing_ok=True)
+            write_private_key(person_key, files[role])
+            enrol(chain, admin_key, name, role, public_record(person_key), policy, now=now)
+            print(
+                f"enrolled {name} as {role}, key {key_id(person_key)[:16]}… ({files[role]}) — "
+                "a demo stand-in for a person"
+            )
+    return files
+
+
+def _submit_as_demo_developer(version: int, key_path: Path) -> bool:
+    with audit_store() as (_engine, chain, policy):
         try:
-            decision = decide(
-                engine,
+            sign_and_submit(
                 chain,
-                facts,
-                name,
-                token,
-                APPROVE,
-                "Demo: validation pack read; every blocking gate passed.",
+                load_private_key(key_path),
+                model_name=DEFAULT_REGISTERED_MODEL,
+                version=version,
+                policy=policy,
+            )
+        except Refusal as refusal:
+            print(f"submission refused ({refusal.code}): {refusal.message}")
+            return False
+    print(
+        f"{DEMO_PEOPLE['developer']} signed the submission of v{version}: they are accountable "
+        "for it, and may not approve it"
+    )
+    return True
+
+
+def _approve_as_demo_validator(version: int, key_path: Path) -> bool:
+    digest = artifact_digest(tracking_server(), DEFAULT_REGISTERED_MODEL, version)
+    with audit_store() as (_engine, chain, policy):
+        try:
+            decision = sign_and_decide(
+                chain,
+                load_private_key(key_path),
+                model_name=DEFAULT_REGISTERED_MODEL,
+                version=version,
+                kind=APPROVE,
+                rationale="Demo: validation pack read; every blocking gate passed.",
+                artifact_digest=digest,
                 current_feature_versions=feature_versions(),
                 policy=policy,
             )
@@ -131,8 +193,8 @@ def _approve_as_demo_validator(version: int) -> bool:
             print(f"approval refused ({refusal.code}): {refusal.message}")
             return False
     print(
-        f"{name} approved version {version} (decision #{decision.id}); developer was "
-        f"{facts.developer}: separation of duties holds"
+        f"{decision.approver} signed the approval of v{version} (decision #{decision.id}, key "
+        f"{decision.key_id[:12]}): separation of duties holds, the keys differ"
     )
     return True
 
@@ -161,6 +223,8 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
     history, recent = all_days[:first_monitored], all_days[first_monitored:]
     instance = dagster_instance()
     ok = True
+    _step("people: an administrator enrols a developer and a validator (Ed25519 keys)")
+    people = _demo_people(settings)
 
     _step(f"ingesting {len(history)} simulated days under the data contract")
     ok &= print_ingestion(run_ingestion(history))
@@ -177,6 +241,8 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         f"registered fraud_detector v{version} (validation pending); test AUC "
         f"{model.get('test_auc_roc')}, AP {model.get('test_average_precision')}"
     )
+    if not _submit_as_demo_developer(version, people["developer"]):
+        return 1
     _step(f"validation pack of v{version} (policy gates as blocking asset checks)")
     pack = _validate(instance)
     if pack is None or pack.get("validation_status") != "passed":
@@ -184,8 +250,8 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         return 1
     print(f"validation passed: {pack['validation_pack_html']}")
 
-    _step(f"approval of v{version} by an independent validator")
-    if not _approve_as_demo_validator(version):
+    _step(f"approval of v{version} by an independent validator, signed with their key")
+    if not _approve_as_demo_validator(version, people["validator"]):
         return 1
     requests, reason = _sensor_runs("approval_sensor", instance)
     for request in requests:

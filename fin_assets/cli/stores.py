@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.governance.audit_chain import AuditChain
-from fin_assets.lib.governance.governance_tables import ensure_schema
+from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_resources.locations import Settings, sql_engine
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+    from fin_resources.mlflow_client import TrackingServer
 
 
 def write_instance_yaml(settings: Settings) -> Path:
@@ -56,6 +57,13 @@ def registry_client() -> MlflowClient:
     from fin_resources.mlflow_client import tracking_client
 
     return tracking_client(Settings.from_env().mlflow_tracking_uri)
+
+
+def tracking_server() -> TrackingServer:
+    """The tracking server of the environment, for re-hashing a registered model's artifact."""
+    from fin_resources.mlflow_client import TrackingServer
+
+    return TrackingServer(Settings.from_env().mlflow_tracking_uri)
 
 
 def init_home() -> None:

@@ -394,6 +394,14 @@ class AuditChain:
         with self.engine.connect() as conn:
             return [_entry(row) for row in conn.execute(query)]
 
+    def entries_on(self, conn: sa.Connection, *, action: str | None = None) -> list[AuditEntry]:
+        """Entries in chain order read on ``conn`` (inside :meth:`writer`: what the lock holder
+        sees, so a decision is checked against exactly the history it extends)."""
+        query = sa.select(audit_entries).order_by(audit_entries.c.seq)
+        if action is not None:
+            query = query.where(audit_entries.c.action == action)
+        return [_entry(row) for row in conn.execute(query)]
+
     def latest(self, action: str, subject: str | None = None) -> AuditEntry | None:
         """The last entry of ``action`` (about ``subject`` if given), or None."""
         query = (

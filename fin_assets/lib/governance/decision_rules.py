@@ -54,8 +54,16 @@ DEFAULT_WAIVER_RATIONALE_MIN_CHARS: Final[int] = 20
 CANONICAL_FEATURE_PREFIX: Final[str] = "canonical:"
 
 REFUSAL_CODES: Final[tuple[str, ...]] = (
-    "unknown_approver",
-    "wrong_token",
+    "unknown_key",
+    "bad_signature",
+    "key_revoked",
+    "key_expired",
+    "admin_required",
+    "no_trust_root",
+    "trust_root_exists",
+    "statement_mismatch",
+    "chain_broken",
+    "promotion_in_progress",
     "rationale_required",
     "role_not_allowed",
     "separation_of_duties",
@@ -95,12 +103,13 @@ class Refusal(Exception):  # noqa: N818 - the name the CLI and assets use (a ref
 
 @dataclasses.dataclass(frozen=True)
 class Approver:
-    """A registered approver (never the token or its hash)."""
+    """The enrolled person whose key signed a decision (only the public key is ever stored)."""
 
     name: str
     role: str
     created_at: str
     active: bool
+    key_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,11 +118,15 @@ class VersionFacts:
 
     Attributes:
         model_name, version: the version.
-        exists: False when the registry has no such model or version (the rest is then empty).
-        developer: who trained it (``developer`` tag).
-        validation_status: ``passed``, ``failed``, ``pending`` or None.
-        model_digest, data_version, feature_versions: the version's current provenance tags.
-        is_champion, is_previous_champion: which aliases point at it.
+        exists: False when the audit chain records no registration of this version (the rest is
+            then empty): a version registered outside the pipeline can never be approved.
+        developer: who is accountable for it: the person who signed its submission for
+            validation, else the service that trained it (``service:<sensor or job>``).
+        developer_key_id: the key that signed the submission, or None (trained by a service).
+        validation_status: ``passed``, ``failed``, ``inconclusive``, ``pending`` or None, from
+            the last ``validated`` entry of the chain (never from an editable tag).
+        model_digest, data_version, feature_versions: what the chain recorded at registration.
+        is_champion, is_previous_champion: what the last promotion in the chain says.
         validated: what validation recorded (``model_digest``, ``data_version``,
             ``feature_versions`` (dict), ``pack_digest``, ``generated_at`` (ISO), and when known
             ``pack_path`` and ``dagster_run_id``), or None if validation recorded nothing.
@@ -125,6 +138,7 @@ class VersionFacts:
     version: int
     exists: bool
     developer: str | None = None
+    developer_key_id: str | None = None
     validation_status: str | None = None
     model_digest: str | None = None
     data_version: str | None = None
@@ -182,6 +196,8 @@ class Decision:
     promotion_run_id: str | None
     waived_gates: tuple[str, ...] = ()
     waiver_rationale: str | None = None
+    key_id: str = ""
+    policy_sha256: str = ""
 
     @property
     def subject(self) -> str:
@@ -456,11 +472,20 @@ def check_decision(
             f"{first.decided_at} (status {first.status}); each version gets one verdict and each "
             "model one pending rollback — train and validate a new version to revisit it",
         )
-    if approver.name == facts.developer:
+    if (facts.developer_key_id and approver.key_id == facts.developer_key_id) or (
+        approver.name == facts.developer
+    ):
         raise Refusal(
             "separation_of_duties",
-            f"{approver.name} developed {what} and may not decide on it; ask an independent "
-            "validator",
+            f"{approver.name} (key {approver.key_id[:12]}) submitted {what} and may not decide "
+            "on it; ask an independent validator",
+        )
+    if not facts.developer:
+        raise Refusal(
+            "separation_of_duties",
+            f"nobody is recorded as accountable for {what} (no registration or submission in "
+            "the audit chain), so independence cannot be shown; register it through the "
+            "pipeline",
         )
     if kind == REJECT:
         if waiver is not None:

@@ -1,44 +1,38 @@
-"""The MLflow registry side of governance: what validation recorded on a version, and the aliases
-``champion`` and ``previous_champion``.
+"""The MLflow registry side of governance: aliases, the validation mirror tags, artifact hashes.
 
-Why aliases: serving loads ``models:/<name>@champion``, so moving the alias *is* the promotion,
-and ``previous_champion`` keeps the version a rollback restores. Only the promotion asset calls
-:func:`promote`, after :mod:`fin_assets.lib.governance.decision_log`
-found a recorded approval that still
-matches the registry. Validation writes its verdict as version tags (:func:`record_validation`)
-so the approval rules can compare what was validated with what the version says now
-(:func:`version_facts`). An ``inconclusive`` verdict also names its inconclusive blocking gates
-(tag ``inconclusive_gates``), which a waiver must match exactly.
+Why aliases: serving loads ``models:/<name>@champion``, so moving the alias is what puts a model
+in production, and ``previous_champion`` keeps the version a rollback restores. Only the
+promotion saga (``champion_model``) calls :func:`move_aliases`, after the signed decision and the
+audit chain were verified. The registry is not a source of governance truth: tags and aliases
+can be edited by anyone with registry access, so validation's verdict is recorded in the audit
+chain and only mirrored here as tags (:func:`record_validation`) for people browsing MLflow, and
+what serves is checked against the chain (``serving_guard``). The registry's artifact is
+re-hashed (:func:`artifact_digest`) at validation, approval, promotion and every scoring load.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fin_assets.lib.common.json_text import canonical_json
-from fin_assets.lib.governance.audit_chain import utc_timestamp
+from fin_assets.lib.governance.audit_chain import AuditEntry, utc_timestamp
+from fin_assets.lib.governance.chain_state import champion_from
 from fin_assets.lib.governance.decision_rules import (
     VALIDATION_FAILED,
     VALIDATION_INCONCLUSIVE,
     VALIDATION_PASSED,
     VALIDATION_PENDING,
     Refusal,
-    VersionFacts,
 )
-from fin_assets.lib.training.registry_tags import (
-    TAG_DATA_VERSION,
-    TAG_DEVELOPER,
-    TAG_FEATURE_VERSIONS,
-    TAG_MODEL_DIGEST,
-    TAG_VALIDATION_STATUS,
-)
+from fin_assets.lib.training.model_fit import booster_digest
+from fin_assets.lib.training.model_registry import TrackingLocation, load_booster
+from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
 
 TAG_VALIDATION_PACK_DIGEST: Final[str] = "validation_pack_digest"
 TAG_VALIDATED_MODEL_DIGEST: Final[str] = "validated_model_digest"
@@ -62,24 +56,6 @@ VALIDATION_STATUSES: Final[tuple[str, ...]] = (
 _MISSING: Final[tuple[str, ...]] = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
-def _feature_versions(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"feature versions tag is not a JSON object: {text!r}")
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def _gate_names(text: str | None) -> tuple[str, ...]:
-    if not text:
-        return ()
-    value = json.loads(text)
-    if not isinstance(value, list):
-        raise ValueError(f"inconclusive gates tag is not a JSON list: {text!r}")
-    return tuple(sorted({str(v) for v in value}))
-
-
 def _model_version(client: MlflowClient, model_name: str, version: int) -> ModelVersion | None:
     try:
         return client.get_model_version(model_name, str(int(version)))
@@ -98,45 +74,18 @@ def _alias_version(client: MlflowClient, model_name: str, alias: str) -> int | N
         raise
 
 
-def version_facts(client: MlflowClient, model_name: str, version: int) -> VersionFacts:
-    """Read one version's tags and aliases; ``exists=False`` for a missing model or version."""
-    found = _model_version(client, model_name, version)
-    if found is None:
-        return VersionFacts(model_name=model_name, version=int(version), exists=False)
-    tags: dict[str, str] = dict(found.tags or {})
-    aliases = set(found.aliases or [])
-    validated: dict[str, Any] | None = None
-    if TAG_VALIDATED_MODEL_DIGEST in tags:
-        validated = {
-            "model_digest": tags.get(TAG_VALIDATED_MODEL_DIGEST),
-            "data_version": tags.get(TAG_VALIDATED_DATA_VERSION),
-            "feature_versions": _feature_versions(tags.get(TAG_VALIDATED_FEATURE_VERSIONS)),
-            "pack_digest": tags.get(TAG_VALIDATION_PACK_DIGEST),
-            "generated_at": tags.get(TAG_VALIDATED_AT),
-            "pack_path": tags.get(TAG_VALIDATION_PACK_PATH),
-            "dagster_run_id": tags.get(TAG_VALIDATION_RUN_ID),
-        }
-    return VersionFacts(
-        model_name=model_name,
-        version=int(found.version),
-        exists=True,
-        developer=tags.get(TAG_DEVELOPER),
-        validation_status=tags.get(TAG_VALIDATION_STATUS),
-        model_digest=tags.get(TAG_MODEL_DIGEST),
-        data_version=tags.get(TAG_DATA_VERSION),
-        feature_versions=_feature_versions(tags.get(TAG_FEATURE_VERSIONS)),
-        is_champion=CHAMPION_ALIAS in aliases,
-        is_previous_champion=PREVIOUS_CHAMPION_ALIAS in aliases,
-        validated=validated,
-        inconclusive_gates=_gate_names(tags.get(TAG_INCONCLUSIVE_GATES)),
-    )
+def artifact_digest(tracking: TrackingLocation, model_name: str, version: int) -> str:
+    """Re-hash the registry's artifact of one version now (what would actually be served).
 
-
-def all_version_facts(client: MlflowClient, model_name: str) -> list[VersionFacts]:
-    """Facts of every version of ``model_name``, oldest first ([] if the model is unknown)."""
-    versions = client.search_model_versions(f"name = '{model_name}'")
-    numbers = sorted(int(v.version) for v in versions)
-    return [version_facts(client, model_name, number) for number in numbers]
+    The booster is read through XGBoost's native format (data, not code) and hashed exactly as
+    at registration (:func:`booster_digest`), so any change to the stored bytes shows.
+    """
+    if _model_version(tracking.client(), model_name, version) is None:
+        raise Refusal(
+            "unknown_version",
+            f"{model_name} version {version} does not exist in the model registry",
+        )
+    return booster_digest(load_booster(tracking, f"models:/{model_name}/{int(version)}"))
 
 
 def record_validation(
@@ -154,10 +103,10 @@ def record_validation(
     dagster_run_id: str,
     inconclusive_gates: Sequence[str] = (),
 ) -> None:
-    """Tag the version with validation's verdict and exactly what it validated.
+    """Mirror validation's verdict as version tags, for people browsing the MLflow UI.
 
-    The validated digests are stored next to (not instead of) the version's own provenance
-    tags, so a later change to either shows up as a stale pack. ``inconclusive_gates`` (the
+    Governance never reads these back: the verdict that counts is the ``validated`` entry of the
+    audit chain, which these tags repeat. ``inconclusive_gates`` (the
     blocking gates that could not be judged) are always written, ``[]`` included, so that a
     re-validation replaces the list a waiver was checked against; an ``inconclusive`` status
     without them is refused (``ValueError``), since no waiver could then name them.
@@ -173,7 +122,7 @@ def record_validation(
         TAG_VALIDATION_PACK_DIGEST: pack_digest,
         TAG_VALIDATED_MODEL_DIGEST: model_digest,
         TAG_VALIDATED_DATA_VERSION: data_version,
-        TAG_VALIDATED_FEATURE_VERSIONS: json.dumps(feature_versions, sort_keys=True),
+        TAG_VALIDATED_FEATURE_VERSIONS: canonical_json(feature_versions),
         TAG_VALIDATED_AT: utc_timestamp(generated_at),
         TAG_VALIDATION_PACK_PATH: pack_path,
         TAG_VALIDATION_RUN_ID: dagster_run_id,
@@ -195,32 +144,33 @@ def previous_champion_version(client: MlflowClient, model_name: str) -> int | No
     return _alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS)
 
 
-def promote(client: MlflowClient, model_name: str, version: int) -> tuple[int | None, int]:
-    """Move ``champion`` to ``version`` and ``previous_champion`` to the old champion.
+def move_aliases(
+    client: MlflowClient, model_name: str, version: int, previous_champion: int | None
+) -> None:
+    """Point ``champion`` at ``version`` and ``previous_champion`` at the given version.
 
-    Returns ``(old champion or None, version)``. ``previous_champion`` is moved first, so a
-    crash between the two calls leaves the old champion serving and a retry completes the
-    move; promoting the current champion again changes nothing and returns the existing
-    ``previous_champion`` (a retried run is harmless). Call only after the approval checks.
+    Idempotent, so that a promotion killed half-way is finished by simply running it again:
+    ``previous_champion`` comes from the audit chain (the champion before this promotion, as
+    ``promotion_started`` recorded it), never from the alias, which a first attempt may already
+    have moved. ``previous_champion`` is set first: a crash in between leaves the old champion
+    serving. Call only from the promotion saga, after every check.
     """
     number = int(version)
     if _model_version(client, model_name, number) is None:
         raise ValueError(f"{model_name} has no version {number}")
-    old = champion_version(client, model_name)
-    if old == number:
-        return previous_champion_version(client, model_name), number
-    if old is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS, str(old))
+    if previous_champion is not None and previous_champion != number:
+        client.set_registered_model_alias(
+            model_name, PREVIOUS_CHAMPION_ALIAS, str(int(previous_champion))
+        )
     client.set_registered_model_alias(model_name, CHAMPION_ALIAS, str(number))
-    return old, number
 
 
-def rollback_target(client: MlflowClient, model_name: str) -> int:
-    """The version a rollback restores: the ``previous_champion``.
+def rollback_target(entries: Sequence[AuditEntry], model_name: str) -> int:
+    """The version a rollback restores: the previous champion the last promotion recorded.
 
     Raises ``Refusal("no_previous_champion")`` when there is none (never promoted twice).
     """
-    previous = previous_champion_version(client, model_name)
+    _, previous = champion_from(entries, model_name)
     if previous is None:
         raise Refusal(
             "no_previous_champion",

@@ -65,17 +65,24 @@ _REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[3]
 _FLUENT_LOCK = threading.RLock()
 
 
-class TrackingBackend(Protocol):
-    """What this module needs from ``fin_resources.mlflow_tracking.MlflowResource``.
+class TrackingLocation(Protocol):
+    """Where models are read from: enough to load a registered model (no experiment needed)."""
 
-    A protocol rather than an import, because ``fin_assets/lib`` stays free of Dagster.
-    """
-
-    tracking_uri: str
+    @property
+    def tracking_uri(self) -> str:
+        """The tracking (and registry) URI."""
+        ...
 
     def client(self) -> MlflowClient:
         """A client bound to the tracking (and registry) URI."""
         ...
+
+
+class TrackingBackend(TrackingLocation, Protocol):
+    """What this module needs from ``fin_resources.mlflow_tracking.MlflowResource``.
+
+    A protocol rather than an import, because ``fin_assets/lib`` stays free of Dagster.
+    """
 
     def experiment_id(self, name: str) -> str:
         """The experiment's id, created with an explicit artifact location if missing."""
@@ -371,7 +378,7 @@ def log_challenger(
     )
 
 
-def load_booster(tracking: TrackingBackend, model_uri: str) -> xgb.Booster:
+def load_booster(tracking: TrackingLocation, model_uri: str) -> xgb.Booster:
     """Load a logged or registered model as an XGBoost booster from this tracking server."""
     with _fluent_uri(tracking.tracking_uri):
         booster = mlflow.xgboost.load_model(model_uri)
