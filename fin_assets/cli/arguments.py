@@ -164,6 +164,15 @@ def _add_governance_commands(sub: Any) -> None:
     export.add_argument("--version", type=int, required=True)
     export.add_argument("--out", required=True)
     _runs(export, _AUDIT, "cmd_audit_export")
+    check = audit_sub.add_parser(
+        "check-bundle", help="verify an auditor bundle offline (hashes, signatures, artifact)"
+    )
+    check.add_argument("bundle", help="audit_bundle.json")
+    check.add_argument(
+        "--admin-key-id", required=True, help="the administrator key id, obtained independently"
+    )
+    check.add_argument("--model-file", default="", help="the model's booster file to re-hash")
+    _runs(check, "fin_assets.cli.bundle_commands", "cmd_audit_check_bundle")
 
 
 def build_parser() -> argparse.ArgumentParser:

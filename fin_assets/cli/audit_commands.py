@@ -21,8 +21,10 @@ from fin_assets.cli.stores import audit_store, registry_client
 from fin_assets.handoff import audit_anchor
 from fin_assets.lib.common.names import DATASETS_DIR, INGESTION_LOG_TABLE
 from fin_assets.lib.governance.audit_export import build_bundle, write_bundle
-from fin_assets.lib.governance.chain_state import decisions_from
-from fin_resources.locations import Settings
+from fin_assets.lib.governance.chain_state import decisions_from, version_facts_from
+from fin_assets.lib.governance.decision_log import facts_for
+from fin_assets.lib.governance.identity import roster_from
+from fin_resources.locations import Settings, admin_key_pin
 
 
 def _dagster_anchor() -> tuple[int, str] | None:
@@ -89,23 +91,30 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         return 1
     tags = dict(found.tags)
     summary: dict[str, Any] | None = None
-    manifest = settings.home / DATASETS_DIR / tags.get("data_version", "-") / "manifest.json"
+    with audit_store() as (_engine, chain, _policy):
+        registered = version_facts_from(chain.entries(), args.model, args.version)
+    data_version = registered.data_version or "-"
+    manifest = settings.home / DATASETS_DIR / data_version / "manifest.json"
     partitions: list[dict[str, Any]] = []
     if manifest.exists():
         summary = json.loads(manifest.read_text())
         summary.pop("known_compromised", None)
         protocol = summary["protocol"]
         partitions = _partitions(protocol["train_start"], protocol["test_end"])
-    with audit_store() as (engine, chain, _policy):
+    with audit_store() as (_engine, chain, _policy):
+        entries = chain.entries()
+        roster = roster_from(entries, pinned_admin_key_id=admin_key_pin())
+        facts = facts_for(entries, roster, args.model, args.version)
         bundle = build_bundle(
             model_name=args.model,
             version=args.version,
             version_tags=tags,
+            facts=facts,
             mlflow_run_id=str(found.run_id),
             dataset_summary=summary,
             partitions=partitions,
-            decisions=decisions_from(chain.entries(), args.model, args.version),
-            entries=chain.entries(),
+            decisions=decisions_from(entries, args.model, args.version),
+            entries=entries,
             verification=chain.verify(anchor=_dagster_anchor()),
             champion=champion_version(client, args.model),
             exported_at=datetime.now(UTC).isoformat(timespec="seconds"),

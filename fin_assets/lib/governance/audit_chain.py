@@ -15,13 +15,14 @@ Limits, stated so nobody over-trusts the chain:
   is then detected.
 - The hash is not a signature. Someone who can write to the table can rewrite the whole chain
   from some entry onward with freshly computed hashes, or append forged entries at the head; only
-  an anchor recorded before the rewrite exposes the former, and nothing inside the database can
-  expose the latter. Hence: keep write access to the audit database narrow and anchor often.
+  an anchor recorded before the rewrite exposes the former, and a forged governance act (an
+  approval, an enrolment) is exposed by its missing signature, not by the chain (see
+  ``decision_log.governance_problems``). Hence: keep write access narrow and anchor often.
 
-Entries are written one at a time under a write lock (``BEGIN IMMEDIATE`` on SQLite, ``LOCK
-TABLE ... IN SHARE ROW EXCLUSIVE MODE`` on PostgreSQL) so two writers can never both extend the
-same head and fork the chain; :meth:`AuditChain.writer` exposes that transaction so that callers
-(``decision_log``, ``approvers``) can store a decision and its audit entry atomically.
+Entries are written one at a time under a write lock (``BEGIN IMMEDIATE`` on SQLite, an advisory
+lock on PostgreSQL) so two writers can never both extend the same head and fork the chain;
+:meth:`AuditChain.writer` exposes that transaction so that callers (``decision_log``,
+``identity``) check what they append against exactly the history it extends.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ HASHED_FIELDS: Final[tuple[str, ...]] = (
 )
 #: Marks a connection that holds the chain's write lock (``Connection.info``).
 _LOCK_KEY: Final[str] = "fin_audit_chain_write_lock"
-#: PostgreSQL advisory lock taken while creating the schema.
+#: PostgreSQL advisory locks: creating the schema, and appending to the chain.
 _DDL_LOCK_KEY: Final[str] = "fin_audit_schema"
+_WRITE_KEY: Final[str] = "fin_audit_chain_writer"
 _VERIFY_BATCH: Final[int] = 1000
 
 metadata = sa.MetaData()
@@ -228,6 +230,34 @@ def ddl_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
         conn.commit()
 
 
+def _schema_in_place(engine: sa.Engine) -> bool:
+    """True when the table and its PostgreSQL triggers exist, enabled, with the original function.
+
+    Checked read-only first, so a role that may only INSERT and SELECT (the pipeline's, in
+    production) never attempts DDL it is not allowed; anything missing or altered falls through
+    to :func:`ensure_schema`'s repair, which then needs the owner's rights.
+    """
+    if _dialect(engine) != "postgresql":
+        return False
+    with engine.connect() as conn:
+        if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": TABLE_NAME}).scalar() is None:
+            return False
+        rows = conn.execute(
+            sa.text(
+                "SELECT tgname, tgenabled FROM pg_trigger "
+                "WHERE tgrelid = CAST(:table AS regclass) AND NOT tgisinternal"
+            ),
+            {"table": TABLE_NAME},
+        ).all()
+        source = conn.execute(
+            sa.text("SELECT prosrc FROM pg_proc WHERE proname = :name"),
+            {"name": f"{TABLE_NAME}_append_only"},
+        ).scalar()
+    enabled = {str(name) for name, state in rows if str(state) != "D"}
+    original = _PG_FUNCTION.split("$$")[1]
+    return set(_PG_TRIGGERS) <= enabled and source is not None and source == original
+
+
 def ensure_schema(engine: sa.Engine) -> None:
     """Create ``audit_entries`` and its append-only triggers if missing (idempotent).
 
@@ -235,6 +265,8 @@ def ensure_schema(engine: sa.Engine) -> None:
     function is replaced by the original. Other databases get the table without triggers (the
     chain still detects tampering, nothing prevents it).
     """
+    if _schema_in_place(engine):
+        return
     with ddl_transaction(engine) as conn:
         dialect = _dialect(conn)
         metadata.create_all(conn, checkfirst=True)
@@ -294,15 +326,19 @@ class AuditChain:
 
         Everything written on the yielded connection (an approval and its audit entry, say)
         commits or rolls back together. SQLite: ``BEGIN IMMEDIATE`` takes the database write lock
-        before the head is read. PostgreSQL: ``LOCK TABLE`` in SHARE ROW EXCLUSIVE mode, which
-        conflicts with itself (one writer at a time) but not with readers.
+        before the head is read. PostgreSQL: a transaction-scoped advisory lock (one writer at a
+        time, readers unaffected); the primary key on ``seq`` refuses a writer that skipped it.
         """
         with self.engine.connect() as conn:
             dialect = _dialect(conn)
             if dialect == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             elif dialect == "postgresql":
-                conn.exec_driver_sql(f"LOCK TABLE {TABLE_NAME} IN SHARE ROW EXCLUSIVE MODE")
+                # An advisory lock, not LOCK TABLE: the pipeline's role may only INSERT and
+                # SELECT audit rows, and LOCK TABLE in a writer's mode needs UPDATE rights.
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _WRITE_KEY}
+                )
             else:
                 conn.execute(
                     sa.select(audit_entries.c.seq)

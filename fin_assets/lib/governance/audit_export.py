@@ -7,6 +7,12 @@ counts of each day) → feature versions → training data version → training 
 commit, and the audit trail's own verification. The caller gathers the facts from the registry,
 the audit store, the warehouse and the Dagster instance; this module only assembles and renders
 them, so the bundle is the same whoever exports it.
+
+Governance facts (who developed, the validation verdict, the decisions) come from the audit chain,
+never from registry tags, and the bundle carries the whole chain: every signed statement inside
+it (the administrator's enrolments, the submissions, the approvals) can be re-verified offline
+from the bundle alone by :func:`verify_bundle`, given the administrator key id the auditor
+obtained independently.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from typing import Any
 
 from fin_assets.lib.common.html_format import e, html_page
 from fin_assets.lib.common.json_text import canonical_json
-from fin_assets.lib.governance.audit_chain import AuditEntry, VerifyResult
-from fin_assets.lib.governance.decision_rules import Decision
+from fin_assets.lib.governance.audit_chain import GENESIS_HASH, AuditEntry, VerifyResult
+from fin_assets.lib.governance.decision_log import governance_problems
+from fin_assets.lib.governance.decision_rules import Decision, VersionFacts
+from fin_assets.lib.governance.identity import roster_from
 
 
 def build_bundle(
@@ -27,6 +35,7 @@ def build_bundle(
     model_name: str,
     version: int,
     version_tags: Mapping[str, str],
+    facts: VersionFacts,
     mlflow_run_id: str,
     dataset_summary: Mapping[str, Any] | None,
     partitions: Sequence[Mapping[str, Any]],
@@ -36,8 +45,14 @@ def build_bundle(
     champion: int | None,
     exported_at: str,
 ) -> dict[str, Any]:
-    """The bundle as JSON-able data, in lineage order (data first, promotion last)."""
+    """The bundle as JSON-able data, in lineage order (data first, promotion last).
+
+    ``version_tags`` supply what only MLflow knows (git commit, run ids); ``facts`` (from the
+    audit chain) supply every governance fact.
+    """
     tags = dict(version_tags)
+    validated = facts.validated or {}
+    roster = roster_from(entries)
     promoted = [d for d in decisions if d.status == "promoted"]
     subject = f"{model_name}/{int(version)}"
     related = [e for e in entries if e.subject in (subject, model_name, "policy")]
@@ -54,11 +69,11 @@ def build_bundle(
             },
             {
                 "step": "feature versions",
-                "feature_versions": json.loads(tags.get("feature_versions", "{}")),
+                "feature_versions": dict(facts.feature_versions),
             },
             {
                 "step": "training data version",
-                "data_version": tags.get("data_version"),
+                "data_version": facts.data_version,
                 "snapshot": dict(dataset_summary or {}),
             },
             {
@@ -67,16 +82,18 @@ def build_bundle(
                 "dagster_run_id": tags.get("dagster_run_id"),
                 "git_commit": tags.get("git_commit"),
                 "git_dirty": tags.get("git_dirty"),
-                "developer": tags.get("developer"),
-                "model_digest": tags.get("model_digest"),
+                "developer": facts.developer,
+                "developer_key_id": facts.developer_key_id,
+                "model_digest": facts.model_digest,
             },
             {
                 "step": "validation pack",
-                "validation_status": tags.get("validation_status"),
-                "pack_digest": tags.get("validation_pack_digest"),
-                "pack_path": tags.get("validation_pack_path"),
-                "validated_at": tags.get("validated_at"),
-                "dagster_run_id": tags.get("validation_run_id"),
+                "validation_status": facts.validation_status,
+                "pack_digest": validated.get("pack_digest"),
+                "pack_path": validated.get("pack_path"),
+                "validated_at": validated.get("generated_at"),
+                "dagster_run_id": validated.get("dagster_run_id"),
+                "validated_model_digest": validated.get("model_digest"),
             },
             {
                 "step": "approval",
@@ -102,8 +119,63 @@ def build_bundle(
             "first_bad_seq": verification.first_bad_seq,
             "reason": verification.reason,
             "entries": [e.to_dict() for e in related],
+            "governance_problems": governance_problems(entries, roster),
         },
+        "administrator_key_id": roster.admin.key_id if roster.admin else None,
+        "full_chain": [e.to_dict() for e in entries],
     }
+
+
+def _entry_from_dict(plain: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        seq=int(plain["seq"]),
+        recorded_at=str(plain["recorded_at"]),
+        actor=str(plain["actor"]),
+        action=str(plain["action"]),
+        subject=str(plain["subject"]),
+        payload_json=canonical_json(plain["payload"]),
+        prev_hash=str(plain["prev_hash"]),
+        entry_hash=str(plain["entry_hash"]),
+    )
+
+
+def verify_bundle(
+    bundle: Mapping[str, Any], *, admin_key_id: str, model_digest: str | None = None
+) -> list[str]:
+    """Everything an auditor checks offline from a bundle alone; [] when it all holds.
+
+    Re-computes every entry's hash and link of the full chain; re-verifies every signed statement
+    against keys the administrator (``admin_key_id``, obtained out of band) enrolled; checks that
+    the version's promotions rest on validly signed approvals of the same artifact; and, when
+    ``model_digest`` (the sha256 of the model the auditor re-hashed) is given, that the approvals
+    name exactly that artifact.
+    """
+    problems: list[str] = []
+    entries = [_entry_from_dict(plain) for plain in bundle.get("full_chain") or []]
+    prev = GENESIS_HASH
+    for expected_seq, entry in enumerate(entries, start=1):
+        if entry.seq != expected_seq or entry.prev_hash != prev:
+            problems.append(f"entry {entry.seq}: out of sequence or not linked to its predecessor")
+        if entry.computed_hash() != entry.entry_hash:
+            problems.append(f"entry {entry.seq}: its hash does not match its content")
+        prev = entry.entry_hash
+    roster = roster_from(entries, pinned_admin_key_id=admin_key_id)
+    if roster.admin is None:
+        problems.append(f"the chain's trust root is not the administrator key {admin_key_id[:12]}")
+    problems.extend(governance_problems(entries, roster))
+    subject = f"{bundle['model_name']}/{int(bundle['model_version'])}"
+    approvals = [
+        e for e in entries if e.subject == subject and e.action in ("approved", "rollback_approved")
+    ]
+    if model_digest is not None:
+        for entry in approvals:
+            if entry.payload.get("model_digest") != model_digest:
+                problems.append(
+                    f"entry {entry.seq}: the approval names artifact "
+                    f"{str(entry.payload.get('model_digest'))[:16]}…, not the re-hashed "
+                    f"{model_digest[:16]}…"
+                )
+    return problems
 
 
 def _cell(value: Any) -> str:
