@@ -86,8 +86,9 @@ def _sensor_runs(name: str, instance: Any) -> tuple[list[Any], str]:
     return [], "no result"
 
 
-def _execute(job_name: str, request: Any, instance: Any) -> Any:
-    """Execute a sensor's run request in process, with its run key and tags."""
+def _execute(job_name: str, request: Any, instance: Any, sensor: str) -> Any:
+    """Execute a sensor's run request in process, with its tags and the sensor's name (as the
+    daemon tags the runs it launches for a sensor)."""
 
     defs = load_definitions()
 
@@ -97,7 +98,7 @@ def _execute(job_name: str, request: Any, instance: Any) -> Any:
     return defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
         run_config=run_config,
-        tags={**request.tags, "fin/demo": "1"},
+        tags={**request.tags, "fin/demo": "1", "dagster/sensor_name": sensor},
         raise_on_error=False,
     )
 
@@ -255,7 +256,7 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         return 1
     requests, reason = _sensor_runs("approval_sensor", instance)
     for request in requests:
-        result = _execute("promote_champion_job", request, instance)
+        result = _execute("promote_champion_job", request, instance, "approval_sensor")
         ok &= result.success
         print(
             f"approval_sensor fired: promotion run {result.run_id[:8]} "
@@ -287,7 +288,7 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
             f"  {report.get('max_psi_feature', '')!s:<36}{verdict}"
         )
         for request in requests:
-            result = _execute("retrain_challenger_job", request, instance)
+            result = _execute("retrain_challenger_job", request, instance, "drift_retrain_sensor")
             ok &= result.success
             retrained = last_metadata(result, "validation_pack")
             print(f"  retraining run {result.run_id[:8]}: {request.tags.get('fin/breach', '')}")

@@ -22,7 +22,9 @@ from mlflow.tracking import MlflowClient
 from playwright.sync_api import Page, expect
 
 from fin_assets.lib.governance.audit_chain import AuditChain
-from fin_assets.lib.governance.decision_log import decisions_for
+from fin_assets.lib.governance.chain_state import decisions_from
+from fin_assets.lib.governance.decision_log import governance_problems
+from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.training.training_data import load_snapshot
 from tests.browser import artifact_path, browser_page
 from tests.dagster_ui import dismiss_popups, running_ui, wait_for_text
@@ -41,7 +43,10 @@ def test_the_demo_tells_the_whole_governed_story(demo_run: DemoRun) -> None:
         "== ingesting 67 simulated days under the data contract ==",
         "== training challenger v1",
         "validation passed:",
-        "demo-validator approved version 1 (decision #1); developer was dana.developer",
+        "enrolled demo-developer as developer",
+        "enrolled demo-validator as validator",
+        "demo-developer signed the submission of v1",
+        "demo-validator signed the approval of v1 (decision #",
         "approval_sensor fired: promotion run",
         "champion scoring and monitoring day by day (drift injected from 2018-06-09)",
         "fires retraining",
@@ -92,13 +97,18 @@ def test_the_stores_hold_what_the_story_says(demo_run: DemoRun) -> None:
     assert str(client.get_model_version_by_alias("fraud_detector", "champion").version) == "1"
     v2 = client.get_model_version("fraud_detector", "2")
     assert v2.tags["validation_status"] in ("passed", "failed")
-    assert v2.tags["developer"] == "dana.developer"
+    assert v2.tags["developer"] == "service:sensor:drift_retrain_sensor"
 
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{home / 'audit.db'}")
-    decisions = decisions_for(engine, "fraud_detector")
+    decisions = decisions_from(AuditChain(engine).entries(), "fraud_detector")
     assert [(d.version, d.kind, d.status) for d in decisions] == [(1, "approve", "promoted")]
+    assert decisions[0].approver == "demo-validator"
+    entries = AuditChain(engine).entries()
+    assert governance_problems(entries, roster_from(entries)) == []
+    submitted = [e for e in entries if e.action == "submitted_for_validation"]
+    assert [(e.actor, e.subject) for e in submitted] == [("demo-developer", "fraud_detector/1")]
     actions = [e.action for e in AuditChain(engine).entries()]
     assert actions.count("validated") == 2 and actions.count("promoted") == 1
     assert AuditChain(engine).verify().ok
@@ -224,10 +234,11 @@ def test_ui_shows_every_asset_group_and_the_models_metadata(
     assert recorded["model_version"] == "2"
     assert _registered_run_id(fin_home, "2") == recorded["mlflow_run_id"]
     champion = _latest(fin_home, CHAMPION, ("champion_version", "approved_by", "decision_id"))
+    approval = _approval_seq(fin_home)
     assert champion == {
         "champion_version": "1",
         "approved_by": "demo-validator",
-        "decision_id": "1",
+        "decision_id": str(approval),
     }
     groups = asset_groups()
     expected = {"ingestion", "features", "training", "validation", "governance", "monitoring"}
@@ -284,3 +295,15 @@ def test_ui_shows_every_asset_group_and_the_models_metadata(
     survivors = [p for p in processes if _running(p)]
     assert survivors == [], f"still running after the UI stopped: {survivors}"
     assert _ui_processes(port) == []
+
+
+def _approval_seq(fin_home: Path) -> int:
+    """The chain entry of the demo's one approval (a decision's id is its entry's seq)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{fin_home / 'audit.db'}")
+    try:
+        (approved,) = AuditChain(engine).entries(action="approved")
+    finally:
+        engine.dispose()
+    return approved.seq

@@ -1,10 +1,13 @@
-"""Governance on a real instance: validation gates, approvals, the sensor, promotion, rollback.
+"""Governance on a real instance: people and keys, gates, signed approvals, the saga, attacks.
 
 One pipeline is built for the module (ingest → dbt features → challenger v1 in MLflow) and the
-tests follow a model's governed life in order: a promotion without an approval is refused, a
-failing gate blocks promotion in the same run, refusals by the CLI, an approval carried out by
-``approval_sensor``, a second champion, a rollback, the auditor bundle, an inconclusive version
-promoted only through a waiver, and tampering detected.
+tests follow a model's governed life in order: people enrolled by the administrator (and a
+self-enrolment refused), a promotion without an approval refused, a failing gate blocking
+promotion in the same run, refusals by the CLI (an edited registry tag included), a signed
+approval carried out by ``approval_sensor``, a second champion, a rollback, the auditor bundle
+verified offline, an inconclusive version promoted only through a waiver, a promotion killed
+half-way and finished by its retry while a second one waits its turn, an alias moved by hand, a
+forged approval row, and tampering detected. Every attack leaves its refusal in the audit trail.
 """
 
 from __future__ import annotations
@@ -28,17 +31,27 @@ from fin_assets.definitions import defs as load_definitions
 from fin_assets.governance import champion_model
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
 from fin_assets.lib.governance.audit_chain import AuditChain
-from fin_assets.lib.governance.decision_log import ACTION_REFUSED, decisions_for, pending_promotions
+from fin_assets.lib.governance.chain_state import (
+    ACTION_REFUSED,
+    ACTION_VALIDATED,
+    decisions_from,
+    pending_promotions,
+)
+from fin_assets.lib.governance.decision_log import begin_promotion, facts_for, governance_problems
+from fin_assets.lib.governance.decision_rules import VersionFacts
+from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.registry_facts import (
     champion_version,
+    move_aliases,
     previous_champion_version,
-    record_validation,
-    version_facts,
 )
+from fin_assets.lib.training.model_registry import load_booster
+from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
 from fin_assets.monitoring import scored_transactions
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
 from fin_resources.locations import Settings
+from fin_resources.mlflow_client import TrackingServer
 from fin_resources.mlflow_tracking import MlflowResource
 
 pytestmark = pytest.mark.slow
@@ -50,6 +63,16 @@ CONFIG = TrainingConfig(
 )
 DEVELOPER = "dana.developer"
 VALIDATOR = "vera.validator"
+OFFICER = "otto.mro"
+AUDITOR = "ada.auditor"
+#: Who is enrolled with which role. Dana holds the validator role too (a small team), which is
+#: exactly when separation of duties must compare keys: she may not approve what she submitted.
+PEOPLE = {
+    VALIDATOR: "validator",
+    DEVELOPER: "validator",
+    AUDITOR: "auditor",
+    OFFICER: "model_risk_officer",
+}
 
 
 def _policy_file(directory: Path, name: str, auc_floor: float) -> Path:
@@ -86,7 +109,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         mp.setenv("DAGSTER_HOME", str(home / "dagster"))
         mp.setenv("FIN_SIM_CUSTOMERS", "500")
         mp.setenv("FIN_SIM_TERMINALS", "1000")
-        mp.setenv("FIN_DEVELOPER", DEVELOPER)
+        mp.delenv("FIN_SIGNING_KEY_FILE", raising=False)
+        mp.delenv("FIN_ADMIN_KEY_FILE", raising=False)
+        mp.delenv("FIN_ADMIN_KEY_ID", raising=False)
         mp.setenv("FIN_POLICY", str(lenient))
         init_home()
         days = [FIRST_DAY + timedelta(days=i) for i in range(DAYS)]
@@ -97,7 +122,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         assert train.execute_in_process(
             instance=instance, run_config=training_run_config(CONFIG)
         ).success
-        yield {"home": home, "instance": instance, "lenient": lenient, "strict": strict, "mp": mp}
+        yield {
+            "home": home,
+            "keys": home.parent / "keys",
+            "instance": instance,
+            "lenient": lenient,
+            "strict": strict,
+            "mp": mp,
+        }
         instance.dispose()
 
 
@@ -110,6 +142,25 @@ def _client() -> Any:
 
 def _engine() -> sa.Engine:
     return sa.create_engine(Settings.from_env().audit_url)
+
+
+def _entries() -> list[Any]:
+    return AuditChain(_engine()).entries()
+
+
+def _facts(version: int) -> VersionFacts:
+    entries = _entries()
+    return facts_for(entries, roster_from(entries), "fraud_detector", version)
+
+
+def _key(world: dict[str, Any], name: str) -> str:
+    return str(world["keys"] / f"{name}.key")
+
+
+def _decide(
+    capsys: pytest.CaptureFixture[str], world: dict[str, Any], verb: str, name: str, *args: str
+) -> tuple[int, str, str]:
+    return _cli(capsys, verb, *args, "--key", _key(world, name))
 
 
 def _materialize(world: dict[str, Any], assets: list[Any], **config: Any) -> Any:
@@ -151,6 +202,70 @@ def _run_request(world: dict[str, Any], request: dg.RunRequest) -> dg.ExecuteInP
     )
 
 
+def test_people_are_enrolled_only_with_the_administrator_key(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = world["keys"]
+    code, out, err = _cli(
+        capsys, "admin", "init", "--name", "ada.admin", "--key-out", _key(world, "admin")
+    )
+    assert code == 0, err
+    assert "FIN_ADMIN_KEY_ID=" in out
+    assert (keys / "admin.key").stat().st_mode & 0o777 == 0o600
+    for name, role in PEOPLE.items():
+        code, out, err = _cli(capsys, "keys", "create", "--out", _key(world, name))
+        assert code == 0, err
+        code, out, err = _cli(
+            capsys,
+            "people",
+            "enrol",
+            name,
+            "--role",
+            role,
+            "--public-key",
+            f"{_key(world, name)}.pub.json",
+            "--admin-key",
+            _key(world, "admin"),
+        )
+        assert code == 0, err
+        assert f"enrolled {name} as {role}" in out
+    # Self-enrolment: the developer signs an enrolment of a second identity with her own key.
+    _cli(capsys, "keys", "create", "--out", _key(world, "sock.puppet"))
+    code, _, err = _cli(
+        capsys,
+        "people",
+        "enrol",
+        "sock.puppet",
+        "--role",
+        "validator",
+        "--public-key",
+        f"{_key(world, 'sock.puppet')}.pub.json",
+        "--admin-key",
+        _key(world, DEVELOPER),
+    )
+    assert code == 3 and "refused (admin_required)" in err
+    refused = AuditChain(_engine()).entries(action=ACTION_REFUSED)[-1]
+    assert (refused.subject, refused.payload["code"]) == ("person/sock.puppet", "admin_required")
+    code, out, _ = _cli(capsys, "people", "list")
+    assert code == 0 and "sock.puppet" not in out
+    assert sorted(p.name for p in roster_from(_entries()).people()) == sorted(PEOPLE)
+
+
+def _run_request_allowing_failure(
+    world: dict[str, Any], request: dg.RunRequest
+) -> dg.ExecuteInProcessResult:
+    return (
+        load_definitions()
+        .resolve_job_def("promote_champion_job")
+        .execute_in_process(
+            instance=world["instance"],
+            run_config=request.run_config,
+            tags=request.tags,
+            raise_on_error=False,
+        )
+    )
+
+
 def test_champion_model_refuses_to_promote_without_an_approval(world: dict[str, Any]) -> None:
     result = dg.materialize(
         [champion_model],
@@ -160,7 +275,7 @@ def test_champion_model_refuses_to_promote_without_an_approval(world: dict[str, 
     )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "no recorded approval" in str(failure.event_specific_data)
+    assert "no signed approval" in str(failure.event_specific_data)
     assert champion_version(_client(), "fraud_detector") is None
     refused = AuditChain(_engine()).entries(action=ACTION_REFUSED)
     assert refused[-1].payload["code"] == "no_approval"
@@ -179,39 +294,37 @@ def test_a_failing_blocking_gate_stops_promotion_in_the_same_run(
     assert checks["auc_roc_floor"].severity == dg.AssetCheckSeverity.ERROR
     assert result.asset_materializations_for_node("validation_pack")
     assert not result.asset_materializations_for_node("champion_model")
-    assert version_facts(_client(), "fraud_detector", 1).validation_status == "failed"
+    assert _facts(1).validation_status == "failed"
 
 
 def test_the_cli_refuses_every_decision_that_breaks_a_rule(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _cli(capsys, "approvers", "add", VALIDATOR, "--role", "validator")
-    assert code == 0
-    world["token"] = out.strip().splitlines()[-1]
-    _, out, _ = _cli(capsys, "approvers", "add", DEVELOPER, "--role", "validator")
-    developer_token = out.strip().splitlines()[-1]
-    _, out, _ = _cli(capsys, "approvers", "add", "ada.auditor", "--role", "auditor")
-    auditor_token = out.strip().splitlines()[-1]
-    base = ["--version", "1", "--rationale", "read the pack"]
+    code, _, err = _cli(capsys, "submit", "--version", "1", "--key", _key(world, DEVELOPER))
+    assert code == 0, err
+    assert _facts(1).developer == DEVELOPER
+    # An edited tag is not a verdict: the strict run above left v1 failed in the audit chain.
+    _client().set_model_version_tag("fraud_detector", "1", TAG_VALIDATION_STATUS, "passed")
+    base = ["approve", "--version", "1", "--rationale", "read the pack"]
     cases = [
-        ([*base, "--as", VALIDATOR, "--token", "not-the-token"], "wrong_token"),
-        ([*base, "--as", "nobody", "--token", "x"], "unknown_approver"),
-        ([*base, "--as", "ada.auditor", "--token", auditor_token], "role_not_allowed"),
-        ([*base, "--as", DEVELOPER, "--token", developer_token], "separation_of_duties"),
-        # The strict run above left v1 failed: a failed validation cannot be approved.
-        ([*base, "--as", VALIDATOR, "--token", world["token"]], "validation_not_passed"),
+        ([*base, "--key", _key(world, "sock.puppet")], "unknown_key"),
+        ([*base, "--key", _key(world, AUDITOR)], "role_not_allowed"),
+        ([*base, "--key", _key(world, DEVELOPER)], "separation_of_duties"),
+        ([*base, "--key", _key(world, VALIDATOR)], "validation_not_passed"),
         (
-            ["--version", "99", "--rationale", "x", "--as", VALIDATOR, "--token", world["token"]],
+            ["approve", "--version", "99", "--rationale", "x", "--key", _key(world, VALIDATOR)],
             "unknown_version",
         ),
     ]
     for args, code_expected in cases:
-        code, _, err = _cli(capsys, "approve", *args)
+        code, _, err = _cli(capsys, *args)
         assert code == 3, (args, err)
         assert f"refused ({code_expected})" in err
     codes = [e.payload["code"] for e in AuditChain(_engine()).entries(action="refused")]
     assert codes[-len(cases) :] == [c for _, c in cases]
-    assert decisions_for(_engine(), "fraud_detector") == []
+    assert decisions_from(_entries(), "fraud_detector") == []
+    code, _, err = _cli(capsys, "approve", "--version", "1", "--rationale", "x")
+    assert code == 3 and "FIN_SIGNING_KEY_FILE" in err
 
 
 def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
@@ -222,39 +335,24 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     digest = first.asset_materializations_for_node("validation_pack")[0].metadata["pack_digest"]
     code, out, _ = _cli(capsys, "pending")
     assert code == 0 and "\n1        passed" in out
-    code, out, err = _cli(
-        capsys,
-        "approve",
-        "--version",
-        "1",
-        "--as",
-        VALIDATOR,
-        "--token",
-        world["token"],
-        "--rationale",
-        "gates pass; segments reviewed",
+    code, out, err = _decide(
+        capsys, world, "approve", VALIDATOR, "--version", "1", "--rationale", "gates pass"
     )
     assert code == 0, err
     assert "approved: fraud_detector version 1 by vera.validator" in out
+    approved = AuditChain(_engine()).entries(action="approved")[-1]
+    assert approved.payload["developer"] == DEVELOPER
+    assert approved.payload["envelope"]["payloadType"] == "application/vnd.in-toto+json"
     # A second verdict on the same version is refused.
-    code, _, err = _cli(
-        capsys,
-        "reject",
-        "--version",
-        "1",
-        "--as",
-        VALIDATOR,
-        "--token",
-        world["token"],
-        "--rationale",
-        "changed my mind",
+    code, _, err = _decide(
+        capsys, world, "reject", VALIDATOR, "--version", "1", "--rationale", "changed my mind"
     )
     assert code == 3 and "already_decided" in err
 
     sensed = _sensor(world, "approval_sensor")
     (request,) = sensed.run_requests
-    (decision,) = pending_promotions(_engine())
-    assert request.run_key == f"promotion-{decision.id}"
+    (decision,) = pending_promotions(_entries())
+    assert request.run_key == f"promotion-{decision.id}-attempt-1"
     # Regenerating the pack from the same lineage in the promotion run gives the same digest,
     # so the approval still matches (it would be refused as stale otherwise).
     result = _materialize(world, [validation_pack, champion_model], decision_id=decision.id)
@@ -265,7 +363,7 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     assert meta["champion_version"].value == 1
     assert meta["approved_by"].value == VALIDATOR
     assert champion_version(_client(), "fraud_detector") == 1
-    assert pending_promotions(_engine()) == []
+    assert pending_promotions(_entries()) == []
     assert isinstance(_sensor(world, "approval_sensor"), dg.SkipReason)
     code, out, _ = _cli(capsys, "audit", "verify")
     assert code == 0 and "audit trail intact" in out
@@ -285,17 +383,8 @@ def test_a_second_champion_then_a_rollback_through_an_approval(
     assert pack["champion_version"].value == 1
     pack_json = json.loads(Path(str(pack["validation_pack_json"].value)).read_text())
     assert pack_json["champion_comparison"]["champion"]["model_version"] == 1
-    code, _, err = _cli(
-        capsys,
-        "approve",
-        "--version",
-        "2",
-        "--as",
-        VALIDATOR,
-        "--token",
-        world["token"],
-        "--rationale",
-        "beats the champion",
+    code, _, err = _decide(
+        capsys, world, "approve", VALIDATOR, "--version", "2", "--rationale", "beats the champion"
     )
     assert code == 0, err
     (request,) = _sensor(world, "approval_sensor").run_requests
@@ -306,15 +395,8 @@ def test_a_second_champion_then_a_rollback_through_an_approval(
         previous_champion_version(client, "fraud_detector"),
     ) == (2, 1)
 
-    code, out, err = _cli(
-        capsys,
-        "rollback",
-        "--as",
-        VALIDATOR,
-        "--token",
-        world["token"],
-        "--rationale",
-        "v2 alerts spiked in production",
+    code, out, err = _decide(
+        capsys, world, "rollback", VALIDATOR, "--rationale", "v2 alerts spiked in production"
     )
     assert code == 0, err
     assert "fraud_detector version 1" in out
@@ -345,6 +427,19 @@ def test_the_auditor_bundle_follows_the_decision_back_to_the_raw_partitions(
     assert len(steps["promotion"]["promotions"]) == 2 and bundle["is_champion"] is True
     assert bundle["audit_trail"]["verified"] is True
     assert "vera.validator" in (tmp_path / "audit_bundle.html").read_text()
+    # Offline, from the bundle alone: hashes, every signature, and the model file re-hashed.
+    admin_id = roster_from(_entries()).admin.key_id  # type: ignore[union-attr]
+    model_file = tmp_path / "model.ubj"
+    tracking = TrackingServer(Settings.from_env().mlflow_tracking_uri)
+    load_booster(tracking, "models:/fraud_detector/1").save_model(str(model_file))
+    check = ["audit", "check-bundle", str(tmp_path / "audit_bundle.json")]
+    code, out, err = _cli(
+        capsys, *check, "--admin-key-id", admin_id, "--model-file", str(model_file)
+    )
+    assert code == 0, err
+    assert "verified offline" in out
+    code, _, err = _cli(capsys, *check, "--admin-key-id", "f" * 64)
+    assert code == 1 and "is not the administrator key ffffffffffff" in err
 
 
 WAIVED = ["adverse_impact_ratio", "fpr_parity"]
@@ -354,26 +449,15 @@ WAIVER_RATIONALE = "Protected group under 500 rows; quarterly fairness review ag
 def _simulate_inconclusive(version: int, gates: list[str]) -> None:
     """Re-record the version's own validation as inconclusive on ``gates``.
 
-    Simulated at the registry: the policy's gates cannot end ``inconclusive`` until the fairness
-    verdicts of the parallel change land, so the real pack passed; every other tag (pack digest,
-    validated model, data and features) is what validation_pack wrote.
+    Appended as validation_pack appends its verdict (a ``validated`` entry, the pack, model,
+    data and features unchanged): the test policy's gates cannot end inconclusive on this small
+    simulated population, so the real pack passed.
     """
-    client = _client()
-    validated = version_facts(client, "fraud_detector", version).validated or {}
-    record_validation(
-        client,
-        "fraud_detector",
-        version,
-        status="inconclusive",
-        pack_digest=str(validated["pack_digest"]),
-        model_digest=str(validated["model_digest"]),
-        data_version=str(validated["data_version"]),
-        feature_versions=dict(validated["feature_versions"]),
-        generated_at=datetime.fromisoformat(str(validated["generated_at"])),
-        pack_path=str(validated["pack_path"]),
-        dagster_run_id=str(validated["dagster_run_id"]),
-        inconclusive_gates=gates,
-    )
+    chain = AuditChain(_engine())
+    last = chain.entries(action=ACTION_VALIDATED)[-1]
+    assert last.subject == f"fraud_detector/{version}"
+    payload = {**last.payload, "status": "inconclusive", "inconclusive_gates": gates}
+    chain.append(ACTION_VALIDATED, last.actor, last.subject, payload)
 
 
 def test_an_inconclusive_version_is_promoted_only_with_a_waiver_by_an_authorised_role(
@@ -391,15 +475,13 @@ def test_an_inconclusive_version_is_promoted_only_with_a_waiver_by_an_authorised
     validated = AuditChain(_engine()).entries(action="validated")[-1]
     assert validated.payload["inconclusive_gates"] == []
     _simulate_inconclusive(3, WAIVED)
-    assert version_facts(_client(), "fraud_detector", 3).inconclusive_gates == tuple(WAIVED)
+    assert _facts(3).inconclusive_gates == tuple(WAIVED)
 
     code, out, _ = _cli(capsys, "pending")
     assert code == 0 and "\n3        inconclusive" in out
     assert "inconclusive blocking gates: adverse_impact_ratio, fpr_parity" in out
-    _, out, _ = _cli(capsys, "approvers", "add", "otto.mro", "--role", "model_risk_officer")
-    officer = out.strip().splitlines()[-1]
-    as_validator = ["--version", "3", "--as", VALIDATOR, "--token", world["token"]]
-    as_officer = ["--version", "3", "--as", "otto.mro", "--token", officer]
+    as_validator = ["--version", "3", "--key", _key(world, VALIDATOR)]
+    as_officer = ["--version", "3", "--key", _key(world, OFFICER)]
     why = ["--rationale", "discrimination and stability reviewed"]
     waive_all = ["--waive", WAIVED[0], "--waive", WAIVED[1]]
     text = ["--waiver-rationale", WAIVER_RATIONALE]
@@ -420,7 +502,7 @@ def test_an_inconclusive_version_is_promoted_only_with_a_waiver_by_an_authorised
     refused = AuditChain(_engine()).entries(action="refused")[-len(cases) :]
     assert [e.payload["code"] for e in refused] == [c for _, c in cases]
     assert [e.subject for e in refused] == ["fraud_detector/3"] * len(cases)
-    assert [d.version for d in decisions_for(_engine(), "fraud_detector")] == [1, 2, 1]
+    assert [d.version for d in decisions_from(_entries(), "fraud_detector")] == [1, 2, 1]
 
     code, out, err = _cli(capsys, "approve", *as_officer, *why, *waive_all, *text)
     assert code == 0, err
@@ -483,6 +565,101 @@ def test_scoring_serves_only_the_promoted_version(world: dict[str, Any]) -> None
     )
     assert refused.payload["attempted"] == "score with the champion"
     assert not refused_run.asset_materializations_for_node("scored_transactions")
+
+
+def _train_validated(world: dict[str, Any], seed: int) -> int:
+    config = CONFIG.model_copy(update={"seed": seed})
+    train = load_definitions().resolve_job_def("retrain_challenger_job")
+    result = train.execute_in_process(
+        instance=world["instance"], run_config=training_run_config(config)
+    )
+    assert result.success
+    pack = result.asset_materializations_for_node("validation_pack")[0].metadata
+    assert pack["validation_status"].value == "passed"
+    return int(pack["model_version"].value)
+
+
+def test_a_promotion_killed_half_way_is_finished_by_its_retry_and_promotions_take_turns(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = _train_validated(world, 31), _train_validated(world, 37)
+    for version in (first, second):
+        code, _, err = _decide(
+            capsys, world, "approve", VALIDATOR, "--version", str(version), "--rationale", "ok"
+        )
+        assert code == 0, err
+    a, b = pending_promotions(_entries())
+    assert (a.version, b.version) == (first, second)
+    # The run promoting ``a`` is killed after moving the aliases, before recording ``promoted``.
+    chain = AuditChain(_engine())
+    previous, resumed = begin_promotion(chain, a, "killed-run")
+    assert (previous, resumed) == (3, False)
+    move_aliases(_client(), "fraud_detector", first, previous)
+    assert champion_version(_client(), "fraud_detector") == first
+
+    requests = {
+        r.tags["fin/decision_id"]: r for r in _sensor(world, "approval_sensor").run_requests
+    }
+    assert sorted(requests) == sorted([str(a.id), str(b.id)])
+    # ``b`` cannot start while ``a`` is unfinished: refused for now, not for good.
+    waiting = _run_request_allowing_failure(world, requests[str(b.id)])
+    assert not waiting.success
+    refused = AuditChain(_engine()).entries(action=ACTION_REFUSED)[-1]
+    assert refused.payload["code"] == "promotion_in_progress"
+    assert [d.id for d in pending_promotions(_entries())] == [a.id, b.id]
+    # The retry of ``a`` finishes the saga with the champion from before the kill.
+    finished = _run_request(world, requests[str(a.id)])
+    meta = finished.asset_materializations_for_node("champion_model")[0].metadata
+    assert meta["resumed_interrupted_promotion"].value is True
+    assert meta["previous_champion_version"].value == 3
+    promoted = AuditChain(_engine()).entries(action="promoted")[-1]
+    assert (promoted.subject, promoted.payload["previous_champion"]) == (
+        f"fraud_detector/{first}",
+        3,
+    )
+    # The sensor retries ``b`` (its first run failed), which now goes through.
+    (retry,) = _sensor(world, "approval_sensor").run_requests
+    assert retry.run_key == f"promotion-{b.id}-attempt-2"
+    assert _run_request(world, retry).success
+    client = _client()
+    assert (
+        champion_version(client, "fraud_detector"),
+        previous_champion_version(client, "fraud_detector"),
+    ) == (second, first)
+    assert [e.payload["decision_id"] for e in AuditChain(_engine()).entries(action="promoted")][
+        -2:
+    ] == [a.id, b.id]
+    assert isinstance(_sensor(world, "approval_sensor"), dg.SkipReason)
+
+
+def test_an_approval_row_forged_in_the_database_never_promotes(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An insider with the pipeline's database credentials appends a hash-valid approval."""
+    champion_before = champion_version(_client(), "fraud_detector")
+    chain = AuditChain(_engine())
+    genuine = chain.entries(action="approved")[0]
+    forged_payload = {**genuine.payload, "version": 2, "approver": VALIDATOR}
+    forged = chain.append("approved", VALIDATOR, "fraud_detector/2", forged_payload)
+    assert chain.verify().ok  # the hash chain alone cannot tell
+    (request,) = _sensor(world, "approval_sensor").run_requests
+    assert request.tags["fin/decision_id"] == str(forged.seq)
+    result = _run_request_allowing_failure(world, request)
+    assert not result.success
+    refusal = AuditChain(_engine()).entries(action="promotion_refused")[-1]
+    assert refusal.payload["decision_id"] == forged.seq
+    assert refusal.payload["code"] == "statement_mismatch"
+    assert champion_version(_client(), "fraud_detector") == champion_before
+    problems = governance_problems(_entries(), roster_from(_entries()))
+    assert any(p.startswith(f"entry {forged.seq} (approved fraud_detector/2)") for p in problems)
+    # Without any envelope at all: refused as unsigned.
+    unsigned = {k: v for k, v in forged_payload.items() if k != "envelope"}
+    bare = chain.append("approved", VALIDATOR, "fraud_detector/2", unsigned)
+    (request,) = _sensor(world, "approval_sensor").run_requests
+    assert not _run_request_allowing_failure(world, request).success
+    last = AuditChain(_engine()).entries(action="promotion_refused")[-1]
+    assert (last.payload["decision_id"], last.payload["code"]) == (bare.seq, "bad_signature")
+    assert champion_version(_client(), "fraud_detector") == champion_before
 
 
 def test_tampering_with_the_audit_trail_is_detected_by_the_cli(
