@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
-from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from fin_assets.lib.governance.approvers import (
     add_approver,
     authenticate,
     deactivate_approver,
     list_approvers,
 )
+from fin_assets.lib.governance.governance_tables import approvers, decisions, ensure_schema
+
+from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.governance.decision_log import (
     approval_for,
@@ -46,7 +47,6 @@ from fin_assets.lib.governance.decision_rules import (
     check_promotion,
     inconclusive_gate_names,
 )
-from fin_assets.lib.governance.governance_tables import approvers, decisions, ensure_schema
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 MODEL = "fraud_detector"
