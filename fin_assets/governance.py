@@ -23,6 +23,7 @@ from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.lib.governance.artifact_hash import artifact_digest
 from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry
 from fin_assets.lib.governance.chain_state import (
     champion_from,
@@ -50,7 +51,6 @@ from fin_assets.lib.governance.decision_rules import (
 )
 from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.registry_facts import (
-    artifact_digest,
     champion_version,
     move_aliases,
 )
@@ -130,21 +130,15 @@ def _verified_entries(chain: AuditChain) -> list[AuditEntry]:
 
 
 def _checked_decision(
-    context: dg.AssetExecutionContext,
-    config: PromotionConfig,
-    chain: AuditChain,
-    mlflow: MlflowResource,
-) -> tuple[Decision, VersionFacts]:
-    """The pending decision, verified field for field against its signature and the chain, with
-    the rules re-checked and the registry's artifact re-hashed. Raises :class:`Refusal`."""
-    entries = _verified_entries(chain)
-    decision = _pending_decision(context, config, entries)
+    decision: Decision, entries: list[AuditEntry], mlflow: MlflowResource
+) -> VersionFacts:
+    """Verify ``decision`` field for field against its signature and the chain, re-check the
+    rules and re-hash the registry's artifact; the version's facts. Raises :class:`Refusal`."""
     roster = roster_from(entries, pinned_admin_key_id=admin_key_pin())
     now = datetime.now(UTC)
     verify_decision(entries, roster, decision.id, now=now)
     facts = facts_for(entries, roster, decision.model_name, decision.version)
-    started = promotions_started(entries, decision.model_name)
-    if decision.id not in started:
+    if decision.id not in promotions_started(entries, decision.model_name):
         check_promotion(decision, facts, current_feature_versions=feature_versions(), now=now)
     digest = artifact_digest(mlflow, decision.model_name, decision.version)
     if digest != decision.model_digest:
@@ -153,7 +147,7 @@ def _checked_decision(
             f"{decision.subject}: the registry's artifact hashes to {digest[:16]}…, not to the "
             f"digest {str(decision.model_digest)[:16]}… that decision #{decision.id} approved",
         )
-    return decision, facts
+    return facts
 
 
 @dg.asset(
@@ -188,7 +182,9 @@ def champion_model(
         log_policy_change(chain, policy, PROMOTION_ACTOR)
         decision: Decision | None = None
         try:
-            decision, facts = _checked_decision(context, config, chain, mlflow)
+            entries = _verified_entries(chain)
+            decision = _pending_decision(context, config, entries)
+            facts = _checked_decision(decision, entries, mlflow)
             previous, resumed = begin_promotion(chain, decision, run_id)
         except Refusal as refusal:
             if decision is None or refusal.code in TRANSIENT_REFUSALS:

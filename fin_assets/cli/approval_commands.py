@@ -36,7 +36,6 @@ from fin_assets.lib.governance.decision_rules import (
 )
 from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.registry_facts import (
-    artifact_digest,
     champion_version,
     rollback_target,
 )
@@ -107,6 +106,9 @@ def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
     except ValueError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return REFUSED
+    # Loaded here, not at the top: hashing needs xgboost, which `pending` should not import.
+    from fin_assets.lib.governance.artifact_hash import artifact_digest
+
     with audit_store() as (_engine, chain, policy):
         try:
             digest = artifact_digest(tracking_server(), args.model, version)

@@ -34,10 +34,10 @@ from fin_assets.cli.stores import audit_store, init_home, tracking_server
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.lib.governance.artifact_hash import artifact_digest
 from fin_assets.lib.governance.decision_log import sign_and_decide, sign_and_submit
 from fin_assets.lib.governance.decision_rules import APPROVE, Refusal
 from fin_assets.lib.governance.identity import create_trust_root, enrol, roster_from
-from fin_assets.lib.governance.registry_facts import artifact_digest
 from fin_assets.lib.governance.signing import (
     generate_key,
     key_id,

@@ -14,11 +14,11 @@ import pytest
 import xgboost as xgb
 from mlflow.tracking import MlflowClient
 
+from fin_assets.lib.governance.artifact_hash import artifact_digest
 from fin_assets.lib.governance.decision_rules import Refusal
 from fin_assets.lib.governance.registry_facts import (
     CHAMPION_ALIAS,
     PREVIOUS_CHAMPION_ALIAS,
-    artifact_digest,
     champion_version,
     move_aliases,
     previous_champion_version,

@@ -54,7 +54,7 @@ def loaded_heavy_packages(args: list[str], home: Path) -> list[str]:
         (["approve", "--help"], []),
         (["audit", "verify"], ["dagster"]),
         (["pending"], ["mlflow"]),
-        (["approvers", "list"], ["mlflow"]),
+        (["people", "list"], []),
     ],
 )
 def test_a_command_imports_only_what_it_needs(

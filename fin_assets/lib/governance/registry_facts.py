@@ -7,7 +7,8 @@ audit chain were verified. The registry is not a source of governance truth: tag
 can be edited by anyone with registry access, so validation's verdict is recorded in the audit
 chain and only mirrored here as tags (:func:`record_validation`) for people browsing MLflow, and
 what serves is checked against the chain (``serving_guard``). The registry's artifact is
-re-hashed (:func:`artifact_digest`) at validation, approval, promotion and every scoring load.
+re-hashed (``artifact_hash.artifact_digest``) at validation, approval, promotion and every scoring
+load.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from fin_assets.lib.governance.decision_rules import (
     VALIDATION_PENDING,
     Refusal,
 )
-from fin_assets.lib.training.model_fit import booster_digest
-from fin_assets.lib.training.model_registry import TrackingLocation, load_booster
 from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
 
 TAG_VALIDATION_PACK_DIGEST: Final[str] = "validation_pack_digest"
@@ -72,20 +71,6 @@ def _alias_version(client: MlflowClient, model_name: str, alias: str) -> int | N
         if exc.error_code in _MISSING:
             return None
         raise
-
-
-def artifact_digest(tracking: TrackingLocation, model_name: str, version: int) -> str:
-    """Re-hash the registry's artifact of one version now (what would actually be served).
-
-    The booster is read through XGBoost's native format (data, not code) and hashed exactly as
-    at registration (:func:`booster_digest`), so any change to the stored bytes shows.
-    """
-    if _model_version(tracking.client(), model_name, version) is None:
-        raise Refusal(
-            "unknown_version",
-            f"{model_name} version {version} does not exist in the model registry",
-        )
-    return booster_digest(load_booster(tracking, f"models:/{model_name}/{int(version)}"))
 
 
 def record_validation(
