@@ -1,16 +1,24 @@
-"""Approvers, the approval rules and recorded decisions (SQLite), against the real policy file.
+"""Signed decisions recorded in the audit chain (SQLite), against the real policy file.
 
-One test per refusal code (the exact code, a message check, the ``refused`` audit entry and no
-decision written), the documented order of the rules, the happy path through promotion and
-rollback, and the token never stored in clear.
+One test per refusal code of the decision path (the exact code, a message check, the
+``refused`` audit entry and nothing else written), the documented order of the rules, the happy
+path through promotion and rollback, what signatures and the chain lock guarantee (one verdict
+per version, a statement valid only for the version and pack it names, separation of duties by
+key), and waivers of inconclusive gates.
+
+The world (an administrator and four enrolled people with real Ed25519 keys) is built once per
+module and its SQLite file copied for each test. Versions are written as the pipeline writes
+them: a ``model_registered`` entry, then ``validated`` entries, from a :class:`VersionFacts`.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import hashlib
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,25 +26,32 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from fin_assets.lib.governance.approvers import (
-    add_approver,
-    authenticate,
-    deactivate_approver,
-    list_approvers,
-)
-from fin_assets.lib.governance.governance_tables import approvers, decisions, ensure_schema
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fin_assets.lib.common.json_text import canonical_json
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH, Policy, load_policy
-from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry, compute_entry_hash
+from fin_assets.lib.governance.chain_state import (
+    ACTION_REGISTERED,
+    ACTION_VALIDATED,
+    champion_from,
+    decisions_from,
+    pending_challengers,
+    pending_promotions,
+)
 from fin_assets.lib.governance.decision_log import (
-    approval_for,
+    all_facts,
+    begin_promotion,
     decide,
-    decisions_for,
+    decision_statement,
+    facts_for,
+    governance_problems,
     log_policy_change,
     mark_promoted,
     mark_refused_at_promotion,
-    pending_challengers,
-    pending_promotions,
+    sign_and_decide,
+    sign_and_submit,
+    verify_decision,
 )
 from fin_assets.lib.governance.decision_rules import (
     REFUSAL_CODES,
@@ -47,12 +62,38 @@ from fin_assets.lib.governance.decision_rules import (
     check_promotion,
     inconclusive_gate_names,
 )
+from fin_assets.lib.governance.identity import create_trust_root, enrol, revoke, roster_from, rotate
+from fin_assets.lib.governance.registry_facts import rollback_target
+from fin_assets.lib.governance.serving_guard import check_serving
+from fin_assets.lib.governance.signing import (
+    DECISION_PREDICATE,
+    generate_key,
+    key_id,
+    public_record,
+    sign_statement,
+    unverified_statement,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
+#: When the four people were enrolled: their keys are valid until ENROLLED + 365 days.
+ENROLLED = NOW - timedelta(days=200)
 MODEL = "fraud_detector"
+#: Who registers versions: the training sensor (a service, never a person).
+SERVICE = "service:sensor:challenger_training"
+PEOPLE = {"vera": "validator", "otto": "model_risk_officer", "dana": "developer", "ann": "auditor"}
+RATIONALE = "All blocking gates pass; OOT AUC 0.87."
 #: The code's feature registry as the tests see it (canonical raw columns are not in it).
 REGISTRY = {"terminal_id_risk_7day_window": "a1b2c3d4e5f6", "customer_id_nb_tx_1day_window": "0f1e"}
 MODEL_FEATURES = {**REGISTRY, "tx_amount": "canonical:float64"}
+
+
+def sha(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def model_digest(version: int) -> str:
+    """The artifact digest of a version as registered (and re-hashed from the registry)."""
+    return sha(f"model-{version}")
 
 
 @dataclasses.dataclass
@@ -60,214 +101,593 @@ class World:
     engine: sa.Engine
     chain: AuditChain
     policy: Policy
-    tokens: dict[str, str]
+    keys: dict[str, Ed25519PrivateKey]
     db_path: Path
 
 
+def sqlite_engine(path: Path) -> sa.Engine:
+    """A real SQLite store without fsync on commit (durability against a power cut is not what
+    these tests are about, and each append is a commit): about ten times faster."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_fsync(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=OFF")
+
+    return engine
+
+
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A database with four approvers, built once (scrypt is slow on purpose) and copied."""
+def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Ed25519PrivateKey]]:
+    """A trust root and four enrolled people, built once and copied for each test."""
     db_path = tmp_path_factory.mktemp("template") / "audit.db"
-    engine = sa.create_engine(f"sqlite:///{db_path}")
+    engine = sqlite_engine(db_path)
+    chain = AuditChain(engine)
     policy = load_policy()
-    tokens = {
-        name: add_approver(engine, name, role, policy, actor="admin", now=NOW)
-        for name, role in [
-            ("vera", "validator"),
-            ("otto", "model_risk_officer"),
-            ("dana", "validator"),  # also the developer of the versions below
-            ("ann", "auditor"),
-        ]
-    }
+    keys = {"root": generate_key(), **{name: generate_key() for name in PEOPLE}}
+    create_trust_root(chain, keys["root"], "root", policy, now=ENROLLED)
+    for name, role in PEOPLE.items():
+        enrol(chain, keys["root"], name, role, public_record(keys[name]), policy, now=ENROLLED)
     engine.dispose()
-    return db_path, tokens
+    return db_path, keys
 
 
 @pytest.fixture
-def world(tmp_path: Path, template: tuple[Path, dict[str, str]]) -> Iterator[World]:
+def world(tmp_path: Path, template: tuple[Path, dict[str, Ed25519PrivateKey]]) -> Iterator[World]:
     db_path = tmp_path / "audit.db"
     shutil.copyfile(template[0], db_path)
-    engine = sa.create_engine(f"sqlite:///{db_path}")
+    engine = sqlite_engine(db_path)
     yield World(engine, AuditChain(engine), load_policy(), dict(template[1]), db_path)
     engine.dispose()
 
 
+# --- Versions as the pipeline records them ------------------------------------------------
+
+
+def validated(version: int = 3, **changes: Any) -> dict[str, Any]:
+    """What validation records for a version: its own digests, a pack two days old."""
+    return {
+        "model_digest": model_digest(version),
+        "data_version": f"data-{version}",
+        "feature_versions": dict(MODEL_FEATURES),
+        "pack_digest": sha(f"pack-{version}"),
+        "generated_at": (NOW - timedelta(days=2)).isoformat(),
+        "pack_path": f"/packs/{version}/pack.json",
+        "dagster_run_id": f"validate-{version}",
+        **changes,
+    }
+
+
 def facts(version: int = 3, **changes: Any) -> VersionFacts:
-    """A validated, passing version developed by dana, its pack two days old."""
+    """A registered, validated, passing version trained by the service."""
     base = VersionFacts(
         model_name=MODEL,
         version=version,
         exists=True,
-        developer="dana",
+        developer=SERVICE,
         validation_status="passed",
-        model_digest=f"model-{version}",
+        model_digest=model_digest(version),
         data_version=f"data-{version}",
         feature_versions=dict(MODEL_FEATURES),
-        validated={
-            "model_digest": f"model-{version}",
-            "data_version": f"data-{version}",
-            "feature_versions": dict(MODEL_FEATURES),
-            "pack_digest": f"pack-{version}",
-            "generated_at": (NOW - timedelta(days=2)).isoformat(),
-            "pack_path": f"/packs/{version}/pack.json",
-            "dagster_run_id": f"run-{version}",
-        },
+        validated=validated(version),
     )
     return dataclasses.replace(base, **changes)
 
 
-def run_decide(
-    w: World,
-    f: VersionFacts,
-    name: str = "vera",
-    kind: str = "approve",
-    *,
-    token: str | None = None,
-    rationale: str = "All blocking gates pass; OOT AUC 0.87.",
-    registry: dict[str, str] | None = None,
-    now: datetime = NOW,
-    waiver: Waiver | None = None,
-) -> Decision:
-    return decide(
-        w.engine,
-        w.chain,
-        f,
-        name,
-        w.tokens.get(name, "no-token") if token is None else token,
-        kind,
-        rationale,
-        current_feature_versions=REGISTRY if registry is None else registry,
-        policy=w.policy,
-        now=now,
-        waiver=waiver,
+def registered_only(version: int) -> VersionFacts:
+    """Registered, never validated: the chain says ``pending``."""
+    return facts(version, validation_status="pending", validated=None)
+
+
+FAIRNESS_GATES = ("adverse_impact_ratio", "fpr_parity_significance")
+WAIVER_TEXT = "Group below 500 rows; AIR 0.83 on 3 months of back-book, monthly review agreed."
+
+
+def inconclusive(version: int = 3, gates: tuple[str, ...] = FAIRNESS_GATES) -> VersionFacts:
+    """A current pack, inconclusive on ``gates`` (blocking)."""
+    return facts(version, validation_status="inconclusive", inconclusive_gates=gates)
+
+
+def waiver(*gates: str, rationale: str = WAIVER_TEXT) -> Waiver:
+    return Waiver.of(gates or FAIRNESS_GATES, rationale)
+
+
+def register(w: World, f: VersionFacts, *, now: datetime = NOW) -> AuditEntry:
+    """The ``model_registered`` entry training writes (no developer when ``f.developer`` is
+    None, as a version registered by a run that recorded nobody)."""
+    payload: dict[str, Any] = {
+        "model_digest": f.model_digest,
+        "data_version": f.data_version,
+        "feature_versions": dict(f.feature_versions),
+        "dagster_run_id": f"train-{f.version}",
+    }
+    if f.developer is not None:
+        payload["developer"] = f.developer
+    return w.chain.append(
+        ACTION_REGISTERED, f.developer or "service:unknown", f.subject, payload, now=now
     )
 
 
+def validate(w: World, f: VersionFacts, *, now: datetime = NOW) -> AuditEntry:
+    """The ``validated`` entry validation writes (a re-validation is simply another one)."""
+    pack = f.validated or {}
+    payload = {
+        "status": f.validation_status,
+        "inconclusive_gates": list(f.inconclusive_gates),
+        **{k: pack.get(k) for k in validated()},
+    }
+    return w.chain.append(ACTION_VALIDATED, "pipeline:validation_pack", f.subject, payload, now=now)
+
+
+def add(w: World, *versions: VersionFacts, now: datetime = NOW) -> None:
+    """Register each version and, unless ``validated`` is None, record its validation."""
+    for f in versions:
+        assert not (f.is_champion or f.is_previous_champion or f.developer_key_id)
+        register(w, f, now=now)
+        if f.validated is not None:
+            validate(w, f, now=now)
+
+
+# --- Deciding ------------------------------------------------------------------------------
+
+
+def run_decide(
+    w: World,
+    version: int = 3,
+    name: str = "vera",
+    kind: str = "approve",
+    *,
+    rationale: str = RATIONALE,
+    registry: dict[str, str] | None = None,
+    now: datetime = NOW,
+    waiver: Waiver | None = None,
+    artifact: str | None = None,
+    key: Ed25519PrivateKey | None = None,
+) -> Decision:
+    """What ``fin-mlops approve`` does: sign the current facts with ``name``'s key, decide."""
+    return sign_and_decide(
+        w.chain,
+        key or w.keys[name],
+        model_name=MODEL,
+        version=version,
+        kind=kind,
+        rationale=rationale,
+        artifact_digest=artifact or model_digest(version),
+        current_feature_versions=REGISTRY if registry is None else registry,
+        policy=w.policy,
+        waiver=waiver,
+        now=now,
+    )
+
+
+def signed(
+    w: World,
+    name: str,
+    version: int = 3,
+    kind: str = "approve",
+    *,
+    rationale: str = RATIONALE,
+    policy: Policy | None = None,
+    key: Ed25519PrivateKey | None = None,
+) -> dict[str, Any]:
+    """An envelope ``name`` signs now for the version as the chain records it (not decided)."""
+    entries = w.chain.entries()
+    f = facts_for(entries, roster_from(entries), MODEL, version)
+    body = decision_statement(
+        f, kind, rationale, signer=name, policy=policy or w.policy, decided_at=NOW
+    )
+    return sign_statement(body, key or w.keys[name])
+
+
+def decide_envelope(
+    w: World, envelope: dict[str, Any], version: int = 3, *, artifact: str | None = None
+) -> Decision:
+    return decide(
+        w.chain,
+        envelope,
+        model_name=MODEL,
+        version=version,
+        artifact_digest=artifact or model_digest(version),
+        current_feature_versions=REGISTRY,
+        policy=w.policy,
+        now=NOW,
+    )
+
+
+def resigned(envelope: dict[str, Any], key: Ed25519PrivateKey, **predicate: Any) -> dict[str, Any]:
+    """The envelope's statement with ``predicate`` fields changed, signed again by ``key``."""
+    body = unverified_statement(envelope)
+    body["predicate"].update(predicate)
+    return sign_statement(body, key)
+
+
+def promote(w: World, decision: Decision, run_id: str, *, now: datetime = NOW) -> AuditEntry:
+    """The promotion saga as ``champion_model`` runs it once every check passed."""
+    previous, resumed = begin_promotion(w.chain, decision, run_id, now=now)
+    assert not resumed
+    entry = mark_promoted(w.chain, decision, run_id, previous_champion=previous, now=now)
+    assert entry is not None
+    return entry
+
+
+def label(name: str, key: Ed25519PrivateKey) -> str:
+    """How a refusal names who tried: the signer the statement claims, and its key."""
+    return f"{name} (key:{key_id(key)[:12]})"
+
+
 def assert_refused(
-    w: World, code: str, message: str, call: Callable[[], object], *, actor: str = "vera"
+    w: World,
+    code: str,
+    message: str,
+    call: Callable[[], object],
+    *,
+    actor: str = "vera",
+    key: Ed25519PrivateKey | None = None,
+    attempted: str = "approve",
+    version: int = 3,
 ) -> Refusal:
-    """The call raises exactly ``code``, writes a ``refused`` entry and no decision."""
-    before = decisions_for(w.engine, MODEL)
-    refused_before = len(w.chain.entries(action="refused"))
+    """The call raises exactly ``code``; the only entry written is its ``refused`` entry."""
+    before = w.chain.entries()
     with pytest.raises(Refusal) as caught:
         call()
     refusal = caught.value
     assert refusal.code == code
     assert message in refusal.message
-    assert str(refusal).startswith(f"refused ({code}): ")
-    refused = w.chain.entries(action="refused")
-    assert len(refused) == refused_before + 1
-    payload = refused[-1].payload
-    assert (payload["code"], payload["message"]) == (code, refusal.message)
-    assert payload["policy"] == {"version": w.policy.version, "sha256": w.policy.sha256}
-    assert refused[-1].actor == actor
-    assert decisions_for(w.engine, MODEL) == before
+    assert str(refusal) == f"refused ({code}): {refusal.message}"
+    entries = w.chain.entries()
+    assert entries[:-1] == before
+    refused = entries[-1]
+    signer = key or w.keys[actor]
+    assert (refused.action, refused.actor, refused.subject) == (
+        "refused",
+        label(actor, signer),
+        f"{MODEL}/{version}",
+    )
+    assert refused.payload == {
+        "code": code,
+        "message": refusal.message,
+        "attempted": attempted,
+        "policy": {"version": w.policy.version, "sha256": w.policy.sha256},
+        "signed_by": [key_id(signer)],
+    }
+    assert decisions_from(entries) == decisions_from(before)
     assert w.chain.verify().ok
     return refusal
 
 
-def test_unknown_approver(world: World) -> None:
+def code_of(call: Callable[[], object]) -> str:
+    with pytest.raises(Refusal) as caught:
+        call()
+    return caught.value.code
+
+
+# --- Who signed ----------------------------------------------------------------------------
+
+
+def test_unknown_key(world: World) -> None:
+    add(world, facts())
+    mallory = generate_key()
     refusal = assert_refused(
         world,
-        "unknown_approver",
-        "no approver named 'nobody'",
-        lambda: run_decide(world, facts(), "nobody", token="x"),
-        actor="nobody",
+        "unknown_key",
+        f"signed by key(s) {key_id(mallory)[:12]}, none of which the administrator enrolled",
+        lambda: run_decide(world, key=mallory),
+        actor="unenrolled",
+        key=mallory,
+        attempted="decide",
     )
-    assert "fin-mlops approvers add" in refusal.message
-    payload = world.chain.entries(action="refused")[-1].payload
-    assert (payload["attempted"], payload["authenticated"]) == ("approve", False)
+    assert "fin-mlops people enrol" in refusal.message
 
 
-def test_deactivated_approver_is_unknown(world: World) -> None:
-    deactivate_approver(world.engine, "otto", actor="admin", now=NOW)
+def _payload_edited(envelope: dict[str, Any], **predicate: Any) -> dict[str, Any]:
+    body = unverified_statement(envelope)
+    body["predicate"].update(predicate)
+    payload = base64.b64encode(canonical_json(body).encode()).decode()
+    return {**envelope, "payload": payload}
+
+
+def _signed_by_another_key_claiming_vera(w: World) -> dict[str, Any]:
+    forged = signed(w, "vera", key=generate_key())
+    forged["signatures"][0]["keyid"] = key_id(w.keys["vera"])
+    return forged
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        _signed_by_another_key_claiming_vera,
+        lambda w: _payload_edited(signed(w, "vera"), rationale="Approved, trust me."),
+    ],
+    ids=["another_key_claims_veras_id", "payload_edited_after_signing"],
+)
+def test_bad_signature(world: World, forge: Callable[[World], dict[str, Any]]) -> None:
+    add(world, facts())
+    envelope = forge(world)
     assert_refused(
         world,
-        "unknown_approver",
-        "no active approver named 'otto'",
-        lambda: run_decide(world, facts(), "otto"),
-        actor="otto",
+        "bad_signature",
+        f"the statement is not validly signed: the signature does not verify with key "
+        f"{key_id(world.keys['vera'])[:12]}",
+        lambda: decide_envelope(world, envelope),
+        attempted="decide",
     )
-    assert [a.active for a in list_approvers(world.engine)] == [True, True, False, True]
 
 
-def test_wrong_token(world: World) -> None:
-    assert_refused(
+def test_key_revoked(world: World) -> None:
+    add(world, facts())
+    revoke(world.chain, world.keys["root"], "vera", "left the bank", now=NOW - timedelta(days=1))
+    refusal = assert_refused(
         world,
-        "wrong_token",
-        "FIN_APPROVER_TOKEN",
-        lambda: run_decide(world, facts(), "vera", token=world.tokens["otto"]),
+        "key_revoked",
+        f"the key {key_id(world.keys['vera'])[:12]} of vera was revoked at "
+        "2026-11-19T12:00:00+00:00 (left the bank)",
+        lambda: run_decide(world),
+        attempted="decide",
     )
-    assert_refused(world, "wrong_token", "vera", lambda: run_decide(world, facts(), token=""))
+    assert "ask the administrator to enrol a new key" in refusal.message
+
+
+def test_key_expired_at_exactly_its_expiry(world: World) -> None:
+    """A key enrolled 365 days before NOW signs until one second before NOW, not at NOW."""
+    add(world, facts())
+    vic = generate_key()
+    person = enrol(
+        world.chain,
+        world.keys["root"],
+        "vic",
+        "validator",
+        public_record(vic),
+        world.policy,
+        now=NOW - timedelta(days=365),
+    )
+    assert person.expires_at == "2026-11-20T12:00:00+00:00"
+    refusal = assert_refused(
+        world,
+        "key_expired",
+        f"the key {key_id(vic)[:12]} of vic expired at 2026-11-20T12:00:00+00:00",
+        lambda: run_decide(world, key=vic),
+        actor="vic",
+        key=vic,
+        attempted="decide",
+    )
+    assert "fin-mlops people rotate" in refusal.message
+    decision = run_decide(world, key=vic, now=NOW - timedelta(seconds=1))
+    assert (decision.approver, decision.decided_at) == ("vic", "2026-11-20T11:59:59+00:00")
 
 
 @pytest.mark.parametrize("rationale", ["", "   \n"])
 def test_rationale_required(world: World, rationale: str) -> None:
+    add(world, facts())
     assert_refused(
         world,
         "rationale_required",
-        "--rationale",
-        lambda: run_decide(world, facts(), rationale=rationale),
+        "a decision needs a rationale: say why, with --rationale TEXT",
+        lambda: run_decide(world, rationale=rationale),
     )
 
 
+# --- What was signed ------------------------------------------------------------------------
+
+
+def test_an_envelope_replayed_for_another_version_is_a_statement_mismatch(world: World) -> None:
+    add(world, facts(3), facts(4))
+    envelope = signed(world, "vera", 3)
+    refusal = assert_refused(
+        world,
+        "statement_mismatch",
+        "the signed decision does not describe fraud_detector/4 as the audit chain records it: "
+        "version signed 3, the chain says 4; "
+        f"model_digest signed '{model_digest(3)}', the chain says '{model_digest(4)}'",
+        lambda: decide_envelope(world, envelope, 4),
+        version=4,
+    )
+    assert "the statement's subject is not the registered artifact" in refusal.message
+    assert "Run the command again to sign what is current" in refusal.message
+    # The same envelope is a valid decision on the version it names.
+    assert decide_envelope(world, envelope, 3).version == 3
+
+
+def test_a_statement_signed_before_a_newer_validation_is_a_statement_mismatch(
+    world: World,
+) -> None:
+    add(world, facts())
+    envelope = signed(world, "vera")
+    revalidated = facts(validated=validated(pack_digest=sha("pack-3b")))
+    validate(world, revalidated)
+    assert_refused(
+        world,
+        "statement_mismatch",
+        f"pack_digest signed '{sha('pack-3')}', the chain says '{sha('pack-3b')}'",
+        lambda: decide_envelope(world, envelope),
+    )
+    assert decide_envelope(world, signed(world, "vera")).pack_digest == sha("pack-3b")
+
+
+def test_a_statement_signed_under_another_policy_is_a_statement_mismatch(
+    world: World, tmp_path: Path
+) -> None:
+    add(world, facts())
+    edited = tmp_path / "policy.yaml"
+    edited.write_text(DEFAULT_POLICY_PATH.read_text() + "\n# edited\n")
+    other = load_policy(edited)
+    assert_refused(
+        world,
+        "statement_mismatch",
+        f"policy_sha256 signed '{other.sha256}', the chain says '{world.policy.sha256}'",
+        lambda: decide_envelope(world, signed(world, "vera", policy=other)),
+    )
+
+
+def test_a_statement_whose_subject_is_another_artifact_is_a_statement_mismatch(
+    world: World,
+) -> None:
+    add(world, facts())
+    body = unverified_statement(signed(world, "vera"))
+    body["subject"][0]["digest"]["sha256"] = sha("other artifact")
+    envelope = sign_statement(body, world.keys["vera"])
+    refusal = assert_refused(
+        world,
+        "statement_mismatch",
+        "the statement's subject is not the registered artifact",
+        lambda: decide_envelope(world, envelope),
+    )
+    assert refusal.message == (
+        "the signed decision does not describe fraud_detector/3 as the audit chain records it: "
+        "the statement's subject is not the registered artifact. Run the command again to sign "
+        "what is current"
+    )
+
+
+def test_a_statement_of_an_unknown_decision_kind_is_a_statement_mismatch(world: World) -> None:
+    add(world, facts())
+    envelope = resigned(signed(world, "vera"), world.keys["vera"], decision="promote_now")
+    assert_refused(
+        world,
+        "statement_mismatch",
+        "the signed decision 'promote_now' is not one of ('approve', 'reject', 'rollback')",
+        lambda: decide_envelope(world, envelope),
+        attempted="promote_now",
+    )
+
+
+def test_model_digest_mismatch(world: World) -> None:
+    add(world, facts())
+    refusal = assert_refused(
+        world,
+        "model_digest_mismatch",
+        f"fraud_detector/3: the registry's artifact hashes to {sha('tampered')[:16]}…, not to "
+        f"the digest {model_digest(3)[:16]}… registered and validated",
+        lambda: run_decide(world, artifact=sha("tampered")),
+    )
+    assert "the model changed after registration" in refusal.message
+
+
+# --- The rules ------------------------------------------------------------------------------
+
+
 def test_role_not_allowed(world: World) -> None:
+    add(world, facts())
     assert_refused(
         world,
         "role_not_allowed",
         "ann has role 'auditor'; only ['validator', 'model_risk_officer'] may approve",
-        lambda: run_decide(world, facts(), "ann"),
+        lambda: run_decide(world, name="ann"),
         actor="ann",
+    )
+    assert_refused(
+        world,
+        "role_not_allowed",
+        "dana has role 'developer'; only ['validator', 'model_risk_officer'] may reject",
+        lambda: run_decide(world, name="dana", kind="reject"),
+        actor="dana",
+        attempted="reject",
     )
 
 
-def test_separation_of_duties(world: World) -> None:
+def test_separation_of_duties_the_submitters_key_may_not_decide(world: World) -> None:
+    add(world, facts())
+    submitted = sign_and_submit(
+        world.chain, world.keys["otto"], model_name=MODEL, version=3, policy=world.policy, now=NOW
+    )
+    otto = key_id(world.keys["otto"])
+    assert (submitted.action, submitted.actor, submitted.subject) == (
+        "submitted_for_validation",
+        "otto",
+        "fraud_detector/3",
+    )
+    assert (submitted.payload["key_id"], submitted.payload["role"]) == (otto, "model_risk_officer")
+    for kind in ("approve", "reject"):
+        refusal = assert_refused(
+            world,
+            "separation_of_duties",
+            f"otto (key {otto[:12]}) submitted fraud_detector version 3 and may not decide on it",
+            functools.partial(run_decide, world, 3, "otto", kind),
+            actor="otto",
+            attempted=kind,
+        )
+        assert "ask an independent validator" in refusal.message
+    decision = run_decide(world)
+    (approved,) = world.chain.entries(action="approved")
+    assert approved.seq == decision.id
+    assert (approved.payload["developer"], approved.payload["developer_key_id"]) == ("otto", otto)
+
+
+def test_separation_of_duties_survives_a_key_rotation(world: World) -> None:
+    """The submission was signed with otto's old key; his new key is still otto's."""
+    add(world, facts())
+    sign_and_submit(
+        world.chain,
+        world.keys["otto"],
+        model_name=MODEL,
+        version=3,
+        policy=world.policy,
+        now=NOW - timedelta(hours=2),
+    )
+    new_key = generate_key()
+    rotate(
+        world.chain,
+        world.keys["root"],
+        "otto",
+        public_record(new_key),
+        world.policy,
+        now=NOW - timedelta(hours=1),
+    )
     assert_refused(
         world,
         "separation_of_duties",
-        "dana developed fraud_detector version 3 and may not decide on it",
-        lambda: run_decide(world, facts(), "dana", kind="reject"),
-        actor="dana",
+        f"otto (key {key_id(new_key)[:12]}) submitted fraud_detector version 3",
+        lambda: run_decide(world, name="otto", key=new_key),
+        actor="otto",
+        key=new_key,
     )
 
 
-@pytest.mark.parametrize("status", ["failed", "pending", None])
-def test_validation_not_passed(world: World, status: str | None) -> None:
+def test_separation_of_duties_when_nobody_is_recorded_as_developer(world: World) -> None:
+    add(world, facts(developer=None))
+    refusal = assert_refused(
+        world,
+        "separation_of_duties",
+        "nobody is recorded as accountable for fraud_detector version 3",
+        lambda: run_decide(world),
+    )
+    assert "independence cannot be shown" in refusal.message
+
+
+@pytest.mark.parametrize(
+    ("version_facts", "status"),
+    [(facts(validation_status="failed"), "failed"), (registered_only(3), "pending")],
+    ids=["failed", "never_validated"],
+)
+def test_validation_not_passed(world: World, version_facts: VersionFacts, status: str) -> None:
+    add(world, version_facts)
     assert_refused(
         world,
         "validation_not_passed",
-        f"is {status!r}, not 'passed'",
-        lambda: run_decide(world, facts(validation_status=status)),
+        f"the validation status of fraud_detector version 3 is {status!r}, not 'passed'",
+        lambda: run_decide(world),
     )
-
-
-def _validated(**changes: Any) -> dict[str, Any]:
-    validated = dict(facts().validated or {})
-    validated.update(changes)
-    return validated
 
 
 STALE: dict[str, tuple[dict[str, Any], str]] = {
     "model_digest": (
-        {"model_digest": "model-retrained"},
-        "model_digest is 'model-retrained' but the pack validated 'model-3'",
+        {"model_digest": sha("retrained")},
+        f"model_digest is '{model_digest(3)}' but the pack validated '{sha('retrained')}'",
     ),
     "data_version": (
         {"data_version": "data-other"},
-        "data_version is 'data-other' but the pack validated 'data-3'",
+        "data_version is 'data-3' but the pack validated 'data-other'",
     ),
     "validated_features": (
-        {"validated": _validated(feature_versions={**MODEL_FEATURES, "tx_amount": "x"})},
+        {"feature_versions": {**MODEL_FEATURES, "tx_amount": "x"}},
         "feature versions differ from the validated ones: ['tx_amount']",
     ),
-    "no_pack": ({"validated": None}, "validation recorded no pack for this version"),
     "too_old": (
-        {"validated": _validated(generated_at=(NOW - timedelta(days=30, seconds=1)).isoformat())},
+        {"generated_at": (NOW - timedelta(days=30, seconds=1)).isoformat()},
         "the pack is 30.0 days old; the policy allows 30 days",
     ),
     "naive_time": (
-        {"validated": _validated(generated_at="2026-11-19T12:00:00")},
-        "is not an ISO timestamp with a time zone",
+        {"generated_at": "2026-11-19T12:00:00"},
+        "the pack's generated_at '2026-11-19T12:00:00' is not an ISO timestamp with a time zone",
     ),
 }
 
@@ -275,274 +695,538 @@ STALE: dict[str, tuple[dict[str, Any], str]] = {
 @pytest.mark.parametrize("case", sorted(STALE))
 def test_stale_pack(world: World, case: str) -> None:
     changes, message = STALE[case]
-    refusal = assert_refused(
-        world, "stale_pack", message, lambda: run_decide(world, facts(**changes))
-    )
-    assert "Re-run validation" in refusal.message
+    add(world, facts(validated=validated(**changes)))
+    refusal = assert_refused(world, "stale_pack", message, lambda: run_decide(world))
+    assert "Re-run validation for this version" in refusal.message
 
 
 def test_stale_pack_when_the_code_changed_a_feature(world: World) -> None:
+    add(world, facts())
     registry = {**REGISTRY, "terminal_id_risk_7day_window": "ffffffffffff"}
     assert_refused(
         world,
         "stale_pack",
         "the code's feature definitions changed since training for "
         "['terminal_id_risk_7day_window']",
-        lambda: run_decide(world, facts(), registry=registry),
+        lambda: run_decide(world, registry=registry),
     )
     removed = {"terminal_id_risk_7day_window": "a1b2c3d4e5f6"}
     assert_refused(
         world,
         "stale_pack",
         "['customer_id_nb_tx_1day_window']",
-        lambda: run_decide(world, facts(), registry=removed),
+        lambda: run_decide(world, registry=removed),
     )
 
 
 def test_a_pack_exactly_max_age_old_is_still_current(world: World) -> None:
-    old = facts(validated=_validated(generated_at=(NOW - timedelta(days=30)).isoformat()))
-    assert run_decide(world, old).status == "recorded"
+    add(world, facts(validated=validated(generated_at=(NOW - timedelta(days=30)).isoformat())))
+    assert run_decide(world).status == "recorded"
 
 
 def test_unknown_version(world: World) -> None:
-    missing = VersionFacts(model_name=MODEL, version=42, exists=False)
+    add(world, facts())
     assert_refused(
         world,
         "unknown_version",
-        "fraud_detector version 42 does not exist",
-        lambda: run_decide(world, missing),
+        "fraud_detector version 42 does not exist in the registry",
+        lambda: run_decide(world, 42),
+        version=42,
     )
-    assert world.chain.entries(action="refused")[-1].subject == "fraud_detector/42"
 
 
 def test_already_champion(world: World) -> None:
+    add(world, facts())
+    promote(world, run_decide(world), "run-1")
     assert_refused(
         world,
         "already_champion",
         "fraud_detector version 3 is already the champion; nothing to do",
-        lambda: run_decide(world, facts(is_champion=True)),
+        lambda: run_decide(world, name="otto"),
+        actor="otto",
+    )
+    assert_refused(
+        world,
+        "already_champion",
+        "is already the champion; to replace it, approve a validated challenger or roll back",
+        lambda: run_decide(world, name="otto", kind="reject"),
+        actor="otto",
+        attempted="reject",
     )
 
 
 def test_already_decided(world: World) -> None:
-    first = run_decide(world, facts())
+    add(world, facts())
+    first = run_decide(world)
     for name, kind in [("otto", "approve"), ("otto", "reject"), ("vera", "reject")]:
         assert_refused(
             world,
             "already_decided",
-            f"already has a decision: approve #{first.id} by vera at 2026-11-20T12:00:00+00:00",
-            functools.partial(run_decide, world, facts(), name, kind),
+            f"fraud_detector version 3 already has a decision: approve #{first.id} by vera at "
+            "2026-11-20T12:00:00+00:00 (status recorded)",
+            functools.partial(run_decide, world, 3, name, kind),
             actor=name,
+            attempted=kind,
         )
 
 
-def test_the_database_itself_refuses_a_second_verdict(world: World) -> None:
-    decision = run_decide(world, facts(), kind="reject")
-    row = {
-        k: v
-        for k, v in decision.to_dict().items()
-        if k not in ("id", "kind", "feature_versions", "waived_gates")
-    }
-    with world.engine.begin() as conn, pytest.raises(sa.exc.IntegrityError):
-        conn.execute(decisions.insert().values(**row, kind="approve", feature_versions="{}"))
-
-
-def test_no_previous_champion(world: World) -> None:
+def test_two_verdicts_signed_on_the_same_state_get_one_recorded(world: World) -> None:
+    """Both signed before either was recorded: the check runs against the history the entry
+    extends, under the chain's write lock, not against what the signer saw."""
+    add(world, facts())
+    approval = signed(world, "vera")
+    rejection = signed(world, "otto", kind="reject", rationale="KS below the floor.")
+    first = decide_envelope(world, approval)
     assert_refused(
         world,
-        "no_previous_champion",
-        "fraud_detector version 3 is not the previous champion",
-        lambda: run_decide(world, facts(), "otto", "rollback"),
+        "already_decided",
+        f"already has a decision: approve #{first.id} by vera",
+        lambda: decide_envelope(world, rejection),
         actor="otto",
+        attempted="reject",
     )
 
 
-def test_no_approval(world: World) -> None:
+def test_two_verdicts_racing_for_one_version_get_one_recorded(world: World) -> None:
+    add(world, facts())
+    envelopes = {
+        "vera": signed(world, "vera"),
+        "otto": signed(world, "otto", kind="reject", rationale="KS below the floor."),
+    }
+    barrier = threading.Barrier(len(envelopes))
+    outcomes: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        barrier.wait()
+        try:
+            outcomes[name] = decide_envelope(world, envelopes[name])
+        except Exception as exc:  # any failure (a lock error too) is an outcome to assert on
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in envelopes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    decided = [o for o in outcomes.values() if isinstance(o, Decision)]
+    refused = [o for o in outcomes.values() if isinstance(o, Refusal)]
+    assert len(decided) == 1, outcomes
+    assert [r.code for r in refused] == ["already_decided"], outcomes
+    entries = world.chain.entries()
+    assert decisions_from(entries) == decided
+    assert [e.action for e in entries[-2:]] == [
+        "approved" if decided[0].kind == "approve" else "rejected",
+        "refused",
+    ]
+    assert world.chain.verify().ok
+
+
+def test_no_previous_champion(world: World) -> None:
+    add(world, facts())
+    refusal = assert_refused(
+        world,
+        "no_previous_champion",
+        "fraud_detector version 3 is not the previous champion of fraud_detector",
+        lambda: run_decide(world, name="otto", kind="rollback", rationale="alert storm"),
+        actor="otto",
+        attempted="rollback",
+    )
+    assert "'previous_champion' alias" in refusal.message
     with pytest.raises(Refusal) as caught:
-        approval_for(world.engine, MODEL, 3)
-    assert caught.value.code == "no_approval"
-    assert "fin-mlops approve" in caught.value.message
-    rejected = run_decide(world, facts(4), kind="reject", rationale="AIR 0.71 below 0.80")
+        rollback_target(world.chain.entries(), MODEL)
+    assert caught.value.code == "no_previous_champion"
+    assert "has no previous champion to roll back to" in caught.value.message
+
+
+def test_no_approval_for_a_rejection_or_a_non_decision(world: World) -> None:
+    add(world, facts(4))
+    rejected = run_decide(world, 4, kind="reject", rationale="AIR 0.71 below 0.80")
+    before = world.chain.entries()
     with pytest.raises(Refusal) as caught:
-        mark_promoted(world.engine, world.chain, rejected.id, "run-x", previous_champion=None)
+        begin_promotion(world.chain, rejected, "run-x", now=NOW)
     assert caught.value.code == "no_approval"
-    assert "is a reject with status recorded" in caught.value.message
-    assert world.chain.entries(action="promoted") == []
+    assert f"decision #{rejected.id} is a reject" in caught.value.message
+    with pytest.raises(Refusal) as caught:
+        mark_promoted(world.chain, rejected, "run-x", previous_champion=None)
+    assert caught.value.code == "no_approval"
+    assert f"decision #{rejected.id} is not an approval" in caught.value.message
+    with pytest.raises(Refusal) as caught:
+        verify_decision(before, roster_from(before), 2, now=NOW)
+    assert (caught.value.code, caught.value.message) == (
+        "no_approval",
+        "chain entry 2 is not a decision",
+    )
+    assert world.chain.entries() == before
+    # A rejection never blocks the promotion of another version.
+    add(world, facts(5))
+    promote(world, run_decide(world, 5), "run-5")
+    assert champion_from(world.chain.entries(), MODEL) == (5, None)
 
 
 def test_rules_apply_in_the_documented_order(world: World) -> None:
-    # auditor + unknown version: the role comes first.
-    missing = VersionFacts(model_name=MODEL, version=9, exists=False)
-    with pytest.raises(Refusal, match="role_not_allowed"):
-        run_decide(world, missing, "ann")
-    # developer + champion + failed validation: already_champion before separation of duties.
-    with pytest.raises(Refusal, match="already_champion"):
-        run_decide(world, facts(is_champion=True, validation_status="failed"), "dana")
-    # developer + failed validation: separation of duties before the evidence.
-    with pytest.raises(Refusal, match="separation_of_duties"):
-        run_decide(world, facts(validation_status="failed"), "dana")
-    # failed validation + stale pack: validation first.
-    with pytest.raises(Refusal, match="validation_not_passed"):
-        run_decide(world, facts(validation_status="failed", model_digest="other"))
-    # authentication before the rationale.
-    with pytest.raises(Refusal, match="wrong_token"):
-        run_decide(world, facts(), token="bad", rationale="")
-    # A rejection does not need a passing, current pack.
-    assert run_decide(world, facts(validation_status="failed"), kind="reject").kind == "reject"
+    add(
+        world,
+        facts(3),
+        facts(4),
+        facts(5, validation_status="failed"),
+        facts(6, validation_status="failed", validated=validated(6, model_digest=sha("x"))),
+    )
+    mallory = generate_key()
+    # Who signed comes before anything the statement says.
+    assert code_of(lambda: run_decide(world, 9, key=mallory, rationale="")) == "unknown_key"
+    forged = _signed_by_another_key_claiming_vera(world)
+    forged_empty = resigned(forged, generate_key(), rationale="")
+    forged_empty["signatures"][0]["keyid"] = key_id(world.keys["vera"])
+    assert code_of(lambda: decide_envelope(world, forged_empty)) == "bad_signature"
+    # The rationale before the statement's fields.
+    empty = signed(world, "vera", 3, rationale="")
+    assert code_of(lambda: decide_envelope(world, empty, 4)) == "rationale_required"
+    # The statement and the artifact before the role.
+    by_ann = signed(world, "ann", 3)
+    assert code_of(lambda: decide_envelope(world, by_ann, 4)) == "statement_mismatch"
+    assert code_of(lambda: decide_envelope(world, by_ann, artifact=sha("x"))) == (
+        "model_digest_mismatch"
+    )
+    # The role before the version.
+    assert code_of(lambda: run_decide(world, 9, "ann")) == "role_not_allowed"
+    # The champion before separation of duties and the evidence.
+    sign_and_submit(
+        world.chain, world.keys["otto"], model_name=MODEL, version=3, policy=world.policy, now=NOW
+    )
+    promote(world, run_decide(world, 3), "run-3")
+    validate(world, facts(3, validation_status="failed"))
+    assert code_of(lambda: run_decide(world, 3, "otto")) == "already_champion"
+    # Separation of duties before the evidence.
+    sign_and_submit(
+        world.chain, world.keys["otto"], model_name=MODEL, version=5, policy=world.policy, now=NOW
+    )
+    assert code_of(lambda: run_decide(world, 5, "otto")) == "separation_of_duties"
+    # The validation status before staleness.
+    assert code_of(lambda: run_decide(world, 6)) == "validation_not_passed"
+    # A rejection needs no passing, current pack.
+    assert run_decide(world, 6, kind="reject", rationale="Failed gates.").kind == "reject"
+    # The key's state before the rationale.
+    revoke(world.chain, world.keys["root"], "vera", "left", now=NOW - timedelta(seconds=1))
+    assert code_of(lambda: run_decide(world, 4, rationale="")) == "key_revoked"
+
+
+# --- Promotion ------------------------------------------------------------------------------
 
 
 def test_happy_path_approve_then_promote_then_roll_back(world: World) -> None:
-    decision = run_decide(world, facts(3))
+    # Version 2 was approved and promoted three months ago; its pack is that old.
+    then = NOW - timedelta(days=89)
+    old = facts(2, validated=validated(2, generated_at=(NOW - timedelta(days=90)).isoformat()))
+    add(world, old, now=then)
+    promote(world, run_decide(world, 2, now=then), "dagster-run-0", now=then)
+    assert champion_from(world.chain.entries(), MODEL) == (2, None)
+    with pytest.raises(Refusal, match="no_previous_champion"):
+        rollback_target(world.chain.entries(), MODEL)
+
+    add(world, facts(3))
+    entries = world.chain.entries()
+    roster = roster_from(entries)
+    validated_seq = entries[-1].seq
+    assert facts_for(entries, roster, MODEL, 3) == facts(
+        3,
+        validated={
+            **validated(3),
+            "generated_at": "2026-11-18T12:00:00+00:00",
+            "seq": validated_seq,
+        },
+    )
+
+    decision = run_decide(world, 3)
     assert decision == Decision(
-        id=1,
+        id=validated_seq + 1,
         model_name=MODEL,
         version=3,
         kind="approve",
         approver="vera",
         role="validator",
-        rationale="All blocking gates pass; OOT AUC 0.87.",
+        rationale=RATIONALE,
         decided_at="2026-11-20T12:00:00+00:00",
-        pack_digest="pack-3",
-        model_digest="model-3",
+        pack_digest=sha("pack-3"),
+        model_digest=model_digest(3),
         data_version="data-3",
         feature_versions=MODEL_FEATURES,
         status="recorded",
         promotion_run_id=None,
+        key_id=key_id(world.keys["vera"]),
+        policy_sha256=world.policy.sha256,
     )
-    (approved,) = world.chain.entries(action="approved")
-    assert approved.actor == "vera" and approved.subject == "fraud_detector/3"
-    payload = approved.payload
-    assert payload["policy"] == {"version": "2026.11-3", "sha256": world.policy.sha256}
     assert world.policy.sha256 == hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
-    assert (payload["pack_digest"], payload["validated_at"]) == (
-        "pack-3",
-        "2026-11-18T12:00:00+00:00",
+    approved = world.chain.entries(action="approved")[-1]
+    assert (approved.seq, approved.actor, approved.subject) == (
+        decision.id,
+        "vera",
+        "fraud_detector/3",
     )
-    assert payload["developer"] == "dana" and payload["validation_run_id"] == "run-3"
+    payload = approved.payload
+    envelope = payload.pop("envelope")
+    assert payload == {
+        "model_name": MODEL,
+        "version": 3,
+        "decision": "approve",
+        "rationale": RATIONALE,
+        "model_digest": model_digest(3),
+        "pack_digest": sha("pack-3"),
+        "data_version": "data-3",
+        "feature_versions": MODEL_FEATURES,
+        "policy_sha256": world.policy.sha256,
+        "waived_gates": [],
+        "waiver_rationale": None,
+        "decided_at": "2026-11-20T12:00:00+00:00",
+        "approver": "vera",
+        "role": "validator",
+        "key_id": key_id(world.keys["vera"]),
+        "policy": {"version": "2026.11-3", "sha256": world.policy.sha256},
+        "validated_seq": validated_seq,
+        "pack_path": "/packs/3/pack.json",
+        "validation_run_id": "validate-3",
+        "developer": SERVICE,
+        "developer_key_id": None,
+        "validation_status": "passed",
+        "inconclusive_gates": [],
+    }
+    assert envelope["signatures"][0]["keyid"] == key_id(world.keys["vera"])
+    entries = world.chain.entries()
+    assert verify_decision(entries, roster_from(entries), decision.id, now=NOW) == decision
 
-    assert pending_promotions(world.engine) == [decision]
-    assert approval_for(world.engine, MODEL, 3) == decision
-    check_promotion(decision, facts(3), current_feature_versions=REGISTRY, now=NOW)
+    assert pending_promotions(entries) == [decision]
+    check_promotion(
+        decision, facts_for(entries, roster, MODEL, 3), current_feature_versions=REGISTRY, now=NOW
+    )
+    assert begin_promotion(world.chain, decision, "dagster-run-1", now=NOW) == (2, False)
+    started = world.chain.entries()[-1]
+    assert (started.action, started.payload) == (
+        "promotion_started",
+        {"decision_id": decision.id, "run_id": "dagster-run-1", "previous_champion": 2},
+    )
+    # A retry of a killed run resumes, with the champion recorded before the first attempt.
+    assert begin_promotion(world.chain, decision, "dagster-run-1", now=NOW) == (2, True)
     promoted = mark_promoted(
-        world.engine, world.chain, decision.id, "dagster-run-1", previous_champion=2, now=NOW
+        world.chain, decision, "dagster-run-1", previous_champion=2, policy=world.policy, now=NOW
     )
-    assert (promoted.status, promoted.promotion_run_id) == ("promoted", "dagster-run-1")
-    assert pending_promotions(world.engine) == []
-    (entry,) = world.chain.entries(action="promoted")
-    assert entry.payload["previous_champion"] == 2 and entry.payload["decision_id"] == 1
-    with pytest.raises(Refusal, match="no_approval"):
-        mark_promoted(world.engine, world.chain, decision.id, "dagster-run-2", previous_champion=2)
+    assert promoted is not None
+    assert (promoted.action, promoted.subject) == ("promoted", "fraud_detector/3")
+    assert promoted.payload == {
+        "decision_id": decision.id,
+        "kind": "approve",
+        "approver": "vera",
+        "key_id": key_id(world.keys["vera"]),
+        "run_id": "dagster-run-1",
+        "pack_digest": sha("pack-3"),
+        "model_digest": model_digest(3),
+        "previous_champion": 2,
+        "policy": {"version": "2026.11-3", "sha256": world.policy.sha256},
+    }
+    entries = world.chain.entries()
+    assert decisions_from(entries, MODEL, 3) == [
+        dataclasses.replace(decision, status="promoted", promotion_run_id="dagster-run-1")
+    ]
+    assert pending_promotions(entries) == []
+    assert champion_from(entries, MODEL) == (3, 2)
+    assert mark_promoted(world.chain, decision, "dagster-run-2", previous_champion=2) is None
+    with pytest.raises(Refusal) as caught:
+        begin_promotion(world.chain, decision, "dagster-run-2")
+    assert caught.value.code == "no_approval"
+    assert "has status promoted" in caught.value.message
+    assert world.chain.entries() == entries
 
-    # Roll back to version 2 (the previous champion); its pack is 90 days old, which does not
-    # block an emergency rollback, and its developer is someone else.
-    old = facts(
-        2,
-        developer="erin",
-        is_previous_champion=True,
-        validated=_validated(
-            model_digest="model-2",
-            data_version="data-2",
-            pack_digest="pack-2",
-            generated_at=(NOW - timedelta(days=90)).isoformat(),
-        ),
-    )
-    rollback = run_decide(world, old, "otto", "rollback", rationale="Champion v3 alert storm")
-    assert (rollback.kind, rollback.role, rollback.status) == (
+    # Roll back to version 2 (the previous champion): its pack is 90 days old, which does not
+    # block an emergency rollback.
+    assert rollback_target(entries, MODEL) == 2
+    rollback = run_decide(world, 2, "otto", "rollback", rationale="Champion v3 alert storm")
+    assert (rollback.kind, rollback.role, rollback.status, rollback.version) == (
         "rollback",
         "model_risk_officer",
         "recorded",
+        2,
     )
-    assert world.chain.entries(action="rollback_approved")[-1].subject == "fraud_detector/2"
+    assert world.chain.entries()[-1].action == "rollback_approved"
     assert_refused(
         world,
         "already_decided",
-        "already has a decision: rollback",
-        lambda: run_decide(world, old, "vera", "rollback"),
+        f"already has a decision: rollback #{rollback.id} by otto",
+        lambda: run_decide(world, 2, "vera", "rollback", rationale="Me too"),
+        attempted="rollback",
+        version=2,
     )
-    mark_promoted(world.engine, world.chain, rollback.id, "dagster-run-3", previous_champion=3)
-    # Once executed, a later rollback to the same version can be decided again.
-    again = run_decide(world, old, "vera", "rollback", rationale="Back to v2 after v4 issue")
-    assert again.id == rollback.id + 1
+    assert begin_promotion(world.chain, rollback, "dagster-run-3", now=NOW) == (3, False)
+    mark_promoted(world.chain, rollback, "dagster-run-3", previous_champion=3, now=NOW)
+    entries = world.chain.entries()
+    assert champion_from(entries, MODEL) == (2, 3)
+    assert entries[-1].payload["previous_champion"] == 3
+    check_serving(entries, MODEL, 2, model_digest(2))
+    # Once carried out, a rollback to the new previous champion can be decided again.
+    assert rollback_target(entries, MODEL) == 3
+    again = run_decide(world, 3, "vera", "rollback", rationale="Back to v3 after the fix")
+    assert again.id == entries[-1].seq + 1
+
+    entries = world.chain.entries()
     assert world.chain.verify().ok
-    actions = [e.action for e in world.chain.entries()]
-    assert actions == [
-        *["approver_added"] * 4,
+    assert governance_problems(entries, roster_from(entries)) == []
+    assert [e.action for e in entries] == [
+        "trust_root_created",
+        *["person_enrolled"] * 4,
+        "model_registered",
+        "validated",
         "approved",
+        "promotion_started",
+        "promoted",
+        "model_registered",
+        "validated",
+        "approved",
+        "promotion_started",
         "promoted",
         "rollback_approved",
         "refused",
+        "promotion_started",
         "promoted",
         "rollback_approved",
     ]
 
 
+def test_one_promotion_of_a_model_at_a_time(world: World) -> None:
+    add(world, facts(3), facts(4))
+    first, second = run_decide(world, 3), run_decide(world, 4, "otto")
+    assert begin_promotion(world.chain, first, "run-1", now=NOW) == (None, False)
+    before = world.chain.entries()
+    with pytest.raises(Refusal) as caught:
+        begin_promotion(world.chain, second, "run-2", now=NOW)
+    assert caught.value.code == "promotion_in_progress"
+    assert f"the promotion of decision #{first.id} for fraud_detector is unfinished" in (
+        caught.value.message
+    )
+    assert world.chain.entries() == before
+    mark_promoted(world.chain, first, "run-1", previous_champion=None, now=NOW)
+    assert begin_promotion(world.chain, second, "run-2", now=NOW) == (3, False)
+
+
 def test_promotion_refuses_a_version_that_changed_since_approval(world: World) -> None:
-    decision = run_decide(world, facts(5))
-    changed = facts(5, model_digest="model-5b", validated=_validated(model_digest="model-5b"))
+    add(world, facts(5))
+    decision = run_decide(world, 5)
+    validate(world, facts(5, validated=validated(5, pack_digest=sha("pack-5b"))))
+    entries = world.chain.entries()
+    changed = facts_for(entries, roster_from(entries), MODEL, 5)
     with pytest.raises(Refusal) as caught:
         check_promotion(decision, changed, current_feature_versions=REGISTRY, now=NOW)
     assert caught.value.code == "stale_pack"
-    assert "model_digest is 'model-5b' but the decision approved 'model-5'" in caught.value.message
-    refused = mark_refused_at_promotion(
-        world.engine, world.chain, decision.id, "dagster-run-9", caught.value
-    )
-    assert refused.status == "refused-at-promotion"
-    assert pending_promotions(world.engine) == []
-    (entry,) = world.chain.entries(action="promotion_refused")
-    assert entry.payload["code"] == "stale_pack" and entry.payload["run_id"] == "dagster-run-9"
-    with pytest.raises(Refusal, match="already_champion"):
+    assert (
+        f"fraud_detector version 5 changed since decision #{decision.id}: pack_digest is "
+        f"'{sha('pack-5b')}' but the decision approved '{sha('pack-5')}'"
+    ) in caught.value.message
+    refused = mark_refused_at_promotion(world.chain, decision, "dagster-run-9", caught.value)
+    assert refused is not None
+    assert (refused.action, refused.subject) == ("promotion_refused", "fraud_detector/5")
+    assert refused.payload == {
+        "decision_id": decision.id,
+        "kind": "approve",
+        "run_id": "dagster-run-9",
+        "code": "stale_pack",
+        "message": caught.value.message,
+    }
+    entries = world.chain.entries()
+    assert pending_promotions(entries) == []
+    assert [d.status for d in decisions_from(entries)] == ["refused-at-promotion"]
+    # The approval is spent: a fresh one is refused until a new version is validated.
+    assert code_of(lambda: run_decide(world, 5, "otto")) == "already_decided"
+
+
+def test_a_promotion_retried_after_it_happened_finds_the_champion(world: World) -> None:
+    add(world, facts(6))
+    decision = run_decide(world, 6)
+    promote(world, decision, "run-6")
+    entries = world.chain.entries()
+    with pytest.raises(Refusal) as caught:
         check_promotion(
-            run_decide(world, facts(6)),
-            facts(6, is_champion=True),
+            decision,
+            facts_for(entries, roster_from(entries), MODEL, 6),
             current_feature_versions=REGISTRY,
             now=NOW,
         )
-
-
-def test_tokens_are_stored_only_as_salted_scrypt_hashes(world: World) -> None:
-    world.engine.dispose()
-    stored = b"".join(p.read_bytes() for p in world.db_path.parent.glob("audit.db*"))
-    for token in world.tokens.values():
-        assert len(token) == 43  # token_urlsafe(32): 32 random bytes in base64url
-        assert token.encode() not in stored
-    with world.engine.connect() as conn:
-        row = conn.execute(sa.select(approvers).where(approvers.c.name == "vera")).one()
-    expected = hashlib.scrypt(
-        world.tokens["vera"].encode(), salt=bytes.fromhex(row.salt), n=2**14, r=8, p=1, dklen=32
+    assert (caught.value.code, caught.value.message) == (
+        "already_champion",
+        "fraud_detector version 6 is already the champion",
     )
-    assert row.token_hash == f"scrypt$16384$8$1${expected.hex()}"
-    salts = {r.salt for r in world.engine.connect().execute(sa.select(approvers.c.salt))}
-    assert len(salts) == 4
-    assert authenticate(world.engine, "vera", world.tokens["vera"]).role == "validator"
 
 
-def test_add_approver_refuses_unknown_roles_and_existing_names(world: World) -> None:
-    with pytest.raises(ValueError, match="unknown role 'ceo'"):
-        add_approver(world.engine, "carl", "ceo", world.policy)
-    with pytest.raises(ValueError, match="approver 'vera' already exists"):
-        add_approver(world.engine, "vera", "validator", world.policy)
-    with pytest.raises(ValueError, match="approver name"):
-        add_approver(world.engine, "two words", "validator", world.policy)
-    assert [a.name for a in list_approvers(world.engine)] == [
-        "ann",
-        "dana",
-        "otto",
-        "vera",
-    ]
-    added = world.chain.entries(action="approver_added")
-    assert [(e.subject, e.payload["role"], e.actor) for e in added] == [
-        ("approver/vera", "validator", "admin"),
-        ("approver/otto", "model_risk_officer", "admin"),
-        ("approver/dana", "validator", "admin"),
-        ("approver/ann", "auditor", "admin"),
+def rewrite_payload(w: World, seq: int, payload: dict[str, Any]) -> None:
+    """What someone with database rights does: drop the trigger, edit the entry's payload and
+    recompute its hash and every later link, so that the hash chain alone verifies again."""
+    with w.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER audit_entries_no_update")
+        conn.execute(
+            sa.text("UPDATE audit_entries SET payload = :p WHERE seq = :s"),
+            {"p": canonical_json(payload), "s": seq},
+        )
+    prev = w.chain.entries()[seq - 2].entry_hash
+    with w.engine.begin() as conn:
+        for e in w.chain.entries()[seq - 1 :]:
+            digest = compute_entry_hash(
+                e.seq, e.recorded_at, e.actor, e.action, e.subject, e.payload_json, prev
+            )
+            conn.execute(
+                sa.text("UPDATE audit_entries SET prev_hash = :p, entry_hash = :h WHERE seq = :s"),
+                {"p": prev, "h": digest, "s": e.seq},
+            )
+            prev = digest
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (
+            {"waived_gates": list(FAIRNESS_GATES), "waiver_rationale": WAIVER_TEXT},
+            "waived_gates: entry ['adverse_impact_ratio', 'fpr_parity_significance'], signed []",
+        ),
+        ({"role": "model_risk_officer"}, "the entry names another role than the signer's"),
+        (
+            {"policy": {"version": "2026.11-3", "sha256": sha("laxer policy")}},
+            "the entry names another policy than the signed one",
+        ),
+    ],
+    ids=["waiver_added", "role_changed", "policy_changed"],
+)
+def test_a_decision_edited_in_the_database_is_refused_at_promotion(
+    world: World, edit: dict[str, Any], problem: str
+) -> None:
+    """An approval edited by someone without vera's key, its hashes recomputed: the chain
+    verifies, the signature does not cover the edit."""
+    add(world, facts())
+    decision = run_decide(world)
+    anchor = world.chain.head()
+    assert anchor is not None
+    (approved,) = world.chain.entries(action="approved")
+    rewrite_payload(world, approved.seq, {**approved.payload, **edit})
+    assert world.chain.verify().ok
+    assert not world.chain.verify(anchor=(anchor.seq, anchor.entry_hash)).ok
+    entries = world.chain.entries()
+    (forged,) = decisions_from(entries)
+    assert forged != decision
+    with pytest.raises(Refusal) as caught:
+        verify_decision(entries, roster_from(entries), decision.id, now=NOW)
+    assert caught.value.code == "statement_mismatch"
+    assert f"decision #{decision.id} does not match what its approver signed" in (
+        caught.value.message
+    )
+    assert problem in caught.value.message
+    assert governance_problems(entries, roster_from(entries)) == [
+        f"entry {decision.id} (approved fraud_detector/3): {caught.value}"
     ]
 
 
 def test_policy_changes_are_audited_with_their_hash(world: World, tmp_path: Path) -> None:
     first = log_policy_change(world.chain, world.policy, "dagster", now=NOW)
     assert first is not None
-    assert first.payload["sha256"] == hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
-    assert first.payload["previous"] is None
+    assert (first.action, first.actor, first.subject) == ("policy_loaded", "dagster", "policy")
+    assert first.payload == {
+        "version": "2026.11-3",
+        "sha256": hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest(),
+        "path": str(DEFAULT_POLICY_PATH),
+        "previous": None,
+    }
     assert log_policy_change(world.chain, world.policy, "dagster") is None
     # Same version string, one threshold edited: the hash changes, so it is recorded.
     edited = tmp_path / "policy.yaml"
@@ -562,32 +1246,26 @@ def test_policy_changes_are_audited_with_their_hash(world: World, tmp_path: Path
 
 
 def test_pending_challengers(world: World) -> None:
-    run_decide(world, facts(5), kind="reject", rationale="KS below floor")
-    candidates = [
+    add(
+        world,
         facts(1),
-        facts(2, validation_status="pending"),
+        registered_only(2),
         facts(3, validation_status="failed"),
-        facts(4, is_champion=True),
+        facts(4),
         facts(5),
-        VersionFacts(model_name=MODEL, version=6, exists=False),
         facts(7),
-    ]
-    assert [f.version for f in pending_challengers(world.engine, candidates)] == [1, 2, 7]
+    )
+    promote(world, run_decide(world, 4), "run-4")
+    run_decide(world, 5, kind="reject", rationale="KS below floor")
+    entries = world.chain.entries()
+    every = all_facts(entries, roster_from(entries), MODEL)
+    assert [f.version for f in every] == [1, 2, 3, 4, 5, 7]
+    assert [f.version for f in pending_challengers(entries, every)] == [1, 2, 7]
+    never_registered = VersionFacts(model_name=MODEL, version=6, exists=False)
+    assert pending_challengers(entries, [never_registered]) == []
 
 
 # --- Waivers of inconclusive blocking gates -------------------------------------------------
-
-FAIRNESS_GATES = ("adverse_impact_ratio", "fpr_parity_significance")
-WAIVER_TEXT = "Group below 500 rows; AIR 0.83 on 3 months of back-book, monthly review agreed."
-
-
-def inconclusive(version: int = 3, gates: tuple[str, ...] = FAIRNESS_GATES) -> VersionFacts:
-    """A current pack, inconclusive on ``gates`` (blocking), developed by dana."""
-    return facts(version, validation_status="inconclusive", inconclusive_gates=gates)
-
-
-def waiver(*gates: str, rationale: str = WAIVER_TEXT) -> Waiver:
-    return Waiver.of(gates or FAIRNESS_GATES, rationale)
 
 
 def test_waiver_codes_are_stable_refusal_codes() -> None:
@@ -613,13 +1291,14 @@ def test_the_inconclusive_gates_are_the_blocking_ones_that_ended_inconclusive() 
 
 
 def test_inconclusive_without_a_waiver_is_refused(world: World) -> None:
+    add(world, inconclusive())
     for name in ("vera", "otto"):
         refusal = assert_refused(
             world,
             "waiver_required",
-            "is inconclusive on the blocking gate(s) "
+            "the validation of fraud_detector version 3 is inconclusive on the blocking gate(s) "
             "['adverse_impact_ratio', 'fpr_parity_significance']",
-            functools.partial(run_decide, world, inconclusive(), name),
+            functools.partial(run_decide, world, 3, name),
             actor=name,
         )
         assert (
@@ -630,19 +1309,17 @@ def test_inconclusive_without_a_waiver_is_refused(world: World) -> None:
 
 
 def test_a_waiver_by_a_role_not_allowed_to_waive_is_refused(world: World) -> None:
+    add(world, inconclusive())
     assert_refused(
         world,
         "waiver_role_not_allowed",
         "vera has role 'validator'; only ['model_risk_officer'] may waive inconclusive gates",
-        lambda: run_decide(world, inconclusive(), "vera", waiver=waiver()),
+        lambda: run_decide(world, waiver=waiver()),
     )
-    payload = world.chain.entries(action="refused")[-1].payload
-    assert payload["waived_gates"] == list(FAIRNESS_GATES)
-    assert payload["waiver_rationale"] == WAIVER_TEXT
-    assert payload["authenticated"] is True
 
 
 def test_the_policy_names_the_roles_that_may_waive(world: World, tmp_path: Path) -> None:
+    add(world, inconclusive())
     edited = tmp_path / "policy.yaml"
     edited.write_text(
         DEFAULT_POLICY_PATH.read_text().replace(
@@ -654,19 +1331,23 @@ def test_the_policy_names_the_roles_that_may_waive(world: World, tmp_path: Path)
         world,
         "waiver_role_not_allowed",
         "otto has role 'model_risk_officer'; only ['validator'] may waive",
-        lambda: run_decide(world, inconclusive(), "otto", waiver=waiver()),
+        lambda: run_decide(world, name="otto", waiver=waiver()),
         actor="otto",
     )
-    assert run_decide(world, inconclusive(), "vera", waiver=waiver()).waived_gates == FAIRNESS_GATES
+    decision = run_decide(world, name="vera", waiver=waiver())
+    assert (decision.waived_gates, decision.policy_sha256) == (FAIRNESS_GATES, world.policy.sha256)
 
 
 def test_separation_of_duties_applies_to_a_waiver_too(world: World) -> None:
-    by_otto = dataclasses.replace(inconclusive(), developer="otto")
+    add(world, inconclusive())
+    sign_and_submit(
+        world.chain, world.keys["otto"], model_name=MODEL, version=3, policy=world.policy, now=NOW
+    )
     assert_refused(
         world,
         "separation_of_duties",
-        "otto developed fraud_detector version 3",
-        lambda: run_decide(world, by_otto, "otto", waiver=waiver()),
+        "submitted fraud_detector version 3 and may not decide on it",
+        lambda: run_decide(world, name="otto", waiver=waiver()),
         actor="otto",
     )
 
@@ -689,11 +1370,12 @@ def test_separation_of_duties_applies_to_a_waiver_too(world: World) -> None:
 def test_a_waiver_that_does_not_name_exactly_the_inconclusive_gates_is_refused(
     world: World, gates: tuple[str, ...], message: str
 ) -> None:
+    add(world, inconclusive())
     refusal = assert_refused(
         world,
         "waiver_mismatch",
         message,
-        lambda: run_decide(world, inconclusive(), "otto", waiver=waiver(*gates)),
+        lambda: run_decide(world, name="otto", waiver=waiver(*gates)),
         actor="otto",
     )
     assert "A failed gate can never be waived" in refusal.message
@@ -701,99 +1383,110 @@ def test_a_waiver_that_does_not_name_exactly_the_inconclusive_gates_is_refused(
 
 @pytest.mark.parametrize("text", ["", "ok", "   accepted      risk     ", "x" * 19])
 def test_a_waiver_needs_a_rationale_of_substance(world: World, text: str) -> None:
+    add(world, inconclusive())
     assert_refused(
         world,
         "waiver_rationale_required",
-        "at least 20 characters",
-        lambda: run_decide(world, inconclusive(), "otto", waiver=waiver(rationale=text)),
+        "a waiver needs its own rationale of at least 20 characters",
+        lambda: run_decide(world, name="otto", waiver=waiver(rationale=text)),
         actor="otto",
     )
 
 
 def test_a_failed_version_can_never_be_waived(world: World) -> None:
-    failed = facts(validation_status="failed", inconclusive_gates=FAIRNESS_GATES)
+    add(world, facts(validation_status="failed", inconclusive_gates=FAIRNESS_GATES))
     refusal = assert_refused(
         world,
         "validation_not_passed",
         "is 'failed', not 'passed'",
-        lambda: run_decide(world, failed, "otto", waiver=waiver()),
+        lambda: run_decide(world, name="otto", waiver=waiver()),
         actor="otto",
     )
     assert "a failed gate can never be waived" in refusal.message
 
 
 def test_a_waiver_on_a_passed_version_or_a_rejection_is_refused(world: World) -> None:
+    add(world, facts(3), inconclusive(4))
     assert_refused(
         world,
         "waiver_mismatch",
         "no gate is inconclusive, so there is nothing to waive",
-        lambda: run_decide(world, facts(), "otto", waiver=waiver()),
+        lambda: run_decide(world, name="otto", waiver=waiver()),
         actor="otto",
     )
     assert_refused(
         world,
         "waiver_mismatch",
-        "a rejection of fraud_detector version 3 waives nothing",
-        lambda: run_decide(world, inconclusive(), "otto", "reject", waiver=waiver()),
+        "a rejection of fraud_detector version 4 waives nothing",
+        lambda: run_decide(world, 4, "otto", "reject", waiver=waiver()),
         actor="otto",
+        attempted="reject",
+        version=4,
     )
 
 
 def test_an_inconclusive_status_without_recorded_gates_cannot_be_waived(world: World) -> None:
+    add(world, inconclusive(gates=()))
     assert_refused(
         world,
         "validation_not_passed",
         "validation recorded no inconclusive gate",
-        lambda: run_decide(world, inconclusive(gates=()), "otto", waiver=waiver()),
+        lambda: run_decide(world, name="otto", waiver=waiver()),
         actor="otto",
     )
 
 
 def test_a_stale_inconclusive_pack_is_still_stale_after_a_valid_waiver(world: World) -> None:
+    add(world, dataclasses.replace(inconclusive(), validated=validated(model_digest=sha("other"))))
     assert_refused(
         world,
         "stale_pack",
-        "model_digest is 'other'",
-        lambda: run_decide(
-            world,
-            dataclasses.replace(inconclusive(), model_digest="other"),
-            "otto",
-            waiver=waiver(),
-        ),
+        f"model_digest is '{model_digest(3)}' but the pack validated '{sha('other')}'",
+        lambda: run_decide(world, name="otto", waiver=waiver()),
         actor="otto",
     )
 
 
 def test_a_valid_waiver_is_recorded_audited_and_promotable(world: World) -> None:
+    add(world, inconclusive())
     # Gate names in any order and repeated are the same waiver.
     given = Waiver.of(
         ["fpr_parity_significance", "adverse_impact_ratio", "adverse_impact_ratio"],
         f"  {WAIVER_TEXT}  ",
     )
     assert given == waiver()
-    decision = run_decide(world, inconclusive(), "otto", waiver=given)
+    decision = run_decide(world, name="otto", waiver=given)
     assert (decision.kind, decision.approver, decision.role) == (
         "approve",
         "otto",
         "model_risk_officer",
     )
-    assert decision.waived_gates == FAIRNESS_GATES
-    assert decision.waiver_rationale == WAIVER_TEXT
+    assert (decision.waived_gates, decision.waiver_rationale) == (FAIRNESS_GATES, WAIVER_TEXT)
     assert decision.waiver == waiver()
-    assert decisions_for(world.engine, MODEL) == [decision]
-    (approved,) = world.chain.entries(action="approved")
-    assert approved.actor == "otto" and approved.subject == "fraud_detector/3"
+    entries = world.chain.entries()
+    assert decisions_from(entries) == [decision]
+    approved = entries[-1]
+    assert (approved.action, approved.actor, approved.subject) == (
+        "approved",
+        "otto",
+        "fraud_detector/3",
+    )
     payload = approved.payload
     assert payload["waived_gates"] == list(FAIRNESS_GATES)
     assert payload["waiver_rationale"] == WAIVER_TEXT
     assert payload["role"] == "model_risk_officer"
     assert payload["validation_status"] == "inconclusive"
     assert payload["inconclusive_gates"] == list(FAIRNESS_GATES)
+    signed_predicate = unverified_statement(payload["envelope"])["predicate"]
+    assert signed_predicate["waived_gates"] == list(FAIRNESS_GATES)
+    assert signed_predicate["waiver_rationale"] == WAIVER_TEXT
     assert world.chain.verify().ok
 
-    check_promotion(decision, inconclusive(), current_feature_versions=REGISTRY, now=NOW)
-    mark_promoted(world.engine, world.chain, decision.id, "dagster-run-1", previous_champion=2)
-    (promoted,) = world.chain.entries(action="promoted")
+    roster = roster_from(entries)
+    assert verify_decision(entries, roster, decision.id, now=NOW) == decision
+    current = facts_for(entries, roster, MODEL, 3)
+    check_promotion(decision, current, current_feature_versions=REGISTRY, now=NOW)
+    promoted = promote(world, decision, "dagster-run-1")
     assert promoted.payload["waived_gates"] == list(FAIRNESS_GATES)
     assert promoted.payload["waiver_rationale"] == WAIVER_TEXT
 
@@ -821,113 +1514,92 @@ def test_a_valid_waiver_is_recorded_audited_and_promotable(world: World) -> None
 def test_a_waiver_that_no_longer_matches_is_refused_at_promotion(
     world: World, after: VersionFacts, code: str, message: str
 ) -> None:
-    decision = run_decide(world, inconclusive(), "otto", waiver=waiver())
+    add(world, inconclusive())
+    decision = run_decide(world, name="otto", waiver=waiver())
+    validate(world, dataclasses.replace(after, validated=validated(pack_digest=sha("pack-3b"))))
+    entries = world.chain.entries()
+    current = facts_for(entries, roster_from(entries), MODEL, 3)
     with pytest.raises(Refusal) as caught:
-        check_promotion(decision, after, current_feature_versions=REGISTRY, now=NOW)
+        check_promotion(decision, current, current_feature_versions=REGISTRY, now=NOW)
     assert caught.value.code == code
     assert message in caught.value.message
-    mark_refused_at_promotion(world.engine, world.chain, decision.id, "run-9", caught.value)
-    (entry,) = world.chain.entries(action="promotion_refused")
-    assert entry.payload["code"] == code
-    assert entry.payload["waived_gates"] == list(FAIRNESS_GATES)
+    mark_refused_at_promotion(world.chain, decision, "run-9", caught.value)
+    entry = world.chain.entries()[-1]
+    assert (entry.action, entry.payload["code"], entry.payload["decision_id"]) == (
+        "promotion_refused",
+        code,
+        decision.id,
+    )
 
 
 def test_an_approval_without_waiver_is_refused_at_promotion_once_inconclusive(
     world: World,
 ) -> None:
-    decision = run_decide(world, facts())
-    with pytest.raises(Refusal) as caught:
-        check_promotion(decision, inconclusive(), current_feature_versions=REGISTRY, now=NOW)
-    assert caught.value.code == "waiver_required"
-    assert "waived nothing" in caught.value.message
-
-
-def test_a_waiver_forged_in_the_database_is_refused_at_promotion(world: World) -> None:
-    """Someone with database rights adds a waiver to a plain approval: the registry still
-    decides what is inconclusive, and the audit trail never recorded the waiver."""
-    decision = run_decide(world, facts())
-    with world.engine.begin() as conn:
-        conn.execute(
-            decisions.update()
-            .where(decisions.c.id == decision.id)
-            .values(waived_gates='["adverse_impact_ratio"]', waiver_rationale=WAIVER_TEXT)
-        )
-    (forged,) = decisions_for(world.engine, MODEL)
+    add(world, facts())
+    decision = run_decide(world)
+    validate(world, inconclusive())
+    entries = world.chain.entries()
     with pytest.raises(Refusal) as caught:
         check_promotion(
-            forged,
-            inconclusive(gates=("adverse_impact_ratio", "fpr_parity_significance")),
+            decision,
+            facts_for(entries, roster_from(entries), MODEL, 3),
             current_feature_versions=REGISTRY,
             now=NOW,
         )
-    assert caught.value.code == "waiver_mismatch"
-    (approved,) = world.chain.entries(action="approved")
-    assert approved.payload["waived_gates"] == []
+    assert caught.value.code == "waiver_required"
+    assert (
+        "fraud_detector version 3 is now inconclusive on ['adverse_impact_ratio', "
+        f"'fpr_parity_significance'] but decision #{decision.id} waived nothing"
+    ) in caught.value.message
 
 
 def test_rolling_back_to_an_inconclusive_version_needs_the_waiver_again(world: World) -> None:
-    old = dataclasses.replace(inconclusive(2, ("adverse_impact_ratio",)), is_previous_champion=True)
+    then = NOW - timedelta(days=10)
+    add(world, inconclusive(2, ("adverse_impact_ratio",)), now=then)
+    first = run_decide(world, 2, "otto", waiver=waiver("adverse_impact_ratio"), now=then)
+    promote(world, first, "run-2", now=then)
+    add(world, facts(3))
+    promote(world, run_decide(world, 3), "run-3")
     assert_refused(
         world,
         "waiver_required",
         "inconclusive on the blocking gate(s) ['adverse_impact_ratio']",
-        lambda: run_decide(world, old, "otto", "rollback", rationale="v3 alert storm"),
+        lambda: run_decide(world, 2, "otto", "rollback", rationale="v3 alert storm"),
         actor="otto",
+        attempted="rollback",
+        version=2,
     )
     rollback = run_decide(
         world,
-        old,
+        2,
         "otto",
         "rollback",
         rationale="v3 alert storm",
         waiver=waiver("adverse_impact_ratio"),
     )
-    assert rollback.waived_gates == ("adverse_impact_ratio",)
+    assert (rollback.kind, rollback.waived_gates) == ("rollback", ("adverse_impact_ratio",))
 
 
 def test_pending_lists_inconclusive_versions(world: World) -> None:
-    candidates = [facts(1), inconclusive(2), facts(3, validation_status="failed")]
-    assert [f.version for f in pending_challengers(world.engine, candidates)] == [1, 2]
-
-
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
-)
-def test_an_existing_decisions_table_gets_the_waiver_columns(
-    tmp_path: Path, request: pytest.FixtureRequest, backend: str
-) -> None:
-    """A store created before waivers keeps its decisions; they read back without a waiver."""
-    url = (
-        f"sqlite:///{tmp_path / 'old.db'}"
-        if backend == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    engine = sa.create_engine(url)
-    old_columns = [
-        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-        for c in decisions.columns
-        if c.name not in ("waived_gates", "waiver_rationale")
+    add(world, facts(1), inconclusive(2), facts(3, validation_status="failed"))
+    entries = world.chain.entries()
+    every = all_facts(entries, roster_from(entries), MODEL)
+    assert [(f.version, f.validation_status) for f in pending_challengers(entries, every)] == [
+        (1, "passed"),
+        (2, "inconclusive"),
     ]
-    old_table = sa.Table("decisions", sa.MetaData(), *old_columns)
-    with engine.begin() as conn:
-        old_table.create(conn)
-        conn.execute(
-            old_table.insert().values(
-                model_name=MODEL,
-                version=1,
-                kind="approve",
-                approver="vera",
-                role="validator",
-                rationale="fine",
-                decided_at="2026-01-01T00:00:00+00:00",
-                feature_versions="{}",
-                status="promoted",
-            )
-        )
-    ensure_schema(engine)
-    ensure_schema(engine)  # idempotent
-    columns = {c["name"] for c in sa.inspect(engine).get_columns("decisions")}
-    assert {"waived_gates", "waiver_rationale"} <= columns
-    (old,) = decisions_for(engine, MODEL)
-    assert (old.waived_gates, old.waiver_rationale, old.waiver) == ((), None, None)
-    engine.dispose()
+
+
+def test_decisions_exist_only_as_signed_chain_entries(world: World) -> None:
+    """No table of approvers or decisions: the chain is the only store, the envelope the proof."""
+    add(world, facts())
+    decision = run_decide(world)
+    assert set(sa.inspect(world.engine).get_table_names()) == {"audit_entries"}
+    (approved,) = world.chain.entries(action="approved")
+    body = unverified_statement(approved.payload["envelope"])
+    assert (body["predicateType"], body["subject"]) == (
+        DECISION_PREDICATE,
+        [{"name": "fraud_detector/3", "digest": {"sha256": model_digest(3)}}],
+    )
+    assert (body["predicate"]["signer"], body["predicate"]["decision"]) == ("vera", "approve")
+    assert decision.id == approved.seq

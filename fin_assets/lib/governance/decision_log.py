@@ -524,6 +524,13 @@ def verify_decision(
         problems.append(f"the entry says {entry.action}, the signature {predicate.get('decision')}")
     if payload.get("key_id") != person.key_id or payload.get("approver") != person.name:
         problems.append("the entry names another approver than the key that signed")
+    if payload.get("role") != person.role:
+        problems.append(
+            f"the entry names another role than the signer's enrolment: entry "
+            f"{payload.get('role')!r}, enrolled {person.role!r}"
+        )
+    if (payload.get("policy") or {}).get("sha256") != predicate.get("policy_sha256"):
+        problems.append("the entry names another policy than the signed one")
     if subject_digest(body, entry.subject) != predicate.get("model_digest"):
         problems.append("the statement's subject digest is not its model digest")
     if problems:
@@ -552,6 +559,15 @@ def begin_promotion(
         if current is None or current.status != STATUS_RECORDED:
             state = "does not exist" if current is None else f"has status {current.status}"
             raise Refusal("no_approval", f"decision #{decision.id} {state}; nothing to promote")
+        if current.kind not in PROMOTING_KINDS:
+            # Checked before anything is written: a promotion_started entry for a rejection
+            # could never be finished (mark_promoted refuses it) and would block every later
+            # promotion of the model as "in progress".
+            raise Refusal(
+                "no_approval",
+                f"decision #{decision.id} is a {current.kind}; only an approval or a rollback "
+                "is promoted",
+            )
         started = promotions_started(entries, decision.model_name)
         others = sorted(seq for seq in started if seq != decision.id)
         if others:

@@ -162,7 +162,15 @@ def roster_from(entries: Sequence[AuditEntry], *, pinned_admin_key_id: str = "")
                         f"the trust root's key {str(claimed.get('keyid'))[:12]} is not the "
                         f"pinned administrator key {pinned_admin_key_id[:12]} (FIN_ADMIN_KEY_ID)"
                     )
-                admin = _enrolment(_predicate(entry, claimed, TRUST_ROOT_PREDICATE), entry.seq)
+                root = _enrolment(_predicate(entry, claimed, TRUST_ROOT_PREDICATE), entry.seq)
+                if root.public_key != dict(claimed):
+                    # Else the pin (and the signature) would vouch for one key while the roster
+                    # trusted another as the administrator's.
+                    raise InvalidSignatureError(
+                        f"the trust root is signed by key {str(claimed.get('keyid'))[:12]} but "
+                        f"names key {root.key_id[:12]} as the administrator's"
+                    )
+                admin = root
                 continue
             if admin is None:
                 raise InvalidSignatureError("no trust root precedes it")
