@@ -16,6 +16,7 @@ from fin_assets.cli.run_helpers import (
 )
 from fin_assets.cli.stores import init_home
 from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.write_once import WriteOnceConflictError
 from fin_assets.lib.features.offline_features import compute_features_for_file
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_assets.lib.validation.model_loading import read_table, subject_for_external
@@ -80,6 +81,9 @@ def _print_gates(pack: dict[str, object]) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate any MLflow model on the validator's data with the pipeline's engine.
 
+    The pack goes, read-only, into a new directory under ``--out`` named by its content; an
+    earlier pack is never overwritten.
+
     Exit status: 0 when every blocking gate passed, 2 when one failed (the pack is written either
     way), 1 when the inputs are unusable.
     """
@@ -102,12 +106,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
             policy_version=policy.version,
         )
         pack = build_validation_pack(subject, policy)
-    except ValueError as exc:
+        paths = write_pack(pack, Path(args.out))
+    except (ValueError, WriteOnceConflictError) as exc:
         print(f"validate: {exc}", file=sys.stderr)
         return 1
-    paths = write_pack(pack, Path(args.out))
     _print_gates(pack)
     print(f"\nstatus {pack['status']}  (pack digest {pack_digest(pack)[:16]})")
+    print(f"pack {paths['json'].parent}  (read-only; a new validation writes a new directory)")
     for kind, path in sorted(paths.items()):
         print(f"  {kind:<12}{path}")
     return 0 if pack["status"] == "passed" else 2
