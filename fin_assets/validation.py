@@ -2,7 +2,8 @@
 
 ``validation_pack`` rebuilds the evidence of one registered version from its lineage (the
 version's tags name its training snapshot, which is re-hashed on load) with the engine of
-``fin_assets.lib.validation.pack``, writes JSON, HTML and a model card under the reports directory
+``fin_assets.lib.validation.pack``, writes JSON, HTML and a model card once, read-only, into
+a directory named by their content under the reports directory (a re-run never overwrites a pack)
 and as artifacts of the version's MLflow run, records the outcome on the model version
 (``validation_status`` passed/failed/inconclusive, what was validated and which blocking gates
 were inconclusive, the gates a waiver must name) and in the audit trail. Every gate of
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from mlflow.tracking import MlflowClient
 from pydantic import Field
 
 from fin_assets.code_versions import group_code_version
@@ -173,6 +175,19 @@ def _refuse_unregistered(
     raise dg.Failure(f"refused ({refusal.code}): {refusal.message}")
 
 
+def log_pack_artifacts(client: MlflowClient, run_id: str, pack_dir: Path) -> str:
+    """Log a pack's directory to the version's run under ``validation/<pack directory name>``.
+
+    The artifact path carries the pack's content address, so a re-run adds artifacts beside the
+    earlier ones instead of replacing what an approver may have read in the MLflow UI; the same
+    pack (same address) already logged is not logged twice.
+    """
+    artifact_path = f"validation/{pack_dir.name}"
+    if not client.list_artifacts(run_id, artifact_path):
+        client.log_artifacts(run_id, str(pack_dir), artifact_path=artifact_path)
+    return artifact_path
+
+
 @dg.asset(
     deps=[CHALLENGER_MODEL],
     group_name=names.VALIDATION_GROUP,
@@ -227,7 +242,8 @@ def validation_pack(
     digest = pack_digest(pack)
     out_dir = settings.report_dir("validation", config.registered_model, f"v{version_number}")
     paths = write_pack(pack, out_dir)
-    client.log_artifacts(version.run_id, str(out_dir), artifact_path="validation")
+    pack_dir = paths["json"].parent
+    artifact_path = log_pack_artifacts(client, version.run_id, pack_dir)
     generated = pack["identity"].get("generated_at")
     generated_at = datetime.fromisoformat(generated) if generated else datetime.now(UTC)
     waivable = inconclusive_gate_names(pack["gates"])
@@ -280,6 +296,8 @@ def validation_pack(
             "failed_gates": dg.MetadataValue.json(failed),
             "inconclusive_gates": dg.MetadataValue.json(waivable),
             "pack_digest": digest,
+            "pack_directory": dg.MetadataValue.path(str(pack_dir)),
+            "mlflow_artifact_path": artifact_path,
             "validation_pack_html": dg.MetadataValue.path(str(paths["html"])),
             "validation_pack_json": dg.MetadataValue.path(str(paths["json"])),
             "model_card": dg.MetadataValue.path(str(paths["model_card"])),

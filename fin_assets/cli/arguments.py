@@ -92,7 +92,15 @@ def _add_pipeline_commands(sub: Any) -> None:
         "--model-kind", default="fraud", choices=["fraud", "credit"], help="wording of decisions"
     )
     validate.add_argument("--policy", default="", help="policy YAML (default: FIN_POLICY)")
-    validate.add_argument("--out", required=True, help="directory for the pack")
+    validate.add_argument(
+        "--model-timeout",
+        type=float,
+        default=600.0,
+        help="seconds a non-native model may take to load, and to score each frame (default 600)",
+    )
+    validate.add_argument(
+        "--out", required=True, help="directory under which the pack gets its own directory"
+    )
     _runs(validate, _PIPELINE, "cmd_validate")
     demo = sub.add_parser("demo", help="the end-to-end story on the embedded default")
     demo.add_argument("--start", type=_day, default=_day(DATA_START_DATE))

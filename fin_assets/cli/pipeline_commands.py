@@ -16,9 +16,11 @@ from fin_assets.cli.run_helpers import (
 )
 from fin_assets.cli.stores import init_home
 from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.write_once import WriteOnceConflictError
 from fin_assets.lib.features.offline_features import compute_features_for_file
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.validation.model_loading import read_table, subject_for_external
+from fin_assets.lib.validation.isolated_scoring import IsolatedModelError
+from fin_assets.lib.validation.model_loading import external_subject, read_table
 from fin_assets.lib.validation.pack import build_validation_pack, pack_digest, write_pack
 from fin_resources.locations import Settings
 
@@ -80,8 +82,12 @@ def _print_gates(pack: dict[str, object]) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate any MLflow model on the validator's data with the pipeline's engine.
 
+    A model that is code (not a native XGBoost booster) is loaded and scored in a child process
+    that holds none of this process's secrets. The pack goes, read-only, into a new directory
+    under ``--out`` named by its content; an earlier pack is never overwritten.
+
     Exit status: 0 when every blocking gate passed, 2 when one failed (the pack is written either
-    way), 1 when the inputs are unusable.
+    way), 1 when the inputs are unusable or the model could not be scored.
     """
 
     settings = Settings.from_env()
@@ -89,7 +95,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy or settings.policy_path or None)
     try:
         frame = read_table(args.data)
-        subject = subject_for_external(
+        with external_subject(
             args.model_uri,
             frame,
             label=args.label,
@@ -100,14 +106,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             data_path=str(Path(args.data).resolve()),
             model_kind=args.model_kind,
             policy_version=policy.version,
-        )
-        pack = build_validation_pack(subject, policy)
-    except ValueError as exc:
+            timeout_seconds=args.model_timeout,
+        ) as subject:
+            pack = build_validation_pack(subject, policy)
+        paths = write_pack(pack, Path(args.out))
+    except (ValueError, IsolatedModelError, WriteOnceConflictError) as exc:
         print(f"validate: {exc}", file=sys.stderr)
         return 1
-    paths = write_pack(pack, Path(args.out))
     _print_gates(pack)
     print(f"\nstatus {pack['status']}  (pack digest {pack_digest(pack)[:16]})")
+    print(f"pack {paths['json'].parent}  (read-only; a new validation writes a new directory)")
     for kind, path in sorted(paths.items()):
         print(f"  {kind:<12}{path}")
     return 0 if pack["status"] == "passed" else 2

@@ -31,6 +31,7 @@ from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
 from fin_resources.locations import Settings
 from tests.browser import artifact_path, browser_page  # noqa: F401
 from tests.e2e.test_cli import BIN, run
+from tests.e2e.test_validate_cli import reported_paths
 
 FEATURES = [
     "dir",
@@ -135,8 +136,9 @@ def test_a_mortgage_model_that_declines_black_applicants_more_fails_the_fairness
         ],
         {},
     )
-    pack = json.loads((out / "validation_pack.json").read_text())
     assert proc.returncode == 2, proc.stderr[-3000:]
+    paths = reported_paths(proc.stdout)
+    pack = json.loads(paths["json"].read_text())
     assert pack["status"] == "failed"
     assert pack["fairness"]["verdicts"]["adverse_impact_ratio"] == "fail"
     gate = next(g for g in pack["gates"] if g["name"] == "adverse_impact_ratio")
@@ -172,11 +174,11 @@ def test_a_mortgage_model_that_declines_black_applicants_more_fails_the_fairness
     assert "black" in pack["fairness"]["summaries"]
     sweep = pack["fairness"]["threshold_sweep"]["points"]
     assert len(sweep) >= 10 and all("black" in p["min_air"] for p in sweep)
-    assert (out / "validation_pack.html").exists() and (out / "model_card.md").exists()
+    assert paths["html"].exists() and paths["model_card"].exists()
 
     # What the examiner sees: the summary first, with the interval, then the sweep chart.
     page = browser_page
-    page.goto((out / "validation_pack.html").as_uri())
+    page.goto(paths["html"].as_uri())
     summary = page.locator("section#summary")
     interval = f"{black['ci_low']:.2f}–{black['ci_high']:.2f}"
     assert summary.is_visible() and interval in summary.inner_text()

@@ -7,7 +7,9 @@ names, and refuses a model that uses a protected attribute as an input.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import stat
 from pathlib import Path
 
 import mlflow
@@ -67,6 +69,16 @@ def _log_model(features: list[str], frame: pd.DataFrame, name: str) -> str:
     return f"models:/{name}/1"
 
 
+def reported_paths(stdout: str) -> dict[str, Path]:
+    """The pack's files as ``fin-mlops validate`` prints them (``  <kind>  <path>``)."""
+    found = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if line.startswith("  ") and len(parts) == 2 and parts[0] in ("json", "html", "model_card"):
+            found[parts[0]] = Path(parts[1])
+    return found
+
+
 @pytest.fixture
 def tracking(fin_home: Path) -> None:
     fin_home.mkdir(parents=True, exist_ok=True)
@@ -103,8 +115,13 @@ def test_validate_an_external_credit_model_with_protected_attributes(
         {},
     )
     assert proc.returncode in (0, 2), proc.stderr[-3000:]
-    pack = json.loads((out / "validation_pack.json").read_text())
-    assert (out / "validation_pack.html").exists() and (out / "model_card.md").exists()
+    paths = reported_paths(proc.stdout)
+    # The pack's own read-only directory under --out, named by its JSON bytes.
+    json_bytes = paths["json"].read_bytes()
+    assert paths["json"].parent == out / hashlib.sha256(json_bytes).hexdigest()[:16]
+    assert {p.parent for p in paths.values()} == {paths["json"].parent}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in paths.values()} == {0o444}
+    pack = json.loads(json_bytes)
     # The pack's AUC is the model's AUC on the validator's data, computed independently here.
     model = mlflow.xgboost.load_model(uri)
     expected = roc_auc_score(data["defaulted"], model.predict_proba(data[FEATURES])[:, 1])
@@ -149,4 +166,4 @@ def test_validate_refuses_a_model_that_uses_a_protected_attribute(
     )
     assert proc.returncode == 1
     assert "age" in proc.stderr and "protected" in proc.stderr
-    assert not (tmp_path / "pack" / "validation_pack.json").exists()
+    assert not (tmp_path / "pack").exists()

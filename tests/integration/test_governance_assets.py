@@ -12,6 +12,7 @@ forged approval row, and tampering detected. Every attack leaves its refusal in 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -176,6 +177,10 @@ def _materialize(world: dict[str, Any], assets: list[Any], **config: Any) -> Any
     )
 
 
+def _file_hashes(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in directory.iterdir()}
+
+
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = cli.main(list(args))
     out = capsys.readouterr()
@@ -332,7 +337,10 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
 ) -> None:
     first = _materialize(world, [validation_pack])
     assert first.success
-    digest = first.asset_materializations_for_node("validation_pack")[0].metadata["pack_digest"]
+    first_meta = first.asset_materializations_for_node("validation_pack")[0].metadata
+    digest = first_meta["pack_digest"]
+    read_by_approver = Path(str(first_meta["validation_pack_json"].value)).parent
+    read_bytes = _file_hashes(read_by_approver)
     code, out, _ = _cli(capsys, "pending")
     assert code == 0 and "\n1        passed" in out
     code, out, err = _decide(
@@ -357,8 +365,18 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     # so the approval still matches (it would be refused as stale otherwise).
     result = _materialize(world, [validation_pack, champion_model], decision_id=decision.id)
     assert result.success
-    again = result.asset_materializations_for_node("validation_pack")[0].metadata["pack_digest"]
-    assert again.value == digest.value
+    again_meta = result.asset_materializations_for_node("validation_pack")[0].metadata
+    assert again_meta["pack_digest"].value == digest.value
+    # The regenerated pack went into a directory of its own beside the first; what the approver
+    # read is byte for byte as it was, here and in the version's MLflow run.
+    regenerated = Path(str(again_meta["validation_pack_json"].value)).parent
+    assert regenerated != read_by_approver and regenerated.parent == read_by_approver.parent
+    assert _file_hashes(read_by_approver) == read_bytes
+    run_id = _client().get_model_version("fraud_detector", "1").run_id
+    logged = {a.path for a in _client().list_artifacts(run_id, "validation")}
+    for meta, directory in ((first_meta, read_by_approver), (again_meta, regenerated)):
+        assert meta["mlflow_artifact_path"].value == f"validation/{directory.name}"
+        assert f"validation/{directory.name}" in logged
     meta = result.asset_materializations_for_node("champion_model")[0].metadata
     assert meta["champion_version"].value == 1
     assert meta["approved_by"].value == VALIDATOR

@@ -22,6 +22,7 @@ import getpass
 import json
 import os
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from importlib import metadata
@@ -29,11 +30,12 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import mlflow
+import mlflow.artifacts
 import mlflow.xgboost
 import xgboost as xgb
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import Model, infer_signature
 from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_USER
@@ -378,16 +380,99 @@ def log_challenger(
     )
 
 
+#: XGBoost's own serialisations (UBJSON, JSON, the legacy binary): parsed by xgboost as data.
+NATIVE_XGBOOST_FORMATS: Final[frozenset[str]] = frozenset({"ubj", "json", "xgb"})
+#: The class our pipeline logs (``log_challenger`` logs the booster itself).
+BOOSTER_CLASS: Final[str] = "xgboost.core.Booster"
+
+
+class NotNativeModelError(ValueError):
+    """A model that cannot be read as an XGBoost booster from a native file alone."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NativeBooster:
+    """A booster read from a model directory's native file, and the class its MLmodel names."""
+
+    booster: xgb.Booster
+    model_class: str
+
+
+def download_model(tracking_uri: str, model_uri: str, destination: Path) -> Path:
+    """Copy a logged or registered model's files into ``destination``; nothing is loaded.
+
+    Returns the local model directory (the one holding ``MLmodel``).
+    """
+    with _fluent_uri(tracking_uri):
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri,
+            dst_path=str(destination),
+            tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )
+    return Path(local)
+
+
+def read_native_booster(model_dir: Path, model_uri: str) -> NativeBooster:
+    """The booster in ``model_dir``'s ``xgboost`` flavor, read by xgboost's own parser.
+
+    Why not ``mlflow.xgboost.load_model``: it imports whatever class the ``MLmodel`` file names
+    and puts the model's ``code`` directory on ``sys.path`` first, so whoever can write a model's
+    artifacts could run code in the process that loads it. Here the ``MLmodel`` file is read as
+    YAML (``yaml.safe_load``), the flavor's data file must be a native format inside the model
+    directory, and the booster is built by ``xgb.Booster.load_model``: no class is imported, no
+    code directory is added, nothing is unpickled. The scikit-learn wrappers (``XGBClassifier``
+    and the like) save the same native booster file, so it is read the same way; their
+    probability of the positive class is the booster's prediction.
+
+    Raises :class:`NotNativeModelError` for anything else (no ``xgboost`` flavor, a non-native
+    format or class, a data path that leaves the model directory).
+    """
+    directory = Path(model_dir).resolve()
+    if not (directory / "MLmodel").is_file():
+        raise NotNativeModelError(f"{model_uri} has no MLmodel file")
+    conf = Model.load(str(directory)).flavors.get("xgboost")
+    if not isinstance(conf, dict):
+        raise NotNativeModelError(f"{model_uri} has no xgboost flavor")
+    data = str(conf.get("data", ""))
+    path = (directory / data).resolve()
+    model_format = str(conf.get("model_format", path.suffix.lstrip(".")))
+    model_class = str(conf.get("model_class", BOOSTER_CLASS))
+    if model_format not in NATIVE_XGBOOST_FORMATS or path.suffix.lstrip(".") != model_format:
+        raise NotNativeModelError(
+            f"{model_uri} stores its booster as {data!r} (format {model_format!r}): only "
+            f"xgboost's native formats {sorted(NATIVE_XGBOOST_FORMATS)} are read"
+        )
+    if not model_class.startswith("xgboost."):
+        raise NotNativeModelError(
+            f"{model_uri} names the class {model_class!r}, not an xgboost one"
+        )
+    if not path.is_relative_to(directory) or not path.is_file():
+        raise NotNativeModelError(f"{model_uri}: its booster file {data!r} is not in the model")
+    booster = xgb.Booster()
+    booster.load_model(str(path))
+    return NativeBooster(booster, model_class)
+
+
 def load_booster(tracking: TrackingLocation, model_uri: str) -> xgb.Booster:
-    """Load a logged or registered model as an XGBoost booster from this tracking server."""
-    with _fluent_uri(tracking.tracking_uri):
-        booster = mlflow.xgboost.load_model(model_uri)
-    if not isinstance(booster, xgb.Booster):
-        raise TypeError(f"{model_uri} is not an XGBoost booster but {type(booster).__name__}")
-    return booster
+    """Load a logged or registered model's XGBoost booster from its native file, never its code.
+
+    The model's files are downloaded and only its booster file is parsed
+    (:func:`read_native_booster`); a model logged as anything but a booster is refused.
+    """
+    with tempfile.TemporaryDirectory(prefix="fin-model-") as scratch:
+        local = download_model(tracking.tracking_uri, model_uri, Path(scratch))
+        native = read_native_booster(local, model_uri)
+    if native.model_class != BOOSTER_CLASS:
+        raise TypeError(f"{model_uri} is not an XGBoost booster but {native.model_class}")
+    return native.booster
 
 
 def load_pyfunc(tracking: TrackingBackend, model_uri: str) -> PyFuncModel:
-    """Load a model as MLflow's generic pyfunc (what a serving endpoint would run)."""
+    """Load a model as MLflow's generic pyfunc (what a serving endpoint would run).
+
+    This runs the model's loader in this process: for our own registered versions only. A model
+    under review is loaded by ``fin_assets.lib.validation.isolated_scoring`` instead.
+    """
     with _fluent_uri(tracking.tracking_uri):
         return mlflow.pyfunc.load_model(model_uri)

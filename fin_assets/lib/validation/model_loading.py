@@ -5,13 +5,18 @@ Why a module between the pack engine (``validation.py``) and its callers: the as
 version our pipeline registered, everything is re-derived from what the version names (its data
 version → the content-addressed training snapshot, re-hashed on load; its model in the registry;
 its provenance tags), never from "the latest" of anything, so the pack regenerates identically.
-For a model we did not train, the validator names the model, the data and the columns.
+For a model we did not train, the validator names the model, the data and the columns, and
+the model is never run in the validator's process: a native XGBoost booster is read as data,
+anything else is loaded and scored in a child process without the validator's secrets
+(``isolated_scoring``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,10 +26,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
 from fin_assets.lib.training.model_fit import predict_scores
-from fin_assets.lib.training.model_registry import TrackingBackend, load_booster
+from fin_assets.lib.training.model_registry import (
+    NotNativeModelError,
+    TrackingBackend,
+    download_model,
+    load_booster,
+    read_native_booster,
+)
 from fin_assets.lib.training.registry_tags import (
     TAG_DAGSTER_RUN_ID,
     TAG_DATA_VERSION,
@@ -40,6 +52,7 @@ from fin_assets.lib.training.training_data import (
     load_snapshot,
     partial_lookback,
 )
+from fin_assets.lib.validation.isolated_scoring import DEFAULT_TIMEOUT_SECONDS, isolated_model
 from fin_assets.lib.validation.pack import ChampionSubject, ValidationSubject
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]
@@ -249,19 +262,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(file)
 
 
-def external_model(
-    model_uri: str, frame: pd.DataFrame, feature_columns: Sequence[str] | None
-) -> ExternalModel:
-    """A scorer for any logged model, its booster when it is XGBoost, its input columns and
-    its MLflow flavors.
-
-    Probabilities, not labels: an XGBoost booster's prediction, a scikit-learn classifier's
-    ``predict_proba`` (its pyfunc ``predict`` would return 0/1), else the pyfunc output.
-    Columns: the model signature's inputs when it has one, else ``feature_columns``.
-    """
-    pyfunc = mlflow.pyfunc.load_model(model_uri)
-    flavors = tuple(sorted(pyfunc.metadata.flavors))
-    signature = pyfunc.metadata.get_input_schema()
+def _input_columns(
+    model_uri: str, meta: Model, frame: pd.DataFrame, feature_columns: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The model signature's inputs when it has one, else ``feature_columns``; all in the data."""
+    signature = meta.get_input_schema()
     columns: tuple[str, ...]
     if signature is not None and signature.has_input_names():
         columns = tuple(str(n) for n in signature.input_names())
@@ -272,34 +277,56 @@ def external_model(
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"the data lacks the model's input columns {missing}")
-    if "xgboost" in flavors:
-        loaded = mlflow.xgboost.load_model(model_uri)
-        booster = loaded.get_booster() if hasattr(loaded, "get_booster") else loaded
-        if not booster.feature_names:
-            booster.feature_names = list(columns)
-        cols = tuple(booster.feature_names)
-
-        def score_xgb(data: pd.DataFrame) -> np.ndarray:
-            return np.asarray(predict_scores(booster, data, cols), dtype=np.float64)
-
-        return ExternalModel(score_xgb, booster, cols, flavors)
-    if "sklearn" in flavors:
-        estimator = mlflow.sklearn.load_model(model_uri)
-        if hasattr(estimator, "predict_proba"):
-
-            def score_sklearn(data: pd.DataFrame) -> np.ndarray:
-                return np.asarray(estimator.predict_proba(data.loc[:, list(columns)])[:, 1])
-
-            return ExternalModel(score_sklearn, None, columns, flavors)
-
-    def score_pyfunc(data: pd.DataFrame) -> np.ndarray:
-        output = pyfunc.predict(data.loc[:, list(columns)])
-        return np.asarray(output, dtype=np.float64).reshape(len(data), -1)[:, -1]
-
-    return ExternalModel(score_pyfunc, None, columns, flavors)
+    return columns
 
 
-def subject_for_external(
+@contextlib.contextmanager
+def external_model(
+    model_uri: str,
+    frame: pd.DataFrame,
+    feature_columns: Sequence[str] | None,
+    *,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+) -> Iterator[ExternalModel]:
+    """A scorer for any logged model, its booster when it is XGBoost, its input columns and
+    its MLflow flavors; the model is never loaded in this process unless it is plain data.
+
+    The model's files are copied into a private directory (0700) and its ``MLmodel`` read as
+    YAML. A native XGBoost booster (``xgboost`` flavor, :func:`read_native_booster`) is read here:
+    it is data, and its booster gives the pack TreeSHAP explanations. Anything else (a pyfunc,
+    a scikit-learn pickle, an XGBoost model in another format) is code, and is loaded and scored
+    in a child process without the validator's secrets (:mod:`isolated_scoring`), stopped when
+    the context ends. Probabilities, not labels: the booster's prediction, a scikit-learn
+    classifier's ``predict_proba``, else the pyfunc output. Columns: the model signature's inputs
+    when it has one, else ``feature_columns``.
+    """
+    with tempfile.TemporaryDirectory(prefix="fin-validate-") as private:
+        workdir = Path(private)
+        model_dir = download_model(mlflow.get_tracking_uri(), model_uri, workdir / "model")
+        meta = Model.load(str(model_dir))
+        flavors = tuple(sorted(meta.flavors))
+        columns = _input_columns(model_uri, meta, frame, feature_columns)
+        try:
+            booster = read_native_booster(model_dir, model_uri).booster
+        except NotNativeModelError:
+            booster = None
+        if booster is not None:
+            if not booster.feature_names:
+                booster.feature_names = list(columns)
+            native = booster
+            cols = tuple(booster.feature_names or columns)
+
+            def score_xgb(data: pd.DataFrame) -> np.ndarray:
+                return np.asarray(predict_scores(native, data, cols), dtype=np.float64)
+
+            yield ExternalModel(score_xgb, booster, cols, flavors)
+            return
+        with isolated_model(model_uri, model_dir, columns, workdir, timeout_seconds) as child:
+            yield ExternalModel(child, None, columns, flavors)
+
+
+@contextlib.contextmanager
+def external_subject(
     model_uri: str,
     frame: pd.DataFrame,
     *,
@@ -311,11 +338,14 @@ def subject_for_external(
     data_path: str = "",
     model_kind: str = "fraud",
     policy_version: str = "",
-) -> ValidationSubject:
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+) -> Iterator[ValidationSubject]:
     """The subject for ``fin-mlops validate``: any model, the validator's data and columns.
 
-    Transaction-specific analyses (card precision, per-day stability, amount bands) switch on
-    only when the canonical columns are present; nothing about the fraud model is assumed.
+    A context manager because the model may be running in a child process
+    (:func:`external_model`): build the pack inside it. Transaction-specific analyses (card
+    precision, per-day stability, amount bands) switch on only when the canonical columns are
+    present; nothing about the fraud model is assumed.
     """
     if label not in frame.columns:
         raise ValueError(f"label column {label!r} is not in the data")
@@ -325,7 +355,36 @@ def subject_for_external(
     for column in (*protected, *segments):
         if column not in frame.columns:
             raise ValueError(f"column {column!r} is not in the data")
-    model = external_model(model_uri, frame, feature_columns)
+    with external_model(
+        model_uri, frame, feature_columns, timeout_seconds=timeout_seconds
+    ) as model:
+        yield _external_subject(
+            model,
+            model_uri,
+            frame,
+            label=label,
+            score_column=score_column,
+            protected=protected,
+            segments=segments,
+            data_path=data_path,
+            model_kind=model_kind,
+            policy_version=policy_version,
+        )
+
+
+def _external_subject(
+    model: ExternalModel,
+    model_uri: str,
+    frame: pd.DataFrame,
+    *,
+    label: str,
+    score_column: str | None,
+    protected: Sequence[str],
+    segments: Sequence[str],
+    data_path: str,
+    model_kind: str,
+    policy_version: str,
+) -> ValidationSubject:
     score, booster, columns = model.score, model.booster, model.columns
     data = frame.reset_index(drop=True)
     if score_column:

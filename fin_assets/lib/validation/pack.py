@@ -28,6 +28,9 @@ Conventions (each also written into the pack so a reader need not read this code
   ``numpy.random.default_rng(bootstrap_seed)`` and sorted, so they are the same rows every time.
 * The pack is JSON-safe: NaN becomes None, numpy values become Python ones, dates ISO strings.
   Same inputs give the same pack except ``identity.generated_at`` (see :func:`pack_digest`).
+* The files are evidence and are never rewritten: each pack goes, read-only, into its own
+  directory named by the sha256 of its exact JSON bytes (:func:`write_pack`), so re-running
+  validation adds a directory and leaves the pack an approver read byte for byte as it was.
 
 Layout: this module holds the assembly, the gates, the digest and the files; the subjects and the
 evaluation context are in ``subjects``, the section keys in ``section_keys`` and the sections in
@@ -52,6 +55,7 @@ import pandas as pd
 
 from fin_assets.lib.common.json_text import canonical_json, json_safe
 from fin_assets.lib.common.policy import Policy
+from fin_assets.lib.common.write_once import write_once
 from fin_assets.lib.validation import subjects
 from fin_assets.lib.validation.conduct_sections import explanations, fairness
 from fin_assets.lib.validation.fairness import refuse_protected_features
@@ -97,6 +101,8 @@ __all__ = [
     "MAX_SEGMENT_LEVELS",
     "MODEL_KINDS",
     "MONOTONE_GRID",
+    "PACK_ADDRESS_LENGTH",
+    "PACK_FILES",
     "PACK_SECTIONS",
     "WORDING",
     "BoolArray",
@@ -108,8 +114,10 @@ __all__ = [
     "adverse_decisions",
     "build_validation_pack",
     "evaluate_gates",
+    "pack_address",
     "pack_canonical_json",
     "pack_digest",
+    "pack_json_bytes",
     "write_pack",
 ]
 
@@ -451,20 +459,52 @@ def pack_digest(pack: Mapping[str, Any]) -> str:
     return hashlib.sha256(pack_canonical_json(content).encode()).hexdigest()
 
 
-def write_pack(pack: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write ``validation_pack.json``, ``validation_pack.html`` and ``model_card.md``.
+#: The pack's files: the JSON (what the digest and an approval refer to) and its two renderings.
+PACK_FILES: Final[dict[str, str]] = {
+    "json": "validation_pack.json",
+    "html": "validation_pack.html",
+    "model_card": "model_card.md",
+}
+#: Hex digits of the JSON's sha256 that name a pack's directory (64 bits: collisions are
+#: refused by :func:`write_pack`, never overwritten).
+PACK_ADDRESS_LENGTH: Final[int] = 16
 
-    Returns their paths under the keys ``json``, ``html`` and ``model_card``.
-    """
-    directory = Path(out_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": directory / "validation_pack.json",
-        "html": directory / "validation_pack.html",
-        "model_card": directory / "model_card.md",
-    }
+
+def pack_json_bytes(pack: Mapping[str, Any]) -> bytes:
+    """The exact bytes of ``validation_pack.json`` (sorted keys, indented, one final newline)."""
     text = json.dumps(json_safe(pack), sort_keys=True, indent=2, allow_nan=False)
-    paths["json"].write_text(text + "\n", encoding="utf-8")
-    paths["html"].write_text(render_html(pack), encoding="utf-8")
-    paths["model_card"].write_text(render_model_card(pack), encoding="utf-8")
-    return paths
+    return (text + "\n").encode("utf-8")
+
+
+def pack_address(pack: Mapping[str, Any]) -> str:
+    """The name of the pack's directory: the start of the sha256 of its exact JSON bytes.
+
+    Not :func:`pack_digest`, on purpose. The digest leaves ``generated_at`` out so that an
+    approval survives regeneration from the same lineage; a directory named by it would have to
+    either overwrite the pack an approver read with a newer timestamp, or keep a file whose
+    timestamp is not the one the new validation recorded. Addressed by the bytes, a re-run writes
+    a new directory beside the old one, and both stay exactly as written.
+    """
+    return hashlib.sha256(pack_json_bytes(pack)).hexdigest()[:PACK_ADDRESS_LENGTH]
+
+
+def write_pack(pack: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write ``validation_pack.json``, ``validation_pack.html`` and ``model_card.md`` once, into
+    ``out_dir/<pack_address(pack)>/``, read-only.
+
+    Returns their paths under the keys ``json``, ``html`` and ``model_card``. The directory
+    appears whole or not at all (:func:`~fin_assets.lib.common.write_once.write_once`). Writing
+    the very same pack again returns the same paths and writes nothing; a directory of that name
+    holding other bytes (a hand-edited file, or a renderer that changed since) raises
+    :class:`~fin_assets.lib.common.write_once.WriteOnceConflictError` and is left as it is.
+    """
+    contents = {
+        "json": pack_json_bytes(pack),
+        "html": render_html(pack).encode("utf-8"),
+        "model_card": render_model_card(pack).encode("utf-8"),
+    }
+    written = write_once(
+        Path(out_dir) / pack_address(pack),
+        {PACK_FILES[key]: content for key, content in contents.items()},
+    )
+    return {key: written[name] for key, name in PACK_FILES.items()}
