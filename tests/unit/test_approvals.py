@@ -1603,3 +1603,72 @@ def test_decisions_exist_only_as_signed_chain_entries(world: World) -> None:
     )
     assert (body["predicate"]["signer"], body["predicate"]["decision"]) == ("vera", "approve")
     assert decision.id == approved.seq
+
+
+# --- Time and responsibility -----------------------------------------------------------------
+
+
+def test_a_decision_signed_outside_the_signing_window_is_refused(world: World) -> None:
+    """A back-dated (or pre-signed) statement is refused: its time must be its recording time."""
+    add(world, facts())
+    envelope = signed(world, "vera")  # signed for NOW
+    late = NOW + timedelta(minutes=16)
+    with pytest.raises(Refusal) as caught:
+        decide(
+            world.chain,
+            envelope,
+            model_name=MODEL,
+            version=3,
+            artifact_digest=model_digest(3),
+            current_feature_versions=REGISTRY,
+            policy=world.policy,
+            now=late,
+        )
+    assert caught.value.code == "statement_mismatch"
+    assert "accepted within 15 minutes of its time" in caught.value.message
+    assert world.chain.entries(action="refused")[-1].payload["code"] == "statement_mismatch"
+    decision = decide(
+        world.chain,
+        envelope,
+        model_name=MODEL,
+        version=3,
+        artifact_digest=model_digest(3),
+        current_feature_versions=REGISTRY,
+        policy=world.policy,
+        now=NOW + timedelta(minutes=15),
+    )
+    assert decision.approver == "vera"
+
+
+def test_a_key_signs_nothing_dated_before_its_enrolment(world: World) -> None:
+    add(world, facts())
+    vera = roster_from(world.chain.entries()).active_key("vera", NOW)
+    assert vera is not None
+    enrolled = datetime.fromisoformat(vera.enrolled_at)
+    assert vera.problem_at(enrolled) is None
+    problem = vera.problem_at(enrolled - timedelta(seconds=1))
+    assert problem is not None and problem[0] == "unknown_key"
+    assert "signs nothing dated before" in problem[1]
+
+
+def test_the_first_submitter_stays_accountable_and_a_second_submission_is_refused(
+    world: World,
+) -> None:
+    add(world, facts())
+    sign_and_submit(
+        world.chain, world.keys["otto"], model_name=MODEL, version=3, policy=world.policy, now=NOW
+    )
+    with pytest.raises(Refusal) as caught:
+        sign_and_submit(
+            world.chain,
+            world.keys["vera"],
+            model_name=MODEL,
+            version=3,
+            policy=world.policy,
+            now=NOW,
+        )
+    assert caught.value.code == "already_decided"
+    assert "already submitted by otto, who stays its accountable developer" in caught.value.message
+    entries = world.chain.entries()
+    assert facts_for(entries, roster_from(entries), MODEL, 3).developer == "otto"
+    assert code_of(functools.partial(run_decide, world, 3, "otto")) == "separation_of_duties"

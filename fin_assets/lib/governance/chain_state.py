@@ -245,8 +245,8 @@ def registered_versions(entries: Sequence[AuditEntry], model_name: str) -> list[
 
 
 def submission_entries(entries: Sequence[AuditEntry], subject: str) -> list[AuditEntry]:
-    """The ``submitted_for_validation`` entries of one version, newest first."""
-    return [e for e in reversed(entries) if e.action == ACTION_SUBMITTED and e.subject == subject]
+    """The ``submitted_for_validation`` entries of one version, oldest first."""
+    return [e for e in entries if e.action == ACTION_SUBMITTED and e.subject == subject]
 
 
 def pending_challengers(

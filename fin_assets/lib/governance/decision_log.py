@@ -67,6 +67,9 @@ from fin_assets.lib.governance.signing import (
 )
 
 ACTION_POLICY_LOADED: Final[str] = "policy_loaded"
+#: How far a decision's signed time may be from the moment it is recorded: no back-dated (or
+#: pre-signed) decision slips under a pack-age or key-validity check.
+SIGNING_WINDOW_S: Final[int] = 15 * 60
 POLICY_SUBJECT: Final[str] = "policy"
 #: The statement fields a decision entry repeats in clear; promotion compares them one by one.
 SIGNED_FIELDS: Final[tuple[str, ...]] = (
@@ -110,10 +113,12 @@ def record_refusal(
 def verified_submitter(
     entries: Sequence[AuditEntry], roster: Roster, subject: str, model_digest: str | None
 ) -> dict[str, str] | None:
-    """The person who signed the latest valid submission of ``subject``, if any.
+    """The person who signed the first valid submission of ``subject``, if any.
 
     A submission counts only if an enrolled key signed it while valid and it names the
-    registered artifact digest; anything else is ignored (and shows in :func:`governance_problems`).
+    registered artifact digest. The first one counts: whoever took responsibility first stays
+    accountable, so a colleague's later submission cannot free them to approve their own model
+    (:func:`submit` refuses it anyway).
     """
     for entry in submission_entries(entries, subject):
         envelope = entry.payload.get("envelope")
@@ -196,6 +201,13 @@ def submit(
                     "statement_mismatch",
                     f"the submission names artifact {subject_digest(body, subject)!r} but "
                     f"{subject} was registered with {facts.model_digest!r}",
+                )
+            earlier = verified_submitter(entries, roster, subject, facts.model_digest)
+            if earlier is not None:
+                raise Refusal(
+                    "already_decided",
+                    f"{subject} was already submitted by {earlier['name']}, who stays its "
+                    "accountable developer; a version is submitted once",
                 )
             return chain.append_on(
                 conn,
@@ -329,6 +341,14 @@ def decide(
             if kind not in KINDS:
                 raise Refusal(
                     "statement_mismatch", f"the signed decision {kind!r} is not one of {KINDS}"
+                )
+            signed_at = _parse(str(predicate.get("decided_at", "")))
+            if signed_at is None or abs((moment - signed_at).total_seconds()) > SIGNING_WINDOW_S:
+                raise Refusal(
+                    "statement_mismatch",
+                    f"the decision was signed for {predicate.get('decided_at')!r} but is recorded "
+                    f"at {utc_timestamp(moment)}; a signature is accepted within "
+                    f"{SIGNING_WINDOW_S // 60} minutes of its time — sign again",
                 )
             rationale = str(predicate.get("rationale") or "")
             if not rationale.strip():

@@ -69,6 +69,12 @@ class Person:
     def problem_at(self, moment: datetime) -> tuple[str, str] | None:
         """``(refusal code, message)`` if this key cannot sign at ``moment``, else None."""
         stamp = utc_timestamp(moment)
+        if stamp < self.enrolled_at:
+            return (
+                "unknown_key",
+                f"the key {self.key_id[:12]} of {self.name} was enrolled only at "
+                f"{self.enrolled_at}; it signs nothing dated before",
+            )
         if self.revoked_at is not None and stamp >= self.revoked_at:
             return (
                 "key_revoked",
