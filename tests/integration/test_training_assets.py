@@ -11,6 +11,7 @@ from typing import Any, cast
 import dagster as dg
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from fin_assets.definitions import build_resources
 from fin_assets.features import point_in_time_features
@@ -18,6 +19,7 @@ from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import train_challenger_job
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.feature_registry import feature_versions
+from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import load_booster
 from fin_assets.lib.training.training_data import load_snapshot
@@ -27,6 +29,7 @@ from fin_assets.training import (
     training_dataset,
     training_run_config,
 )
+from fin_resources.locations import Settings
 from fin_resources.mlflow_tracking import MlflowResource
 
 pytestmark = pytest.mark.slow
@@ -43,7 +46,6 @@ TRAINING = [training_dataset, challenger_model]
 def instance(fin_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
     monkeypatch.setenv("FIN_SIM_CUSTOMERS", "200")
     monkeypatch.setenv("FIN_SIM_TERMINALS", "400")
-    monkeypatch.setenv("FIN_DEVELOPER", "dana.developer")
     monkeypatch.delenv("MLFLOW_UI_URL", raising=False)
     (fin_home / "dagster").mkdir(parents=True, exist_ok=True)
     with dg.instance_for_test(temp_dir=str(fin_home / "dagster")) as inst:
@@ -118,7 +120,9 @@ def test_training_assets_register_a_reproducible_challenger(
     assert model["data_version"] == data["data_version"]
     assert "validation_status" not in model, "a frozen status would read pending forever"
     assert model["validation"].startswith("judged by validation_pack")
-    assert model["developer"] == "dana.developer"
+    # No person is authenticated by a Dagster launch: the run's service is the developer until
+    # someone signs the submission (fin-mlops submit).
+    assert model["developer"] == "service:run:__ephemeral_asset_job__"
     assert model["model_uri"] == f"models:/fraud_detector/{model['model_version']}"
     for metric in ("test_auc_roc", "test_average_precision", "test_card_precision_top_100"):
         assert 0.0 <= model[metric] <= 1.0, metric
@@ -133,7 +137,16 @@ def test_training_assets_register_a_reproducible_challenger(
     assert json.loads(version.tags["feature_versions"]) == data["feature_versions"]
     assert version.tags["dagster_run_id"] == first.run_id
     assert version.tags["validation_status"] == "pending"
-    assert version.tags["developer"] == "dana.developer"
+    assert version.tags["developer"] == "service:run:__ephemeral_asset_job__"
+    engine = sa.create_engine(Settings.from_env().audit_url)
+    try:
+        (registered,) = AuditChain(engine).entries(action="model_registered")
+    finally:
+        engine.dispose()
+    assert registered.subject == f"fraud_detector/{model['model_version']}"
+    assert registered.payload["model_digest"] == model["model_digest"]
+    assert registered.payload["data_version"] == data["data_version"]
+    assert registered.payload["dagster_run_id"] == first.run_id
     assert version.tags["model_digest"] == model["model_digest"]
     run = client.get_run(model["mlflow_run_id"])
     assert run.data.metrics["test_auc_roc"] == pytest.approx(model["test_auc_roc"], abs=1e-6)
