@@ -244,8 +244,10 @@ def champion_model(
 
 @dg.asset_check(
     asset=CHAMPION_MODEL,
+    name=names.CHAMPION_WAS_APPROVED,
+    blocking=True,
     description="The champion alias points at the version the audit chain promoted on a signed "
-    "approval",
+    "approval (blocking: nothing scores in the same run otherwise)",
 )
 def champion_was_approved(
     mlflow: MlflowResource, audit_store: AuditStoreResource

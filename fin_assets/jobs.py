@@ -18,6 +18,12 @@ def _assets(*keys: str) -> dg.AssetSelection:
     return dg.AssetSelection.assets(*(dg.AssetKey(key) for key in keys))
 
 
+#: The blocking check run before anything scores: the champion alias is the last promotion the
+#: audit trail records on a signed approval (else scoring is skipped in that run).
+_SERVING_GUARD = dg.AssetSelection.checks(
+    dg.AssetCheckKey(dg.AssetKey(names.CHAMPION_MODEL), names.CHAMPION_WAS_APPROVED)
+)
+
 #: Every feature asset: the dbt models (whatever dbt names them) and the online state.
 _FEATURES = dg.AssetSelection.groups(names.FEATURES_GROUP)
 
@@ -37,9 +43,11 @@ daily_pipeline_job = dg.define_asset_job(
     names.DAILY_PIPELINE_JOB,
     selection=_assets(names.RAW_TRANSACTIONS)
     | _FEATURES
-    | _assets(names.SCORED_TRANSACTIONS, names.MONITORING_REPORT),
-    description="One day end to end: ingestion under contract, features, online state, scoring "
-    "by the champion and its monitoring report.",
+    | _assets(names.SCORED_TRANSACTIONS, names.MONITORING_REPORT)
+    | _SERVING_GUARD,
+    description="One day end to end: ingestion under contract, features, online state, the "
+    "blocking check that the champion was promoted on a signed approval, scoring by the champion "
+    "and its monitoring report.",
     hooks={end_mlflow_on_run_finished},
 )
 
@@ -71,8 +79,9 @@ promote_champion_job = dg.define_asset_job(
 
 score_and_monitor_job = dg.define_asset_job(
     names.SCORE_AND_MONITOR_JOB,
-    selection=_assets(names.SCORED_TRANSACTIONS, names.MONITORING_REPORT),
-    description="Score one day with the champion and write its monitoring report.",
+    selection=_assets(names.SCORED_TRANSACTIONS, names.MONITORING_REPORT) | _SERVING_GUARD,
+    description="Check the champion was promoted on a signed approval (blocking), score one day "
+    "with it and write its monitoring report.",
     tags={"domain": "monitoring"},
     hooks={end_mlflow_on_run_finished},
 )

@@ -570,8 +570,18 @@ def test_scoring_serves_only_the_promoted_version(world: dict[str, Any]) -> None
     client.set_registered_model_alias("fraud_detector", "champion", "1")
     try:
         refused_run = score()
+        guarded = (
+            load_definitions()
+            .resolve_job_def("score_and_monitor_job")
+            .execute_in_process(instance=world["instance"], partition_key=day, raise_on_error=False)
+        )
     finally:
         client.set_registered_model_alias("fraud_detector", "champion", "3")
+    # In the scheduled job the blocking check stops the run before scoring starts.
+    (check,) = guarded.get_asset_check_evaluations()
+    assert (check.check_name, check.passed) == ("champion_was_approved", False)
+    assert "last promotion is version 3" in str(check.metadata["verdict"].value)
+    assert not guarded.asset_materializations_for_node("scored_transactions")
     assert not refused_run.success
     failure = next(e for e in refused_run.all_events if e.is_step_failure)
     assert "refused (champion_not_promoted)" in str(failure.event_specific_data)

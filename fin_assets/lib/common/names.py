@@ -26,6 +26,8 @@ TRAINING_DATASET: Final[str] = "training_dataset"
 CHALLENGER_MODEL: Final[str] = "challenger_model"
 VALIDATION_PACK: Final[str] = "validation_pack"
 CHAMPION_MODEL: Final[str] = "champion_model"
+#: The blocking check that the champion alias is the audit trail's last signed promotion.
+CHAMPION_WAS_APPROVED: Final[str] = "champion_was_approved"
 AUDIT_TRAIL: Final[str] = "audit_trail"
 SCORED_TRANSACTIONS: Final[str] = "scored_transactions"
 MONITORING_REPORT: Final[str] = "monitoring_report"
