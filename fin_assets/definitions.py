@@ -63,7 +63,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             artifact_root=s.mlflow_artifact_root,
             ui_url=s.mlflow_ui_url,
         ),
-        "audit_store": AuditStoreResource(url=_secret("FIN_AUDIT_URL", s.audit_url, from_env)),
+        "audit_store": AuditStoreResource(
+            url=_secret("FIN_AUDIT_URL", s.audit_url, from_env), witness_path=str(s.witness_path)
+        ),
         "online_store": OnlineStoreResource(
             url=_secret("FIN_ONLINE_STORE_URL", s.online_store_url, from_env)
         ),

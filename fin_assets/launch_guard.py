@@ -20,6 +20,7 @@ from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.governance.decision_log import record_refusal
 from fin_assets.lib.governance.decision_rules import Refusal
 from fin_assets.lib.governance.governance_tables import ensure_schema
+from fin_assets.lib.governance.witness import Witness
 from fin_resources.locations import Settings, sql_engine
 
 #: Resources whose values decide where evidence is written or which rules apply.
@@ -59,7 +60,7 @@ def refuse_launch_overrides(context: dg.AssetExecutionContext) -> None:
     try:
         ensure_schema(engine)
         record_refusal(
-            AuditChain(engine),
+            AuditChain(engine, witness=Witness(settings.witness_path)),
             refusal,
             actor=f"dagster-run:{context.run.run_id}",
             attempted=f"materialize {context.asset_key.to_user_string()}",

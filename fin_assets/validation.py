@@ -27,6 +27,7 @@ from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_assets.lib.governance.decision_rules import inconclusive_gate_names
 from fin_assets.lib.governance.registry_facts import champion_version, record_validation
+from fin_assets.lib.governance.witness import Witness
 from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
 from fin_assets.lib.validation.model_loading import (
     champion_for,
@@ -197,7 +198,7 @@ def validation_pack(
     engine = audit_store.engine()
     try:
         ensure_schema(engine)
-        AuditChain(engine).append(
+        AuditChain(engine, witness=Witness(audit_store.witness_file())).append(
             "validated",
             PIPELINE_ACTOR,
             f"{config.registered_model}/{version_number}",

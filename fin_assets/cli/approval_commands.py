@@ -48,9 +48,9 @@ def _refused(refusal: Refusal) -> int:
 
 
 def cmd_approvers_add(args: argparse.Namespace) -> int:
-    with audit_store() as (engine, _, policy):
+    with audit_store() as (engine, chain, policy):
         try:
-            token = add_approver(engine, args.name, args.role, policy)
+            token = add_approver(engine, args.name, args.role, policy, chain=chain)
         except ValueError as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return REFUSED

@@ -111,7 +111,7 @@ def _approve_as_demo_validator(version: int) -> bool:
         name = DEMO_VALIDATOR
         if name in known:
             name = f"{DEMO_VALIDATOR}-{int(time.time())}"
-        token = add_approver(engine, name, "validator", policy, actor="fin-mlops demo")
+        token = add_approver(engine, name, "validator", policy, actor="fin-mlops demo", chain=chain)
         print(f"registered approver {name!r} (role validator) — a demo stand-in for the human")
         print("  validator; in real use each validator registers once and keeps a personal token")
         facts = version_facts(registry_client(), DEFAULT_REGISTERED_MODEL, version)

@@ -88,12 +88,14 @@ def add_approver(
     *,
     actor: str | None = None,
     now: datetime | None = None,
+    chain: AuditChain | None = None,
 ) -> str:
     """Register ``name`` with ``role`` and return its new token (shown once, stored hashed).
 
     Refuses a role not in ``governance.known_roles`` and a name that is already registered
     (``ValueError``; nothing is written). The registration is an audit entry (``actor`` defaults
-    to the OS user) in the same transaction.
+    to the OS user) in the same transaction, written through ``chain`` when given (a chain with a
+    witness anchors it at once), else through a plain chain on ``engine``.
     """
     if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
         raise ValueError(
@@ -103,7 +105,7 @@ def add_approver(
     known = [str(r) for r in governance_policy(policy)["known_roles"]]
     if role not in known:
         raise ValueError(f"unknown role {role!r}; the policy knows {known}")
-    chain = AuditChain(engine)
+    chain = chain or AuditChain(engine)
     ready(engine)
     token = secrets.token_urlsafe(32)
     salt = secrets.token_bytes(16)
