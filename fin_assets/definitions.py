@@ -30,7 +30,7 @@ from fin_resources.source import SimulatorResource, TransactionSourceResource
 from fin_resources.warehouse import WarehouseResource
 from fin_sensors.approval import approval_sensor
 from fin_sensors.drift import drift_retrain_sensor
-from fin_sensors.schedules import daily_ingestion_schedule
+from fin_sensors.schedules import audit_anchor_schedule, daily_ingestion_schedule
 
 
 def _secret(variable: str, value: str, from_env: bool) -> Any:
@@ -91,7 +91,7 @@ def defs() -> dg.Definitions:
         ],
         asset_checks=[champion_was_approved],
         jobs=ALL_JOBS,
-        schedules=[daily_ingestion_schedule],
+        schedules=[daily_ingestion_schedule, audit_anchor_schedule],
         sensors=[approval_sensor, drift_retrain_sensor],
         resources=build_resources(),
     )

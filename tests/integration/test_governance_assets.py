@@ -35,6 +35,7 @@ from fin_assets.lib.governance.registry_facts import (
     record_validation,
     version_facts,
 )
+from fin_assets.lib.governance.witness import Witness
 from fin_assets.monitoring import scored_transactions
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
@@ -299,7 +300,14 @@ def test_a_second_champion_then_a_rollback_through_an_approval(
     )
     assert code == 0, err
     (request,) = _sensor(world, "approval_sensor").run_requests
-    assert _run_request(world, request).success
+    promoted = _run_request(world, request)
+    assert promoted.success
+    # The promotion run verifies the chain against its witness and anchors the new head.
+    (intact,) = promoted.get_asset_check_evaluations()
+    assert (intact.check_name, intact.passed) == ("audit_chain_intact", True)
+    head = AuditChain(_engine()).head()
+    last = Witness(Settings.from_env().witness_path).last()
+    assert head is not None and last is not None and last.seq == head.seq
     client = _client()
     assert (
         champion_version(client, "fraud_detector"),
@@ -501,3 +509,15 @@ def test_tampering_with_the_audit_trail_is_detected_by_the_cli(
     code, _, err = _cli(capsys, "audit", "verify")
     assert code == 1
     assert "AUDIT TRAIL BROKEN at entry 3" in err
+    # The hourly anchor job turns its check red, naming the entry.
+    anchored = (
+        load_definitions()
+        .resolve_job_def("anchor_audit_trail_job")
+        .execute_in_process(instance=world["instance"], raise_on_error=False)
+    )
+    assert not anchored.success
+    (intact,) = anchored.get_asset_check_evaluations()
+    assert (intact.passed, intact.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert intact.description == (
+        "entry 3: stored hash does not match its content (edited, renumbered or moved)"
+    )
