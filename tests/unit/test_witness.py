@@ -3,7 +3,7 @@
 The witness file's own integrity (each line linked to the one before), the chain anchored on
 every write, and what it catches that the chain alone cannot: a truncated tail after any anchor, a
 rewrite, a deleted or replaced witness. The chain half runs on SQLite and, with the local server,
-PostgreSQL.
+PostgreSQL. The command line is run as a person runs it (a subprocess) and must not load Dagster.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from fin_assets.lib.governance.audit_chain import Anchor, AuditChain, VerifyResult
+from fin_assets.lib.governance.audit_chain import GENESIS_HASH, Anchor, AuditChain, VerifyResult
 from fin_assets.lib.governance.witness import (
     ACTION_WITNESS_ATTACHED,
     Witness,
@@ -27,7 +29,9 @@ from fin_assets.lib.governance.witness import (
     verify_with_witness,
 )
 from fin_resources.locations import Settings, default_witness_path
+from tests.conftest import REPO
 from tests.unit.test_audit_chain import as_db_admin, execute, fill
+from tests.unit.test_cli_imports import loaded_heavy_packages
 
 NOW = datetime(2026, 11, 20, 9, 30, 0, tzinfo=UTC)
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
@@ -421,3 +425,68 @@ def test_the_witness_path_comes_from_the_environment(
     assert default_witness_path("sqlite:///a.db").parent == (
         tmp_path / "someone" / ".local" / "state" / "fin-mlops" / "witness"
     )
+
+
+# --- fin-mlops audit verify -------------------------------------------------------------------
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "fin-mlops"), *args],
+        cwd=REPO,
+        env={**os.environ, "FIN_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_audit_verify_reads_the_witness_and_catches_a_truncated_tail(fin_home: Path) -> None:
+    from fin_assets.cli.stores import audit_store
+
+    with audit_store() as (_, chain, _policy):
+        hashes = fill(chain, 4)
+    witness = Witness(Settings.from_env().witness_path)
+    first = _cli(fin_home, "audit", "verify")
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == "audit trail intact: 5 entries verified against 4 anchors"
+    assert lines[1].startswith(f"  witness {witness.path} (id ")
+    assert lines[1].endswith(
+        f"4 anchors, seq 2..5, the last (line 5) 5:{hashes[3][:12]} recorded "
+        f"{witness.anchors()[-1].recorded_at}"
+    )
+    with_anchor = _cli(fin_home, "audit", "verify", "--anchor", f"3:{hashes[1]}")
+    assert with_anchor.returncode == 0
+    assert with_anchor.stdout.splitlines()[2] == f"  --anchor 3:{hashes[1][:12]}"
+
+    engine = sa.create_engine(Settings.from_env().audit_url)
+    as_db_admin(engine)
+    execute(engine, "DELETE FROM audit_entries WHERE seq >= 4")
+    engine.dispose()
+    broken = _cli(fin_home, "audit", "verify")
+    assert broken.returncode == 1
+    assert broken.stderr.startswith(
+        "AUDIT TRAIL BROKEN at entry 4: the chain ends at seq 3 but the anchor names seq 5 "
+        "(witness line 5, recorded "
+    )
+    assert "entries 4..5 were removed (truncated tail) (3 entries verified before it)" in (
+        broken.stderr
+    )
+    # The verdict comes from the witness file alone: Dagster is never imported.
+    assert loaded_heavy_packages(["audit", "verify"], fin_home) == []
+
+
+def test_audit_verify_fails_when_the_witness_is_gone(fin_home: Path) -> None:
+    from fin_assets.cli.stores import audit_store
+
+    with audit_store() as (_, chain, _policy):
+        fill(chain, 1)
+    Settings.from_env().witness_path.unlink()
+    gone = _cli(fin_home, "audit", "verify")
+    assert gone.returncode == 1
+    assert gone.stderr.startswith(
+        f"AUDIT TRAIL NOT VERIFIED: the witness {Settings.from_env().witness_path} is missing: "
+        "entry 1 attached witness "
+    )
+    assert GENESIS_HASH not in gone.stderr
