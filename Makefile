@@ -49,5 +49,8 @@ bench: setup
 	$(BIN)/python bench/bench_realtime.py
 	$(BIN)/python bench/bench_cli.py
 
+# The embedded audit store's witness lives outside .fin_home (so that deleting one leaves the other,
+# and verification says so); a clean start removes both.
 clean:
+	-@[ -x $(BIN)/python ] && rm -fv "$$($(BIN)/python -c 'from pathlib import Path; from fin_resources.locations import default_witness_path as w; print(w("sqlite:///" + str(Path(".fin_home").resolve() / "audit.db")))')"
 	rm -rf .fin_home .pytest_cache .mypy_cache .ruff_cache dbt_project/target dbt_project/logs

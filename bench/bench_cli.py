@@ -33,7 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="bench_cli_"))
-    env = {**os.environ, "FIN_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    env = {
+        **os.environ,
+        "FIN_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        # The audit witness defaults to the user's state folder: keep the bench's in scratch.
+        "FIN_WITNESS_PATH": str(home.with_name(home.name + "_witness") / "witness.jsonl"),
+    }
     subprocess.run([str(BIN / "fin-mlops"), "init"], env=env, check=True, capture_output=True)
     ok = True
     header = f"{'command':<16}{'median s':>10}{'worst s':>10}{'budget s':>10}  verdict"

@@ -30,7 +30,7 @@ from fin_resources.source import SimulatorResource, TransactionSourceResource
 from fin_resources.warehouse import WarehouseResource
 from fin_sensors.approval import approval_sensor
 from fin_sensors.drift import drift_retrain_sensor
-from fin_sensors.schedules import daily_ingestion_schedule
+from fin_sensors.schedules import audit_anchor_schedule, daily_ingestion_schedule
 
 
 def _secret(variable: str, value: str, from_env: bool) -> Any:
@@ -63,7 +63,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             artifact_root=s.mlflow_artifact_root,
             ui_url=s.mlflow_ui_url,
         ),
-        "audit_store": AuditStoreResource(url=_secret("FIN_AUDIT_URL", s.audit_url, from_env)),
+        "audit_store": AuditStoreResource(
+            url=_secret("FIN_AUDIT_URL", s.audit_url, from_env), witness_path=str(s.witness_path)
+        ),
         "online_store": OnlineStoreResource(
             url=_secret("FIN_ONLINE_STORE_URL", s.online_store_url, from_env)
         ),
@@ -89,7 +91,7 @@ def defs() -> dg.Definitions:
         ],
         asset_checks=[champion_was_approved],
         jobs=ALL_JOBS,
-        schedules=[daily_ingestion_schedule],
+        schedules=[daily_ingestion_schedule, audit_anchor_schedule],
         sensors=[approval_sensor, drift_retrain_sensor],
         resources=build_resources(),
     )

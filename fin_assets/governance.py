@@ -6,10 +6,13 @@ at run time that the version is still exactly what was approved; without such a 
 refuses, and the refusal is written to the audit trail. ``champion_was_approved`` checks that the
 alias in the registry still points at a version promoted through an approval (an alias moved by
 hand in the MLflow UI fails it) and lists the challengers waiting for a decision.
-``audit_trail`` verifies the hash chain against the head recorded by its previous materialisation
-(so a truncated tail is caught too). The rules are in ``fin_assets.lib.governance.decision_rules``.
+``audit_trail`` verifies the hash chain against every head its witness recorded and the head its
+previous materialisation recorded (so a truncated tail is caught too), reports it as the check
+``audit_chain_intact`` and records the head in the witness. The rules are in
+``fin_assets.lib.governance.decision_rules``.
 """
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +27,7 @@ from fin_assets.lib.common.names import DEFAULT_REGISTERED_MODEL
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance.artifact_hash import artifact_digest
-from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry
+from fin_assets.lib.governance.audit_chain import Anchor, AuditChain, AuditEntry
 from fin_assets.lib.governance.chain_state import (
     champion_from,
     pending_challengers,
@@ -54,6 +57,7 @@ from fin_assets.lib.governance.registry_facts import (
     champion_version,
     move_aliases,
 )
+from fin_assets.lib.governance.witness import Witness, WitnessError, verify_with_witness
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.locations import admin_key_pin
 from fin_resources.mlflow_tracking import MlflowResource
@@ -63,6 +67,7 @@ OWNERS = ["team:model-risk"]
 CHAMPION_MODEL = dg.AssetKey(names.CHAMPION_MODEL)
 AUDIT_TRAIL = dg.AssetKey(names.AUDIT_TRAIL)
 PROMOTION_ACTOR = "pipeline:champion_model"
+AUDIT_CHAIN_INTACT = "audit_chain_intact"
 #: Dagster concurrency pool of promotion runs (set its limit to 1 with
 #: ``dagster instance concurrency set fin_promotion 1``); the audit chain serialises them anyway.
 PROMOTION_POOL = "fin_promotion"
@@ -310,37 +315,80 @@ def champion_was_approved(
     kinds={"sql"},
     owners=OWNERS,
     tags={"domain": "governance"},
+    # In check_specs rather than a separate @asset_check: Dagster skips the checks of an asset
+    # whose step failed, so a separate check would never turn red on the very chain it exists
+    # to catch.
+    check_specs=[
+        dg.AssetCheckSpec(
+            AUDIT_CHAIN_INTACT,
+            asset=AUDIT_TRAIL,
+            blocking=False,
+            description="Every entry's hash and link, every head recorded in the witness and "
+            "the head of the last materialisation: fails (ERROR) on an edited, truncated or "
+            "rewritten chain, and on a missing or broken witness",
+        )
+    ],
 )
 def audit_trail(
     context: dg.AssetExecutionContext, audit_store: AuditStoreResource
-) -> dg.MaterializeResult:
-    """The tamper-evident audit trail, verified: every entry's hash and link, and the head
-    recorded by the previous materialisation (an anchor outside the database, so a truncated
-    tail is detected too). Fails, naming the first bad entry, if the chain is broken."""
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The tamper-evident audit trail, verified and anchored: every entry's hash and link, every
+    head recorded in the witness (a hash-linked file off the database, written after every
+    audited write) and the head recorded by the previous materialisation. When intact, the head
+    is recorded in the witness and here. Fails, naming the first bad entry or what is wrong with
+    the witness, and turns the check `audit_chain_intact` red."""
     refuse_launch_overrides(context)
+    witness = Witness(audit_store.witness_file())
+    previous = audit_anchor(context.instance)
+    extra = [Anchor(*previous, "the last audit_trail materialisation")] if previous else []
     engine = audit_store.engine()
     try:
-        chain = AuditChain(engine)
-        anchor = audit_anchor(context.instance)
-        result = chain.verify(anchor=anchor)
-        head = chain.head()
+        chain = AuditChain(engine, witness=witness)
+        result = verify_with_witness(chain, witness, extra_anchors=extra)
+        problem = result.reason
+        head = None
+        if result.ok:
+            try:
+                head = chain.anchor()
+            except WitnessError as exc:
+                problem = f"the chain verified but its head could not be recorded: {exc}"
         counts: dict[str, int] = {}
         for entry in chain.entries():
             counts[entry.action] = counts.get(entry.action, 0) + 1
     finally:
         engine.dispose()
-    if not result.ok:
-        raise dg.Failure(
-            f"audit trail broken at entry {result.first_bad_seq}: {result.reason}",
-            metadata={"checked": result.checked},
+    checked: dict[str, Any] = {
+        "verified_entries": result.checked,
+        "anchors_checked": len(result.anchors),
+        "witness": dg.MetadataValue.path(str(witness.path)),
+        "anchored_on": f"{previous[0]}:{previous[1][:12]}" if previous else "none",
+    }
+    if problem:
+        where = f"at entry {result.first_bad_seq}" if result.first_bad_seq else "(its witness)"
+        yield dg.AssetCheckResult(
+            check_name=AUDIT_CHAIN_INTACT,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=problem,
+            metadata={**checked, "first_bad_seq": result.first_bad_seq or 0},
         )
-    return dg.MaterializeResult(
+        raise dg.Failure(f"audit trail broken {where}: {problem}", metadata=checked)
+    yield dg.MaterializeResult(
         metadata={
-            "entries": result.checked,
+            **checked,
+            "entries": head.seq if head else 0,
             "head_seq": head.seq if head else 0,
             "head_hash": head.entry_hash if head else "",
-            "anchored_on": f"{anchor[0]}:{anchor[1][:12]}" if anchor else "none",
             "entries_by_action": dg.MetadataValue.json(counts),
             "verified": True,
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=AUDIT_CHAIN_INTACT,
+                passed=True,
+                description=f"{result.checked} entries verified against "
+                f"{len(result.anchors)} anchors; head {head.seq if head else 0} recorded",
+                metadata=checked,
+            )
+        ],
     )

@@ -14,6 +14,7 @@ import dagster as dg
 
 from fin_assets.lib.common import names
 from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.witness import Witness
 from fin_resources.audit_store import AuditStoreResource
 
 
@@ -51,9 +52,10 @@ def audit_anchor(instance: dg.DagsterInstance) -> tuple[int, str] | None:
 
 @contextmanager
 def audit_chain(audit_store: AuditStoreResource) -> Iterator[AuditChain]:
-    """The audit chain of the run's audit store (schema ensured), its engine disposed after."""
+    """The audit chain of the run's audit store (schema ensured), anchoring every write in the
+    store's witness; its engine disposed after."""
     engine = audit_store.engine()
     try:
-        yield AuditChain(engine)
+        yield AuditChain(engine, witness=Witness(audit_store.witness_file()))
     finally:
         engine.dispose()

@@ -86,6 +86,15 @@ score_and_monitor_job = dg.define_asset_job(
     hooks={end_mlflow_on_run_finished},
 )
 
+anchor_audit_trail_job = dg.define_asset_job(
+    names.ANCHOR_AUDIT_TRAIL_JOB,
+    selection=_assets(names.AUDIT_TRAIL),
+    description="Verify the audit trail against its witness and the last recorded head (check "
+    "audit_chain_intact), then record the head in both: entries written by code without a "
+    "witness are anchored here at the latest, and tampering turns the check red within the hour.",
+    tags={"domain": "governance"},
+)
+
 ALL_JOBS = [
     ingest_transactions_job,
     build_features_job,
@@ -94,4 +103,5 @@ ALL_JOBS = [
     retrain_challenger_job,
     promote_champion_job,
     score_and_monitor_job,
+    anchor_audit_trail_job,
 ]

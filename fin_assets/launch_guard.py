@@ -19,6 +19,7 @@ from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_assets.lib.governance.decision_log import record_refusal
 from fin_assets.lib.governance.decision_rules import Refusal
+from fin_assets.lib.governance.witness import Witness
 from fin_resources.locations import Settings, sql_engine
 
 #: Resources whose values decide where evidence is written or which rules apply.
@@ -73,7 +74,7 @@ def refuse_launch_overrides(context: dg.AssetExecutionContext) -> None:
     try:
         ensure_schema(engine)
         record_refusal(
-            AuditChain(engine),
+            AuditChain(engine, witness=Witness(settings.witness_path)),
             refusal,
             actor=f"dagster-run:{context.run.run_id}",
             attempted=f"materialize {context.asset_key.to_user_string()}",

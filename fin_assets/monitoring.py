@@ -37,6 +37,7 @@ from fin_assets.lib.governance.decision_log import record_refusal
 from fin_assets.lib.governance.decision_rules import Refusal, version_subject
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.governance.serving_guard import check_serving
+from fin_assets.lib.governance.witness import Witness
 from fin_assets.lib.monitoring.drift_report import (
     drift_report,
     monitoring_summary,
@@ -92,7 +93,7 @@ def _refuse_unpromoted(
     engine = audit_store.engine()
     try:
         ensure_schema(engine)
-        chain = AuditChain(engine)
+        chain = AuditChain(engine, witness=Witness(audit_store.witness_file()))
         try:
             if not chain.verify().ok:
                 raise Refusal(

@@ -5,11 +5,13 @@ fast; ``fin_resources.settings`` wraps it for assets.
 
 Every location has the embedded default of architecture §3 under ``FIN_HOME`` (default ``.fin_home``
 in the working directory), so a fresh clone needs no server, and production changes only
-environment variables, never code.
+environment variables, never code. The one exception is the audit chain's witness: it must not sit
+beside the audit database it witnesses, so its default is under the user's state directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,25 @@ def duckdb_path_from_url(url: str) -> str:
     return url
 
 
+def default_witness_path(audit_url: str) -> Path:
+    """Where the witness of the audit store ``audit_url`` lives unless ``FIN_WITNESS_PATH`` says.
+
+    ``$XDG_STATE_HOME/fin-mlops/witness/<16 hex of the SHA-256 of the URL>.jsonl`` (XDG_STATE_HOME
+    defaults to ``~/.local/state``): outside ``FIN_HOME``, so deleting or rewriting the folder that
+    holds the audit database leaves the witness; one file per audit store (the URL is hashed
+    without credentials, so a password change does not orphan it).
+    """
+    state = os.environ.get("XDG_STATE_HOME", "").strip()
+    base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local" / "state"
+    name = hashlib.sha256(without_credentials(normalise_url(audit_url)).encode()).hexdigest()[:16]
+    return base / "fin-mlops" / "witness" / f"{name}.jsonl"
+
+
+def witness_path_from_env(audit_url: str) -> Path:
+    """``FIN_WITNESS_PATH``, else :func:`default_witness_path` of ``audit_url``."""
+    return Path(_env("FIN_WITNESS_PATH", str(default_witness_path(audit_url)))).expanduser()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved locations and source choice, read once from the environment."""
@@ -81,6 +102,8 @@ class Settings:
     mlflow_artifact_root: str
     mlflow_ui_url: str
     audit_url: str
+    #: The audit chain's witness (``FIN_WITNESS_PATH``): an append-only file off the database.
+    witness_path: Path
     online_store_url: str
     reports_dir: Path
     source: str
@@ -99,6 +122,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         home = fin_home()
+        audit_url = _env("FIN_AUDIT_URL", f"sqlite:///{home / 'audit.db'}")
         return cls(
             home=home,
             dagster_home=Path(_env("DAGSTER_HOME", str(home / "dagster"))),
@@ -108,7 +132,8 @@ class Settings:
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
             mlflow_artifact_root=_env("FIN_MLFLOW_ARTIFACTS", str(home / "mlartifacts")),
             mlflow_ui_url=_env("MLFLOW_UI_URL", ""),
-            audit_url=_env("FIN_AUDIT_URL", f"sqlite:///{home / 'audit.db'}"),
+            audit_url=audit_url,
+            witness_path=witness_path_from_env(audit_url),
             online_store_url=_env("FIN_ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
             reports_dir=Path(_env("FIN_REPORTS_DIR", str(home / "reports"))),
             source=_env("FIN_SOURCE", "simulator"),

@@ -4,13 +4,16 @@
 configured source, and on the embedded default (a simulator whose calendar starts in 2018) or on a
 fresh install pointed at nothing real, a nightly run would only fail or invent data. A platform
 engineer turns it on in the UI (or the GraphQL API) once ``FIN_SOURCE`` points at real transactions.
+
+``audit_anchor_schedule`` starts RUNNING: it only reads the audit trail and records its head, which
+is safe on any install, and an anchor that waits for someone to switch it on protects nothing.
 """
 
 from datetime import timedelta
 
 import dagster as dg
 
-from fin_assets.jobs import daily_pipeline_job
+from fin_assets.jobs import anchor_audit_trail_job, daily_pipeline_job
 
 
 @dg.schedule(
@@ -25,3 +28,17 @@ def daily_ingestion_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReq
     """Request yesterday's partition; the run key makes a re-evaluated tick launch nothing new."""
     day = (context.scheduled_execution_time - timedelta(days=1)).date().isoformat()
     return dg.RunRequest(run_key=f"daily-{day}", partition_key=day)
+
+
+@dg.schedule(
+    cron_schedule="0 * * * *",
+    job=anchor_audit_trail_job,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour: verify the audit trail against its witness and the last recorded "
+    "head (check audit_chain_intact, red on tampering), then record the head.",
+)
+def audit_anchor_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """One run per hour; the run key makes a re-evaluated tick launch nothing new."""
+    hour = context.scheduled_execution_time.strftime("%Y-%m-%dT%H:00")
+    return dg.RunRequest(run_key=f"audit-anchor-{hour}")

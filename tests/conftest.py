@@ -15,6 +15,11 @@ import pytest
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="fin_test_home_"))
 os.environ["FIN_HOME"] = str(_SESSION_HOME)
 os.environ["DAGSTER_HOME"] = str(_SESSION_HOME / "dagster")
+# Nor into a developer's witness: the default witness lives under XDG_STATE_HOME (outside
+# FIN_HOME, as in real use), so the session points that at scratch space too; subprocesses and
+# module-scoped worlds inherit it, and each audit store gets its own file there.
+os.environ.pop("FIN_WITNESS_PATH", None)
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="fin_test_state_")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FIN_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -31,6 +36,7 @@ _FIN_VARS = [
     "FIN_WAREHOUSE_URL",
     "MLFLOW_TRACKING_URI",
     "FIN_AUDIT_URL",
+    "FIN_WITNESS_PATH",
     "FIN_ONLINE_STORE_URL",
     "FIN_POLICY",
     "FIN_DAGSTER_PG_URL",
@@ -49,12 +55,14 @@ _FIN_VARS = [
 
 @pytest.fixture
 def fin_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh, empty FIN_HOME (and DAGSTER_HOME inside it) for one test."""
+    """A fresh, empty FIN_HOME (and DAGSTER_HOME inside it) for one test; its audit witness
+    goes to the default place under a fresh XDG_STATE_HOME beside it (never the real home)."""
     for name in _FIN_VARS:
         monkeypatch.delenv(name, raising=False)
     home = tmp_path / "fin_home"
     monkeypatch.setenv("FIN_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     yield home
 
 

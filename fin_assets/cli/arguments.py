@@ -166,6 +166,9 @@ def _add_governance_commands(sub: Any) -> None:
         "verify", help="prove the chain intact or name the first bad entry"
     )
     verify.add_argument("--anchor", default="", help="SEQ:HASH recorded elsewhere")
+    verify.add_argument(
+        "--witness", default="", help="witness file to verify against (default: FIN_WITNESS_PATH)"
+    )
     _runs(verify, _AUDIT, "cmd_audit_verify")
     export = audit_sub.add_parser("export", help="auditor bundle of one model version")
     export.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)

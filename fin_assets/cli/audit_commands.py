@@ -1,58 +1,94 @@
 """``fin-mlops audit``: verify the audit trail, export an auditor's bundle of one model version.
 
-``verify`` reads the audit store and the Dagster instance (for the anchor) and nothing else, so it
-answers at once; ``export`` also reads the registry and the warehouse's ingestion log.
+``verify`` reads the audit store and its witness file and nothing else (no Dagster, no MLflow), so
+it answers at once; ``export`` also reads the registry and the warehouse's ingestion log.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
-import duckdb
-
 from fin_assets.cli.stores import audit_store, registry_client
-from fin_assets.handoff import audit_anchor
 from fin_assets.lib.common.names import DATASETS_DIR, INGESTION_LOG_TABLE
+from fin_assets.lib.governance.audit_chain import Anchor, VerifyResult
 from fin_assets.lib.governance.audit_export import build_bundle, write_bundle
 from fin_assets.lib.governance.chain_state import decisions_from, version_facts_from
-from fin_assets.lib.governance.decision_log import facts_for
+from fin_assets.lib.governance.decision_log import facts_for, governance_problems
 from fin_assets.lib.governance.identity import roster_from
+from fin_assets.lib.governance.witness import Witness, WitnessError, verify_with_witness
 from fin_resources.locations import Settings, admin_key_pin
 
 
-def _dagster_anchor() -> tuple[int, str] | None:
-    """The head recorded by the latest ``audit_trail`` materialisation, if the instance has one."""
-    settings = Settings.from_env()
-    if not (settings.dagster_home / "dagster.yaml").exists():
-        return None
-    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    with dg.DagsterInstance.get() as instance:
-        return audit_anchor(instance)
+def _cli_anchor(text: str) -> Anchor:
+    seq, _, digest = text.partition(":")
+    return Anchor(int(seq), digest.strip().lower(), "--anchor")
+
+
+def _witness_summary(witness: Witness) -> str:
+    """One line on the witness: which one, how many anchors, the last (or why none)."""
+    try:
+        read = witness.lines()
+    except WitnessError as exc:
+        return f"witness {witness.path}: unreadable ({exc})"
+    if read is None:
+        return f"witness {witness.path}: does not exist"
+    header, anchors = read
+    if not anchors:
+        return f"witness {witness.path} (id {header.witness_id[:12]}): no anchor yet"
+    last = anchors[-1]
+    seqs = sorted(a.seq for a in anchors)
+    return (
+        f"witness {witness.path} (id {header.witness_id[:12]}): {len(anchors)} anchors, seq "
+        f"{seqs[0]}..{seqs[-1]}, the last (line {last.line}) {last.seq}:{last.entry_hash[:12]} "
+        f"recorded {last.recorded_at}"
+    )
+
+
+def _anchor_lines(witness: Witness, result: VerifyResult) -> list[str]:
+    extra = [a for a in result.anchors if not a.source.startswith("witness line")]
+    return [_witness_summary(witness), *(f"{a.source} {a.seq}:{a.entry_hash[:12]}" for a in extra)]
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    anchor: tuple[int, str] | None
-    if args.anchor:
-        seq, _, digest = args.anchor.partition(":")
-        anchor = (int(seq), digest)
-    else:
-        anchor = _dagster_anchor()
+    witness = Witness(args.witness or Settings.from_env().witness_path)
+    extra = [_cli_anchor(args.anchor)] if args.anchor else []
     with audit_store() as (_, chain, _policy):
-        result = chain.verify(anchor=anchor)
-    where = f" against the anchor {anchor[0]}:{anchor[1][:12]}" if anchor else ""
+        result = verify_with_witness(chain, witness, extra_anchors=extra)
+        entries = chain.entries()
+    against = f" against {len(result.anchors)} anchors" if result.anchors else " (no anchor)"
+    details = "".join(f"\n  {line}" for line in _anchor_lines(witness, result))
+    problems = governance_problems(
+        entries, roster_from(entries, pinned_admin_key_id=admin_key_pin())
+    )
+    if result.ok and problems:
+        listed = "".join(f"\n  {problem}" for problem in problems)
+        print(
+            f"audit trail intact ({result.checked} entries{against}) but {len(problems)} "
+            f"governance act(s) are not validly signed:{listed}",
+            file=sys.stderr,
+        )
+        return 1
     if result.ok:
-        print(f"audit trail intact: {result.checked} entries verified{where}")
+        print(
+            f"audit trail intact: {result.checked} entries verified{against}, every signature "
+            f"valid{details}"
+        )
         return 0
+    if result.first_bad_seq is None:
+        print(
+            f"AUDIT TRAIL NOT VERIFIED: {result.reason} ({result.checked} entries verified on "
+            f"their own hashes and links){details}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"AUDIT TRAIL BROKEN at entry {result.first_bad_seq}: {result.reason} "
-        f"({result.checked} entries verified before it{where})",
+        f"({result.checked} entries verified before it){details}",
         file=sys.stderr,
     )
     return 1
@@ -60,6 +96,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def _partitions(start: str, end: str) -> list[dict[str, Any]]:
     """Raw data partitions of a period with their ingestion run and counts (warehouse log)."""
+
+    # Imported here: only the export reads the warehouse, and DuckDB need not slow ``verify``.
+    import duckdb
 
     path = Settings.from_env().warehouse_path
     if not Path(path).exists():
@@ -115,7 +154,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             partitions=partitions,
             decisions=decisions_from(entries, args.model, args.version),
             entries=entries,
-            verification=chain.verify(anchor=_dagster_anchor()),
+            verification=verify_with_witness(chain, Witness(settings.witness_path)),
             champion=champion_version(client, args.model),
             exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
+from fin_assets.lib.governance.witness import Witness
 from fin_resources.locations import Settings, sql_engine
 
 if TYPE_CHECKING:
@@ -41,12 +42,17 @@ def write_instance_yaml(settings: Settings) -> Path:
 
 @contextmanager
 def audit_store() -> Iterator[tuple[sa.Engine, AuditChain, Policy]]:
-    """The audit store of the environment (schema ensured), its chain and the policy in force."""
+    """The audit store of the environment (schema ensured), its chain and the policy in force.
+
+    The chain records its head in the environment's witness (``FIN_WITNESS_PATH``) after every
+    write, so what a command writes is anchored before it returns.
+    """
     settings = Settings.from_env()
     engine = sql_engine(settings.audit_url)
     try:
         ensure_schema(engine)
-        yield engine, AuditChain(engine), load_policy(settings.policy_path or None)
+        chain = AuditChain(engine, witness=Witness(settings.witness_path))
+        yield engine, chain, load_policy(settings.policy_path or None)
     finally:
         engine.dispose()
 
@@ -76,5 +82,6 @@ def init_home() -> None:
     print(f"warehouse     {settings.warehouse_path}")
     print(f"MLflow        {settings.mlflow_tracking_uri}")
     print(f"audit store   {settings.audit_url}")
+    print(f"audit witness {settings.witness_path}")
     print(f"online store  {settings.online_store_url}")
     print(f"source        {settings.source} {settings.source_path}".rstrip())

@@ -22,11 +22,13 @@ def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
     assert "ingest_transactions_job" in jobs
     for name in jobs:
         assert defs.resolve_job_def(name).name == name
-    schedules = [s.name for s in repo.schedule_defs]
-    assert schedules == ["daily_ingestion_schedule"]
-    for name in schedules:
-        schedule = defs.resolve_schedule_def(name)
-        assert schedule.job_name == "daily_pipeline_job"
+    schedules = {s.name: s.job_name for s in repo.schedule_defs}
+    assert schedules == {
+        "daily_ingestion_schedule": "daily_pipeline_job",
+        "audit_anchor_schedule": "anchor_audit_trail_job",
+    }
+    for name, job in schedules.items():
+        assert defs.resolve_schedule_def(name).job_name == job
     for sensor in repo.sensor_defs:
         assert defs.resolve_sensor_def(sensor.name).name == sensor.name
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
@@ -52,6 +54,7 @@ def test_retraining_never_promotes_and_promotion_runs_only_governance(fin_home: 
         "validation_pack",
     }
     assert selected("promote_champion_job") == {"champion_model", "audit_trail"}
+    assert selected("anchor_audit_trail_job") == {"audit_trail"}
     assert "champion_model" not in selected("daily_pipeline_job")
     graph = defs.resolve_asset_graph()
     assert dg.AssetKey("raw_transactions") in graph.get_all_asset_keys()
@@ -69,6 +72,25 @@ def test_daily_schedule_requests_yesterdays_partition(fin_home: Path) -> None:
     )
     requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert [r.partition_key for r in requests] == ["2018-04-10"]
+
+
+def test_the_audit_trail_is_anchored_every_hour_from_the_start(fin_home: Path) -> None:
+    from fin_assets.definitions import defs as load_definitions
+
+    defs = load_definitions()
+    schedule = defs.resolve_schedule_def("audit_anchor_schedule")
+    assert schedule.cron_schedule == "0 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 20, 9, 0),
+        repository_def=defs.get_repository_def(),
+    )
+    requests = list(schedule.evaluate_tick(context).run_requests or [])
+    assert [r.run_key for r in requests] == ["audit-anchor-2026-11-20T09:00"]
+    job = defs.resolve_job_def("anchor_audit_trail_job")
+    assert job.asset_layer.asset_graph.asset_check_keys == {
+        dg.AssetCheckKey(dg.AssetKey("audit_trail"), "audit_chain_intact")
+    }
 
 
 def test_every_asset_has_a_description_kinds_and_owners(fin_home: Path) -> None:

@@ -46,6 +46,7 @@ from fin_assets.lib.governance.registry_facts import (
     move_aliases,
     previous_champion_version,
 )
+from fin_assets.lib.governance.witness import Witness
 from fin_assets.lib.training.model_registry import load_booster
 from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
 from fin_assets.monitoring import scored_transactions
@@ -406,7 +407,14 @@ def test_a_second_champion_then_a_rollback_through_an_approval(
     )
     assert code == 0, err
     (request,) = _sensor(world, "approval_sensor").run_requests
-    assert _run_request(world, request).success
+    promoted = _run_request(world, request)
+    assert promoted.success
+    # The promotion run verifies the chain against its witness and anchors the new head.
+    checks = {e.check_name: e.passed for e in promoted.get_asset_check_evaluations()}
+    assert checks["audit_chain_intact"] is True
+    head = AuditChain(_engine()).head()
+    last = Witness(Settings.from_env().witness_path).last()
+    assert head is not None and last is not None and last.seq == head.seq
     client = _client()
     assert (
         champion_version(client, "fraud_detector"),
@@ -680,6 +688,10 @@ def test_an_approval_row_forged_in_the_database_never_promotes(
     assert champion_version(_client(), "fraud_detector") == champion_before
     problems = governance_problems(_entries(), roster_from(_entries()))
     assert any(p.startswith(f"entry {forged.seq} (approved fraud_detector/2)") for p in problems)
+    code, _, err = _cli(capsys, "audit", "verify")
+    assert code == 1
+    assert "governance act(s) are not validly signed" in err
+    assert f"entry {forged.seq} (approved fraud_detector/2)" in err
     # Without any envelope at all: refused as unsigned.
     unsigned = {k: v for k, v in forged_payload.items() if k != "envelope"}
     bare = chain.append("approved", VALIDATOR, "fraud_detector/2", unsigned)
@@ -706,3 +718,17 @@ def test_tampering_with_the_audit_trail_is_detected_by_the_cli(
     code, _, err = _cli(capsys, "audit", "verify")
     assert code == 1
     assert "AUDIT TRAIL BROKEN at entry 3" in err
+    # The hourly anchor job turns its check red, naming the entry.
+    anchored = (
+        load_definitions()
+        .resolve_job_def("anchor_audit_trail_job")
+        .execute_in_process(instance=world["instance"], raise_on_error=False)
+    )
+    assert not anchored.success
+    (intact,) = [
+        e for e in anchored.get_asset_check_evaluations() if e.check_name == "audit_chain_intact"
+    ]
+    assert (intact.passed, intact.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert intact.description == (
+        "entry 3: stored hash does not match its content (edited, renumbered or moved)"
+    )

@@ -40,6 +40,7 @@ TRAIN_CHALLENGER_JOB: Final[str] = "train_challenger_job"
 RETRAIN_CHALLENGER_JOB: Final[str] = "retrain_challenger_job"
 PROMOTE_CHAMPION_JOB: Final[str] = "promote_champion_job"
 SCORE_AND_MONITOR_JOB: Final[str] = "score_and_monitor_job"
+ANCHOR_AUDIT_TRAIL_JOB: Final[str] = "anchor_audit_trail_job"
 
 #: The registered model the fraud pipeline trains and promotes (MLflow model registry).
 DEFAULT_REGISTERED_MODEL: Final[str] = "fraud_detector"

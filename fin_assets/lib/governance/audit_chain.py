@@ -10,9 +10,11 @@ entry breaks a hash or a link that :meth:`AuditChain.verify` recomputes and name
 Limits, stated so nobody over-trusts the chain:
 
 - A chain cannot show that its *tail* was cut off: entries 1..k of a chain of n are a valid chain.
-  Record the head ``(seq, entry_hash)`` somewhere else (Dagster materialisation metadata, a
-  ticket, an e-mail) and pass it to ``verify(anchor=...)``: a missing or different anchored entry
-  is then detected.
+  Record the head ``(seq, entry_hash)`` somewhere else and pass it to ``verify(anchors=...)``: a
+  missing or different anchored entry is then detected. An :class:`AuditChain` given a
+  ``witness`` (:mod:`fin_assets.lib.governance.witness`, a hash-linked file on other storage)
+  records the head there right after every write it commits; Dagster materialisation metadata, a
+  ticket or an e-mail serve as further anchors.
 - The hash is not a signature. Someone who can write to the table can rewrite the whole chain
   from some entry onward with freshly computed hashes, or append forged entries at the head; only
   an anchor recorded before the rewrite exposes the former, and a forged governance act (an
@@ -31,9 +33,9 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 
@@ -55,6 +57,8 @@ HASHED_FIELDS: Final[tuple[str, ...]] = (
 )
 #: Marks a connection that holds the chain's write lock (``Connection.info``).
 _LOCK_KEY: Final[str] = "fin_audit_chain_write_lock"
+#: The last entry appended in the current write transaction (``Connection.info``).
+_APPENDED_KEY: Final[str] = "fin_audit_chain_appended"
 #: PostgreSQL advisory locks: creating the schema, and appending to the chain.
 _DDL_LOCK_KEY: Final[str] = "fin_audit_schema"
 _WRITE_KEY: Final[str] = "fin_audit_chain_writer"
@@ -186,20 +190,71 @@ class AuditEntry:
 
 
 @dataclasses.dataclass(frozen=True)
+class Anchor:
+    """A head ``(seq, entry_hash)`` recorded outside the database, and where it was recorded.
+
+    ``source`` ("witness line 7, recorded 2026-11-20T09:30:00+00:00", "--anchor") only makes a
+    failure message say which record the chain contradicts.
+    """
+
+    seq: int
+    entry_hash: str
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 1:
+            raise ValueError(f"an anchor names an entry by its seq (1 or more), got {self.seq!r}")
+
+    def described(self) -> str:
+        """``seq:hash12`` and, when known, where it was recorded."""
+        return f"{self.seq}:{self.entry_hash[:12]}{_where(self)}"
+
+
+@dataclasses.dataclass(frozen=True)
 class VerifyResult:
     """Outcome of :meth:`AuditChain.verify`.
 
     Attributes:
-        ok: every entry's hash and link are intact (and the anchor, if given, matches).
+        ok: every entry's hash and link are intact (and every anchor given matches).
         checked: entries that verified before the first bad one (all of them when ok).
-        first_bad_seq: the first sequence number that is wrong or missing; None when ok.
+        first_bad_seq: the first sequence number that is wrong or missing; None when ok, and
+            when the chain itself verified but its evidence outside did not (a missing witness).
         reason: what is wrong there, in words; "" when ok.
+        anchors: the anchors the chain was checked against, in the order given.
     """
 
     ok: bool
     checked: int
     first_bad_seq: int | None
     reason: str
+    anchors: tuple[Anchor, ...] = ()
+
+
+class ChainWitness(Protocol):
+    """Storage outside the database that :meth:`AuditChain.writer` keeps the head in.
+
+    :class:`fin_assets.lib.governance.witness.Witness` is the implementation; the protocol keeps
+    this module free of it (the witness module builds on this one).
+    """
+
+    def attach_on(self, chain: AuditChain, conn: sa.Connection) -> None:
+        """Called under the write lock before anything is written: refuse a missing or replaced
+        witness, and the first time append the entry that attaches this witness to the chain."""
+
+    def record(self, seq: int, entry_hash: str) -> bool:
+        """Record ``(seq, entry_hash)`` as the head; False when it already was the last one."""
+        ...
+
+
+def _where(anchor: Anchor) -> str:
+    return f" ({anchor.source})" if anchor.source else ""
+
+
+def _as_anchor(anchor: Anchor | tuple[int, str]) -> Anchor:
+    if isinstance(anchor, Anchor):
+        return anchor
+    seq, entry_hash = anchor
+    return Anchor(int(seq), str(entry_hash))
 
 
 def _dialect(bind: sa.Engine | sa.Connection) -> str:
@@ -313,11 +368,13 @@ class AuditChain:
     """The audit trail stored in ``engine`` (SQLite or PostgreSQL; others without triggers).
 
     Constructing it ensures the schema, so every user of the chain runs with the triggers in
-    place.
+    place. With a ``witness``, every write transaction that appended entries records the new head
+    there once it has committed; without one (readers, older call sites) nothing changes.
     """
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, witness: ChainWitness | None = None) -> None:
         self.engine = engine
+        self.witness = witness
         ensure_schema(engine)
 
     @contextlib.contextmanager
@@ -329,6 +386,7 @@ class AuditChain:
         before the head is read. PostgreSQL: a transaction-scoped advisory lock (one writer at a
         time, readers unaffected); the primary key on ``seq`` refuses a writer that skipped it.
         """
+        appended: AuditEntry | None = None
         with self.engine.connect() as conn:
             dialect = _dialect(conn)
             if dialect == "sqlite":
@@ -348,14 +406,20 @@ class AuditChain:
                 )
             conn.info[_LOCK_KEY] = True
             try:
+                if self.witness is not None:
+                    self.witness.attach_on(self, conn)
                 yield conn
+                conn.commit()
+                appended = conn.info.get(_APPENDED_KEY)
             except BaseException:
                 conn.rollback()
                 raise
-            else:
-                conn.commit()
             finally:
+                # ``info`` belongs to the pooled DBAPI connection and outlives this checkout.
                 conn.info.pop(_LOCK_KEY, None)
+                conn.info.pop(_APPENDED_KEY, None)
+        if appended is not None and self.witness is not None:
+            self.witness.record(appended.seq, appended.entry_hash)
 
     def append_on(
         self,
@@ -401,6 +465,7 @@ class AuditChain:
                 entry_hash=entry_hash,
             )
         )
+        conn.info[_APPENDED_KEY] = entry
         return entry
 
     def append(
@@ -420,15 +485,26 @@ class AuditChain:
         with self.writer() as conn:
             return self.append_on(conn, action, actor, subject, payload, now=now)
 
-    def entries(self, subject: str | None = None, action: str | None = None) -> list[AuditEntry]:
-        """Entries in chain order, optionally only those about ``subject`` and/or of ``action``."""
+    def entries(
+        self,
+        subject: str | None = None,
+        action: str | None = None,
+        *,
+        conn: sa.Connection | None = None,
+    ) -> list[AuditEntry]:
+        """Entries in chain order, optionally only those about ``subject`` and/or of ``action``.
+
+        ``conn``: read inside that transaction (a writer's, say) rather than on a new connection.
+        """
         query = sa.select(audit_entries).order_by(audit_entries.c.seq)
         if subject is not None:
             query = query.where(audit_entries.c.subject == subject)
         if action is not None:
             query = query.where(audit_entries.c.action == action)
-        with self.engine.connect() as conn:
+        if conn is not None:
             return [_entry(row) for row in conn.execute(query)]
+        with self.engine.connect() as own:
+            return [_entry(row) for row in own.execute(query)]
 
     def entries_on(self, conn: sa.Connection, *, action: str | None = None) -> list[AuditEntry]:
         """Entries in chain order read on ``conn`` (inside :meth:`writer`: what the lock holder
@@ -459,18 +535,45 @@ class AuditChain:
             row = conn.execute(query).first()
         return None if row is None else _entry(row)
 
-    def verify(self, *, anchor: tuple[int, str] | None = None) -> VerifyResult:
+    def anchor(self) -> AuditEntry | None:
+        """Record the current head in the witness (attaching the witness first if it is new).
+
+        For a scheduled anchor: entries written by code that built its chain without a witness
+        are anchored here at the latest. Returns the head (None for an empty chain).
+        """
+        if self.witness is None:
+            raise ValueError("this AuditChain has no witness to record its head in")
+        with self.writer() as conn:
+            row = conn.execute(
+                sa.select(audit_entries).order_by(audit_entries.c.seq.desc()).limit(1)
+            ).first()
+        head = None if row is None else _entry(row)
+        if head is not None:
+            self.witness.record(head.seq, head.entry_hash)
+        return head
+
+    def verify(
+        self,
+        *,
+        anchor: Anchor | tuple[int, str] | None = None,
+        anchors: Iterable[Anchor | tuple[int, str]] = (),
+    ) -> VerifyResult:
         """Recompute every hash and link, in seq order, and name the first bad entry.
 
         Detects an edited entry (its hash no longer matches its fields), a deleted one (a gap in
         seq, or a broken link if the rest were renumbered), an inserted one (the entry after it no
         longer links or, renumbered, no longer hashes) and a reordering (hashes cover seq).
-        ``anchor=(seq, entry_hash)`` recorded elsewhere additionally detects a truncated tail
-        and a rewrite of the chain up to the anchor, which the chain alone cannot show.
+        Anchors ``(seq, entry_hash)`` recorded elsewhere (``anchor`` and/or ``anchors``)
+        additionally detect a truncated tail and a rewrite of the chain up to an anchor, which
+        the chain alone cannot show. Anchors are judged in seq order, so the earliest entry that
+        contradicts one is named.
         """
+        wanted = tuple(_as_anchor(a) for a in ([anchor] if anchor is not None else []))
+        wanted += tuple(_as_anchor(a) for a in anchors)
+        anchored_seqs = {a.seq for a in wanted}
+        seen: dict[int, str] = {}
         expected_seq = 1
         prev_hash = GENESIS_HASH
-        anchored_hash: str | None = None
         query = sa.select(audit_entries).order_by(audit_entries.c.seq)
         with self.engine.connect() as conn:
             rows = conn.execution_options(yield_per=_VERIFY_BATCH).execute(query)
@@ -480,31 +583,34 @@ class AuditChain:
                 if problem is not None:
                     rows.close()
                     bad_seq = min(entry.seq, expected_seq)
-                    return VerifyResult(False, expected_seq - 1, bad_seq, problem)
-                if anchor is not None and entry.seq == anchor[0]:
-                    anchored_hash = entry.entry_hash
+                    return VerifyResult(False, expected_seq - 1, bad_seq, problem, wanted)
+                if entry.seq in anchored_seqs:
+                    seen[entry.seq] = entry.entry_hash
                 prev_hash = entry.entry_hash
                 expected_seq += 1
         checked = expected_seq - 1
-        if anchor is not None:
-            anchor_seq, anchor_hash = anchor
-            if anchor_seq > checked:
+        for item in sorted(wanted, key=lambda a: a.seq):
+            if item.seq <= checked and seen[item.seq] != item.entry_hash:
                 return VerifyResult(
                     False,
                     checked,
-                    checked + 1,
-                    f"the chain ends at seq {checked} but the anchor names seq {anchor_seq}: "
-                    f"entries {checked + 1}..{anchor_seq} were removed (truncated tail)",
+                    item.seq,
+                    f"entry {item.seq} has hash {seen[item.seq]} but the anchor recorded "
+                    f"{item.entry_hash}{_where(item)}: the chain up to it was rewritten",
+                    wanted,
                 )
-            if anchored_hash != anchor_hash:
-                return VerifyResult(
-                    False,
-                    checked,
-                    anchor_seq,
-                    f"entry {anchor_seq} has hash {anchored_hash} but the anchor recorded "
-                    f"{anchor_hash}: the chain up to it was rewritten",
-                )
-        return VerifyResult(True, checked, None, "")
+        beyond = max(wanted, key=lambda a: a.seq, default=None)
+        if beyond is not None and beyond.seq > checked:
+            return VerifyResult(
+                False,
+                checked,
+                checked + 1,
+                f"the chain ends at seq {checked} but the anchor names seq {beyond.seq}"
+                f"{_where(beyond)}: entries {checked + 1}..{beyond.seq} were removed "
+                "(truncated tail)",
+                wanted,
+            )
+        return VerifyResult(True, checked, None, "", wanted)
 
     @staticmethod
     def _problem(entry: AuditEntry, expected_seq: int, prev_hash: str) -> str | None:

@@ -118,6 +118,7 @@ def build_bundle(
             "entries_checked": verification.checked,
             "first_bad_seq": verification.first_bad_seq,
             "reason": verification.reason,
+            "anchors": [a.described() for a in verification.anchors],
             "entries": [e.to_dict() for e in related],
             "governance_problems": governance_problems(entries, roster),
         },
@@ -196,11 +197,12 @@ def render_html(bundle: Mapping[str, Any]) -> str:
     """A readable, self-contained page of the bundle (one section per step)."""
     title = f"Audit bundle — {bundle['model_name']} version {bundle['model_version']}"
     trail = bundle["audit_trail"]
-    verdict = (
-        f"audit trail verified ({trail['entries_checked']} entries)"
-        if trail["verified"]
-        else f"AUDIT TRAIL BROKEN at entry {trail['first_bad_seq']}: {trail['reason']}"
-    )
+    if trail["verified"]:
+        verdict = f"audit trail verified ({trail['entries_checked']} entries)"
+    elif trail["first_bad_seq"] is None:
+        verdict = f"AUDIT TRAIL NOT VERIFIED: {trail['reason']}"
+    else:
+        verdict = f"AUDIT TRAIL BROKEN at entry {trail['first_bad_seq']}: {trail['reason']}"
     parts = [
         f"<h1>{e(title)}</h1>",
         f"<p class='{'ok' if trail['verified'] else 'bad'}'>{e(verdict)}</p>",
