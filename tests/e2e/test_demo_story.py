@@ -40,12 +40,12 @@ def test_the_demo_tells_the_whole_governed_story(demo_run: DemoRun) -> None:
     out = demo_run.stdout
     assert demo_run.returncode == 0, out[-4000:] + demo_run.stderr[-4000:]
     stages = [
-        "== ingesting 67 simulated days under the data contract ==",
-        "== training challenger v1",
-        "validation passed:",
         "enrolled demo-developer as developer",
         "enrolled demo-validator as validator",
+        "== ingesting 67 simulated days under the data contract ==",
+        "== training challenger v1",
         "demo-developer signed the submission of v1",
+        "validation passed:",
         "demo-validator signed the approval of v1 (decision #",
         "approval_sensor fired: promotion run",
         "champion scoring and monitoring day by day (drift injected from 2018-06-09)",

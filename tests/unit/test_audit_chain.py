@@ -56,11 +56,15 @@ def execute(engine: sa.Engine, sql: str, **params: object) -> None:
 
 
 def fill(chain: AuditChain, n: int = 5) -> list[str]:
-    """n entries one minute apart; returns their hashes."""
+    """n entries one minute apart; returns their hashes.
+
+    Pipeline-style actions, not governance acts: a hand-made ``approved`` entry would (rightly)
+    be reported by ``fin-mlops audit verify`` as not validly signed.
+    """
     hashes = []
     for i in range(1, n + 1):
         entry = chain.append(
-            "approved" if i % 2 else "promoted",
+            "validated" if i % 2 else "model_registered",
             f"actor{i}",
             f"fraud_detector/{i}",
             {"i": i, "amount": 10 * i},

@@ -632,9 +632,7 @@ def test_the_policy_sets_how_long_a_key_signs(
 ) -> None:
     edited = tmp_path / "policy.yaml"
     edited.write_text(
-        DEFAULT_POLICY_PATH.read_text().replace(
-            "governance:\n", "governance:\n  key_max_age_days: 90\n", 1
-        )
+        DEFAULT_POLICY_PATH.read_text().replace("key_max_age_days: 365", "key_max_age_days: 90")
     )
     policy = load_policy(edited)
     create_trust_root(chain, keys["root"], "root", policy, now=NOW)

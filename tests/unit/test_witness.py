@@ -194,9 +194,9 @@ def test_every_write_is_anchored_and_the_first_attaches_the_witness(
     # The first write attached the witness in the chain itself (path and id), then wrote.
     assert [e.action for e in entries] == [
         ACTION_WITNESS_ATTACHED,
-        "approved",
-        "promoted",
-        "approved",
+        "validated",
+        "model_registered",
+        "validated",
     ]
     header = witness.header()
     assert header is not None
