@@ -6,7 +6,8 @@ the registry's artifact was re-hashed; the library verifies the signature as it 
 Every refusal prints why on stderr, exits with status 3 and is itself in the audit trail (the
 library writes it). ``--waive GATE`` (repeated) with ``--waiver-rationale`` signs a waiver of
 inconclusive blocking gates; the rules decide whether it is acceptable, so a waiver given where
-none applies is refused and audited, not ignored. Nothing here imports Dagster.
+none applies is refused and audited, not ignored. Nothing here imports Dagster, and ``pending``
+not even MLflow: it reads the audit trail only.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import sys
 from datetime import UTC, datetime
 
 from fin_assets.cli.people_commands import key_file
-from fin_assets.cli.stores import audit_store, registry_client, tracking_server
+from fin_assets.cli.stores import audit_store, tracking_server
 from fin_assets.lib.features.feature_registry import feature_versions
-from fin_assets.lib.governance.chain_state import pending_challengers
+from fin_assets.lib.governance.chain_state import (
+    champion_from,
+    pending_challengers,
+    rollback_target,
+)
 from fin_assets.lib.governance.decision_log import (
     all_facts,
     log_policy_change,
@@ -35,10 +40,6 @@ from fin_assets.lib.governance.decision_rules import (
     Waiver,
 )
 from fin_assets.lib.governance.identity import roster_from
-from fin_assets.lib.governance.registry_facts import (
-    champion_version,
-    rollback_target,
-)
 from fin_assets.lib.governance.signing import load_private_key
 from fin_resources.locations import admin_key_pin
 
@@ -55,15 +56,16 @@ def cmd_pending(args: argparse.Namespace) -> int:
         entries = chain.entries()
     roster = roster_from(entries, pinned_admin_key_id=admin_key_pin())
     waiting = pending_challengers(entries, all_facts(entries, roster, args.model))
-    champion = champion_version(registry_client(), args.model)
-    print(f"{args.model}: champion version {champion if champion is not None else 'none'}")
+    champion, _ = champion_from(entries, args.model)
+    shown = champion if champion is not None else "none"
+    print(f"{args.model}: champion version {shown} (the audit trail's last signed promotion)")
     if not waiting:
         print("no challenger awaits a decision")
         return 0
-    print(f"{'version':<9}{'validation':<14}{'developer':<28}validation pack")
+    print(f"{'version':<9}{'validation':<14}{'developer':<38}validation pack")
     for f in waiting:
         pack = (f.validated or {}).get("pack_path", "(not validated yet)")
-        print(f"{f.version:<9}{f.validation_status or '-':<14}{f.developer or '-':<28}{pack}")
+        print(f"{f.version:<9}{f.validation_status or '-':<14}{f.developer or '-':<38}{pack}")
         if f.validation_status == VALIDATION_INCONCLUSIVE:
             gates = ", ".join(f.inconclusive_gates) or "(none recorded: re-run validation)"
             print(f"{'':<9}inconclusive blocking gates: {gates} — approval needs a waiver")

@@ -38,6 +38,7 @@ from fin_assets.lib.governance.chain_state import (
     decisions_from,
     pending_challengers,
     pending_promotions,
+    rollback_target,
 )
 from fin_assets.lib.governance.decision_log import (
     all_facts,
@@ -63,7 +64,6 @@ from fin_assets.lib.governance.decision_rules import (
     inconclusive_gate_names,
 )
 from fin_assets.lib.governance.identity import create_trust_root, enrol, revoke, roster_from, rotate
-from fin_assets.lib.governance.registry_facts import rollback_target
 from fin_assets.lib.governance.serving_guard import check_serving
 from fin_assets.lib.governance.signing import (
     DECISION_PREDICATE,

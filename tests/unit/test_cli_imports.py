@@ -53,7 +53,7 @@ def loaded_heavy_packages(args: list[str], home: Path) -> list[str]:
         (["--help"], []),
         (["approve", "--help"], []),
         (["audit", "verify"], []),
-        (["pending"], ["mlflow"]),
+        (["pending"], []),
         (["people", "list"], []),
     ],
 )

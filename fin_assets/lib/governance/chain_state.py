@@ -30,6 +30,7 @@ from fin_assets.lib.governance.decision_rules import (
     VALIDATION_PENDING,
     VERDICT_KINDS,
     Decision,
+    Refusal,
     VersionFacts,
     version_subject,
 )
@@ -265,3 +266,18 @@ def pending_challengers(
         and f.validation_status in (VALIDATION_PASSED, VALIDATION_INCONCLUSIVE, VALIDATION_PENDING)
         and (f.model_name, int(f.version)) not in decided
     ]
+
+
+def rollback_target(entries: Sequence[AuditEntry], model_name: str) -> int:
+    """The version a rollback restores: the previous champion the last promotion recorded.
+
+    Raises ``Refusal("no_previous_champion")`` when there is none (never promoted twice).
+    """
+    _, previous = champion_from(entries, model_name)
+    if previous is None:
+        raise Refusal(
+            "no_previous_champion",
+            f"{model_name} has no previous champion to roll back to (a rollback needs two "
+            "promotions first); approve a validated challenger instead",
+        )
+    return previous

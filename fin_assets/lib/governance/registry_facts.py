@@ -22,14 +22,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fin_assets.lib.common.json_text import canonical_json
-from fin_assets.lib.governance.audit_chain import AuditEntry, utc_timestamp
-from fin_assets.lib.governance.chain_state import champion_from
+from fin_assets.lib.governance.audit_chain import utc_timestamp
 from fin_assets.lib.governance.decision_rules import (
     VALIDATION_FAILED,
     VALIDATION_INCONCLUSIVE,
     VALIDATION_PASSED,
     VALIDATION_PENDING,
-    Refusal,
 )
 from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
 
@@ -148,18 +146,3 @@ def move_aliases(
             model_name, PREVIOUS_CHAMPION_ALIAS, str(int(previous_champion))
         )
     client.set_registered_model_alias(model_name, CHAMPION_ALIAS, str(number))
-
-
-def rollback_target(entries: Sequence[AuditEntry], model_name: str) -> int:
-    """The version a rollback restores: the previous champion the last promotion recorded.
-
-    Raises ``Refusal("no_previous_champion")`` when there is none (never promoted twice).
-    """
-    _, previous = champion_from(entries, model_name)
-    if previous is None:
-        raise Refusal(
-            "no_previous_champion",
-            f"{model_name} has no previous champion to roll back to (a rollback needs two "
-            "promotions first); approve a validated challenger instead",
-        )
-    return previous
