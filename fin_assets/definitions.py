@@ -30,6 +30,7 @@ from fin_resources.source import SimulatorResource, TransactionSourceResource
 from fin_resources.warehouse import WarehouseResource
 from fin_sensors.approval import approval_sensor
 from fin_sensors.drift import drift_retrain_sensor
+from fin_sensors.run_failure import run_failure_alert
 from fin_sensors.schedules import audit_anchor_schedule, daily_ingestion_schedule
 
 
@@ -92,6 +93,6 @@ def defs() -> dg.Definitions:
         asset_checks=[champion_was_approved],
         jobs=ALL_JOBS,
         schedules=[daily_ingestion_schedule, audit_anchor_schedule],
-        sensors=[approval_sensor, drift_retrain_sensor],
+        sensors=[approval_sensor, drift_retrain_sensor, run_failure_alert],
         resources=build_resources(),
     )

@@ -45,6 +45,13 @@ from fin_assets.lib.monitoring.drift_report import (
     steady_state_reference,
 )
 from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
+from fin_assets.lib.monitoring.monitoring_checks import (
+    CHECK_NAMES,
+    DRIFT_WITHIN_POLICY,
+    FAIRNESS_WITHIN_POLICY,
+    PERFORMANCE_WITHIN_FLOOR,
+    check_outcomes,
+)
 from fin_assets.lib.monitoring.production_fairness import fairness_markdown, production_fairness
 from fin_assets.lib.monitoring.retrain_rules import Breach, breaches
 from fin_assets.lib.monitoring.scores_store import (
@@ -252,6 +259,14 @@ def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
     kinds={"evidently", "html"},
     owners=OWNERS,
     tags={"domain": "monitoring"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=names.MONITORING_REPORT, description=text)
+        for name, text in (
+            (DRIFT_WITHIN_POLICY, "No PSI breach on an important feature, drift share in policy"),
+            (PERFORMANCE_WITHIN_FLOOR, "Matured AUC, AP and card precision above their floors"),
+            (FAIRNESS_WITHIN_POLICY, "No significant disparity in the day's alerts or matured FPR"),
+        )
+    ],
 )
 def monitoring_report(
     context: dg.AssetExecutionContext,
@@ -271,7 +286,18 @@ def monitoring_report(
     section = policy.section("monitoring")
     champion = _champion(mlflow)
     if champion is None:
-        return dg.MaterializeResult(metadata={"status": "no champion: nothing to monitor"})
+        return dg.MaterializeResult(
+            metadata={"status": "no champion: nothing to monitor"},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=name,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description="not judged: no champion serves, nothing was monitored",
+                )
+                for name in CHECK_NAMES
+            ],
+        )
     columns = list(champion.feature_columns)
     # The champion's training snapshot: the drift reference, and the label delay it was trained
     # under (when labels count as matured).
@@ -343,5 +369,18 @@ def monitoring_report(
             "summary_path": dg.MetadataValue.path(str(summary_path)),
             "drift_report": dg.MetadataValue.path(str(html)),
             "policy_version": policy.version,
-        }
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=outcome.name,
+                passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=outcome.description,
+                metadata={
+                    "judged": outcome.judged,
+                    "breaches": dg.MetadataValue.json([b.to_dict() for b in outcome.breaches]),
+                },
+            )
+            for outcome in check_outcomes(summary, found)
+        ],
     )
