@@ -35,6 +35,7 @@ from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSAC
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
+from fin_assets.lib.training.benchmark import evaluate_benchmark
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, evaluate, train_challenger
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
@@ -497,6 +498,11 @@ def challenger_model(
         params = tuning.best_params
     model = train_challenger(dataset, params, seed=config.seed)
     scores = evaluate(model, dataset)
+    try:
+        # The alternative a validator weighs the challenger against (architecture §1, validation).
+        scores |= evaluate_benchmark(dataset)
+    except ValueError as exc:
+        context.log.warning(f"no benchmark: {exc}")
     registered = log_challenger(
         mlflow,
         model,

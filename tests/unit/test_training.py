@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fin_assets.lib.common.metrics import auc_roc, known_compromised_mask
 from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.benchmark import evaluate_benchmark
 from fin_assets.lib.training.model_fit import evaluate, train_challenger
 from fin_assets.lib.training.time_protocol import HANDBOOK_BASELINE, TimeProtocol, preset
 from fin_assets.lib.training.training_data import (
@@ -365,9 +367,43 @@ def test_parameter_aliases_are_recorded_under_one_name(synthetic_dataset: Traini
 def test_evaluate_reports_out_of_time_metrics(synthetic_dataset: TrainingDataset) -> None:
     model = train_challenger(synthetic_dataset, {"n_estimators": 20})
     result = evaluate(model, synthetic_dataset, k=10)
-    assert set(result) == {"test_auc_roc", "test_average_precision", "test_card_precision_top_10"}
+    assert set(result) == {
+        f"test_{prefix}{name}"
+        for prefix in ("", "handbook_")
+        for name in ("auc_roc", "average_precision", "card_precision_top_10")
+    }
+    # The Handbook's set is the platform's without the known-compromised cards' rows.
+    test = synthetic_dataset.test
+    kept = ~known_compromised_mask(test, synthetic_dataset.known_compromised)
+    assert kept.sum() < len(test)
+    scores = model.predict(test)
+    assert result["test_handbook_auc_roc"] == auc_roc(test[LABEL][kept], scores[kept])
+    assert result["test_auc_roc"] == auc_roc(test[LABEL], scores)
     assert 0.6 < result["test_auc_roc"] <= 1.0  # the synthetic signal is learnable
     assert 0.0 <= result["test_card_precision_top_10"] <= 1.0
+
+
+def test_benchmark_is_fitted_on_training_rows_and_scored_on_the_test_period(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    result = evaluate_benchmark(synthetic_dataset, k=10)
+    columns = list(synthetic_dataset.feature_columns)
+    train, test = synthetic_dataset.train, synthetic_dataset.test
+    by_hand = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    by_hand.fit(train[columns].to_numpy(dtype=np.float64), train[LABEL])
+    scores = by_hand.predict_proba(test[columns].to_numpy(dtype=np.float64))[:, 1]
+    assert result["benchmark_test_auc_roc"] == pytest.approx(
+        auc_roc(test[LABEL], scores), abs=1e-12
+    )
+    kept = ~known_compromised_mask(test, synthetic_dataset.known_compromised)
+    assert result["benchmark_test_handbook_auc_roc"] == pytest.approx(
+        auc_roc(test[LABEL][kept], scores[kept]), abs=1e-12
+    )
+    assert len(result) == 6
 
 
 # ------------------------------------------------------------------ tuning
