@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from fin_assets.cli.protocol_commands import evaluate_protocol
 from fin_assets.definitions import build_resources
 from fin_assets.features import point_in_time_features
 from fin_assets.ingestion import raw_transactions
@@ -22,6 +25,8 @@ from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import load_booster
+from fin_assets.lib.training.protocol_run import TuningSpec
+from fin_assets.lib.training.time_protocol import TimeProtocol
 from fin_assets.lib.training.training_data import load_snapshot
 from fin_assets.training import (
     TrainingConfig,
@@ -203,6 +208,28 @@ def test_training_assets_register_a_reproducible_challenger(
         tuned_model["hyperparameters"]["max_depth"]
         == tuned_model["tuning"]["best_params"]["max_depth"]
     )
+
+    # fin-mlops evaluate-protocol on the warehouse's raw transactions, as a file: the same data
+    # set and exactly the assets' metrics, untuned and tuned (same grid and folds).
+    raw_file = fin_home / "raw_transactions.parquet"
+    with duckdb.connect(Settings.from_env().warehouse_path, read_only=True) as con:
+        con.execute(f"COPY (SELECT * FROM raw.transactions) TO '{raw_file}' (FORMAT parquet)")
+    protocol = TimeProtocol(date(2018, 4, 9), 14, 7, 7)
+    params = CONFIG.hyperparameters()  # what challenger_model passes the trainer
+    offline = evaluate_protocol(raw_file, None, protocol, params=params, seed=7)
+    assert offline["data_version"] == data["data_version"]
+    assert offline["params"] == model["hyperparameters"]
+    for name, value in offline["metrics"].items():
+        assert value == model[name], name
+    assert set(offline["challenger"]) == {"test_set", "handbook_test_set"}
+    spec = TuningSpec(
+        grid={"max_depth": [2, 4], "n_estimators": [20], "learning_rate": [0.3]}, n_folds=1
+    )
+    offline_tuned = evaluate_protocol(raw_file, None, protocol, params=params, seed=7, tuning=spec)
+    assert offline_tuned["params"] == tuned_model["hyperparameters"]
+    assert offline_tuned["tuning"]["best_score"] == tuned_model["tuning"]["best_score"]
+    for name, value in offline_tuned["metrics"].items():
+        assert value == tuned_model[name], name
 
     # No train_start: the latest protocol whose test labels have all matured by the last day.
     latest = _metadata(
