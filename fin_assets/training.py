@@ -35,12 +35,19 @@ from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSAC
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
-from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, evaluate, train_challenger
+from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
     log_challenger,
     run_url,
+)
+from fin_assets.lib.training.protocol_run import (
+    TuningSpec,
+    cut_dataset,
+    fit_and_evaluate,
+    history_rows,
+    read_window,
 )
 from fin_assets.lib.training.registry_tags import TAG_DEVELOPER, TAG_GIT_COMMIT
 from fin_assets.lib.training.time_protocol import TimeProtocol, preset
@@ -49,13 +56,12 @@ from fin_assets.lib.training.training_data import (
     LABEL,
     PASSTHROUGH_COLUMNS,
     TrainingDataset,
-    build_training_dataset,
     default_feature_columns,
     load_snapshot,
     partial_lookback,
     save_snapshot,
 )
-from fin_assets.lib.training.tuning import TuningMetric, tune
+from fin_assets.lib.training.tuning import TuningMetric
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.locations import without_credentials
 from fin_resources.mlflow_tracking import MlflowResource
@@ -132,6 +138,20 @@ class TrainingConfig(dg.Config):
             "n_estimators": list(self.tune_n_estimators),
             "learning_rate": list(self.tune_learning_rate),
         }
+
+    def tuning_spec(self) -> TuningSpec | None:
+        """The prequential search this config asks for; None when ``tune`` is off."""
+        if not self.tune:
+            return None
+        if self.tune_metric not in TUNING_METRICS:
+            raise dg.Failure(f"tune_metric must be one of {TUNING_METRICS}")
+        return TuningSpec(
+            grid=self.grid(),
+            metric=cast(TuningMetric, self.tune_metric),
+            n_folds=self.tune_folds,
+            fold_train_days=self.tune_fold_train_days,
+            fold_valid_days=self.tune_fold_valid_days,
+        )
 
     def history_days(self) -> int:
         """Days the prequential folds reach back from the last training day (inclusive)."""
@@ -387,20 +407,16 @@ def training_dataset(
     with warehouse.connect(read_only=True) as con:
         first_day, last_day = _feature_days(con)
         protocol, how = _resolve_protocol(config, last_day)
-        history_start = protocol.train_start
-        if config.tune:
-            reach = protocol.train_end - timedelta(days=config.history_days() - 1)
-            history_start = max(min(reach, protocol.train_start), first_day)
-        rows = _read_features(con, history_start, protocol.test_end, columns)
+        history_start, read_end = read_window(protocol, first_day, config.tuning_spec())
+        rows = _read_features(con, history_start, read_end, columns)
     _refuse_unusable_inputs(context.instance, rows, protocol, history_start, versions)
     # Nothing later than the warehouse's last day is known: labels after it have not matured.
-    cutoff = min(protocol.default_cutoff, _midnight(last_day + timedelta(days=1)))
     try:
-        built = build_training_dataset(rows, protocol, cutoff, feature_versions=versions)
+        built = cut_dataset(rows, protocol, last_day, feature_versions=versions)
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
     dataset = save_snapshot(built, Path(settings.home) / DATASETS_DIR)
-    history = rows[pd.to_datetime(rows["tx_datetime"]) < _midnight(protocol.train_start)]
+    history = history_rows(rows, protocol)
     extra: dict[str, Any] = {"protocol_source": how, "rows_read": len(rows)}
     extra["tuning_history_rows"] = len(history)
     if config.tune:
@@ -475,28 +491,21 @@ def challenger_model(
     refuse_launch_overrides(context)
     upstream, origin = upstream_metadata(context, TRAINING_DATASET)
     dataset = _load_dataset(upstream)
-    params, tuning = config.hyperparameters(), None
-    if config.tune:
-        if config.tune_metric not in TUNING_METRICS:
-            raise dg.Failure(f"tune_metric must be one of {TUNING_METRICS}")
-        try:
-            tuning = tune(
-                dataset,
-                config.grid(),
-                base_params=params,
-                history=_load_history(upstream),
-                n_folds=config.tune_folds,
-                fold_train_days=config.tune_fold_train_days,
-                fold_valid_days=config.tune_fold_valid_days,
-                metric=cast(TuningMetric, config.tune_metric),
-                seed=config.seed,
-            )
-        except ValueError as exc:
-            hint = "" if "tuning_history_path" in upstream else " (training_dataset had tune off)"
-            raise dg.Failure(f"tuning failed: {exc}{hint}") from exc
-        params = tuning.best_params
-    model = train_challenger(dataset, params, seed=config.seed)
-    scores = evaluate(model, dataset)
+    spec = config.tuning_spec()
+    try:
+        result = fit_and_evaluate(
+            dataset,
+            config.hyperparameters(),
+            seed=config.seed,
+            tuning=spec,
+            history=_load_history(upstream) if spec else None,
+        )
+    except ValueError as exc:
+        hint = "" if "tuning_history_path" in upstream else " (training_dataset had tune off)"
+        raise dg.Failure(f"tuning failed: {exc}{hint}") from exc
+    model, scores, tuning = result.model, result.metrics, result.tuning
+    if result.benchmark_error:
+        context.log.warning(f"no logistic benchmark: {result.benchmark_error}")
     registered = log_challenger(
         mlflow,
         model,

@@ -78,6 +78,22 @@ def _add_pipeline_commands(sub: Any) -> None:
     features.add_argument("--output", required=True, help=".parquet or .csv")
     features.add_argument("--delay", type=int, default=7, help="label delay in days")
     _runs(features, _PIPELINE, "cmd_features")
+    protocol = sub.add_parser(
+        "evaluate-protocol",
+        help="one time protocol on a transactions file: metrics on both test sets, as the assets",
+    )
+    protocol.add_argument("--input", required=True, help=".parquet or .csv")
+    protocol.add_argument("--mapping", default="", help="handbook, inline JSON or a YAML file")
+    protocol.add_argument("--train-start", required=True, help="first training day (ISO)")
+    protocol.add_argument("--train-days", type=int, required=True)
+    protocol.add_argument("--delay-days", type=int, default=7)
+    protocol.add_argument("--test-days", type=int, required=True)
+    protocol.add_argument("--tune", action="store_true", help="prequential search (training only)")
+    protocol.add_argument("--tune-metric", default="average_precision")
+    protocol.add_argument("--params", default="", help="XGBoost parameters as JSON (over defaults)")
+    protocol.add_argument("--seed", type=int, default=0)
+    protocol.add_argument("--json", required=True, help="where to write the result")
+    _runs(protocol, "fin_assets.cli.protocol_commands", "cmd_evaluate_protocol")
     validate = sub.add_parser(
         "validate", help="validation pack of any MLflow model on a labelled data file"
     )

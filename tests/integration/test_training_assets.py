@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from fin_assets.cli.protocol_commands import evaluate_protocol
 from fin_assets.definitions import build_resources
 from fin_assets.features import point_in_time_features
 from fin_assets.ingestion import raw_transactions
@@ -22,6 +25,8 @@ from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import load_booster
+from fin_assets.lib.training.protocol_run import TuningSpec
+from fin_assets.lib.training.time_protocol import TimeProtocol
 from fin_assets.lib.training.training_data import load_snapshot
 from fin_assets.training import (
     TrainingConfig,
@@ -124,8 +129,13 @@ def test_training_assets_register_a_reproducible_challenger(
     # someone signs the submission (fin-mlops submit).
     assert model["developer"] == "service:run:__ephemeral_asset_job__"
     assert model["model_uri"] == f"models:/fraud_detector/{model['model_version']}"
-    for metric in ("test_auc_roc", "test_average_precision", "test_card_precision_top_100"):
-        assert 0.0 <= model[metric] <= 1.0, metric
+    for metric in ("auc_roc", "average_precision", "card_precision_top_100"):
+        # Both test-set definitions: every matured row, and the Handbook's.
+        assert 0.0 <= model[f"test_{metric}"] <= 1.0, metric
+        assert 0.0 <= model[f"test_handbook_{metric}"] <= 1.0, metric
+        # The logistic benchmark beside it, on the same rows.
+        assert 0.0 <= model[f"benchmark_test_{metric}"] <= 1.0, metric
+        assert 0.0 <= model[f"benchmark_test_handbook_{metric}"] <= 1.0, metric
     assert model["test_auc_roc"] > 0.6
     assert model["mlflow_run_id"] in model["mlflow_run"]
 
@@ -149,7 +159,8 @@ def test_training_assets_register_a_reproducible_challenger(
     assert registered.payload["dagster_run_id"] == first.run_id
     assert version.tags["model_digest"] == model["model_digest"]
     run = client.get_run(model["mlflow_run_id"])
-    assert run.data.metrics["test_auc_roc"] == pytest.approx(model["test_auc_roc"], abs=1e-6)
+    for metric in ("test_auc_roc", "test_handbook_auc_roc", "test_handbook_average_precision"):
+        assert run.data.metrics[metric] == pytest.approx(model[metric], abs=1e-6)
     assert run.data.params["max_depth"] == "4" and run.data.params["n_estimators"] == "30"
 
     # Same config again, as two runs: the model finds the snapshot through the latest
@@ -197,6 +208,28 @@ def test_training_assets_register_a_reproducible_challenger(
         tuned_model["hyperparameters"]["max_depth"]
         == tuned_model["tuning"]["best_params"]["max_depth"]
     )
+
+    # fin-mlops evaluate-protocol on the warehouse's raw transactions, as a file: the same data
+    # set and exactly the assets' metrics, untuned and tuned (same grid and folds).
+    raw_file = fin_home / "raw_transactions.parquet"
+    with duckdb.connect(Settings.from_env().warehouse_path, read_only=True) as con:
+        con.execute(f"COPY (SELECT * FROM raw.transactions) TO '{raw_file}' (FORMAT parquet)")
+    protocol = TimeProtocol(date(2018, 4, 9), 14, 7, 7)
+    params = CONFIG.hyperparameters()  # what challenger_model passes the trainer
+    offline = evaluate_protocol(raw_file, None, protocol, params=params, seed=7)
+    assert offline["data_version"] == data["data_version"]
+    assert offline["params"] == model["hyperparameters"]
+    for name, value in offline["metrics"].items():
+        assert value == model[name], name
+    assert set(offline["challenger"]) == {"test_set", "handbook_test_set"}
+    spec = TuningSpec(
+        grid={"max_depth": [2, 4], "n_estimators": [20], "learning_rate": [0.3]}, n_folds=1
+    )
+    offline_tuned = evaluate_protocol(raw_file, None, protocol, params=params, seed=7, tuning=spec)
+    assert offline_tuned["params"] == tuned_model["hyperparameters"]
+    assert offline_tuned["tuning"]["best_score"] == tuned_model["tuning"]["best_score"]
+    for name, value in offline_tuned["metrics"].items():
+        assert value == tuned_model[name], name
 
     # No train_start: the latest protocol whose test labels have all matured by the last day.
     latest = _metadata(

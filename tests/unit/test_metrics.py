@@ -14,6 +14,7 @@ from fin_assets.lib.common.metrics import (
     average_precision,
     card_precision_top_k,
     known_compromised_mask,
+    protocol_metrics,
 )
 
 DAY1, DAY2 = date(2024, 3, 4), date(2024, 3, 5)
@@ -136,3 +137,22 @@ def test_known_compromised_mask_marks_rows_of_that_day_only() -> None:
     mask = known_compromised_mask(frame, {DAY2: {1, 6}, DAY1: set()})
     assert frame.loc[mask, ["customer_id"]].to_numpy().ravel().tolist() == [1, 6]
     assert frame.loc[mask, "tx_datetime"].dt.date.eq(DAY2).all()
+
+
+def test_protocol_metrics_on_both_test_set_definitions() -> None:
+    frame = _two_days()
+    found = protocol_metrics(frame, frame["tx_fraud"], frame["score"], {DAY2: {2}}, k=2)
+    # Every row: positives 0.2 0.7 0.1 0.95 0.6 0.3, negatives 0.9 0.8 0.5 0.4: 8 of 24 pairs.
+    assert found["auc_roc"] == pytest.approx(8 / 24)
+    # Ranking 0.95+ 0.9- 0.8- 0.7+ 0.6+ 0.5- 0.4- 0.3+ 0.2+ 0.1+.
+    assert found["average_precision"] == pytest.approx(
+        (1 + 2 / 4 + 3 / 5 + 4 / 8 + 5 / 9 + 6 / 10) / 6
+    )
+    # The Handbook's set drops card 2's row of day 2 (0.6, fraud): 6 of 20 pairs.
+    assert found["handbook_auc_roc"] == pytest.approx(6 / 20)
+    assert found["handbook_average_precision"] == pytest.approx(
+        (1 + 2 / 4 + 3 / 7 + 4 / 8 + 5 / 9) / 5
+    )
+    # Card precision skips the known card on both sets: day 1 1/2, day 2 0/2.
+    assert found["card_precision_top_2"] == found["handbook_card_precision_top_2"] == 0.25
+    assert len(found) == 6

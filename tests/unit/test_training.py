@@ -11,8 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fin_assets.lib.common.metrics import auc_roc, known_compromised_mask
 from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.benchmark import evaluate_benchmark
 from fin_assets.lib.training.model_fit import evaluate, train_challenger
+from fin_assets.lib.training.protocol_run import (
+    TuningSpec,
+    cut_dataset,
+    fit_and_evaluate,
+    history_rows,
+    read_window,
+)
 from fin_assets.lib.training.time_protocol import HANDBOOK_BASELINE, TimeProtocol, preset
 from fin_assets.lib.training.training_data import (
     LABEL,
@@ -365,9 +374,43 @@ def test_parameter_aliases_are_recorded_under_one_name(synthetic_dataset: Traini
 def test_evaluate_reports_out_of_time_metrics(synthetic_dataset: TrainingDataset) -> None:
     model = train_challenger(synthetic_dataset, {"n_estimators": 20})
     result = evaluate(model, synthetic_dataset, k=10)
-    assert set(result) == {"test_auc_roc", "test_average_precision", "test_card_precision_top_10"}
+    assert set(result) == {
+        f"test_{prefix}{name}"
+        for prefix in ("", "handbook_")
+        for name in ("auc_roc", "average_precision", "card_precision_top_10")
+    }
+    # The Handbook's set is the platform's without the known-compromised cards' rows.
+    test = synthetic_dataset.test
+    kept = ~known_compromised_mask(test, synthetic_dataset.known_compromised)
+    assert kept.sum() < len(test)
+    scores = model.predict(test)
+    assert result["test_handbook_auc_roc"] == auc_roc(test[LABEL][kept], scores[kept])
+    assert result["test_auc_roc"] == auc_roc(test[LABEL], scores)
     assert 0.6 < result["test_auc_roc"] <= 1.0  # the synthetic signal is learnable
     assert 0.0 <= result["test_card_precision_top_10"] <= 1.0
+
+
+def test_benchmark_is_fitted_on_training_rows_and_scored_on_the_test_period(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    result = evaluate_benchmark(synthetic_dataset, k=10)
+    columns = list(synthetic_dataset.feature_columns)
+    train, test = synthetic_dataset.train, synthetic_dataset.test
+    by_hand = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    by_hand.fit(train[columns].to_numpy(dtype=np.float64), train[LABEL])
+    scores = by_hand.predict_proba(test[columns].to_numpy(dtype=np.float64))[:, 1]
+    assert result["benchmark_test_auc_roc"] == pytest.approx(
+        auc_roc(test[LABEL], scores), abs=1e-12
+    )
+    kept = ~known_compromised_mask(test, synthetic_dataset.known_compromised)
+    assert result["benchmark_test_handbook_auc_roc"] == pytest.approx(
+        auc_roc(test[LABEL][kept], scores[kept]), abs=1e-12
+    )
+    assert len(result) == 6
 
 
 # ------------------------------------------------------------------ tuning
@@ -418,6 +461,39 @@ def test_tuning_result_is_unchanged_by_a_poisoned_test_period(
         evaluate(model, poisoned)["test_auc_roc"]
         < evaluate(model, synthetic_dataset)["test_auc_roc"]
     )
+
+
+def test_protocol_selection_and_model_ignore_every_test_period_label(
+    synthetic: pd.DataFrame,
+) -> None:
+    """The assets' and evaluate-protocol's path: flipping every test-period label changes the
+    reported test metrics, but not one chosen parameter, fold score or bit of the model."""
+    spec = TuningSpec(grid=GRID, n_folds=2, fold_train_days=5, fold_valid_days=3)
+    runs = []
+    for frame in (synthetic, _flip_test_labels(synthetic, SYNTH_PROTOCOL.test_start)):
+        start, end = read_window(SYNTH_PROTOCOL, date(2023, 12, 1), spec)
+        when = frame["tx_datetime"]
+        rows = frame[(when >= pd.Timestamp(start)) & (when < pd.Timestamp(end + timedelta(days=1)))]
+        dataset = cut_dataset(rows, SYNTH_PROTOCOL, frame["tx_datetime"].max().date())
+        history = history_rows(rows, SYNTH_PROTOCOL)
+        runs.append(fit_and_evaluate(dataset, {}, seed=3, tuning=spec, history=history))
+    clean, flipped = runs
+    assert clean.tuning is not None and flipped.tuning is not None
+    assert flipped.tuning.to_dict() == clean.tuning.to_dict()
+    assert flipped.model.hyperparameters() == clean.model.hyperparameters()
+    assert flipped.model.model_digest == clean.model.model_digest
+    # The folds reach back before the training period (history) and end on its last day.
+    assert clean.tuning.folds[-1].train_start < SYNTH_PROTOCOL.train_start
+    assert max(f.valid_end for f in clean.tuning.folds) == SYNTH_PROTOCOL.train_end
+    # ... while evaluation does read the flipped labels: AUC becomes 1 - AUC.
+    assert flipped.metrics["test_auc_roc"] == pytest.approx(1 - clean.metrics["test_auc_roc"])
+
+
+def _flip_test_labels(frame: pd.DataFrame, test_start: date) -> pd.DataFrame:
+    flipped = frame.copy()
+    rows = flipped["tx_datetime"] >= pd.Timestamp(test_start)
+    flipped.loc[rows, LABEL] = 1 - flipped.loc[rows, LABEL]
+    return flipped
 
 
 def test_tuning_with_history_reaches_back_but_never_forward(

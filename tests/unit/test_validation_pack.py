@@ -19,9 +19,12 @@ import pytest
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.benchmark import fit_benchmark
 from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.training_data import default_feature_columns
 from fin_assets.lib.validation.pack import (
@@ -254,6 +257,65 @@ def test_card_precision_per_day_by_hand(
     assert card["mean"] == pytest.approx(np.mean(list(expected.values())))
     assert pack["discrimination"]["card_precision_top_k_mean"] == card["mean"]
     assert card["known_compromised_cards_per_day"]["2024-03-03"] == 10
+
+
+def test_discrimination_on_the_handbooks_test_set_drops_known_compromised_rows(
+    pack: dict[str, Any],
+    test_frame: pd.DataFrame,
+    booster: xgb.Booster,
+    known: dict[date, frozenset[int]],
+) -> None:
+    day = test_frame["tx_datetime"].dt.date
+    removed = np.zeros(len(test_frame), dtype=bool)
+    for known_day, cards in known.items():
+        removed |= (day == known_day).to_numpy() & test_frame["customer_id"].isin(cards).to_numpy()
+    y = test_frame["tx_fraud"].to_numpy()[~removed]
+    s = _scores(test_frame, booster)[~removed]
+    handbook = pack["discrimination"]["handbook_test_set"]
+    assert handbook["rows_removed"] == int(removed.sum()) > 0
+    assert (handbook["rows"], handbook["positives"]) == (int((~removed).sum()), int(y.sum()))
+    assert handbook["auc_roc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert handbook["average_precision"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    # The rows removed are the rows card precision skips: the same number on both sets.
+    assert handbook["card_precision_top_k_mean"] == pytest.approx(
+        pack["discrimination"]["card_precision_top_k_mean"], abs=1e-12
+    )
+
+
+def test_alternatives_considered_is_a_logistic_benchmark_fitted_on_the_training_rows(
+    pack: dict[str, Any], train: pd.DataFrame, test_frame: pd.DataFrame, booster: xgb.Booster
+) -> None:
+    columns = list(FEATURES)
+    by_hand = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    by_hand.fit(train[columns].to_numpy(dtype=np.float64), train["tx_fraud"])
+    benchmark = by_hand.predict_proba(test_frame[columns].to_numpy(dtype=np.float64))[:, 1]
+    y = test_frame["tx_fraud"].to_numpy()
+    section = pack["alternatives_considered"]
+    assert section["available"] and section["training_rows"] == len(train)
+    rows = {r["metric"]: r for r in section["test_set"]}
+    assert list(rows) == ["auc_roc", "average_precision", "card_precision_top_100"]
+    assert rows["auc_roc"]["benchmark"] == pytest.approx(roc_auc_score(y, benchmark), abs=1e-12)
+    assert rows["average_precision"]["benchmark"] == pytest.approx(
+        average_precision_score(y, benchmark), abs=1e-12
+    )
+    assert rows["auc_roc"]["challenger"] == pack["discrimination"]["auc_roc"]
+    assert rows["card_precision_top_100"]["challenger"] == pytest.approx(
+        pack["discrimination"]["card_precision_top_k_mean"], abs=1e-12
+    )
+    for row in (*section["test_set"], *section["handbook_test_set"]):
+        assert row["difference"] == pytest.approx(row["challenger"] - row["benchmark"], abs=1e-12)
+    handbook = {r["metric"]: r for r in section["handbook_test_set"]}
+    assert handbook["auc_roc"]["challenger"] == pytest.approx(
+        pack["discrimination"]["handbook_test_set"]["auc_roc"], abs=1e-12
+    )
+    assert section["conclusion"].startswith("the challenger's AUC ROC is ")
+
+
+def test_benchmark_refuses_rows_it_cannot_be_fitted_on(train: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="single class"):
+        fit_benchmark(train.assign(tx_fraud=0), FEATURES, "tx_fraud")
+    with pytest.raises(ValueError, match="finite"):
+        fit_benchmark(train.assign(tx_amount=np.nan), FEATURES, "tx_fraud")
 
 
 def test_operating_point_counted_by_hand_on_a_tiny_frame() -> None:

@@ -201,6 +201,7 @@ def test_a_pack_without_optional_parts_renders_without_their_charts(
         "not_applicable_reasons": {"min_air": "no protected attribute was given"},
     }
     bare["champion_comparison"] = {"available": False, "reason": "there is no champion"}
+    bare["alternatives_considered"] = {"available": False, "reason": "no training rows"}
     parser = _Svg()
     parser.feed(render_html(bare))
     assert parser.sections == ["summary", *PACK_SECTIONS]
@@ -389,3 +390,15 @@ def test_model_card_states_the_fairness_verdicts_in_words(pack: dict[str, Any]) 
     card = render_model_card(unsure)
     assert card.count("### Fairness and waivers") == 1
     assert card.count("- Adverse impact ratio (four-fifths rule):") == 1
+
+
+def test_alternatives_and_both_test_sets_are_tables_of_the_page(pack: dict[str, Any]) -> None:
+    page = render_html(pack)
+    alternatives = page.split('<section id="alternatives_considered">')[1].split("</section>")[0]
+    assert "logistic regression on standardised features" in alternatives
+    # The benchmark facts, then all matured rows and the Handbook's test set.
+    assert alternatives.count("<table>") == 3
+    for row in pack["alternatives_considered"]["test_set"]:
+        assert f"<td>{row['metric']}</td>" in alternatives
+    discrimination = page.split('<section id="discrimination">')[1].split("</section>")[0]
+    assert "Handbook: known-compromised cards removed" in discrimination

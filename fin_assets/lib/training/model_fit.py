@@ -186,17 +186,13 @@ def evaluate(
 ) -> dict[str, float]:
     """Out-of-time metrics on the test period (the only function here that reads the test set).
 
-    AUC ROC and average precision on every matured test transaction; card precision top-k per
-    the Handbook, skipping each day's cards already known compromised and the cards detected
-    on earlier test days.
+    ``test_*`` on every matured test transaction, ``test_handbook_*`` on the Handbook's test set
+    (rows of cards already known compromised removed), see :func:`metrics.protocol_metrics`.
+    Card precision top-k follows the Handbook: it skips each day's cards already known
+    compromised and the cards detected on earlier test days.
     """
     scores = model.predict(dataset.test)
-    y = dataset.test[LABEL].to_numpy()
-    card = metrics.card_precision_top_k(
-        dataset.test, scores, k=k, known_compromised=dataset.known_compromised
+    found = metrics.protocol_metrics(
+        dataset.test, dataset.test[LABEL].to_numpy(), scores, dataset.known_compromised, k=k
     )
-    return {
-        "test_auc_roc": metrics.auc_roc(y, scores),
-        "test_average_precision": metrics.average_precision(y, scores),
-        f"test_card_precision_top_{k}": card.mean,
-    }
+    return {f"test_{name}": value for name, value in found.items()}

@@ -57,6 +57,7 @@ from fin_assets.lib.common.json_text import canonical_json, json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.common.write_once import write_once
 from fin_assets.lib.validation import subjects
+from fin_assets.lib.validation.alternatives import alternatives_considered
 from fin_assets.lib.validation.conduct_sections import explanations, fairness
 from fin_assets.lib.validation.fairness import refuse_protected_features
 from fin_assets.lib.validation.fairness_statistics import VERDICTS
@@ -433,6 +434,7 @@ def build_validation_pack(
     pack["explanations"] = explanations(ev)
     pack["sensitivity"] = sensitivity(ev, pack["explanations"]["global_importance"])
     pack["champion_comparison"] = champion_comparison(ev, champion)
+    pack["alternatives_considered"] = alternatives_considered(ev)
     pack["limitations"] = limitations(ev, pack, champion)
     pack["assumptions"] = assumptions(ev, pack)
     pack["monitoring_plan"] = monitoring_plan(ev, pack, policy)

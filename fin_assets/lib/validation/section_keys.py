@@ -23,6 +23,7 @@ SECTION_TITLES: Final[dict[str, str]] = {
     "fairness": "Fairness",
     "explanations": "Explanations and reason codes",
     "champion_comparison": "Champion comparison",
+    "alternatives_considered": "Alternatives considered",
     "limitations": "Limitations",
     "assumptions": "Assumptions",
     "monitoring_plan": "Monitoring plan",

@@ -120,6 +120,35 @@ def _discrimination(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
             f"{section.get('rows')} rows, {section.get('positives')} positives."
         )
     )
+    handbook = section.get("handbook_test_set")
+    if handbook:
+        parts.append(
+            f"<h3>Both test-set definitions (card precision top-{e(handbook.get('k'))})</h3>"
+        )
+        parts.append(
+            table(
+                ["test set", "rows", "positives", "AUC ROC", "average precision", "card precision"],
+                [
+                    [
+                        "all matured test transactions",
+                        section.get("rows"),
+                        section.get("positives"),
+                        section.get("auc_roc"),
+                        section.get("average_precision"),
+                        section.get("card_precision_top_k_mean"),
+                    ],
+                    [
+                        "Handbook: known-compromised cards removed",
+                        handbook.get("rows"),
+                        handbook.get("positives"),
+                        handbook.get("auc_roc"),
+                        handbook.get("average_precision"),
+                        handbook.get("card_precision_top_k_mean"),
+                    ],
+                ],
+            )
+        )
+        parts.append(note(str(handbook.get("rule", ""))))
     charts = []
     roc = section.get("roc_curve") or {}
     if roc.get("fpr"):
@@ -527,6 +556,23 @@ def _status(section: Any, pack: Mapping[str, Any]) -> str:
     )
 
 
+def _alternatives(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
+    if not section.get("available"):
+        return note(str(section.get("reason", "not available")))
+    headers = ["metric", "challenger", "benchmark", "difference"]
+    parts = [
+        kv({"benchmark": section.get("benchmark"), "training rows": section.get("training_rows")}),
+        "<h3>All matured test transactions</h3>",
+        table(headers, [[r.get(h) for h in headers] for r in section.get("test_set") or []]),
+    ]
+    handbook = section.get("handbook_test_set")
+    if handbook:
+        parts.append("<h3>Handbook test set: known-compromised cards removed</h3>")
+        parts.append(table(headers, [[r.get(h) for h in headers] for r in handbook]))
+    parts.append(note(f"Difference = challenger − benchmark; {section.get('conclusion', '')}."))
+    return "".join(parts)
+
+
 _RENDERERS: Final[dict[str, Any]] = {
     "identity": _identity,
     "data": _data,
@@ -540,6 +586,7 @@ _RENDERERS: Final[dict[str, Any]] = {
     "fairness": render_fairness,
     "explanations": _explanations,
     "champion_comparison": _champion,
+    "alternatives_considered": _alternatives,
     "limitations": _limitations,
     "assumptions": _limitations,
     "monitoring_plan": _monitoring,

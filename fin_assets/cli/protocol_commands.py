@@ -1,0 +1,160 @@
+"""``fin-mlops evaluate-protocol``: one time protocol on a transactions file, the assets' way.
+
+Why a command: model quality is argued on protocols (the Handbook's week, other weeks of a file),
+and a number is worth something only if the platform would produce it. So the command runs the
+assets' own code: the dbt feature SQL of ``fin-mlops features``, the read window, cut-off and
+data set of ``training_dataset`` and the selection, training and metrics of ``challenger_model``
+(``lib/training/protocol_run.py``), without a warehouse, Dagster or MLflow. A test holds its
+metrics equal to the assets' on the same protocol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fin_assets.lib.common import metrics
+from fin_assets.lib.features import feature_registry
+from fin_assets.lib.features.offline_features import compute_features_for_frame, resolve_mapping
+from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
+from fin_assets.lib.training.protocol_run import (
+    HANDBOOK_GRID,
+    TuningSpec,
+    cut_dataset,
+    fit_and_evaluate,
+    history_rows,
+    read_window,
+)
+from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
+from fin_assets.lib.training.training_data import PASSTHROUGH_COLUMNS, default_feature_columns
+from fin_assets.lib.training.tuning import TuningMetric
+
+_SETS = (("test_set", ""), ("handbook_test_set", metrics.HANDBOOK_PREFIX))
+
+
+def _read(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    raise ValueError(f"unsupported input format {suffix!r} (use .parquet or .csv): {path}")
+
+
+def _by_set(found: Mapping[str, float], prefix: str, k: int) -> dict[str, dict[str, float]]:
+    names = ("auc_roc", "average_precision", f"card_precision_top_{k}")
+    return {
+        label: {n: round(found[f"{prefix}{p}{n}"], 6) for n in names if f"{prefix}{p}{n}" in found}
+        for label, p in _SETS
+    }
+
+
+def evaluate_protocol(
+    source: str | Path,
+    mapping: str | None,
+    protocol: TimeProtocol,
+    *,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    tuning: TuningSpec | None = None,
+) -> dict[str, Any]:
+    """Features of ``source``, the protocol's data set, (selection,) training and both metrics.
+
+    ``params`` override :data:`DEFAULT_PARAMS` (as ``TrainingConfig``'s fields do); with
+    ``tuning`` they are the base the candidates override. The file plays the warehouse: its first
+    day bounds the history tuning may reach back to, its last day the labels known.
+    """
+    began = time.perf_counter()
+    feature_delay = max(f.delay_days for f in feature_registry.FEATURES)
+    if protocol.delay_days < feature_delay:
+        raise ValueError(f"delay_days {protocol.delay_days} < feature label delay {feature_delay}")
+    raw = _read(Path(source)).rename(columns=resolve_mapping(mapping or None))
+    features = compute_features_for_frame(raw)
+    # The raw columns training_dataset joins from raw.transactions (they enter the data version).
+    passthrough = [c for c in PASSTHROUGH_COLUMNS if c in raw.columns]
+    if passthrough:
+        features = features.merge(
+            raw[["transaction_id", *passthrough]], on="transaction_id", how="left"
+        )
+    features_seconds = time.perf_counter() - began
+    when = pd.to_datetime(features["tx_datetime"])
+    first_day, last_day = when.min().date(), when.max().date()
+    start, end = read_window(protocol, first_day, tuning)
+    rows = features[(when >= midnight(start)) & (when < midnight(end) + pd.Timedelta(days=1))]
+    columns = default_feature_columns()
+    versions = {c: v for c, v in feature_registry.feature_versions().items() if c in columns}
+    dataset = cut_dataset(rows, protocol, last_day, feature_versions=versions)
+    result = fit_and_evaluate(
+        dataset,
+        {**DEFAULT_PARAMS, **(params or {})},
+        seed=seed,
+        tuning=tuning,
+        history=history_rows(rows, protocol) if tuning else None,
+    )
+    k = metrics.DEFAULT_TOP_K
+    search = result.tuning
+    return {
+        "input": str(source),
+        "mapping": mapping or "",
+        "protocol": protocol.to_dict(),
+        "data_version": dataset.data_version,
+        "train_rows": len(dataset.train),
+        "test_rows": len(dataset.test),
+        "tuned": search is not None,
+        "challenger": _by_set(result.metrics, "test_", k),
+        "benchmark": _by_set(result.metrics, "benchmark_test_", k),
+        "benchmark_error": result.benchmark_error,
+        "metrics": {name: round(v, 6) for name, v in sorted(result.metrics.items())},
+        "params": result.model.hyperparameters(),
+        "tuning": None
+        if search is None
+        else {
+            "metric": search.metric,
+            "best_score": search.best_score,
+            "candidates": len(search.candidates),
+            "folds": search.to_dict()["folds"],
+        },
+        "wall_seconds": {
+            "features": round(features_seconds, 2),
+            "tuning": round(result.tune_seconds, 2),
+            "train": round(result.model.train_seconds, 2),
+            "total": round(time.perf_counter() - began, 2),
+        },
+    }
+
+
+def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
+    """Run one protocol on a file and write the metrics, chosen parameters and wall time as JSON."""
+    protocol = TimeProtocol(
+        date.fromisoformat(args.train_start), args.train_days, args.delay_days, args.test_days
+    )
+    tuning = TuningSpec(grid=HANDBOOK_GRID, metric=_metric(args.tune_metric)) if args.tune else None
+    report = evaluate_protocol(
+        args.input,
+        args.mapping,
+        protocol,
+        params=json.loads(args.params) if args.params else None,
+        seed=args.seed,
+        tuning=tuning,
+    )
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for label, found in report["challenger"].items():
+        shown = ", ".join(f"{n} {v:.3f}" for n, v in found.items())
+        print(f"challenger {label}: {shown}")
+    print(f"params {report['params']}; {report['wall_seconds']['total']:.1f} s; wrote {out}")
+    return 0
+
+
+def _metric(name: str) -> TuningMetric:
+    if name not in ("average_precision", "auc_roc", "card_precision_top_k"):
+        raise ValueError(f"unknown tuning metric {name!r}")
+    return name  # type: ignore[return-value]

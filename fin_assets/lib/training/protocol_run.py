@@ -1,0 +1,131 @@
+"""One time protocol, end to end: the rows it reads, its data set, the fit and its metrics.
+
+Why one module: ``training_dataset`` and ``challenger_model`` (on the warehouse's features) and
+``fin-mlops evaluate-protocol`` (on a file's features, computed by the same dbt SQL) must give the
+same numbers for the same protocol, or a number measured offline says nothing about the platform.
+So both call the functions here: which days to read (:func:`read_window`), the cut-off and the
+data set (:func:`cut_dataset`), the rows older than the training period that tuning may use
+(:func:`history_rows`), and selection, training and evaluation (:func:`fit_and_evaluate`).
+Selection reads the training period and older rows only; the test period is read once, to report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any, Final
+
+import pandas as pd
+
+from fin_assets.lib.training.benchmark import evaluate_benchmark
+from fin_assets.lib.training.model_fit import TrainedModel, evaluate, train_challenger
+from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
+from fin_assets.lib.training.training_data import TrainingDataset, build_training_dataset
+from fin_assets.lib.training.tuning import TuningMetric, TuningResult, tune
+
+#: The Handbook's grid (chapter "Model selection"): depth, trees, learning rate.
+HANDBOOK_GRID: Final[dict[str, list[Any]]] = {
+    "max_depth": [3, 6, 9],
+    "n_estimators": [25, 50, 100],
+    "learning_rate": [0.1, 0.3],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TuningSpec:
+    """A prequential search: the candidates, the metric and the folds (see ``tuning.tune``)."""
+
+    grid: Mapping[str, Sequence[Any]]
+    metric: TuningMetric = "average_precision"
+    n_folds: int = 4
+    fold_train_days: int = 7
+    fold_valid_days: int = 7
+
+    def history_days(self, delay_days: int) -> int:
+        """Days the folds reach back from the last training day (inclusive)."""
+        return self.n_folds * self.fold_valid_days + delay_days + self.fold_train_days
+
+
+def read_window(
+    protocol: TimeProtocol, first_day: date, tuning: TuningSpec | None
+) -> tuple[date, date]:
+    """First and last day of feature rows to read: the protocol, plus tuning's older folds."""
+    start = protocol.train_start
+    if tuning is not None:
+        reach = protocol.train_end - timedelta(days=tuning.history_days(protocol.delay_days) - 1)
+        start = max(min(reach, protocol.train_start), first_day)
+    return start, protocol.test_end
+
+
+def cut_dataset(
+    rows: pd.DataFrame,
+    protocol: TimeProtocol,
+    last_day: date,
+    feature_versions: Mapping[str, str] | None = None,
+) -> TrainingDataset:
+    """The data set of ``protocol`` from feature rows, as of the end of ``last_day``.
+
+    Nothing later than the last day with data is known: the cut-off is the protocol's (end of
+    the test period + delay) or the day after ``last_day``, whichever is earlier, so labels that
+    had not matured by then are left out.
+    """
+    cutoff = min(protocol.default_cutoff, midnight(last_day + timedelta(days=1)))
+    return build_training_dataset(rows, protocol, cutoff, feature_versions=feature_versions)
+
+
+def history_rows(rows: pd.DataFrame, protocol: TimeProtocol) -> pd.DataFrame:
+    """Rows strictly before the training period: what prequential folds may reach back to."""
+    return rows[pd.to_datetime(rows["tx_datetime"]) < midnight(protocol.train_start)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolResult:
+    """The chosen model, its test metrics (challenger and benchmark) and the search, if any."""
+
+    model: TrainedModel
+    metrics: dict[str, float]
+    tuning: TuningResult | None
+    benchmark_error: str | None
+    tune_seconds: float
+
+
+def fit_and_evaluate(
+    dataset: TrainingDataset,
+    params: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    tuning: TuningSpec | None = None,
+    history: pd.DataFrame | None = None,
+) -> ProtocolResult:
+    """Select (optionally), train on the training rows, then measure on the test period.
+
+    With ``tuning``, the parameters are chosen by prequential validation on the training rows and
+    ``history`` (older rows) only; ``params`` are the base the candidates override. Raises
+    ValueError when the search cannot run (folds that do not fit, one class in a fold). The
+    benchmark's metrics are added when it can be fitted (``benchmark_error`` says why not).
+    """
+    chosen, result, began = dict(params), None, time.perf_counter()
+    if tuning is not None:
+        result = tune(
+            dataset,
+            tuning.grid,
+            base_params=params,
+            history=history,
+            n_folds=tuning.n_folds,
+            fold_train_days=tuning.fold_train_days,
+            fold_valid_days=tuning.fold_valid_days,
+            metric=tuning.metric,
+            seed=seed,
+        )
+        chosen = result.best_params
+    tune_seconds = time.perf_counter() - began
+    model = train_challenger(dataset, chosen, seed=seed)
+    scores = evaluate(model, dataset)
+    error = None
+    try:
+        scores |= evaluate_benchmark(dataset)
+    except ValueError as exc:
+        error = str(exc)
+    return ProtocolResult(model, scores, result, error, tune_seconds)
