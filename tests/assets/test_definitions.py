@@ -32,11 +32,14 @@ def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
     for sensor in repo.sensor_defs:
         assert defs.resolve_sensor_def(sensor.name).name == sensor.name
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    sensors = {s.name: s.job_name for s in repo.sensor_defs}
+    sensors = {s.name: s.job_name for s in repo.sensor_defs if s.name != "run_failure_alert"}
     assert sensors == {
         "approval_sensor": "promote_champion_job",
         "drift_retrain_sensor": "retrain_challenger_job",
     }
+    # The failure alert launches nothing: it watches every run of this code location.
+    alert = defs.resolve_sensor_def("run_failure_alert")
+    assert isinstance(alert, dg.RunStatusSensorDefinition) and not alert.targets
 
 
 def test_retraining_never_promotes_and_promotion_runs_only_governance(fin_home: Path) -> None:

@@ -307,3 +307,32 @@ def _approval_seq(fin_home: Path) -> int:
     finally:
         engine.dispose()
     return approved.seq
+
+
+def _check_colours(fin_home: Path, check: str) -> dict[str, tuple[bool, str]]:
+    """Each monitored day's verdict of the monitoring check ``check``: (passed, severity)."""
+    key = dg.AssetCheckKey(dg.AssetKey("monitoring_report"), check)
+    found: dict[str, tuple[bool, str]] = {}
+    with dg.DagsterInstance.from_config(str(fin_home / "dagster")) as instance:
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+        for record in records:
+            run = instance.get_run_by_id(record.run_id)
+            evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
+            assert run is not None and evaluation is not None
+            day = run.tags["dagster/partition"]
+            found.setdefault(day, (evaluation.passed, evaluation.severity.value))
+    return found
+
+
+def test_the_monitoring_checks_turn_yellow_on_the_drift_and_only_then(demo_run: DemoRun) -> None:
+    assert demo_run.returncode == 0
+    drift = _check_colours(demo_run.home, "drift_within_policy")
+    assert sorted(drift) == [d.isoformat() for d in MONITORED]
+    for day in MONITORED:
+        passed, severity = drift[day.isoformat()]
+        assert severity == "WARN"
+        assert passed is (day < DRIFT_START), day
+    # Matured labels exist on every monitored day, and the undrifted days meet the floors.
+    performance = _check_colours(demo_run.home, "performance_within_floor")
+    assert all(performance[d.isoformat()][0] for d in MONITORED if d < DRIFT_START)
+    assert set(_check_colours(demo_run.home, "fairness_within_policy")) == set(drift)
