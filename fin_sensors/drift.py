@@ -28,6 +28,16 @@ TRIGGER_TAG = "fin/trigger"
 RUN_KEY_TAG = "fin/breach_key"
 
 
+#: Run statuses that count as "a retraining fired" for the cool-down (not failed or canceled).
+COOL_DOWN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.SUCCESS,
+]
+
+
 @dg.sensor(
     job=retrain_challenger_job,
     minimum_interval_seconds=300,
@@ -62,7 +72,11 @@ def drift_retrain_sensor(
         dg.RunsFilter(tags={TRIGGER_TAG: "drift", RUN_KEY_TAG: breach.run_key}), limit=1
     ):
         return dg.SkipReason(f"already fired for this breach ({breach.run_key})")
-    latest = context.instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}), limit=1)
+    # Only a retraining that did not fail starts the cool-down: a failed run trained nothing, and
+    # the next breach must not wait for it.
+    latest = context.instance.get_run_records(
+        dg.RunsFilter(tags={TRIGGER_TAG: "drift"}, statuses=COOL_DOWN_STATUSES), limit=1
+    )
     last_fired_at = latest[0].create_timestamp.astimezone(UTC) if latest else None
     decision = retrain_decision(
         summary, partition=partition, last_fired_at=last_fired_at, now=now, policy=policy

@@ -146,6 +146,21 @@ def test_a_new_breach_within_the_cool_down_is_skipped_with_its_reason(
     assert "< 72 h" in message and "tx_amount" in message
 
 
+def test_a_failed_retraining_does_not_consume_the_cool_down(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    _report(instance, "2018-07-28", summaries["breach"])
+    (request,) = _evaluate(instance).run_requests
+    _launch(instance, request)
+    (run,) = instance.get_runs(dg.RunsFilter(tags={"fin/breach_key": request.run_key}))
+    instance.report_run_failed(run)
+    _report(instance, "2018-07-29", summaries["breach"])
+    result = _evaluate(instance)
+    assert isinstance(result, dg.SensorResult), result
+    (retry,) = result.run_requests
+    assert retry.run_key.startswith("retrain-2018-07-29-")
+
+
 def test_no_breach_is_skipped_with_the_numbers_that_were_checked(
     instance: dg.DagsterInstance, summaries: dict[str, Path]
 ) -> None:
