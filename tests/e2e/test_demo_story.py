@@ -316,9 +316,11 @@ def _check_colours(fin_home: Path, check: str) -> dict[str, tuple[bool, str]]:
     with dg.DagsterInstance.from_config(str(fin_home / "dagster")) as instance:
         records = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
         for record in records:
+            evaluation = record.evaluation
+            if evaluation is None:  # planned, never evaluated (its run stopped before)
+                continue
             run = instance.get_run_by_id(record.run_id)
-            evaluation = record.event.dagster_event.event_specific_data  # type: ignore[union-attr]
-            assert run is not None and evaluation is not None
+            assert run is not None
             day = run.tags["dagster/partition"]
             found.setdefault(day, (evaluation.passed, evaluation.severity.value))
     return found
