@@ -7,6 +7,7 @@ never load xgboost or dbt, and ``--help`` loads nothing but the parser.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     # their notices are noise for CLI users.
     warnings.filterwarnings("ignore", message="Parameter `backfill_policy`")
     warnings.filterwarnings("ignore", message="Function `_create_mlflow_run_hook`")
+    # Models are read as files (native boosters): MLflow's per-download progress bars would
+    # bury the command's own output. A user who wants them sets the variable.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     module, _, function = str(args.command_target).partition(":")
     command = getattr(importlib.import_module(module), function)
