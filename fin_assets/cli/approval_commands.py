@@ -16,6 +16,8 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from fin_assets.cli.people_commands import key_file
 from fin_assets.cli.stores import audit_store, tracking_server
 from fin_assets.lib.features.feature_registry import feature_versions
@@ -85,11 +87,18 @@ def _waiver(args: argparse.Namespace) -> Waiver | None:
     return Waiver.of(gates, rationale)
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
+def _signing_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
+    """The person's private key (``--key`` or ``FIN_SIGNING_KEY_FILE``); None, said why, if not."""
     try:
-        key = load_private_key(key_file(args.key, "FIN_SIGNING_KEY_FILE"))
+        return load_private_key(key_file(args.key, "FIN_SIGNING_KEY_FILE"))
     except ValueError as exc:
         print(f"refused: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    key = _signing_key(args)
+    if key is None:
         return REFUSED
     with audit_store() as (_engine, chain, policy):
         try:
@@ -103,10 +112,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
-    try:
-        key = load_private_key(key_file(args.key, "FIN_SIGNING_KEY_FILE"))
-    except ValueError as exc:
-        print(f"refused: {exc}", file=sys.stderr)
+    key = _signing_key(args)
+    if key is None:
         return REFUSED
     # Loaded here, not at the top: hashing needs xgboost, which `pending` should not import.
     from fin_assets.lib.governance.artifact_hash import artifact_digest

@@ -9,10 +9,9 @@ from __future__ import annotations
 from mlflow.exceptions import MlflowException
 
 from fin_assets.lib.governance.decision_rules import Refusal
+from fin_assets.lib.governance.registry_facts import MISSING_ERROR_CODES
 from fin_assets.lib.training.model_fit import booster_digest
 from fin_assets.lib.training.model_registry import TrackingLocation, load_booster
-
-_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def artifact_digest(tracking: TrackingLocation, model_name: str, version: int) -> str:
@@ -24,7 +23,7 @@ def artifact_digest(tracking: TrackingLocation, model_name: str, version: int) -
     try:
         tracking.client().get_model_version(model_name, str(int(version)))
     except MlflowException as exc:
-        if exc.error_code not in _MISSING:
+        if exc.error_code not in MISSING_ERROR_CODES:
             raise
         raise Refusal(
             "unknown_version",

@@ -16,6 +16,7 @@ its retry instead of being refused.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -50,6 +51,7 @@ from fin_assets.lib.governance.decision_rules import (
     VersionFacts,
     Waiver,
     check_decision,
+    parse_time,
     policy_ref,
     version_subject,
 )
@@ -128,7 +130,7 @@ def verified_submitter(
             person, body = signer_of(envelope, roster, predicate_type=SUBMISSION_PREDICATE)
         except Refusal:
             continue
-        signed_at = _parse(str(body["predicate"].get("submitted_at", "")))
+        signed_at = parse_time(str(body["predicate"].get("submitted_at", "")))
         if signed_at is None or person.problem_at(signed_at) is not None:
             continue
         if subject_digest(body, subject) != model_digest:
@@ -141,12 +143,13 @@ def facts_for(
     entries: Sequence[AuditEntry], roster: Roster, model_name: str, version: int
 ) -> VersionFacts:
     """Chain-derived facts of one version, with its verified submitter as developer."""
-    subject = version_subject(model_name, version)
     bare = version_facts_from(entries, model_name, version)
-    submitter = verified_submitter(entries, roster, subject, bare.model_digest)
+    submitter = verified_submitter(entries, roster, bare.subject, bare.model_digest)
     if submitter is None:
         return bare
-    return version_facts_from(entries, model_name, version, submitter=submitter)
+    return dataclasses.replace(
+        bare, developer=submitter["name"], developer_key_id=submitter["key_id"]
+    )
 
 
 def all_facts(entries: Sequence[AuditEntry], roster: Roster, model_name: str) -> list[VersionFacts]:
@@ -262,14 +265,6 @@ def decision_statement(
     return statement([(facts.subject, str(facts.model_digest))], DECISION_PREDICATE, predicate)
 
 
-def _parse(text: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
 def _claimed_signer(envelope: Mapping[str, Any]) -> str:
     """Who an envelope says signed it, for the refusal entry (never trusted for anything else)."""
     try:
@@ -342,7 +337,7 @@ def decide(
                 raise Refusal(
                     "statement_mismatch", f"the signed decision {kind!r} is not one of {KINDS}"
                 )
-            signed_at = _parse(str(predicate.get("decided_at", "")))
+            signed_at = parse_time(str(predicate.get("decided_at", "")))
             if signed_at is None or abs((moment - signed_at).total_seconds()) > SIGNING_WINDOW_S:
                 raise Refusal(
                     "statement_mismatch",
@@ -524,7 +519,7 @@ def verify_decision(
         )
     person, body = signer_of(envelope, roster, predicate_type=DECISION_PREDICATE)
     predicate = body["predicate"]
-    signed_at = _parse(str(predicate.get("decided_at", "")))
+    signed_at = parse_time(str(predicate.get("decided_at", "")))
     if signed_at is None:
         raise Refusal("statement_mismatch", f"decision #{decision_id} has no signing time")
     for moment in (signed_at, now):
@@ -692,7 +687,7 @@ def governance_problems(entries: Sequence[AuditEntry], roster: Roster) -> list[s
         if entry.action not in KIND_OF_ACTION:
             continue
         try:
-            signed_at = _parse(str(entry.payload.get("decided_at", ""))) or _parse(
+            signed_at = parse_time(str(entry.payload.get("decided_at", ""))) or parse_time(
                 entry.recorded_at
             )
             valid[entry.seq] = verify_decision(

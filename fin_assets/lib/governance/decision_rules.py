@@ -328,7 +328,8 @@ def check_waiver(
         )
 
 
-def _parse_time(text: str) -> datetime | None:
+def parse_time(text: str) -> datetime | None:
+    """An ISO-8601 timestamp with a time zone, or None (a naive or malformed one is no time)."""
     try:
         moment = datetime.fromisoformat(text)
     except (TypeError, ValueError):
@@ -382,7 +383,7 @@ def stale_reasons(
             "would be served features it was not trained on"
         )
     if max_age is not None:
-        generated = _parse_time(str(validated.get("generated_at", "")))
+        generated = parse_time(str(validated.get("generated_at", "")))
         if generated is None:
             reasons.append(
                 f"the pack's generated_at {validated.get('generated_at')!r} is not an ISO "

@@ -50,14 +50,15 @@ VALIDATION_STATUSES: Final[tuple[str, ...]] = (
     VALIDATION_INCONCLUSIVE,
     VALIDATION_PENDING,
 )
-_MISSING: Final[tuple[str, ...]] = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+#: MLflow error codes that mean "no such model, version or alias".
+MISSING_ERROR_CODES: Final[tuple[str, ...]] = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def _model_version(client: MlflowClient, model_name: str, version: int) -> ModelVersion | None:
     try:
         return client.get_model_version(model_name, str(int(version)))
     except MlflowException as exc:
-        if exc.error_code in _MISSING:
+        if exc.error_code in MISSING_ERROR_CODES:
             return None
         raise
 
@@ -66,7 +67,7 @@ def _alias_version(client: MlflowClient, model_name: str, alias: str) -> int | N
     try:
         return int(client.get_model_version_by_alias(model_name, alias).version)
     except MlflowException as exc:
-        if exc.error_code in _MISSING:
+        if exc.error_code in MISSING_ERROR_CODES:
             return None
         raise
 
