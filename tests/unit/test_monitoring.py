@@ -25,6 +25,8 @@ from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.monitoring.drift_report import (
     DriftResult,
     drift_report,
+    evidently_sample,
+    evidently_verdicts,
     monitoring_summary,
     steady_state_reference,
 )
@@ -884,3 +886,49 @@ def test_read_protected_joins_the_raw_protected_columns_by_day() -> None:
     con.execute("CREATE TABLE raw.plain (transaction_id BIGINT, tx_datetime TIMESTAMP)")
     empty = read_protected(con, date(2018, 6, 10), date(2018, 6, 10), "raw.plain")
     assert list(empty.columns) == ["transaction_id"] and empty.empty
+
+
+# --------------------------------------------------------------------------------------------
+# verdicts on all the rows, Evidently's HTML on a sample
+# --------------------------------------------------------------------------------------------
+
+
+def _verdicts(result: DriftResult) -> dict[str, Any]:
+    summary = result.summary()
+    summary.pop("evidently_sample")
+    return summary
+
+
+def test_verdicts_do_not_depend_on_the_evidently_sample(
+    drift: DriftResult, frames: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    reference, current = frames
+    sampled = drift_report(
+        reference,
+        current,
+        FEATURES,
+        policy=_policy(evidently_sample_rows=200),
+        timestamp=datetime(2018, 5, 29),
+    )
+    assert sampled.evidently_rows == (200, 200)
+    assert drift.evidently_rows == (3000, 1000)
+    assert _verdicts(sampled) == _verdicts(drift)
+    assert sampled.summary()["evidently_sample"] == {
+        "reference_rows": 200,
+        "current_rows": 200,
+        "seed": 0,
+        "verdicts_on": "all rows",
+    }
+    assert evidently_sample(current, 200).equals(current.sample(n=200, random_state=0).sort_index())
+    with pytest.raises(ValueError, match="at least one row"):
+        evidently_sample(current, 0)
+
+
+def test_full_data_verdicts_are_those_of_a_full_evidently_run(drift: DriftResult) -> None:
+    # the policy's sample is larger than both frames: Evidently ran on every row here
+    scores, verdicts, count = evidently_verdicts(drift.snapshot)
+    for name in [*FEATURES, "score"]:
+        ours = drift.prediction if name == "score" else drift.features[name]
+        assert ours.drifted == verdicts[name], name
+        assert ours.p_value == pytest.approx(scores[name], rel=1e-9, abs=1e-300), name
+    assert count == drift.drifted_features == 3
