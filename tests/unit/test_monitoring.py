@@ -24,6 +24,7 @@ from fin_assets.lib.common import metrics
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.monitoring.drift_report import (
     DriftResult,
+    default_segments,
     drift_report,
     evidently_sample,
     evidently_verdicts,
@@ -634,11 +635,20 @@ def test_monitoring_summary_feeds_the_decision(drift: DriftResult) -> None:
     decision = retrain_decision(
         summary, partition="2018-05-29", last_fired_at=None, now=NOW, policy=POLICY
     )
-    # tx_amount breached its PSI band and 3 of 4 features drifted (> 0.50)
+    # tx_amount breached its PSI band, so did the score (a function of the amount) and the
+    # night segment (391 rows today); the 27 rows of amount_250_plus are too few to judge;
+    # 3 of 4 features drifted (> 0.50)
     assert [(b.kind, b.feature) for b in decision.breaches] == [
         ("psi_important_feature", "tx_amount"),
+        ("prediction_drift", "score"),
+        ("segment_drift", "night:score"),
+        ("segment_drift", "night:tx_amount"),
         ("drift_share", None),
     ]
+    assert decision.breaches[2].message == (
+        "segment night: score PSI 0.37 ≥ 0.25 (391 rows today, 552 in the reference; "
+        "share 39.1% vs 18.4%)"
+    )
     assert decision.fire
     with pytest.raises(ValueError, match="not monitored"):
         monitoring_summary(drift, important_features=["nope"])
@@ -932,3 +942,114 @@ def test_full_data_verdicts_are_those_of_a_full_evidently_run(drift: DriftResult
         assert ours.drifted == verdicts[name], name
         assert ours.p_value == pytest.approx(scores[name], rel=1e-9, abs=1e-300), name
     assert count == drift.drifted_features == 3
+
+
+# --------------------------------------------------------------------------------------------
+# segment and prediction drift as breaches
+# --------------------------------------------------------------------------------------------
+
+
+def _segment(rows_ref: int, rows_cur: int, score: float | None, amount: float | None) -> Any:
+    return {
+        "rows_reference": rows_ref,
+        "rows_current": rows_cur,
+        "share_reference": rows_ref / 10_000,
+        "share_current": rows_cur / 1_000,
+        "score_psi": score,
+        "amount_psi": amount,
+    }
+
+
+def test_segment_and_prediction_drift_breach_on_their_own() -> None:
+    summary = {
+        **_summary(),
+        "prediction": {"column": "score", "psi": 0.3, "p_value": 0.0004},
+        "segments": {
+            "night": _segment(2000, 300, 0.2499, 0.26),
+            "amount_250_plus": _segment(80, 299, 3.0, 3.0),  # 299 < 300 rows: not judged
+            "weekend": _segment(3000, 0, None, None),
+        },
+    }
+    decision = retrain_decision(
+        summary, partition="2018-05-29", last_fired_at=None, now=NOW, policy=POLICY
+    )
+    assert decision.fire
+    assert [b.to_dict() for b in decision.breaches] == [
+        {
+            "kind": "prediction_drift",
+            "feature": "score",
+            "value": 0.3,
+            "threshold": 0.25,
+            "message": "prediction PSI 0.30 ≥ 0.25 on score (p < 0.001)",
+        },
+        {
+            "kind": "segment_drift",
+            "feature": "night:tx_amount",
+            "value": 0.26,
+            "threshold": 0.25,
+            "message": (
+                "segment night: tx_amount PSI 0.26 ≥ 0.25 (300 rows today, 2000 in the "
+                "reference; share 30.0% vs 20.0%)"
+            ),
+        },
+    ]
+    assert decision.reason == (
+        "breach: prediction PSI 0.30 ≥ 0.25 on score (p < 0.001); segment night: tx_amount PSI "
+        "0.26 ≥ 0.25 (300 rows today, 2000 in the reference; share 30.0% vs 20.0%)"
+    )
+    calm = {
+        **summary,
+        "prediction": {"column": "score", "psi": 0.12, "p_value": 0.2},
+        "segments": {
+            "night": _segment(2000, 300, 0.18, 0.07),
+            "amount_250_plus": _segment(80, 20, 3.0, 3.0),
+        },
+    }
+    decision = retrain_decision(
+        calm, partition="2018-05-29", last_fired_at=None, now=NOW, policy=POLICY
+    )
+    assert not decision.fire
+    assert decision.reason == (
+        "no breach: max PSI 0.04 on tx_amount < 0.25 (important features), prediction PSI "
+        "0.12 < 0.25, max segment PSI 0.18 (night:score, 300 rows) < 0.25 over 2 judged, "
+        "drift share 0.07 ≤ 0.50, matured performance not computed"
+    )
+
+
+def test_default_segments_follow_the_columns_the_data_has() -> None:
+    columns = {
+        "tx_amount",
+        "tx_during_night",
+        "customer_id_nb_tx_7day_window",
+        "terminal_id_risk_7day_window",
+        "terminal_id_risk_30day_window",
+    }
+    policy = _policy(segment_bands={"customer_tenure_days": [0, 90, 365]})
+    names = list(default_segments(policy, columns))
+    assert names == [
+        "night",
+        "amount_0_20",
+        "amount_20_50",
+        "amount_50_100",
+        "amount_100_250",
+        "amount_250_plus",
+        "activity_0_1",
+        "activity_1_3",
+        "activity_3_7",
+        "activity_7_plus",
+        "terminal_risk_0_0.0001",
+        "terminal_risk_0.0001_0.1",
+        "terminal_risk_0.1_0.5",
+        "terminal_risk_0.5_plus",
+    ]
+    with_tenure = default_segments(policy, columns | {"customer_tenure_days"})
+    assert list(with_tenure)[-3:] == [
+        "customer_tenure_days_0_90",
+        "customer_tenure_days_90_365",
+        "customer_tenure_days_365_plus",
+    ]
+    frame = pd.DataFrame({"terminal_id_risk_30day_window": [0.0, 0.05, 0.1, 0.7]})
+    build = with_tenure["terminal_risk_0.0001_0.1"]
+    assert list(np.asarray(build(frame))) == [False, True, False, False]
+    with pytest.raises(ValueError, match="increase strictly"):
+        default_segments(_policy(segment_bands={"x": [5, 1]}), {"x"})

@@ -14,7 +14,8 @@ which a sensor or a definitions load that does not compute drift should not pay.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -30,6 +31,9 @@ from fin_assets.lib.training.training_data import partial_lookback_rows
 
 #: Column of the transaction amount, which the segment drift compares within each segment.
 AMOUNT: Final[str] = "tx_amount"
+#: Customer activity: the validation pack's ``activity_bands`` column.
+ACTIVITY_COLUMN: Final[str] = "customer_id_nb_tx_7day_window"
+_TERMINAL_RISK: Final[re.Pattern[str]] = re.compile(r"terminal_id_risk_(\d+)day_window")
 
 
 ColumnKind = Literal["numerical", "categorical"]
@@ -225,11 +229,11 @@ class DriftResult:
         return target
 
 
-def _amount_band_mask(low: float, high: float | None) -> SegmentBuilder:
+def _band_mask(column: str, low: float, high: float | None) -> SegmentBuilder:
     def build(frame: pd.DataFrame) -> pd.Series[bool]:
-        amount = frame[AMOUNT]
-        inside = amount >= low
-        return inside & (amount < high) if high is not None else inside
+        values = frame[column]
+        inside = values >= low
+        return inside & (values < high) if high is not None else inside
 
     return build
 
@@ -241,25 +245,59 @@ def _flag_mask(column: str) -> SegmentBuilder:
     return build
 
 
-def _band_name(low: float, high: float | None) -> str:
-    return f"amount_{low:g}_{high:g}" if high is not None else f"amount_{low:g}_plus"
+def _band_name(prefix: str, low: float, high: float | None) -> str:
+    return f"{prefix}_{low:g}_{high:g}" if high is not None else f"{prefix}_{low:g}_plus"
 
 
-def default_segments(policy: Policy) -> dict[str, SegmentBuilder]:
-    """Night, weekend and amount-band segments.
-
-    The amount bands are the validation pack's (``validation.amount_bands``, lower edges, last
-    band open): monitoring watches the same segments the model was judged on, so a band that
-    passed validation is the band whose drift is reported.
-    """
-    edges = [float(e) for e in policy.section("validation")["amount_bands"]]
-    segments: dict[str, SegmentBuilder] = {
-        "night": _flag_mask("tx_during_night"),
-        "weekend": _flag_mask("tx_during_weekend"),
+def _bands(prefix: str, column: str, edges: Sequence[float]) -> dict[str, SegmentBuilder]:
+    """One segment per band ``[edge_i, edge_i+1)``, the last open (validation's band rule)."""
+    lows = [float(e) for e in edges]
+    if lows != sorted(set(lows)):
+        raise ValueError(f"band edges of {column!r} must increase strictly, got {list(edges)}")
+    return {
+        _band_name(prefix, low, lows[i + 1] if i + 1 < len(lows) else None): _band_mask(
+            column, low, lows[i + 1] if i + 1 < len(lows) else None
+        )
+        for i, low in enumerate(lows)
     }
-    for i, low in enumerate(edges):
-        high = edges[i + 1] if i + 1 < len(edges) else None
-        segments[_band_name(low, high)] = _amount_band_mask(low, high)
+
+
+def terminal_risk_column(columns: Collection[str]) -> str | None:
+    """The terminal risk feature with the longest window (``terminal_id_risk_<w>day_window``)."""
+    windows = [(int(m.group(1)), c) for c in columns if (m := _TERMINAL_RISK.fullmatch(str(c)))]
+    return max(windows)[1] if windows else None
+
+
+def default_segments(
+    policy: Policy, columns: Collection[str] | None = None
+) -> dict[str, SegmentBuilder]:
+    """Night, weekend, amount bands, customer activity and terminal risk bands, policy columns.
+
+    The bands are the validation pack's (``validation.amount_bands``, ``activity_bands`` on
+    ``customer_id_nb_tx_7day_window``, ``terminal_risk_bands`` on the longest terminal risk
+    window; lower edges, last band open): monitoring watches the same segments the model was judged
+    on, so a band that passed validation is the band whose drift is reported. The policy's
+    ``monitoring.segment_bands`` (column: lower edges) adds any other column, e.g. a customer
+    tenure. With ``columns`` (the columns the data has), a band of a missing column is left out
+    rather than failing: a subject without terminals has no terminal-risk segments.
+    """
+    validation = policy.section("validation")
+    have = (lambda _: True) if columns is None else (lambda c: c in columns)
+    segments: dict[str, SegmentBuilder] = {}
+    for flag, name in (("tx_during_night", "night"), ("tx_during_weekend", "weekend")):
+        if have(flag):
+            segments[name] = _flag_mask(flag)
+    if have(AMOUNT):
+        segments.update(_bands("amount", AMOUNT, validation["amount_bands"]))
+    if columns is not None:
+        if ACTIVITY_COLUMN in columns and "activity_bands" in validation:
+            segments.update(_bands("activity", ACTIVITY_COLUMN, validation["activity_bands"]))
+        risk = terminal_risk_column(columns)
+        if risk is not None and "terminal_risk_bands" in validation:
+            segments.update(_bands("terminal_risk", risk, validation["terminal_risk_bands"]))
+    for column, edges in (monitoring_section(policy).get("segment_bands") or {}).items():
+        if have(column):
+            segments.update(_bands(str(column), str(column), edges))
     return segments
 
 
@@ -299,9 +337,9 @@ def _chisquare_verdict(
     from scipy.stats import chisquare
 
     keys = pd.Index(pd.concat([reference, current], ignore_index=True).unique())
-    expected = reference.value_counts().reindex(keys, fill_value=0).to_numpy(np.float64)
+    counts = reference.value_counts().reindex(keys, fill_value=0).to_numpy(np.float64)
     observed = current.value_counts().reindex(keys, fill_value=0).to_numpy(np.float64)
-    expected = expected * (len(current) / len(reference))
+    expected = counts * (len(current) / len(reference))
     p_value = float(chisquare(observed, expected)[1])
     return p_value, p_value < threshold
 
@@ -540,7 +578,8 @@ def drift_report(
             drifted=verdicts[column],
         )
 
-    chosen = default_segments(policy) if segments is None else segments
+    shared = set(reference.columns) & set(current.columns)
+    chosen = default_segments(policy, shared) if segments is None else segments
     return DriftResult(
         rows_reference=len(reference),
         rows_current=len(current),

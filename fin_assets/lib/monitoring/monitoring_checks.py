@@ -26,7 +26,12 @@ CHECK_NAMES: Final[tuple[str, ...]] = (
     FAIRNESS_WITHIN_POLICY,
 )
 _KINDS: Final[dict[str, tuple[str, ...]]] = {
-    DRIFT_WITHIN_POLICY: ("psi_important_feature", "drift_share"),
+    DRIFT_WITHIN_POLICY: (
+        "psi_important_feature",
+        "prediction_drift",
+        "segment_drift",
+        "drift_share",
+    ),
     PERFORMANCE_WITHIN_FLOOR: ("performance_floor",),
     FAIRNESS_WITHIN_POLICY: ("fairness",),
 }

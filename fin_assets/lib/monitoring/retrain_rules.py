@@ -20,7 +20,17 @@ from fin_assets.lib.common.json_text import json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.monitoring.psi import monitoring_section
 
-BreachKind = Literal["psi_important_feature", "drift_share", "performance_floor", "fairness"]
+BreachKind = Literal[
+    "psi_important_feature",
+    "prediction_drift",
+    "segment_drift",
+    "drift_share",
+    "performance_floor",
+    "fairness",
+]
+
+#: The columns whose PSI within a segment is judged (``drift_report.SegmentDrift``).
+SEGMENT_MEASURES: Final[dict[str, str]] = {"score_psi": "score", "amount_psi": "tx_amount"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,10 +141,75 @@ def _fairness_breaches(summary: Mapping[str, Any], section: Mapping[str, Any]) -
     return found
 
 
+def _prediction_breaches(summary: Mapping[str, Any], limit: float) -> list[Breach]:
+    """``prediction_drift``: the score's PSI at or above ``psi_breach``.
+
+    A breach in its own right: the score is what the alerts are cut from, so a shifted score
+    distribution changes the alert volume even when no single important feature breaches."""
+    prediction = summary.get("prediction") or {}
+    value = prediction.get("psi")
+    if value is None or value < limit:
+        return []
+    return [
+        Breach(
+            kind="prediction_drift",
+            feature=str(prediction.get("column", "score")),
+            value=float(value),
+            threshold=limit,
+            message=(
+                f"prediction PSI {_f2(value)} ≥ {_f2(limit)} on {prediction.get('column', 'score')}"
+                f" ({_p_value(prediction.get('p_value'))})"
+            ),
+        )
+    ]
+
+
+def judged_segments(
+    summary: Mapping[str, Any], min_rows: int
+) -> list[tuple[str, str, float, Mapping[str, Any]]]:
+    """(segment, measured column, PSI, segment entry) of every segment PSI that may breach: both
+    sides have at least ``min_rows`` rows (a thin segment's PSI is reported, never judged: on a
+    few rows it is mostly noise)."""
+    found = []
+    for name, entry in (summary.get("segments") or {}).items():
+        if min(int(entry["rows_reference"]), int(entry["rows_current"])) < min_rows:
+            continue
+        for key, column in SEGMENT_MEASURES.items():
+            value = entry.get(key)
+            if value is not None:
+                found.append((str(name), column, float(value), entry))
+    return found
+
+
+def _segment_breaches(summary: Mapping[str, Any], section: Mapping[str, Any]) -> list[Breach]:
+    """``segment_drift``: within a segment big enough to judge, the score's or the amount's PSI
+    at or above ``psi_breach`` (a shift a global number can average away)."""
+    limit = float(section["psi_breach"])
+    min_rows = int(section.get("segment_min_rows", 0))
+    return [
+        Breach(
+            kind="segment_drift",
+            feature=f"{name}:{column}",
+            value=value,
+            threshold=limit,
+            message=(
+                f"segment {name}: {column} PSI {_f2(value)} ≥ {_f2(limit)} "
+                f"({entry['rows_current']} rows today, {entry['rows_reference']} in the reference; "
+                f"share {entry['share_current']:.1%} vs {entry['share_reference']:.1%})"
+            ),
+        )
+        for name, column, value, entry in judged_segments(summary, min_rows)
+        if value >= limit
+    ]
+
+
 def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str]) -> list[Breach]:
     """The policy breaches of a summary (:func:`monitoring_summary` layout), in this order:
 
     * ``psi_important_feature``: PSI >= ``psi_breach`` on one of ``important``;
+    * ``prediction_drift``: the score's PSI >= ``psi_breach``;
+    * ``segment_drift``: the score's or the amount's PSI >= ``psi_breach`` within a segment with
+      at least ``segment_min_rows`` rows on both sides;
     * ``drift_share``: the share of drifted features above ``drift_share_max``;
     * ``performance_floor``: a matured metric below its ``performance_floor`` (only when the
       performance was assessed);
@@ -161,6 +236,8 @@ def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str
                     message=f"PSI {_f2(value)} ≥ {_f2(limit)} on {name} (important feature)",
                 )
             )
+    found.extend(_prediction_breaches(summary, limit))
+    found.extend(_segment_breaches(summary, section))
     share, share_max = float(summary["drift_share"]), float(section["drift_share_max"])
     if share > share_max:
         found.append(
@@ -227,6 +304,17 @@ def _no_breach_reason(summary: Mapping[str, Any], policy: Policy, important: Seq
         )
     else:
         parts.append("no important feature to check")
+    limit = _f2(float(section["psi_breach"]))
+    prediction = (summary.get("prediction") or {}).get("psi")
+    if prediction is not None:
+        parts.append(f"prediction PSI {_f2(prediction)} < {limit}")
+    segments = judged_segments(summary, int(section.get("segment_min_rows", 0)))
+    if segments:
+        name, column, value, entry = max(segments, key=lambda item: item[2])
+        parts.append(
+            f"max segment PSI {_f2(value)} ({name}:{column}, {entry['rows_current']} rows) < "
+            f"{limit} over {len(segments)} judged"
+        )
     parts.append(
         f"drift share {_f2(float(summary['drift_share']))} ≤ "
         f"{_f2(float(section['drift_share_max']))}"
