@@ -39,12 +39,17 @@ from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.governance.serving_guard import check_serving
 from fin_assets.lib.governance.witness import Witness
 from fin_assets.lib.monitoring.drift_report import (
+    default_segments,
     drift_report,
     monitoring_summary,
     psi_summary,
     steady_state_reference,
 )
-from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
+from fin_assets.lib.monitoring.matured_performance import (
+    important_features,
+    matured_performance,
+    segment_performance,
+)
 from fin_assets.lib.monitoring.monitoring_checks import (
     CHECK_NAMES,
     DRIFT_WITHIN_POLICY,
@@ -220,6 +225,28 @@ def _reference(
     return reference, excluded
 
 
+def _segments_markdown(summary: dict[str, Any]) -> str:
+    """Per segment: rows and score/amount PSI of the day, matured AUC / AP / card precision."""
+    performance = summary.get("segment_performance") or {}
+
+    def number(value: Any, digits: int = 3) -> str:
+        return "–" if value is None else f"{float(value):.{digits}f}"
+
+    lines = [
+        "| segment | rows today | score PSI | amount PSI | matured rows | AUC | AP | card prec. |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in (summary.get("segments") or {}).items():
+        matured = performance.get(name) or {}
+        lines.append(
+            f"| {name} | {entry['rows_current']} | {number(entry['score_psi'], 2)} | "
+            f"{number(entry['amount_psi'], 2)} | {matured.get('rows', '–')} | "
+            f"{number(matured.get('auc_roc'))} | {number(matured.get('average_precision'))} | "
+            f"{number(matured.get('card_precision_top_k'))} |"
+        )
+    return "\n".join(lines)
+
+
 def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
     psi = {name: values.get("psi") for name, values in summary["features"].items()}
     important = set(summary["important_features"])
@@ -243,6 +270,7 @@ def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
         "matured_average_precision": performance.get("average_precision"),
         "matured_card_precision_top_k": performance.get("card_precision_top_k"),
         "matured_rows": performance.get("rows"),
+        "segments": dg.MetadataValue.md(_segments_markdown(summary)),
         "breach": bool(found),
         "breaches": dg.MetadataValue.json([b.to_dict() for b in found]),
         **fairness_metadata,
@@ -328,6 +356,14 @@ def monitoring_report(
         k=int(policy.section("validation")["top_k"]),
         policy=policy,
     )
+    by_segment = segment_performance(
+        window,
+        default_segments(policy, set(window.columns)),
+        as_of=stamp,
+        delay_days=delay,
+        k=int(policy.section("validation")["top_k"]),
+        policy=policy,
+    )
     # Protected attributes come from the raw transactions (never stored with the scores); rows
     # without them fall in the "missing" group rather than being dropped.
     fairness = production_fairness(
@@ -348,6 +384,7 @@ def monitoring_report(
         drift, important_features=important, performance=performance, fairness=fairness
     )
     summary["rolling_week"] = week
+    summary["segment_performance"] = by_segment
     summary["model_version"] = champion.version
     summary["partition"] = day.isoformat()
     summary["reference"] = {"rows": len(reference), "excluded_partial_lookback": excluded}

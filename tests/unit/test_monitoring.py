@@ -31,7 +31,11 @@ from fin_assets.lib.monitoring.drift_report import (
     monitoring_summary,
     steady_state_reference,
 )
-from fin_assets.lib.monitoring.matured_performance import important_features, matured_performance
+from fin_assets.lib.monitoring.matured_performance import (
+    important_features,
+    matured_performance,
+    segment_performance,
+)
 from fin_assets.lib.monitoring.production_fairness import fairness_markdown, production_fairness
 from fin_assets.lib.monitoring.psi import PSI_EPSILON, is_categorical, psi, psi_band, quantile_edges
 from fin_assets.lib.monitoring.retrain_rules import Breach, breach_key, breaches, retrain_decision
@@ -1053,3 +1057,28 @@ def test_default_segments_follow_the_columns_the_data_has() -> None:
     assert list(np.asarray(build(frame))) == [False, True, False, False]
     with pytest.raises(ValueError, match="increase strictly"):
         default_segments(_policy(segment_bands={"x": [5, 1]}), {"x"})
+
+
+def test_segment_performance_is_matured_performance_within_each_segment() -> None:
+    scored = _scored()
+    scored["tx_during_night"] = (scored["tx_datetime"].dt.hour <= 6).astype(np.float64)
+    policy = _policy(min_matured_rows=100)
+    result = segment_performance(
+        scored,
+        {"night": lambda f: f["tx_during_night"] == 1, "few": lambda f: f["customer_id"] < 3},
+        as_of=AS_OF,
+        delay_days=7,
+        k=10,
+        policy=policy,
+    )
+    night = scored[scored["tx_during_night"] == 1]
+    assert result["night"] == matured_performance(
+        night, as_of=AS_OF, delay_days=7, k=10, policy=policy
+    )
+    assert result["night"]["assessed"] is True
+    matured = night[night["tx_datetime"] <= AS_OF - timedelta(days=7)]
+    y, s = matured["tx_fraud"].to_numpy(dtype=int), matured["score"].to_numpy(dtype=float)
+    assert result["night"]["auc_roc"] == pytest.approx(roc_auc_score(y, s), rel=1e-12)
+    # a thin segment is not assessed rather than given a noisy number
+    assert result["few"]["assessed"] is False
+    assert result["few"]["auc_roc"] is None

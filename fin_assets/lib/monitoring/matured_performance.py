@@ -9,6 +9,7 @@ important features decide on which features a PSI breach counts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -116,3 +117,37 @@ def important_features(
     }
     ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
     return [name for name, _ in ranked[:top]]
+
+
+def segment_performance(
+    scored: pd.DataFrame,
+    segments: Mapping[str, Callable[[pd.DataFrame], Any]],
+    *,
+    as_of: datetime,
+    delay_days: int,
+    k: int,
+    policy: Policy,
+    score_column: str = "score",
+) -> dict[str, dict[str, Any]]:
+    """:func:`matured_performance` within each segment (name -> row-mask builder).
+
+    Why: a global AUC can hold while one segment (night, a terminal-risk band) collapses. Each
+    segment is judged on its own matured rows with the same rules (``min_matured_rows``, so a thin
+    segment says ``assessed: False`` rather than showing a noisy number); card precision is the
+    top-``k`` of the segment's own rows per day, the alert queue a segment-level rule would see.
+    Reported, not a breach: the policy's floors are set for the whole population.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    for name, build in segments.items():
+        mask = np.asarray(build(scored), dtype=bool)
+        if mask.shape != (len(scored),):
+            raise ValueError(f"segment {name!r} gave {mask.shape} flags for {len(scored)} rows")
+        result[name] = matured_performance(
+            scored[mask],
+            as_of=as_of,
+            delay_days=delay_days,
+            k=k,
+            policy=policy,
+            score_column=score_column,
+        )
+    return result
