@@ -13,6 +13,7 @@ Logic: ``fin_assets.lib.monitoring`` (``drift_report``, ``matured_performance``,
 ``production_fairness``, ``retrain_rules``).
 """
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,13 +32,14 @@ from fin_assets.lib.common.names import (
     FEATURE_TABLE,
     INGESTION_LOG_TABLE,
 )
-from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_assets.lib.governance.decision_log import record_refusal
 from fin_assets.lib.governance.decision_rules import Refusal, version_subject
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.governance.serving_guard import check_serving
 from fin_assets.lib.governance.witness import Witness
+from fin_assets.lib.monitoring.alarm_levels import AdaptiveSettings, learn_alarm_levels
 from fin_assets.lib.monitoring.drift_report import (
     default_segments,
     drift_report,
@@ -58,7 +60,7 @@ from fin_assets.lib.monitoring.monitoring_checks import (
     check_outcomes,
 )
 from fin_assets.lib.monitoring.production_fairness import fairness_markdown, production_fairness
-from fin_assets.lib.monitoring.retrain_rules import Breach, breaches
+from fin_assets.lib.monitoring.retrain_rules import SEGMENT_MEASURES, Breach, breaches
 from fin_assets.lib.monitoring.scores_store import (
     days_back,
     read_protected,
@@ -204,6 +206,54 @@ def _history_start(con: duckdb.DuckDBPyConnection) -> date | None:
     return row[0] if row and row[0] is not None else None
 
 
+def _alarm_levels(
+    champion: RegisteredVersion,
+    dataset: TrainingDataset,
+    history_start: date | None,
+    daily_columns: list[str],
+    policy: Policy,
+    settings: SettingsResource,
+) -> dict[str, Any]:
+    """The champion's adaptive alarm levels (``alarm_levels.learn_alarm_levels``), learned once.
+
+    Learned from every steady-state training row (not the drift sample: a sampled day is noisier
+    than a real one and would raise every level), scored by the champion, and stored beside the
+    reports as ``alarm_levels/<model>-v<version>.json`` with the model digest and the settings
+    they were learned under: versioned with the champion, relearned only when either changes.
+    """
+    section = policy.section("monitoring")
+    path = settings.report_dir("monitoring", "alarm_levels") / (
+        f"{champion.model_name}-v{champion.version}.json"
+    )
+    digest = booster_digest(champion.booster)
+    settings_now = dataclasses.asdict(AdaptiveSettings.from_policy(policy))
+    identity = {
+        "model_name": champion.model_name,
+        "model_version": champion.version,
+        "model_digest": digest,
+        "settings": settings_now,
+        "psi_bins": int(section["psi_bins"]),
+        "columns": daily_columns,
+    }
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("identity") == json.loads(json.dumps(identity)):
+            return dict(stored["alarm_levels"])
+    reference, _ = steady_state_reference(
+        dataset.train, history_start, int(section["reference_min_rows"])
+    )
+    reference = reference.copy()
+    reference["score"] = champion.scorer()(reference)
+    levels = learn_alarm_levels(
+        reference,
+        daily_columns,
+        default_segments(policy, set(reference.columns)),
+        policy=policy,
+    )
+    path.write_text(json.dumps({"identity": identity, "alarm_levels": levels}, indent=1))
+    return levels
+
+
 def _reference(
     champion: RegisteredVersion,
     dataset: TrainingDataset,
@@ -247,7 +297,37 @@ def _segments_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
+def _alarm_markdown(summary: dict[str, Any], fixed: float) -> str:
+    """Important features, the score and each judged segment: today's PSI beside the fixed band
+    and the champion's learned level (the one that decides is marked)."""
+    alarm = summary.get("alarm_levels") or {}
+    levels = alarm.get("levels") or {}
+    rows: list[tuple[str, float | None]] = [
+        (name, summary["features"][name]["psi"]) for name in summary["important_features"]
+    ]
+    rows.append(("prediction", (summary.get("prediction") or {}).get("psi")))
+    for name, entry in (summary.get("segments") or {}).items():
+        rows.extend(
+            (f"{name}:{column}", entry.get(key)) for key, column in SEGMENT_MEASURES.items()
+        )
+    lines = [
+        f"alarm levels: **{alarm.get('method', 'fixed')}** decides "
+        f"(learned: {alarm.get('margin')} × q{alarm.get('quantile')} of "
+        f"{alarm.get('reference_days')} reference days' PSI, floor {alarm.get('floor')})",
+        "",
+        "| measure | PSI today | fixed band | learned level |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, value in rows:
+        level = (levels.get(key) or {}).get("level")
+        lines.append(
+            f"| {key} | {'–' if value is None else f'{value:.3f}'} | {fixed:.2f} | "
+            f"{'–' if level is None else f'{level:.3f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def _metadata(summary: dict[str, Any], found: list[Breach], psi_breach: float) -> dict[str, Any]:
     psi = {name: values.get("psi") for name, values in summary["features"].items()}
     important = set(summary["important_features"])
     performance = summary.get("performance") or {}
@@ -271,6 +351,7 @@ def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
         "matured_card_precision_top_k": performance.get("card_precision_top_k"),
         "matured_rows": performance.get("rows"),
         "segments": dg.MetadataValue.md(_segments_markdown(summary)),
+        "alarm_levels": dg.MetadataValue.md(_alarm_markdown(summary, psi_breach)),
         "breach": bool(found),
         "breaches": dg.MetadataValue.json([b.to_dict() for b in found]),
         **fairness_metadata,
@@ -290,7 +371,11 @@ def _metadata(summary: dict[str, Any], found: list[Breach]) -> dict[str, Any]:
     check_specs=[
         dg.AssetCheckSpec(name, asset=names.MONITORING_REPORT, description=text)
         for name, text in (
-            (DRIFT_WITHIN_POLICY, "No PSI breach on an important feature, drift share in policy"),
+            (
+                DRIFT_WITHIN_POLICY,
+                "No PSI breach on an important feature, the score or a segment (fixed band or "
+                "the champion's learned level), drift share in policy",
+            ),
             (PERFORMANCE_WITHIN_FLOOR, "Matured AUC, AP and card precision above their floors"),
             (FAIRNESS_WITHIN_POLICY, "No significant disparity in the day's alerts or matured FPR"),
         )
@@ -383,6 +468,9 @@ def monitoring_report(
     summary = monitoring_summary(
         drift, important_features=important, performance=performance, fairness=fairness
     )
+    summary["alarm_levels"] = _alarm_levels(
+        champion, dataset, history_start, daily_columns, policy, settings
+    )
     summary["rolling_week"] = week
     summary["segment_performance"] = by_segment
     summary["model_version"] = champion.version
@@ -399,7 +487,7 @@ def monitoring_report(
         metadata={
             "rows": len(today),
             "model_version": champion.version,
-            **_metadata(summary, found),
+            **_metadata(summary, found, float(section["psi_breach"])),
             "week_max_psi": week["max_psi"]["psi"],
             "reference_rows": len(reference),
             "reference_rows_excluded_partial_lookback": excluded,

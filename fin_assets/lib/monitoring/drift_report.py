@@ -485,7 +485,10 @@ def _segment_drift(
                 f"segment {name!r} gave {mask.shape} flags for {len(frame)} {label} rows"
             )
         masks.append(mask)
-    ref_rows, cur_rows = reference[masks[0]], current[masks[1]]
+    # only the measured columns: copying every column of a million-row day per segment costs more
+    # than the PSIs themselves
+    measured = [score_column, AMOUNT]
+    ref_rows, cur_rows = reference.loc[masks[0], measured], current.loc[masks[1], measured]
 
     def banded(column: str) -> tuple[float | None, PsiBand | None]:
         if ref_rows.empty or cur_rows.empty:

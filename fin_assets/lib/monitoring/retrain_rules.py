@@ -141,13 +141,36 @@ def _fairness_breaches(summary: Mapping[str, Any], section: Mapping[str, Any]) -
     return found
 
 
-def _prediction_breaches(summary: Mapping[str, Any], limit: float) -> list[Breach]:
+def level_for(summary: Mapping[str, Any], key: str, fixed: float) -> tuple[float, str]:
+    """The PSI level a measure is judged against, and ``adaptive`` or ``fixed``.
+
+    The summary's ``alarm_levels`` (``alarm_levels.learn_alarm_levels``, learned from the
+    champion's reference) decide when their method is ``adaptive`` and the measure has a learned
+    level; otherwise the fixed ``psi_breach`` band does.
+    """
+    alarm = summary.get("alarm_levels")
+    if not alarm or alarm.get("method") != "adaptive":
+        return fixed, "fixed"
+    level = ((alarm.get("levels") or {}).get(key) or {}).get("level")
+    if level is None:
+        return fixed, "fixed"
+    return float(level), "adaptive"
+
+
+def _level_text(level: float, origin: str, fixed: float) -> str:
+    if origin == "fixed":
+        return _f2(level)
+    return f"{_f2(level)} (adaptive level; fixed band {_f2(fixed)})"
+
+
+def _prediction_breaches(summary: Mapping[str, Any], fixed: float) -> list[Breach]:
     """``prediction_drift``: the score's PSI at or above ``psi_breach``.
 
     A breach in its own right: the score is what the alerts are cut from, so a shifted score
     distribution changes the alert volume even when no single important feature breaches."""
     prediction = summary.get("prediction") or {}
     value = prediction.get("psi")
+    limit, origin = level_for(summary, "prediction", fixed)
     if value is None or value < limit:
         return []
     return [
@@ -157,8 +180,8 @@ def _prediction_breaches(summary: Mapping[str, Any], limit: float) -> list[Breac
             value=float(value),
             threshold=limit,
             message=(
-                f"prediction PSI {_f2(value)} ≥ {_f2(limit)} on {prediction.get('column', 'score')}"
-                f" ({_p_value(prediction.get('p_value'))})"
+                f"prediction PSI {_f2(value)} ≥ {_level_text(limit, origin, fixed)} on "
+                f"{prediction.get('column', 'score')} ({_p_value(prediction.get('p_value'))})"
             ),
         )
     ]
@@ -184,23 +207,28 @@ def judged_segments(
 def _segment_breaches(summary: Mapping[str, Any], section: Mapping[str, Any]) -> list[Breach]:
     """``segment_drift``: within a segment big enough to judge, the score's or the amount's PSI
     at or above ``psi_breach`` (a shift a global number can average away)."""
-    limit = float(section["psi_breach"])
+    fixed = float(section["psi_breach"])
     min_rows = int(section.get("segment_min_rows", 0))
-    return [
-        Breach(
-            kind="segment_drift",
-            feature=f"{name}:{column}",
-            value=value,
-            threshold=limit,
-            message=(
-                f"segment {name}: {column} PSI {_f2(value)} ≥ {_f2(limit)} "
-                f"({entry['rows_current']} rows today, {entry['rows_reference']} in the reference; "
-                f"share {entry['share_current']:.1%} vs {entry['share_reference']:.1%})"
-            ),
+    found = []
+    for name, column, value, entry in judged_segments(summary, min_rows):
+        limit, origin = level_for(summary, f"{name}:{column}", fixed)
+        if value < limit:
+            continue
+        found.append(
+            Breach(
+                kind="segment_drift",
+                feature=f"{name}:{column}",
+                value=value,
+                threshold=limit,
+                message=(
+                    f"segment {name}: {column} PSI {_f2(value)} ≥ "
+                    f"{_level_text(limit, origin, fixed)} ({entry['rows_current']} rows today, "
+                    f"{entry['rows_reference']} in the reference; share "
+                    f"{entry['share_current']:.1%} vs {entry['share_reference']:.1%})"
+                ),
+            )
         )
-        for name, column, value, entry in judged_segments(summary, min_rows)
-        if value >= limit
-    ]
+    return found
 
 
 def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str]) -> list[Breach]:
@@ -226,14 +254,18 @@ def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str
         if name not in features:
             raise ValueError(f"important feature {name!r} is not in the summary")
         value = features[name]["psi"]
-        if value is not None and value >= limit:
+        level, origin = level_for(summary, name, limit)
+        if value is not None and value >= level:
             found.append(
                 Breach(
                     kind="psi_important_feature",
                     feature=name,
                     value=float(value),
-                    threshold=limit,
-                    message=f"PSI {_f2(value)} ≥ {_f2(limit)} on {name} (important feature)",
+                    threshold=level,
+                    message=(
+                        f"PSI {_f2(value)} ≥ {_level_text(level, origin, limit)} on {name} "
+                        "(important feature)"
+                    ),
                 )
             )
     found.extend(_prediction_breaches(summary, limit))
@@ -295,25 +327,36 @@ def _no_breach_reason(summary: Mapping[str, Any], policy: Policy, important: Seq
     section = monitoring_section(policy)
     parts = []
     features = summary["features"]
-    psis = [(features[n]["psi"], n) for n in important if features[n]["psi"] is not None]
+    fixed = float(section["psi_breach"])
+    # the measure closest to its level (PSI / level; with the fixed band: the largest PSI)
+    psis = [
+        (features[n]["psi"], n, *level_for(summary, n, fixed))
+        for n in important
+        if features[n]["psi"] is not None
+    ]
     if psis:
-        value, name = max(psis, key=lambda item: item[0])  # the first of equal maxima
+        value, name, level, origin = max(psis, key=lambda item: item[0] / item[2])
         parts.append(
-            f"max PSI {_f2(value)} on {name} < {_f2(float(section['psi_breach']))} "
+            f"max PSI {_f2(value)} on {name} < {_level_text(level, origin, fixed)} "
             "(important features)"
         )
     else:
         parts.append("no important feature to check")
-    limit = _f2(float(section["psi_breach"]))
     prediction = (summary.get("prediction") or {}).get("psi")
     if prediction is not None:
-        parts.append(f"prediction PSI {_f2(prediction)} < {limit}")
-    segments = judged_segments(summary, int(section.get("segment_min_rows", 0)))
+        level, origin = level_for(summary, "prediction", fixed)
+        parts.append(f"prediction PSI {_f2(prediction)} < {_level_text(level, origin, fixed)}")
+    segments = [
+        (name, column, value, entry, *level_for(summary, f"{name}:{column}", fixed))
+        for name, column, value, entry in judged_segments(
+            summary, int(section.get("segment_min_rows", 0))
+        )
+    ]
     if segments:
-        name, column, value, entry = max(segments, key=lambda item: item[2])
+        name, column, value, entry, level, origin = max(segments, key=lambda i: i[2] / i[4])
         parts.append(
             f"max segment PSI {_f2(value)} ({name}:{column}, {entry['rows_current']} rows) < "
-            f"{limit} over {len(segments)} judged"
+            f"{_level_text(level, origin, fixed)} over {len(segments)} judged"
         )
     parts.append(
         f"drift share {_f2(float(summary['drift_share']))} ≤ "
