@@ -166,3 +166,18 @@ def test_adaptive_levels_decide_the_psi_breaches() -> None:
         "max segment PSI 0.30 (night:score, 400 rows) < 0.40 (adaptive level; fixed band 0.25) "
         "over 2 judged"
     )
+
+
+def test_with_learned_levels_every_feature_is_judged() -> None:
+    summary = _summary("adaptive")
+    summary["features"]["customer_id_nb_tx_1day_window"] = {"psi": 0.21}
+    summary["alarm_levels"]["levels"]["customer_id_nb_tx_1day_window"] = {"level": 0.2}
+    found = breaches(summary, load_policy(), ["tx_amount"])
+    assert [(b.kind, b.feature) for b in found] == [
+        ("psi_important_feature", "tx_amount"),
+        ("feature_drift", "customer_id_nb_tx_1day_window"),
+    ]
+    assert found[1].message == ("PSI 0.21 ≥ 0.20 (adaptive level) on customer_id_nb_tx_1day_window")
+    # the fixed band judges the important features only
+    summary["alarm_levels"]["method"] = "fixed"
+    assert [b.kind for b in breaches(summary, load_policy(), ["tx_amount"])] == ["segment_drift"]

@@ -28,6 +28,7 @@ CHECK_NAMES: Final[tuple[str, ...]] = (
 _KINDS: Final[dict[str, tuple[str, ...]]] = {
     DRIFT_WITHIN_POLICY: (
         "psi_important_feature",
+        "feature_drift",
         "prediction_drift",
         "segment_drift",
         "drift_share",

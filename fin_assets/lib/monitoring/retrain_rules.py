@@ -22,6 +22,7 @@ from fin_assets.lib.monitoring.psi import monitoring_section
 
 BreachKind = Literal[
     "psi_important_feature",
+    "feature_drift",
     "prediction_drift",
     "segment_drift",
     "drift_share",
@@ -163,6 +164,33 @@ def _level_text(level: float, origin: str, fixed: float) -> str:
     return f"{_f2(level)} (adaptive level; fixed band {_f2(fixed)})"
 
 
+def _learned_feature_breaches(summary: Mapping[str, Any], important: Sequence[str]) -> list[Breach]:
+    """``feature_drift``: a feature outside ``important`` at or above its *learned* level.
+
+    Only with adaptive levels: the fixed band judges the important features alone because one
+    bar for all would make the many minor features cry wolf, but a level learned from a feature's
+    own day-to-day noise can judge every feature. A change of mix (more transactions per
+    customer, later in the day) moves count and calendar features that the model may rank low.
+    """
+    found = []
+    for name, entry in summary["features"].items():
+        value = entry.get("psi")
+        if name in important or value is None:
+            continue
+        level, origin = level_for(summary, name, float("inf"))
+        if origin == "adaptive" and value >= level:
+            found.append(
+                Breach(
+                    kind="feature_drift",
+                    feature=name,
+                    value=float(value),
+                    threshold=level,
+                    message=f"PSI {_f2(value)} ≥ {_f2(level)} (adaptive level) on {name}",
+                )
+            )
+    return found
+
+
 def _prediction_breaches(summary: Mapping[str, Any], fixed: float) -> list[Breach]:
     """``prediction_drift``: the score's PSI at or above ``psi_breach``.
 
@@ -235,7 +263,9 @@ def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str
     """The policy breaches of a summary (:func:`monitoring_summary` layout), in this order:
 
     * ``psi_important_feature``: PSI >= ``psi_breach`` on one of ``important``;
-    * ``prediction_drift``: the score's PSI >= ``psi_breach``;
+    * ``feature_drift``: with adaptive levels (``adaptive_alarm.method``), PSI at or above its
+      learned level on any other feature;
+    * ``prediction_drift``: the score's PSI >= ``psi_breach`` (or its learned level);
     * ``segment_drift``: the score's or the amount's PSI >= ``psi_breach`` within a segment with
       at least ``segment_min_rows`` rows on both sides;
     * ``drift_share``: the share of drifted features above ``drift_share_max``;
@@ -268,6 +298,7 @@ def breaches(summary: Mapping[str, Any], policy: Policy, important: Sequence[str
                     ),
                 )
             )
+    found.extend(_learned_feature_breaches(summary, important))
     found.extend(_prediction_breaches(summary, limit))
     found.extend(_segment_breaches(summary, section))
     share, share_max = float(summary["drift_share"]), float(section["drift_share_max"])
