@@ -7,25 +7,39 @@ once: its run key names the partition and what breached. What has fired is read 
 instance's own run history (runs tagged ``fin/trigger=drift``), not from the sensor's cursor, so a
 retraining launched by any evaluation of this code (the daemon, the demo, a test) counts, and a
 lost cursor cannot fire a breach twice.
+
+The first retraining of a breach is tagged with the drift start (the breached partition). It
+trains on labels matured before the drift, so it cannot learn it: once the policy's
+``followup_post_drift_days`` days from the drift start have matured labels (and so has a test
+period after them), the sensor launches a follow-up retraining on a window that includes them
+(``fin_assets.lib.monitoring.followup_retrain``), once per drift start; a failed follow-up is
+retried under a new run key.
 """
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from fin_assets.jobs import retrain_challenger_job
 from fin_assets.lib.common import names
-from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.lib.monitoring.followup_retrain import followup_plan
 from fin_assets.lib.monitoring.retrain_rules import retrain_decision
-from fin_assets.training import training_run_config
+from fin_assets.training import TrainingConfig, training_run_config
 from fin_resources.settings import SettingsResource
 
 MONITORING_REPORT = dg.AssetKey(names.MONITORING_REPORT)
 TRIGGER_TAG = "fin/trigger"
 #: The breach a retraining run answers (its run key, also as a tag so the history is queryable).
 RUN_KEY_TAG = "fin/breach_key"
+#: ``first`` (launched on the breach) or ``followup`` (on the drifted days' matured labels).
+RETRAIN_TAG = "fin/retrain"
+#: The monitored day whose breach detected the drift (the follow-up's and the pack's anchor).
+DRIFT_START_TAG = "fin/drift_start"
+FAILED_STATUSES = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
 #: Run statuses that count as "a retraining fired" for the cool-down (not failed or canceled).
@@ -38,18 +52,119 @@ COOL_DOWN_STATUSES = [
 ]
 
 
+def _drift_retrain_request(
+    context: dg.SensorEvaluationContext, summary: dict[str, Any], partition: str, policy: Policy
+) -> dg.RunRequest | str:
+    """The first challenger for a breach of this report, or why none (the skip reason)."""
+    now = datetime.now(UTC)
+    breach = retrain_decision(
+        summary, partition=partition, last_fired_at=None, now=now, policy=policy
+    )
+    if not breach.fire or breach.run_key is None:
+        return f"monitoring_report {partition}: {breach.reason}"
+    if context.instance.get_runs(
+        dg.RunsFilter(tags={TRIGGER_TAG: "drift", RUN_KEY_TAG: breach.run_key}), limit=1
+    ):
+        return f"already fired for this breach ({breach.run_key})"
+    # Only a retraining that did not fail starts the cool-down: a failed run trained nothing, and
+    # the next breach must not wait for it.
+    latest = context.instance.get_run_records(
+        dg.RunsFilter(tags={TRIGGER_TAG: "drift"}, statuses=COOL_DOWN_STATUSES), limit=1
+    )
+    last_fired_at = latest[0].create_timestamp.astimezone(UTC) if latest else None
+    decision = retrain_decision(
+        summary, partition=partition, last_fired_at=last_fired_at, now=now, policy=policy
+    )
+    if not decision.fire or decision.run_key is None:
+        return f"monitoring_report {partition}: {decision.reason}"
+    return dg.RunRequest(
+        run_key=decision.run_key,
+        run_config=training_run_config(),
+        tags={
+            TRIGGER_TAG: "drift",
+            RUN_KEY_TAG: decision.run_key,
+            RETRAIN_TAG: "first",
+            DRIFT_START_TAG: partition,
+            "fin/monitoring_partition": partition,
+            "fin/breach": "; ".join(b.message for b in decision.breaches)[:1000],
+        },
+    )
+
+
+def _followup_request(
+    context: dg.SensorEvaluationContext, partition: str, policy: Policy
+) -> dg.RunRequest | str | None:
+    """The follow-up challenger of the latest drift once its post-drift labels have matured, or
+    why not yet (None: no drift has been answered, nothing to say)."""
+    first = context.instance.get_runs(
+        dg.RunsFilter(tags={TRIGGER_TAG: "drift", RETRAIN_TAG: "first"}), limit=1
+    )
+    if not first or DRIFT_START_TAG not in first[0].tags:
+        return None
+    drift_start = date.fromisoformat(first[0].tags[DRIFT_START_TAG])
+    defaults = TrainingConfig()
+    plan = followup_plan(
+        drift_start,
+        policy=policy,
+        train_days=defaults.train_days,
+        delay_days=defaults.delay_days,
+        test_days=defaults.test_days,
+    )
+    followups = context.instance.get_runs(
+        dg.RunsFilter(
+            tags={TRIGGER_TAG: "drift", RETRAIN_TAG: "followup", DRIFT_START_TAG: str(drift_start)}
+        )
+    )
+    if any(run.status not in FAILED_STATUSES for run in followups):
+        return f"follow-up for the drift of {drift_start} already launched"
+    today = date.fromisoformat(partition)
+    window = f"{plan.protocol.train_start}..{plan.protocol.train_end}"
+    if today < plan.due_on:
+        return (
+            f"follow-up for the drift of {drift_start} due on {plan.due_on} (training {window}, "
+            f"{plan.post_drift_days} days from the drift, tested {plan.protocol.test_start}.."
+            f"{plan.protocol.test_end} once their labels have matured; "
+            f"{(plan.due_on - today).days} days to go)"
+        )
+    # a failed attempt is retried under a new run key (a run key launches at most once)
+    run_key = f"followup-{drift_start}-{len(followups) + 1}"
+    config = TrainingConfig(
+        train_start=plan.protocol.train_start.isoformat(),
+        train_days=plan.protocol.train_days,
+        delay_days=plan.protocol.delay_days,
+        test_days=plan.protocol.test_days,
+    )
+    return dg.RunRequest(
+        run_key=run_key,
+        run_config=training_run_config(config),
+        tags={
+            TRIGGER_TAG: "drift",
+            RUN_KEY_TAG: run_key,
+            RETRAIN_TAG: "followup",
+            DRIFT_START_TAG: str(drift_start),
+            "fin/monitoring_partition": partition,
+            "fin/breach": (
+                f"follow-up of the drift detected on {drift_start}: training {window} "
+                f"({plan.post_drift_days} days from the drift, labels matured)"
+            ),
+        },
+    )
+
+
 @dg.sensor(
     job=retrain_challenger_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Monitoring breach (PSI on an important feature, drift share, matured performance "
-    "floor, a fairness fail by protected attribute) ⇒ one retraining run (training + validation, "
-    "never promotion), with a cool-down.",
+    description="Monitoring breach (PSI on a feature, the score or a segment, drift share, "
+    "matured performance floor, a fairness fail by protected attribute) ⇒ one retraining run "
+    "(training + validation, never promotion), with a cool-down; then a follow-up retraining "
+    "on the drifted days once their labels have matured.",
 )
 def drift_retrain_sensor(
     context: dg.SensorEvaluationContext, settings: SettingsResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Fire `retrain_challenger_job` once per breach of the latest monitoring report."""
+    """Fire `retrain_challenger_job` once per breach of the latest monitoring report, and once
+    more for the latest drift when its post-drift labels have matured."""
     event = context.instance.get_latest_materialization_event(MONITORING_REPORT)
     mat = event.asset_materialization if event else None
     if mat is None:
@@ -61,39 +176,17 @@ def drift_retrain_sensor(
         return dg.SkipReason(f"the summary {path} of monitoring_report {mat.partition} is gone")
     summary = json.loads(path.read_text())
     policy = load_policy(settings.policy_path or None)
-    now = datetime.now(UTC)
     partition = str(mat.partition)
-    breach = retrain_decision(
-        summary, partition=partition, last_fired_at=None, now=now, policy=policy
-    )
-    if not breach.fire or breach.run_key is None:
-        return dg.SkipReason(f"monitoring_report {partition}: {breach.reason}")
-    if context.instance.get_runs(
-        dg.RunsFilter(tags={TRIGGER_TAG: "drift", RUN_KEY_TAG: breach.run_key}), limit=1
+    requests: list[dg.RunRequest] = []
+    reasons: list[str] = []
+    for found in (
+        _drift_retrain_request(context, summary, partition, policy),
+        _followup_request(context, partition, policy),
     ):
-        return dg.SkipReason(f"already fired for this breach ({breach.run_key})")
-    # Only a retraining that did not fail starts the cool-down: a failed run trained nothing, and
-    # the next breach must not wait for it.
-    latest = context.instance.get_run_records(
-        dg.RunsFilter(tags={TRIGGER_TAG: "drift"}, statuses=COOL_DOWN_STATUSES), limit=1
-    )
-    last_fired_at = latest[0].create_timestamp.astimezone(UTC) if latest else None
-    decision = retrain_decision(
-        summary, partition=partition, last_fired_at=last_fired_at, now=now, policy=policy
-    )
-    if not decision.fire or decision.run_key is None:
-        return dg.SkipReason(f"monitoring_report {partition}: {decision.reason}")
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=decision.run_key,
-                run_config=training_run_config(),
-                tags={
-                    TRIGGER_TAG: "drift",
-                    RUN_KEY_TAG: decision.run_key,
-                    "fin/monitoring_partition": partition,
-                    "fin/breach": "; ".join(b.message for b in decision.breaches)[:1000],
-                },
-            )
-        ],
-    )
+        if isinstance(found, dg.RunRequest):
+            requests.append(found)
+        elif found is not None:
+            reasons.append(found)
+    if not requests:
+        return dg.SkipReason("; ".join(reasons))
+    return dg.SensorResult(run_requests=requests)

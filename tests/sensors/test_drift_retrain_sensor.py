@@ -129,7 +129,11 @@ def test_a_breach_fires_one_retraining_and_the_same_breach_fires_nothing(
     _launch(instance, request)
     again = _evaluate(instance)
     assert isinstance(again, dg.SkipReason)
-    assert again.skip_message == f"already fired for this breach ({request.run_key})"
+    assert again.skip_message == (
+        f"already fired for this breach ({request.run_key}); follow-up for the drift of "
+        "2018-07-28 due on 2018-08-24 (training 2018-07-14..2018-08-03, 7 days from the drift, "
+        "tested 2018-08-11..2018-08-17 once their labels have matured; 27 days to go)"
+    )
 
 
 def test_a_new_breach_within_the_cool_down_is_skipped_with_its_reason(
@@ -194,7 +198,9 @@ def test_a_fairness_fail_fires_one_retraining_keyed_by_the_fairness_breach(
     _launch(instance, request)
     again = _evaluate(instance)
     assert isinstance(again, dg.SkipReason)
-    assert again.skip_message == f"already fired for this breach ({request.run_key})"
+    assert str(again.skip_message).startswith(
+        f"already fired for this breach ({request.run_key}); follow-up for the drift of 2018-07-30"
+    )
 
 
 def test_a_calm_summary_without_protected_attributes_has_no_fairness_breach(
@@ -206,3 +212,51 @@ def test_a_calm_summary_without_protected_attributes_has_no_fairness_breach(
     result = _evaluate(instance)
     assert isinstance(result, dg.SkipReason)
     assert "fairness" not in str(result.skip_message)
+
+
+def _ops(request: dg.RunRequest) -> dict[str, Any]:
+    ops = request.run_config["ops"]
+    return {name: dict(op["config"]) for name, op in ops.items()}
+
+
+def test_the_follow_up_trains_on_the_drifted_days_once_their_labels_have_matured(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    _report(instance, "2018-07-28", summaries["breach"])
+    (first,) = _evaluate(instance).run_requests
+    assert (first.tags["fin/retrain"], first.tags["fin/drift_start"]) == ("first", "2018-07-28")
+    _launch(instance, first)
+    # the day before the test period's last label matures: not yet, and the message says when
+    _report(instance, "2018-08-23", summaries["calm"])
+    waiting = _evaluate(instance)
+    assert isinstance(waiting, dg.SkipReason)
+    message = str(waiting.skip_message)
+    assert message.startswith("monitoring_report 2018-08-23: no breach:")
+    assert message.endswith(
+        "follow-up for the drift of 2018-07-28 due on 2018-08-24 (training "
+        "2018-07-14..2018-08-03, 7 days from the drift, tested 2018-08-11..2018-08-17 once their "
+        "labels have matured; 1 days to go)"
+    )
+    # due: 2018-08-17 + 7 days of label delay = 2018-08-24
+    _report(instance, "2018-08-24", summaries["calm"])
+    result = _evaluate(instance)
+    assert isinstance(result, dg.SensorResult), result
+    (followup,) = result.run_requests
+    assert followup.run_key == "followup-2018-07-28-1"
+    assert followup.tags["fin/retrain"] == "followup"
+    assert followup.tags["fin/drift_start"] == "2018-07-28"
+    assert followup.tags["fin/trigger"] == "drift"
+    for config in _ops(followup).values():
+        assert config["train_start"] == "2018-07-14"
+        assert (config["train_days"], config["delay_days"], config["test_days"]) == (21, 7, 7)
+    _launch(instance, followup)
+    again = _evaluate(instance)
+    assert isinstance(again, dg.SkipReason)
+    assert str(again.skip_message).endswith(
+        "follow-up for the drift of 2018-07-28 already launched"
+    )
+    # a failed follow-up is retried under a new run key
+    (run,) = instance.get_runs(dg.RunsFilter(tags={"fin/breach_key": followup.run_key}))
+    instance.report_run_failed(run)
+    (retry,) = _evaluate(instance).run_requests
+    assert retry.run_key == "followup-2018-07-28-2"
