@@ -12,7 +12,8 @@ same run. The pack decides nothing a human should decide: a pass makes a version
 approval, it does not approve it.
 """
 
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from fin_assets.lib.governance.decision_rules import (
     version_subject,
 )
 from fin_assets.lib.governance.registry_facts import champion_version, record_validation
+from fin_assets.lib.monitoring.followup_retrain import DRIFT_START_TAG, training_days_around
 from fin_assets.lib.training.model_fit import booster_digest
 from fin_assets.lib.validation.model_loading import (
     champion_for,
@@ -228,6 +230,13 @@ def validation_pack(
     subject = subject_for_version(
         version, dataset, data_quality=quality, policy_version=policy.version
     )
+    drift_start = context.run.tags.get(DRIFT_START_TAG)
+    if drift_start:
+        # a retraining launched by a drift: say which training days precede and follow it
+        around = training_days_around(
+            protocol.train_start, protocol.train_end, date.fromisoformat(drift_start)
+        )
+        subject = dataclasses.replace(subject, data={**subject.data, "drift": around})
     loaded_digest = booster_digest(version.booster)
     with audit_chain(audit_store) as chain:
         _refuse_unregistered(

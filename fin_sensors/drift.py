@@ -26,7 +26,7 @@ import dagster as dg
 from fin_assets.jobs import retrain_challenger_job
 from fin_assets.lib.common import names
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.monitoring.followup_retrain import followup_plan
+from fin_assets.lib.monitoring.followup_retrain import DRIFT_START_TAG, followup_plan
 from fin_assets.lib.monitoring.retrain_rules import retrain_decision
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_resources.settings import SettingsResource
@@ -37,8 +37,6 @@ TRIGGER_TAG = "fin/trigger"
 RUN_KEY_TAG = "fin/breach_key"
 #: ``first`` (launched on the breach) or ``followup`` (on the drifted days' matured labels).
 RETRAIN_TAG = "fin/retrain"
-#: The monitored day whose breach detected the drift (the follow-up's and the pack's anchor).
-DRIFT_START_TAG = "fin/drift_start"
 FAILED_STATUSES = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Final
 
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.monitoring.psi import monitoring_section
 from fin_assets.lib.training.time_protocol import TimeProtocol
+
+#: Run tag of a drift-triggered retraining: the monitored day whose breach detected the drift
+#: (the follow-up's anchor, and what the validation pack splits the training days around).
+DRIFT_START_TAG: Final[str] = "fin/drift_start"
 
 
 @dataclasses.dataclass(frozen=True)
