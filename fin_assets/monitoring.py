@@ -84,6 +84,12 @@ from fin_resources.warehouse import WarehouseResource
 
 OWNERS = ["team:fraud-operations"]
 SUMMARY_FILE = "summary.json"
+#: The daily pipeline starts at 01:00 UTC for the day that ended; scoring and monitoring of that
+#: day are expected by 06:00 UTC. A day without them (a failed or never-started run, a stuck
+#: queue) shows the asset as stale in the UI instead of silently leaving yesterday's verdicts.
+DAILY_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=24), timezone="UTC"
+)
 
 
 def _day(context: dg.AssetExecutionContext) -> date:
@@ -143,6 +149,7 @@ def _refuse_unpromoted(
     kinds={"duckdb", "xgboost"},
     owners=OWNERS,
     tags={"domain": "monitoring"},
+    freshness_policy=DAILY_FRESHNESS,
 )
 def scored_transactions(
     context: dg.AssetExecutionContext,
@@ -368,6 +375,7 @@ def _metadata(summary: dict[str, Any], found: list[Breach], psi_breach: float) -
     kinds={"evidently", "html"},
     owners=OWNERS,
     tags={"domain": "monitoring"},
+    freshness_policy=DAILY_FRESHNESS,
     check_specs=[
         dg.AssetCheckSpec(name, asset=names.MONITORING_REPORT, description=text)
         for name, text in (
