@@ -28,6 +28,7 @@ from fin_assets.lib.monitoring.drift_report import (
     drift_report,
     evidently_sample,
     evidently_verdicts,
+    ks_2samp_asymp,
     monitoring_summary,
     steady_state_reference,
 )
@@ -1082,3 +1083,18 @@ def test_segment_performance_is_matured_performance_within_each_segment() -> Non
     # a thin segment is not assessed rather than given a noisy number
     assert result["few"]["assessed"] is False
     assert result["few"]["auc_roc"] is None
+
+
+@pytest.mark.parametrize(
+    ("n1", "n2", "kind"),
+    [(20_000, 150_000, "gamma"), (12_000, 300_000, "poisson"), (50_000, 9_000, "poisson")],
+)
+def test_large_sample_ks_is_scipys_to_the_last_bit(n1: int, n2: int, kind: str) -> None:
+    rng = np.random.default_rng(n1)
+    if kind == "gamma":
+        first, second = rng.gamma(2.0, 3.0, n1), rng.gamma(2.0, 3.03, n2)
+    else:  # many ties
+        first, second = rng.poisson(3.0, n1) * 1.0, rng.poisson(3.04, n2) * 1.0
+    assert ks_2samp_asymp(first, second) == ks_2samp(first, second).pvalue
+    with pytest.raises(ValueError, match="both sides"):
+        ks_2samp_asymp(first, [])

@@ -319,13 +319,61 @@ def _returns_p_value(method: str, kind: ColumnKind) -> bool:
     return str(get_registered_stattest(method, column_type).display_name).endswith("p_value")
 
 
+def _right_counts(
+    values: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Distinct values of a sorted array and how many values are <= each."""
+    last = np.empty(values.size, dtype=bool)
+    last[:-1] = values[1:] != values[:-1]
+    last[-1] = True
+    return values[last], np.flatnonzero(last) + 1
+
+
+def ks_2samp_asymp(first: npt.ArrayLike, second: npt.ArrayLike) -> float:
+    """scipy's two-sided ``ks_2samp`` p-value for samples too large for its exact method.
+
+    Same statistic and the same asymptotic distribution (``kstwo`` with ``round(m n / (m + n))``)
+    as ``scipy.stats.ks_2samp`` in its ``auto`` mode above ``MAX_AUTO_N`` rows, but the empirical
+    CDFs are compared at each sample's *distinct* values instead of at every row of both: on a
+    million-row day that is several times cheaper, and the largest CDF gap (attained at a data
+    value) is the same number.
+    """
+    from scipy.stats import distributions
+
+    data1 = np.sort(np.asarray(first, dtype=np.float64))
+    data2 = np.sort(np.asarray(second, dtype=np.float64))
+    n1, n2 = data1.size, data2.size
+    if min(n1, n2) == 0:
+        raise ValueError("the KS test needs values on both sides")
+    u1, own1 = _right_counts(data1)
+    u2, own2 = _right_counts(data2)
+    diffs = np.concatenate(
+        [
+            own1 / n1 - np.searchsorted(data2, u1, side="right") / n2,
+            np.searchsorted(data1, u2, side="right") / n1 - own2 / n2,
+        ]
+    )
+    max_s = float(diffs.max())
+    min_s = float(np.clip(-diffs.min(), 0, 1))
+    d = min_s if min_s > max_s else max_s
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    return float(np.clip(distributions.kstwo.sf(d, np.round(m * n / (m + n))), 0, 1))
+
+
+#: scipy's ``ks_2samp`` uses its exact method up to this many rows per side (``MAX_AUTO_N``).
+_KS_EXACT_MAX_ROWS: Final[int] = 10_000
+
+
 def _ks_verdict(reference: pd.Series, current: pd.Series, threshold: float) -> tuple[float, bool]:
     """Evidently's ``ks``: two-sided two-sample Kolmogorov-Smirnov, drift when p <= threshold."""
-    from scipy.stats import ks_2samp
+    ref = reference.to_numpy(dtype=np.float64)
+    cur = current.to_numpy(dtype=np.float64)
+    if max(ref.size, cur.size) > _KS_EXACT_MAX_ROWS:
+        p_value = ks_2samp_asymp(ref, cur)
+    else:
+        from scipy.stats import ks_2samp
 
-    p_value = float(
-        ks_2samp(reference.to_numpy(dtype=np.float64), current.to_numpy(dtype=np.float64))[1]
-    )
+        p_value = float(ks_2samp(ref, cur)[1])
     return p_value, p_value <= threshold
 
 
