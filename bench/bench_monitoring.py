@@ -199,11 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     # measured apart, on a small report, like the SQL compilation of bench_training.py.
     policy = load_policy()
     _, warm_up_s = _timed(
-        lambda: (
-            drift_report(
-                reference.head(2000), one_day.head(500), columns, policy=policy, segments={}
-            ).save_html(Path(tempfile.gettempdir()) / "bench_monitoring_warm_up.html")
-        )
+        lambda: drift_report(
+            reference.head(2000), one_day.head(500), columns, policy=policy, segments={}
+        ).save_html(Path(tempfile.gettempdir()) / "bench_monitoring_warm_up.html")
     )
 
     with tempfile.TemporaryDirectory() as tmp:
