@@ -69,6 +69,7 @@ from fin_assets.lib.monitoring.scores_store import (
 )
 from fin_assets.lib.monitoring.scoring import score_transactions
 from fin_assets.lib.training.model_fit import booster_digest
+from fin_assets.lib.training.model_registry import run_url
 from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 from fin_assets.lib.validation.model_loading import (
@@ -282,6 +283,49 @@ def _reference(
     return reference, excluded
 
 
+def log_monitoring_report(
+    mlflow: MlflowResource,
+    champion: RegisteredVersion,
+    day: date,
+    out_dir: Path,
+    summary: dict[str, Any],
+    dagster_run_id: str,
+) -> dict[str, Any]:
+    """Log the day's report directory (Evidently HTML, summary) as artifacts of an MLflow run.
+
+    Why: a server-side path is not a link a browser can open from the Dagster UI, while MLflow's
+    UI shows HTML artifacts. One run per monitored day in the ``<model>-monitoring`` experiment
+    (a re-run logs a new run; nothing is overwritten), tagged with the day, the champion version
+    and the Dagster run, with the headline numbers as metrics. Metadata: the run's URL when
+    ``MLFLOW_UI_URL`` is set, else its id (the report path stays the fallback).
+    """
+    client = mlflow.client()
+    experiment_id = mlflow.experiment_id(f"{champion.model_name}-monitoring")
+    run = client.create_run(
+        experiment_id,
+        run_name=f"monitoring-{day.isoformat()}",
+        tags={
+            "fin/partition": day.isoformat(),
+            "fin/model_name": champion.model_name,
+            "fin/model_version": str(champion.version),
+            "fin/dagster_run_id": dagster_run_id,
+        },
+    )
+    run_id = run.info.run_id
+    for key in ("drift_share", "drifted_features"):
+        if summary.get(key) is not None:
+            client.log_metric(run_id, key, float(summary[key]))
+    if summary["max_psi"]["psi"] is not None:
+        client.log_metric(run_id, "max_psi", float(summary["max_psi"]["psi"]))
+    client.log_artifacts(run_id, str(out_dir), artifact_path="monitoring")
+    client.set_terminated(run_id)
+    found: dict[str, Any] = {"mlflow_monitoring_run_id": run_id}
+    if mlflow.ui_url.startswith(("http://", "https://")):
+        link = f"{run_url(mlflow.ui_url, experiment_id, run_id)}/artifacts"
+        found["drift_report_url"] = dg.MetadataValue.url(link)
+    return found
+
+
 def _segments_markdown(summary: dict[str, Any]) -> str:
     """Per segment: rows and score/amount PSI of the day, matured AUC / AP / card precision."""
     performance = summary.get("segment_performance") or {}
@@ -489,6 +533,7 @@ def monitoring_report(
     html = drift.save_html(out_dir / "drift_report.html")
     summary_path = out_dir / SUMMARY_FILE
     summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True))
+    logged = log_monitoring_report(mlflow, champion, day, out_dir, summary, context.run.run_id)
     if found:
         context.log.warning(f"{day}: " + "; ".join(b.message for b in found))
     return dg.MaterializeResult(
@@ -501,6 +546,7 @@ def monitoring_report(
             "reference_rows_excluded_partial_lookback": excluded,
             "summary_path": dg.MetadataValue.path(str(summary_path)),
             "drift_report": dg.MetadataValue.path(str(html)),
+            **logged,
             "policy_version": policy.version,
         },
         check_results=[
