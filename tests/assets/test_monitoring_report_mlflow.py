@@ -31,7 +31,9 @@ def test_the_daily_report_is_an_mlflow_artifact_with_a_link(tmp_path: Path) -> N
         artifact_root=str(tmp_path / "artifacts"),
         ui_url="http://127.0.0.1:5000/",
     )
-    found = log_monitoring_report(tracking, _champion(), date(2018, 6, 10), report, summary, "dagster-1")
+    found = log_monitoring_report(
+        tracking, _champion(), date(2018, 6, 10), report, summary, "dagster-1"
+    )
     client = tracking.client()
     run = client.get_run(found["mlflow_monitoring_run_id"])
     assert run.info.status == "FINISHED"
@@ -49,6 +51,8 @@ def test_the_daily_report_is_an_mlflow_artifact_with_a_link(tmp_path: Path) -> N
     )
     # without a UI address: the run id only (the report's path stays in the metadata)
     plain = MlflowResource(tracking_uri=tracking.tracking_uri, artifact_root=tracking.artifact_root)
-    again = log_monitoring_report(plain, _champion(), date(2018, 6, 10), report, summary, "dagster-2")
+    again = log_monitoring_report(
+        plain, _champion(), date(2018, 6, 10), report, summary, "dagster-2"
+    )
     assert set(again) == {"mlflow_monitoring_run_id"}
     assert again["mlflow_monitoring_run_id"] != run.info.run_id
