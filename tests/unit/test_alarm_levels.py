@@ -181,3 +181,29 @@ def test_with_learned_levels_every_feature_is_judged() -> None:
     # the fixed band judges the important features only
     summary["alarm_levels"]["method"] = "fixed"
     assert [b.kind for b in breaches(summary, load_policy(), ["tx_amount"])] == ["segment_drift"]
+
+
+def test_every_drift_breach_kind_turns_the_drift_check_yellow() -> None:
+    from fin_assets.lib.monitoring.monitoring_checks import check_outcomes
+
+    summary = _summary("adaptive")
+    summary["features"]["customer_id_nb_tx_1day_window"] = {"psi": 0.21}
+    summary["alarm_levels"]["levels"]["customer_id_nb_tx_1day_window"] = {"level": 0.2}
+    summary["prediction"]["psi"] = 0.5
+    summary["segments"]["night"]["score_psi"] = 0.45
+    summary["performance"] = None
+    summary["fairness"] = None
+    found = breaches(summary, load_policy(), ["tx_amount"])
+    assert [b.kind for b in found] == [
+        "psi_important_feature",
+        "feature_drift",
+        "prediction_drift",
+        "segment_drift",
+    ]
+    drift, performance, fairness = check_outcomes(summary, found)
+    assert (drift.name, drift.passed, drift.judged) == ("drift_within_policy", False, True)
+    assert drift.breaches == tuple(found)
+    assert drift.description.startswith("breach: PSI 0.20 ≥ 0.15 (adaptive level")
+    # nothing else could be judged on this summary, and says so
+    assert (performance.passed, performance.judged) == (False, False)
+    assert (fairness.passed, fairness.judged) == (False, False)
