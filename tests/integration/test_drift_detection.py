@@ -24,7 +24,12 @@ import pytest
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
-from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
+from fin_assets.lib.monitoring.alarm_levels import learn_alarm_levels
+from fin_assets.lib.monitoring.drift_report import (
+    default_segments,
+    drift_report,
+    monitoring_summary,
+)
 from fin_assets.lib.monitoring.matured_performance import important_features
 from fin_assets.lib.monitoring.production_fairness import production_fairness
 from fin_assets.lib.monitoring.retrain_rules import Breach, breaches, retrain_decision
@@ -221,3 +226,30 @@ def test_production_fairness_of_the_control_days_reports_without_a_breach(
     )
     assert not decision.fire
     assert decision.reason.endswith("fairness AIR pass, FPR ratio inconclusive (no fail)")
+
+
+@pytest.fixture(scope="module")
+def learned_levels(pipeline: Pipeline) -> dict[str, object]:
+    segments = default_segments(POLICY, set(pipeline.reference.columns))
+    return learn_alarm_levels(pipeline.reference, pipeline.columns, segments, policy=POLICY)
+
+
+@pytest.mark.parametrize(
+    ("run", "day"),
+    [("drifted", d) for d in BEFORE + AFTER] + [("control", d) for d in AFTER],
+)
+def test_the_champions_learned_levels_breach_on_the_drift_and_only_then(
+    summaries: dict[tuple[str, date], dict[str, object]],
+    learned_levels: dict[str, object],
+    run: str,
+    day: date,
+) -> None:
+    assert learned_levels["method"] == "adaptive"
+    assert learned_levels["reference_days"] == 14
+    summary = {**summaries[(run, day)], "alarm_levels": learned_levels}
+    found = _breaches(summary)
+    drifted = run == "drifted" and day >= DRIFT_START
+    assert bool(found) == drifted, [b.message for b in found]
+    if drifted:
+        amount = next(b for b in found if b.feature == "tx_amount")
+        assert "adaptive level" in amount.message
