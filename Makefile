@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_monitoring.py
+	$(BIN)/python bench/bench_drift_detection.py
 	$(BIN)/python bench/bench_realtime.py
 	$(BIN)/python bench/bench_cli.py
 
