@@ -187,4 +187,9 @@ def drift_retrain_sensor(
             reasons.append(found)
     if not requests:
         return dg.SkipReason("; ".join(reasons))
+    for request in requests:
+        # the fire message: what breached, with its numbers (the tags carry it too)
+        context.log.info(
+            f"monitoring_report {partition}: {request.run_key}: {request.tags['fin/breach']}"
+        )
     return dg.SensorResult(run_requests=requests)
