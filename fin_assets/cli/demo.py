@@ -45,7 +45,8 @@ from fin_assets.lib.governance.signing import (
     public_record,
     write_private_key,
 )
-from fin_resources.locations import Settings
+from fin_assets.lib.monitoring.followup_retrain import DRIFT_START_TAG
+from fin_resources.locations import Settings, policy_path_from_env
 
 #: The demo's people by role: stand-ins, each with their own key, enrolled by a demo administrator.
 DEMO_PEOPLE = {"developer": "demo-developer", "validator": "demo-validator"}
@@ -61,6 +62,28 @@ def configure_drift(start: date, days: int, drift_days: int) -> date:
         os.environ["FIN_DRIFT_START"] = drift_start.isoformat()
         os.environ.setdefault("FIN_DRIFT_STRENGTH", "2.0")
     return date.fromisoformat(os.environ.get("FIN_DRIFT_START", drift_start.isoformat()))
+
+
+def _followup_note(detected: date) -> str:
+    """When the follow-up retraining on the drifted days will come, and on which window."""
+    from fin_assets.lib.common.policy import load_policy
+    from fin_assets.lib.monitoring.followup_retrain import followup_plan
+    from fin_assets.training import TrainingConfig
+
+    sizes = TrainingConfig()
+    plan = followup_plan(
+        detected,
+        policy=load_policy(policy_path_from_env() or None),
+        train_days=sizes.train_days,
+        delay_days=sizes.delay_days,
+        test_days=sizes.test_days,
+    )
+    return (
+        f"its training days all precede the drift (labels mature {sizes.delay_days} days late), "
+        f"so it cannot have learned it; drift_retrain_sensor launches a follow-up on "
+        f"{plan.protocol.train_start}..{plan.protocol.train_end} ({plan.post_drift_days} days "
+        f"from the drift) once monitoring reaches {plan.due_on}, when its test labels have matured"
+    )
 
 
 def _step(title: str) -> None:
@@ -273,6 +296,7 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
     ok &= all(success for _, success, _ in run_ingestion(recent))
     ok &= run_feature_build(recent)
     retrained: dict[str, Any] | None = None
+    detected: str | None = None
     print(f"{'day':<12}{'rows':>6}{'drift share':>13}{'max PSI':>9}  {'feature':<36}sensor")
     for day in recent:
         report = _score_and_monitor(day, instance)
@@ -291,6 +315,7 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
             result = _execute("retrain_challenger_job", request, instance, "drift_retrain_sensor")
             ok &= result.success
             retrained = last_metadata(result, "validation_pack")
+            detected = request.tags.get(DRIFT_START_TAG) or detected
             print(f"  retraining run {result.run_id[:8]}: {request.tags.get('fin/breach', '')}")
     if retrained is None:
         print("the drift was not detected: no retraining fired")
@@ -300,6 +325,8 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
             f"\nv{retrained['model_version']} trained on the latest matured window and validated: "
             f"{retrained['validation_status']}; it waits for a human approval (never automatic)"
         )
+        if detected is not None:
+            print(_followup_note(date.fromisoformat(detected)))
 
     elapsed = time.monotonic() - started
     print(f"\ndemo finished in {elapsed:.0f}s — where to look:")
