@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_monitoring.py
 	$(BIN)/python bench/bench_drift_detection.py
+	$(BIN)/python bench/bench_followup_recovery.py
 	$(BIN)/python bench/bench_realtime.py
 	$(BIN)/python bench/bench_cli.py
 
