@@ -439,12 +439,14 @@ def monitoring_report(
     warehouse: WarehouseResource,
     settings: SettingsResource,
 ) -> dg.MaterializeResult:
-    """Evidently drift (PSI bands 0.10/0.25, the policy's test per type) of the day and the
-    rolling week against the champion's training data, prediction and segment drift, and
-    matured-label performance (AUC, average precision, card precision top-k), and fairness by
-    protected attribute (AIR of the day's alerts, FPR parity on matured labels, the validation
-    preset and verdict rule; a ``fail`` is a breach); HTML + JSON summary in the reports
-    directory, key numbers in metadata (plotted across partitions)."""
+    """Drift of the day and the rolling week against the champion's training data: PSI and the
+    policy's test per feature on every row (Evidently's HTML on a seeded sample), prediction
+    drift and drift per segment (night, weekend, amount / activity / terminal-risk bands), each
+    judged against the fixed band or the champion's learned alarm level; matured-label
+    performance (AUC, average precision, card precision top-k) overall and per segment; fairness
+    by protected attribute (AIR of the day's alerts, FPR parity on matured labels, the validation
+    preset and verdict rule; a ``fail`` is a breach). HTML + JSON summary in the reports
+    directory and as an MLflow run, key numbers in metadata (plotted across partitions)."""
     refuse_launch_overrides(context)
     day = _day(context)
     policy = load_policy(settings.policy_path or None)
