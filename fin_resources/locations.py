@@ -24,6 +24,18 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _count_from_env(name: str, default: int) -> int:
+    """A positive whole number from ``name``: a typo must stop start-up, not mean "unlimited"."""
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1") from None
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1")
+    return value
+
+
 def policy_path_from_env() -> str:
     """``FIN_POLICY``: the policy file in force; empty means the packaged one.
 
@@ -116,6 +128,10 @@ class Settings:
     policy_path: str
     #: PostgreSQL URL of the Dagster instance's storage (``dagster.yaml``); empty: SQLite.
     dagster_pg_url: str
+    #: Runs the queued run coordinator lets run at once (``FIN_DAGSTER_MAX_RUNS``).
+    dagster_max_runs: int
+    #: Slots of a concurrency pool no one has configured (``FIN_DAGSTER_POOL_LIMIT``).
+    dagster_pool_limit: int
     #: Days the demo simulates (``FIN_DEMO_DAYS``).
     demo_days: int
 
@@ -145,6 +161,8 @@ class Settings:
             partition_start=partition_start_from_env(),
             policy_path=policy_path_from_env(),
             dagster_pg_url=_env("FIN_DAGSTER_PG_URL", ""),
+            dagster_max_runs=_count_from_env("FIN_DAGSTER_MAX_RUNS", 4),
+            dagster_pool_limit=_count_from_env("FIN_DAGSTER_POOL_LIMIT", 1),
             demo_days=int(_env("FIN_DEMO_DAYS", "122")),
         )
 
