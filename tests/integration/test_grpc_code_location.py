@@ -2,10 +2,9 @@
 
 As a deployment runs it (deploy/compose.yaml): ``dagster api grpc`` serves
 ``fin_assets.definitions``, ``dagster-webserver`` and ``dagster-daemon`` read a workspace that
-names that server, and the
-instance is PostgreSQL with the queued run coordinator (``fin-mlops init`` with
-FIN_DAGSTER_PG_URL). A run submitted through the webserver's GraphQL API is queued, dequeued by
-the daemon, launched through the gRPC server, and succeeds. Every process is stopped afterwards.
+names that server, and the instance is PostgreSQL with the queued run coordinator (``fin-mlops
+init`` with FIN_DAGSTER_PG_URL). A run submitted through the webserver's GraphQL API is queued,
+launched by the daemon through the gRPC server, and succeeds. Every process is stopped after.
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -29,7 +25,8 @@ from fin_assets.cli.stores import write_instance_yaml
 from fin_assets.lib.common.names import INGEST_TRANSACTIONS_JOB, RAW_TRANSACTIONS
 from fin_resources.locations import Settings
 from tests.conftest import REPO
-from tests.dagster_ui import _default_signals, _get_json, _locations_loaded, _stop_group, free_port
+from tests.dagster_ui import _get_json, _locations_loaded, free_port
+from tests.service_processes import started, wait_for
 
 SMALL_SIM = {"FIN_SIM_CUSTOMERS": "300", "FIN_SIM_TERMINALS": "600"}
 #: Three Dagster processes importing on two shared cores: generous, failing with the logs.
@@ -37,26 +34,6 @@ START_TIMEOUT = 180.0
 RUN_TIMEOUT = 240.0
 LOCATION = "fin_mlops"
 DAY = "2018-04-01"
-
-
-@contextlib.contextmanager
-def started(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``args`` in its own session (so its children are stopped with it), output to ``log``."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args,
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_signals,
-        )
-    try:
-        yield proc
-    finally:
-        _stop_group(proc)
 
 
 def grpc_answers(port: int) -> bool:
@@ -67,17 +44,6 @@ def grpc_answers(port: int) -> bool:
     except OSError:
         return False
     return DagsterGrpcClient(port=port, host="127.0.0.1").ping("fin")["echo"] == "fin"
-
-
-def wait_for(what: str, ready: object, logs: list[Path], timeout: float) -> None:
-    """Poll ``ready()`` until true; on timeout fail with the tail of every process log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(ready) and ready():
-            return
-        time.sleep(1.0)
-    tails = "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
-    pytest.fail(f"{what} not within {timeout:.0f}s\n{tails}")
 
 
 def test_a_run_goes_through_webserver_queue_daemon_and_grpc_code_server(
