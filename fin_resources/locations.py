@@ -60,6 +60,22 @@ def partition_start_from_env() -> str:
     return _env("FIN_PARTITION_START", "2018-04-01")
 
 
+#: Step executors a deployment may choose: ``multiprocess`` (Dagster's default: each step in a
+#: process of the run's worker) or ``k8s_job`` (each step in its own Kubernetes Job, for step
+#: isolation under the ``K8sRunLauncher``; needs the ``k8s`` extra, ``dagster-k8s``).
+EXECUTORS = ("multiprocess", "k8s_job")
+
+
+def executor_from_env() -> str:
+    """``FIN_DAGSTER_EXECUTOR``: one of :data:`EXECUTORS`; anything else stops start-up."""
+    executor = _env("FIN_DAGSTER_EXECUTOR", EXECUTORS[0])
+    if executor not in EXECUTORS:
+        raise ValueError(
+            f"FIN_DAGSTER_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}"
+        )
+    return executor
+
+
 def fin_home() -> Path:
     """The root of every embedded store; created on first use, readable by its owner only.
 
@@ -132,6 +148,8 @@ class Settings:
     dagster_max_runs: int
     #: Slots of a concurrency pool no one has configured (``FIN_DAGSTER_POOL_LIMIT``).
     dagster_pool_limit: int
+    #: How a run executes its steps (``FIN_DAGSTER_EXECUTOR``, :data:`EXECUTORS`).
+    dagster_executor: str
     #: Days the demo simulates (``FIN_DEMO_DAYS``).
     demo_days: int
 
@@ -163,6 +181,7 @@ class Settings:
             dagster_pg_url=_env("FIN_DAGSTER_PG_URL", ""),
             dagster_max_runs=_count_from_env("FIN_DAGSTER_MAX_RUNS", 4),
             dagster_pool_limit=_count_from_env("FIN_DAGSTER_POOL_LIMIT", 1),
+            dagster_executor=executor_from_env(),
             demo_days=int(_env("FIN_DEMO_DAYS", "122")),
         )
 

@@ -20,6 +20,7 @@ from fin_assets.cli.stores import instance_config
 from fin_assets.definitions import defs
 from fin_assets.lib.common.names import INGEST_TRANSACTIONS_JOB
 from fin_resources.locations import Settings
+from tests.conftest import REPO
 
 SMALL_SIM = {"FIN_SIM_CUSTOMERS": "300", "FIN_SIM_TERMINALS": "600"}
 
@@ -89,3 +90,29 @@ def test_init_writes_a_postgres_instance_that_queues_runs_and_runs_a_job(
     assert runs == [(result.run_id, "SUCCESS")]
     assert materialized == 1
     assert not list((fin_home / "dagster").glob("**/*.db"))
+
+
+def test_the_deploy_instance_file_builds_a_queued_postgres_instance_from_the_environment(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = sa.make_url(postgres_url)
+    monkeypatch.setenv("DAGSTER_PG_HOST", str(url.host))
+    monkeypatch.setenv("DAGSTER_PG_USER", str(url.username))
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", "")
+    monkeypatch.setenv("DAGSTER_PG_DB", str(url.database))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "deploy" / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        run = instance.create_run_for_job(dg.GraphDefinition("noop").to_job())
+        assert instance.get_run_by_id(run.run_id) is not None
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("select run_id from runs")).scalars().all()
+    finally:
+        engine.dispose()
+    assert stored == [run.run_id]
