@@ -60,6 +60,26 @@ def partition_start_from_env() -> str:
     return _env("FIN_PARTITION_START", "2018-04-01")
 
 
+#: Dagster's own settings for writing a ranged run's events, read from the environment of the
+#: process that writes them (the CLI, the run worker, the webserver and daemon that create runs).
+#: A backfill run over N days records N materializations per asset: written one by one, each a
+#: database round trip, they cost more than the SQL that computes the features. Batched
+#: (``DAGSTER_EVENT_BATCH_SIZE``, used by the PostgreSQL event log) and with one planned event per
+#: asset for the whole range instead of one per day. Trade-off, from Dagster: when such a run
+#: fails, its days show as missing rather than failed (the run itself shows as failed and
+#: ``run_failure_alert`` fires).
+DAGSTER_EVENT_SETTINGS = {
+    "DAGSTER_EVENT_BATCH_SIZE": "100",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+}
+
+
+def apply_dagster_event_settings() -> None:
+    """Set :data:`DAGSTER_EVENT_SETTINGS` in this process unless the environment already does."""
+    for name, value in DAGSTER_EVENT_SETTINGS.items():
+        os.environ.setdefault(name, value)
+
+
 #: Step executors a deployment may choose: ``multiprocess`` (Dagster's default: each step in a
 #: process of the run's worker) or ``k8s_job`` (each step in its own Kubernetes Job, for step
 #: isolation under the ``K8sRunLauncher``; needs the ``k8s`` extra, ``dagster-k8s``).

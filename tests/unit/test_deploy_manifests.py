@@ -22,6 +22,7 @@ import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
+from fin_resources.locations import DAGSTER_EVENT_SETTINGS
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
@@ -213,6 +214,7 @@ CONCURRENCY = {
 }
 TOP_LEVEL_KEYS = {
     "global",
+    "dagsterWebserver",
     "generatePostgresqlPasswordSecret",
     "postgresql",
     "dagster-user-deployments",
@@ -282,3 +284,20 @@ def test_k8s_job_executor_isolates_steps_when_chosen(
     monkeypatch.setenv("FIN_DAGSTER_EXECUTOR", "celery")
     with pytest.raises(ValueError, match="FIN_DAGSTER_EXECUTOR='celery': expected one of"):
         defs()
+
+
+def test_every_process_that_writes_run_events_batches_them_alike() -> None:
+    expected = dict(DAGSTER_EVENT_SETTINGS)
+    services = load("compose.yaml")["services"]
+    for name in DAGSTER_SERVICES:
+        env = services[name]["environment"]
+        assert {k: env.get(k) for k in expected} == expected, name
+    values = load("helm/values.yaml")
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    code_env = {item["name"]: item["value"] for item in deployment["env"]}
+    assert {k: code_env.get(k) for k in expected} == expected
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        assert {k: values[component]["env"].get(k) for k in expected} == expected, component
+    makefile = (REPO / "Makefile").read_text()
+    for name, value in expected.items():
+        assert f"export {name} ?= {value}\n" in makefile
