@@ -90,6 +90,7 @@ def point_in_time_features() -> dg.AssetsDefinition:
         project=project,
         partitions_def=daily_partitions,
         backfill_policy=FEATURE_BACKFILL_POLICY,
+        pool=names.WAREHOUSE_POOL,
         dagster_dbt_translator=FeatureTranslator(),
     )
     def point_in_time_features(
@@ -127,6 +128,7 @@ def point_in_time_features() -> dg.AssetsDefinition:
     deps=[dg.AssetKey(names.TRANSACTION_FEATURES)],
     partitions_def=daily_partitions,
     backfill_policy=FEATURE_BACKFILL_POLICY,
+    pool=names.WAREHOUSE_POOL,
     group_name=names.FEATURES_GROUP,
     code_version=group_code_version(names.FEATURES_GROUP),
     kinds={"sqlite", "redis"},

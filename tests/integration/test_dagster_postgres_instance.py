@@ -116,3 +116,19 @@ def test_the_deploy_instance_file_builds_a_queued_postgres_instance_from_the_env
     finally:
         engine.dispose()
     assert stored == [run.run_id]
+
+
+def test_the_steps_that_write_the_warehouse_share_one_pool(fin_home: Path) -> None:
+    graph = defs().resolve_asset_graph()
+    pools = {
+        key: graph.assets_def_for_key(dg.AssetKey(key)).node_def.pools
+        for key in (
+            "raw_transactions",
+            "stg_transactions",
+            "customer_spending_features",
+            "terminal_risk_features",
+            "transaction_features",
+            "online_features",
+        )
+    }
+    assert pools == {key: {"fin_warehouse"} for key in pools}
