@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FIN_HOME ?= $(CURDIR)/.fin_home
 export DAGSTER_HOME ?= $(FIN_HOME)/dagster
+# Dagster writes a backfill run's events in batches (fin_resources/locations.py, DAGSTER_EVENT_SETTINGS).
+export DAGSTER_EVENT_BATCH_SIZE ?= 100
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 # Two pytest workers (the slow tests wait on subprocesses and servers as much as on the CPU);
 # a test file runs on one worker (--dist loadfile). PYTEST_ARGS= for one process.
 PYTEST_ARGS ?= -n 2 --dist loadfile

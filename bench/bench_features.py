@@ -21,13 +21,22 @@ Then one incremental day by dbt on a warehouse holding the base history and on o
 Optionally (``--postgres URL``) the same dbt models on PostgreSQL: a full build and one day, for
 sizing (no budget).
 
+Then the first backfill through the assets (``--backfill-days``, default the 136 days 2018-04-01
+..2018-08-14 of the Handbook file): the days are ingested (untimed), then ``build_features_job``
+runs once over the whole range on a Dagster instance, as ``fin-mlops demo`` and a single-run
+backfill do; timed against the offline path on the same rows. Budget: within 3x. Each instance
+(SQLite; PostgreSQL with ``--postgres``) runs with Dagster's event writes one by one and batched
+(``fin_resources.locations.DAGSTER_EVENT_SETTINGS``), to show where the time goes.
+
 Run: ``.venv/bin/python bench/bench_features.py [--rows N] [--baseline-sample 0.05]
-[--skip-offline] [--skip-incremental] [--postgres URL]``. Exits 1 when a budget is missed.
+[--skip-offline] [--skip-incremental] [--skip-backfill] [--backfill-days 136] [--postgres URL]``.
+Exits 1 when a budget is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -35,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +61,8 @@ PANDAS_FACTOR = 50.0
 HANDBOOK_PUBLISHED_SECONDS = 240.0  # "about 4 minutes" (docs/architecture.md §5)
 DELAY = 7
 WINDOWS = (1, 7, 30)
+BACKFILL_FACTOR = 3.0
+BACKFILL_START = "2018-04-01"
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,6 +366,67 @@ def worker_postgres(args: argparse.Namespace) -> dict[str, Any]:
         admin.dispose()
 
 
+def _pipeline_env(args: argparse.Namespace) -> list[Any]:
+    """Point this worker at the bench's FIN_HOME, the Handbook file as source and the instance
+    (SQLite under ``--dagster-home``, or PostgreSQL at ``--instance-url``); the days to build."""
+    import datetime as dt
+
+    os.environ.update(
+        FIN_HOME=args.home,
+        DAGSTER_HOME=args.dagster_home,
+        FIN_DAGSTER_PG_URL=args.instance_url or "",
+        FIN_SOURCE="files",
+        FIN_SOURCE_PATH=str(HANDBOOK),
+        FIN_SOURCE_MAPPING="handbook",
+        FIN_PII_KEY="bench-pii-key",
+    )
+    start = dt.date.fromisoformat(BACKFILL_START)
+    return [start + dt.timedelta(days=i) for i in range(args.days)]
+
+
+def worker_ingest(args: argparse.Namespace) -> dict[str, Any]:
+    """Ingest the backfill's days through ``raw_transactions`` (the backfill's setup)."""
+    days = _pipeline_env(args)
+    from fin_assets.cli.run_helpers import run_ingestion
+
+    began = time.perf_counter()
+    outcomes = run_ingestion(days)
+    if not all(ok for _, ok, _ in outcomes):
+        raise RuntimeError("ingestion failed")
+    return {"seconds": time.perf_counter() - began, "rows": len(days)}
+
+
+def worker_backfill(args: argparse.Namespace) -> dict[str, Any]:
+    """``build_features_job`` over every day in one run, as a single-run backfill runs it."""
+    days = _pipeline_env(args)
+    from fin_resources.locations import DAGSTER_EVENT_SETTINGS, apply_dagster_event_settings
+
+    if args.events == "batched":
+        apply_dagster_event_settings()
+    else:
+        os.environ.update(dict.fromkeys(DAGSTER_EVENT_SETTINGS, "0"))
+        os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "false"
+    import duckdb
+
+    from fin_assets.cli.run_helpers import dagster_instance, run_feature_build
+    from fin_resources.locations import Settings
+
+    # A first backfill: no feature table yet (the variants share the ingested warehouse).
+    with duckdb.connect(Settings.from_env().warehouse_path) as con:
+        con.execute("drop schema if exists features cascade")
+    dagster_instance()  # creates the instance's storage: not part of a backfill's cost
+    began, cpu = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(sys.stderr):
+        ok = run_feature_build(days)
+    if not ok:
+        raise RuntimeError("the feature backfill failed")
+    return {
+        "seconds": time.perf_counter() - began,
+        "cpu_seconds": time.process_time() - cpu,
+        "rows": len(days),
+    }
+
+
 WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "compile": worker_compile,
     "ours": worker_ours,
@@ -363,6 +435,8 @@ WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "pandas": worker_pandas,
     "incremental": worker_incremental,
     "postgres": worker_postgres,
+    "ingest": worker_ingest,
+    "backfill": worker_backfill,
 }
 
 
@@ -555,6 +629,89 @@ def _postgres_table(source: Path, tmp: Path, url: str, rows: int) -> int:
     return 0 if pg["rows"] == rows else 1
 
 
+@contextlib.contextmanager
+def _scratch_database(admin_url: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL database on ``admin_url``'s server, dropped after; "" without one."""
+    if not admin_url:
+        yield ""
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"fin_bench_dagster_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _backfill_table(tmp: Path, days: int, postgres: str | None) -> int:
+    """The first backfill through the assets against the offline path on the same rows."""
+    import datetime as dt
+
+    import duckdb
+
+    end = dt.date.fromisoformat(BACKFILL_START) + dt.timedelta(days=days)
+    rows_file = tmp / "backfill_rows.parquet"
+    with duckdb.connect() as con:
+        con.execute(
+            f"copy (select * from read_parquet('{HANDBOOK}') where TX_DATETIME >= "
+            f"'{BACKFILL_START}' and TX_DATETIME < '{end}' "
+            f"order by TX_DATETIME, TRANSACTION_ID) to '{rows_file}' (format parquet)"
+        )
+        rows = int(con.execute(f"select count(*) from '{rows_file}'").fetchall()[0][0])
+    home = tmp / "backfill_home"
+    common = {"home": home, "days": days}
+    ingest = _spawn("ingest", dagster_home=home / "dagster_ingest", **common)
+    offline = _spawn("ours", input=rows_file, output=tmp / "backfill_offline.parquet")
+    instances = [("SQLite", None)] + ([("PostgreSQL", postgres)] if postgres else [])
+    results = []
+    for label, admin_url in instances:
+        for events in ("one by one", "batched"):
+            with _scratch_database(admin_url) as url:
+                run = _spawn(
+                    "backfill",
+                    dagster_home=home / f"dagster_{label}_{events.replace(' ', '_')}",
+                    instance_url=url,
+                    events="batched" if events == "batched" else "single",
+                    **common,
+                )
+            results.append((f"assets, {label} instance, events {events}", run, events))
+    print()
+    header = (
+        f"{'first backfill: ' + str(days) + ' days, one run':<48} {'wall s':>8} {'cpu s':>8} "
+        f"{'vs offline':>10}  {'budget':<10} {'result':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    print(
+        f"{'offline path (fin-mlops features), same rows':<48} {offline['seconds']:>8.2f} "
+        f"{offline['cpu_seconds']:>8.2f} {1.0:>9.1f}x"
+    )
+    failures = 0
+    for name, run, events in results:
+        ratio = run["seconds"] / offline["seconds"]
+        ok = ratio <= BACKFILL_FACTOR
+        budget = f"<= {BACKFILL_FACTOR:.0f}x" if events == "batched" else "(before)"
+        verdict = _verdict(ok) if events == "batched" else ""
+        failures += 0 if ok or events != "batched" else 1
+        print(
+            f"{name:<48} {run['seconds']:>8.2f} {run['cpu_seconds']:>8.2f} {ratio:>9.1f}x  "
+            f"{budget:<10} {verdict:>6}"
+        )
+    print(
+        f"  {rows:,} transactions; ingestion of the days beforehand (untimed): "
+        f"{ingest['seconds']:.0f} s. Batched: DAGSTER_EVENT_SETTINGS (fin_resources/locations.py)."
+    )
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every approach in its own process and print the comparison tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -563,6 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-multiplier", type=int, default=10)
     parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--skip-incremental", action="store_true")
+    parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--backfill-days", type=int, default=136)
     parser.add_argument(
         "--postgres",
         metavar="URL",
@@ -574,6 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     parser.add_argument("--day", help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
+    parser.add_argument("--dagster-home", help=argparse.SUPPRESS)
+    parser.add_argument("--instance-url", help=argparse.SUPPRESS)
+    parser.add_argument("--events", help=argparse.SUPPRESS)
+    parser.add_argument("--days", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
@@ -600,6 +764,8 @@ def main(argv: list[str] | None = None) -> int:
             failures += _incremental_table(source, tmp, args.history_multiplier)
         if args.postgres:
             failures += _postgres_table(source, tmp, args.postgres, rows)
+        if not args.skip_backfill:
+            failures += _backfill_table(tmp, args.backfill_days, args.postgres)
     return 1 if failures else 0
 
 

@@ -22,7 +22,7 @@ from fin_assets.monitoring import monitoring_report, scored_transactions
 from fin_assets.training import challenger_model, training_dataset
 from fin_assets.validation import validation_pack
 from fin_resources.audit_store import AuditStoreResource
-from fin_resources.locations import Settings
+from fin_resources.locations import Settings, executor_from_env
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.settings import SettingsResource
@@ -74,6 +74,20 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     }
 
 
+def step_executor(name: str) -> dg.ExecutorDefinition | None:
+    """The executor of every job (``FIN_DAGSTER_EXECUTOR``); None keeps Dagster's default.
+
+    ``k8s_job`` runs each step in its own Kubernetes Job (image and secrets inherited from the
+    run's pod, which the ``K8sRunLauncher`` started): a failing or memory-hungry step cannot take
+    its neighbours down. Imported only then, so the embedded default needs no Kubernetes client.
+    """
+    if name == "k8s_job":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return None
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     """Every asset, check, job, schedule and sensor; resources read from the environment now."""
@@ -95,4 +109,5 @@ def defs() -> dg.Definitions:
         schedules=[daily_ingestion_schedule, audit_anchor_schedule],
         sensors=[approval_sensor, drift_retrain_sensor, run_failure_alert],
         resources=build_resources(),
+        executor=step_executor(executor_from_env()),
     )

@@ -34,6 +34,12 @@ from fin_resources.warehouse import WarehouseResource
 
 OWNERS = ["team:fraud-data-science"]
 
+#: A backfill of the features is one run over the whole range: one dbt invocation whose window
+#: queries scan the range once (as the offline path does), instead of a dbt start-up, a run
+#: start and a re-read of the look-back per chunk of days. Runs of the same range over the
+#: DuckDB warehouse could not overlap anyway (one writer).
+FEATURE_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+
 
 def feature_dbt_project() -> DbtProject:
     """The dbt project of the features, on its embedded DuckDB target."""
@@ -83,7 +89,8 @@ def point_in_time_features() -> dg.AssetsDefinition:
         manifest=project.manifest_path,
         project=project,
         partitions_def=daily_partitions,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+        backfill_policy=FEATURE_BACKFILL_POLICY,
+        pool=names.WAREHOUSE_POOL,
         dagster_dbt_translator=FeatureTranslator(),
     )
     def point_in_time_features(
@@ -120,7 +127,8 @@ def point_in_time_features() -> dg.AssetsDefinition:
 @dg.asset(
     deps=[dg.AssetKey(names.TRANSACTION_FEATURES)],
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+    backfill_policy=FEATURE_BACKFILL_POLICY,
+    pool=names.WAREHOUSE_POOL,
     group_name=names.FEATURES_GROUP,
     code_version=group_code_version(names.FEATURES_GROUP),
     kinds={"sqlite", "redis"},

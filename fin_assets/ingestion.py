@@ -86,6 +86,7 @@ def _per_day_table(outcomes: list[IngestionOutcome]) -> dg.TableMetadataValue:
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+    pool=names.WAREHOUSE_POOL,
     group_name=names.INGESTION_GROUP,
     code_version=group_code_version(names.INGESTION_GROUP),
     kinds={"duckdb", "pandas"},

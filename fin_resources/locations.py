@@ -24,6 +24,18 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _count_from_env(name: str, default: int) -> int:
+    """A positive whole number from ``name``: a typo must stop start-up, not mean "unlimited"."""
+    raw = _env(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1") from None
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1")
+    return value
+
+
 def policy_path_from_env() -> str:
     """``FIN_POLICY``: the policy file in force; empty means the packaged one.
 
@@ -46,6 +58,42 @@ def admin_key_pin() -> str:
 def partition_start_from_env() -> str:
     """``FIN_PARTITION_START``: the first day of the daily partitions (ISO date)."""
     return _env("FIN_PARTITION_START", "2018-04-01")
+
+
+#: Dagster's own settings for writing a ranged run's events, read from the environment of the
+#: process that writes them (the CLI, the run worker, the webserver and daemon that create runs).
+#: A backfill run over N days records N materializations per asset: written one by one, each a
+#: database round trip, they cost more than the SQL that computes the features. Batched
+#: (``DAGSTER_EVENT_BATCH_SIZE``, used by the PostgreSQL event log) and with one planned event per
+#: asset for the whole range instead of one per day. Trade-off, from Dagster: when such a run
+#: fails, its days show as missing rather than failed (the run itself shows as failed and
+#: ``run_failure_alert`` fires).
+DAGSTER_EVENT_SETTINGS = {
+    "DAGSTER_EVENT_BATCH_SIZE": "100",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+}
+
+
+def apply_dagster_event_settings() -> None:
+    """Set :data:`DAGSTER_EVENT_SETTINGS` in this process unless the environment already does."""
+    for name, value in DAGSTER_EVENT_SETTINGS.items():
+        os.environ.setdefault(name, value)
+
+
+#: Step executors a deployment may choose: ``multiprocess`` (Dagster's default: each step in a
+#: process of the run's worker) or ``k8s_job`` (each step in its own Kubernetes Job, for step
+#: isolation under the ``K8sRunLauncher``; needs the ``k8s`` extra, ``dagster-k8s``).
+EXECUTORS = ("multiprocess", "k8s_job")
+
+
+def executor_from_env() -> str:
+    """``FIN_DAGSTER_EXECUTOR``: one of :data:`EXECUTORS`; anything else stops start-up."""
+    executor = _env("FIN_DAGSTER_EXECUTOR", EXECUTORS[0])
+    if executor not in EXECUTORS:
+        raise ValueError(
+            f"FIN_DAGSTER_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}"
+        )
+    return executor
 
 
 def fin_home() -> Path:
@@ -116,6 +164,12 @@ class Settings:
     policy_path: str
     #: PostgreSQL URL of the Dagster instance's storage (``dagster.yaml``); empty: SQLite.
     dagster_pg_url: str
+    #: Runs the queued run coordinator lets run at once (``FIN_DAGSTER_MAX_RUNS``).
+    dagster_max_runs: int
+    #: Slots of a concurrency pool no one has configured (``FIN_DAGSTER_POOL_LIMIT``).
+    dagster_pool_limit: int
+    #: How a run executes its steps (``FIN_DAGSTER_EXECUTOR``, :data:`EXECUTORS`).
+    dagster_executor: str
     #: Days the demo simulates (``FIN_DEMO_DAYS``).
     demo_days: int
 
@@ -145,6 +199,9 @@ class Settings:
             partition_start=partition_start_from_env(),
             policy_path=policy_path_from_env(),
             dagster_pg_url=_env("FIN_DAGSTER_PG_URL", ""),
+            dagster_max_runs=_count_from_env("FIN_DAGSTER_MAX_RUNS", 4),
+            dagster_pool_limit=_count_from_env("FIN_DAGSTER_POOL_LIMIT", 1),
+            dagster_executor=executor_from_env(),
             demo_days=int(_env("FIN_DEMO_DAYS", "122")),
         )
 

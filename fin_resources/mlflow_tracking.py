@@ -32,12 +32,20 @@ class MlflowResource(ConfigurableResource):
         return tracking_client(self.tracking_uri)
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment ``name``, created under ``artifact_root/name`` if missing."""
+        """The id of experiment ``name``, created under ``artifact_root/name`` if missing.
+
+        Against a tracking server (``http(s)://``) a local folder would mean a folder on the
+        machine of whichever process logs, not on the server: unless ``artifact_root`` is itself
+        a URI (``s3://…``), the server's own artifact store decides (``mlflow server
+        --artifacts-destination``, which the server proxies), so every client sees the same files.
+        """
         client = self.client()
         existing = client.get_experiment_by_name(name)
         if existing is not None:
             return str(existing.experiment_id)
         location = self.artifact_root
+        if self.tracking_uri.startswith(("http://", "https://")) and "://" not in location:
+            return str(client.create_experiment(name))
         if "://" not in location:
             path = Path(location).expanduser().resolve() / name
             path.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,10 @@ _FIN_VARS = [
     "FIN_DRIFT_START",
     "FIN_DRIFT_KIND",
     "FIN_DRIFT_STRENGTH",
+    # Set by the CLI in its own process (fin_resources.locations.DAGSTER_EVENT_SETTINGS): a test
+    # that calls it in-process must not change how later tests write events.
+    "DAGSTER_EVENT_BATCH_SIZE",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS",
 ]
 
 

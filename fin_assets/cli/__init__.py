@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from fin_assets.cli.arguments import build_parser
+from fin_resources.locations import apply_dagster_event_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     # Models are read as files (native boosters): MLflow's per-download progress bars would
     # bury the command's own output. A user who wants them sets the variable.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Runs launched by the command line write a backfill's events in batches (fin_resources).
+    apply_dagster_event_settings()
     args = build_parser().parse_args(argv)
     module, _, function = str(args.command_target).partition(":")
     command = getattr(importlib.import_module(module), function)

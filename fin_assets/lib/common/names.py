@@ -61,3 +61,9 @@ DATA_START_DATE: Final[str] = "2018-04-01"
 
 #: Under ``FIN_HOME``: training snapshots, one directory per data version.
 DATASETS_DIR: Final[str] = "datasets"
+
+#: Dagster concurrency pool of the steps that write the DuckDB warehouse (ingestion, features):
+#: DuckDB takes one writing process, so with the queued coordinator running several runs at
+#: once (FIN_DAGSTER_POOL_LIMIT slots, default one) they wait for a slot in Dagster, visibly,
+#: rather than on the file's lock.
+WAREHOUSE_POOL: Final[str] = "fin_warehouse"

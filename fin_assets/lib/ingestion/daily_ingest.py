@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from types import ModuleType
 
 import duckdb
 import pandas as pd
+import sqlalchemy as sa
 
 from fin_assets.lib.common.hashing import frame_digest
+from fin_assets.lib.ingestion import raw_store, raw_store_postgres
 from fin_assets.lib.ingestion.contracts import ContractResult, split_day
-from fin_assets.lib.ingestion.raw_store import (
-    PartitionWrite,
-    ensure_tables,
-    ids_in_other_partitions,
-    write_partitions,
-)
+from fin_assets.lib.ingestion.raw_store import PartitionWrite
 from fin_assets.lib.ingestion.simulator import SimulatorConfig
 from fin_assets.lib.ingestion.sources import SourceBatch, SourceSpec, read_day
 
@@ -71,8 +69,17 @@ def _unattributable_quarantine(batch: SourceBatch, day: date, pii_key: str) -> p
     return split_day(batch.unattributable, day, pii_key=pii_key).quarantined
 
 
+#: A warehouse connection: DuckDB (embedded) or PostgreSQL through SQLAlchemy (production).
+WarehouseConnection = duckdb.DuckDBPyConnection | sa.Connection
+
+
+def store_for(con: WarehouseConnection) -> ModuleType:
+    """The ingestion tables' implementation for ``con``'s engine (one contract, two engines)."""
+    return raw_store_postgres if isinstance(con, sa.Connection) else raw_store
+
+
 def ingest_days(
-    con: duckdb.DuckDBPyConnection,
+    con: WarehouseConnection,
     spec: SourceSpec,
     simulator: SimulatorConfig,
     days: list[date],
@@ -86,13 +93,14 @@ def ingest_days(
     A transaction id already held by another day (in the warehouse or earlier in this batch)
     is quarantined as a replay.
     """
-    ensure_tables(con)
+    store = store_for(con)
+    store.ensure_tables(con)
     batches = [(day, read_day(spec, day, simulator)) for day in days]
     writes: list[PartitionWrite] = []
     outcomes: list[IngestionOutcome] = []
     batch_ids: dict[date, set[int]] = {}
     for day, batch in batches:
-        replayed = ids_in_other_partitions(con, batch.frame["transaction_id"], day)
+        replayed = store.ids_in_other_partitions(con, batch.frame["transaction_id"], day)
         for other, ids in batch_ids.items():
             if other != day:
                 replayed |= ids
@@ -112,7 +120,7 @@ def ingest_days(
             )
         )
         outcomes.append(_outcome(day, batch, result, unattributable))
-    write_partitions(con, writes)
+    store.write_partitions(con, writes)
     return outcomes
 
 

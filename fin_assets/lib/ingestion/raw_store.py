@@ -1,4 +1,6 @@
-"""Warehouse tables of ingestion and the one transaction that writes a partition.
+"""Warehouse tables of ingestion and the one transaction that writes a partition (DuckDB).
+
+``raw_store_postgres`` holds the same contract on PostgreSQL (same DDL, same functions).
 
 A partition is written by deleting what it held and inserting what it holds now, inside one
 DuckDB transaction: a re-run replaces rather than duplicates, and a failure anywhere leaves the
@@ -87,14 +89,19 @@ class PartitionWrite:
     unattributable: pd.DataFrame | None = None
 
 
-def write_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite]) -> None:
-    """Replace the days' rows in all ingestion tables, all days in one transaction."""
+def check_counts(writes: list[PartitionWrite]) -> None:
+    """Refuse, before anything is written, a day whose rows in are not accepted + quarantined."""
     for write in writes:
         if write.rows_in != len(write.accepted) + len(write.quarantined):
             raise ValueError(
                 f"refusing to write {write.day}: {write.rows_in} rows in but "
                 f"{len(write.accepted)} accepted + {len(write.quarantined)} quarantined"
             )
+
+
+def write_partitions(con: duckdb.DuckDBPyConnection, writes: list[PartitionWrite]) -> None:
+    """Replace the days' rows in all ingestion tables, all days in one transaction."""
+    check_counts(writes)
     ensure_tables(con)
     con.execute("BEGIN TRANSACTION")
     try:
