@@ -13,7 +13,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 # This machine sets PYTHONDONTWRITEBYTECODE; bytecode is compiled at install time instead.
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo ui test lint bench clean
+.PHONY: setup demo ui test lint bench clean serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/fin-mlops demo
+
+serve: setup
+	$(BIN)/fin-mlops serve --port $${FIN_SERVE_PORT:-8080}
 
 ui: setup
 	$(BIN)/fin-mlops init > /dev/null

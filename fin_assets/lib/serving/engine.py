@@ -1,0 +1,251 @@
+"""The decision engine: online features, the verified champion, reason codes, the decision log.
+
+Why one object between the HTTP layer and the stores: the same decision must come out whether it
+is asked over HTTP, in process (the benchmark) or replayed, so the HTTP app only translates. The
+engine holds the models as one immutable :class:`ServingModels` value: a request reads it once
+and decides with it throughout, and a hot swap (:meth:`DecisionEngine.refresh`) replaces the
+reference atomically, so no request ever mixes two champions or is dropped during a swap.
+
+The online state is read and updated under one lock: a transaction's features must include the
+transactions of the same customer decided before it (``record_transaction``), and the store's
+update is a read-modify-write. Scoring, reason codes and logging happen outside it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from fin_assets.lib.features.online_state import OnlineFeatures, StaleStateError
+from fin_assets.lib.governance.decision_rules import Refusal
+from fin_assets.lib.serving.champion import ServingModel
+from fin_assets.lib.serving.decision_records import DecisionLog
+from fin_assets.lib.serving.transactions import Transaction
+from fin_assets.lib.validation.explain import ReasonCode
+
+ALERT: Final[str] = "alert"
+NO_ALERT: Final[str] = "no_alert"
+
+#: Features whose value says the entity had no history in its windows (the transaction alone).
+_EMPTY_HISTORY: Final[dict[str, tuple[str, float]]] = {
+    "customer_id": ("customer_id_nb_tx_30day_window", 1.0),
+    "terminal_id": ("terminal_id_nb_tx_30day_window", 0.0),
+}
+
+
+class ServiceUnavailableError(RuntimeError):
+    """No decision can be made now (a store is down, the state is stale, the champion refused).
+
+    Nothing was logged; the message says what is wrong. The HTTP layer answers 503.
+    """
+
+
+@dataclass(frozen=True)
+class ServingModels:
+    """The champion and the shadow challengers that score beside it, swapped as one value."""
+
+    champion: ServingModel
+    shadows: tuple[ServingModel, ...] = ()
+
+    def identity(self) -> tuple[tuple[int, str], ...]:
+        """(version, digest) of every model: equal identities, nothing to swap."""
+        return tuple((m.version, m.digest) for m in (self.champion, *self.shadows))
+
+
+#: Loads the models to serve; receives the ones serving (None at start) and may return them.
+ModelLoader = Callable[[ServingModels | None], ServingModels]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision, as answered and as logged."""
+
+    request_id: str
+    transaction: Transaction
+    decided_at: str
+    model: ServingModel
+    score: float
+    alert: bool
+    features: dict[str, float]
+    reasons: list[ReasonCode]
+    shadow_scores: dict[str, float] = field(default_factory=dict)
+    empty_history: list[str] = field(default_factory=list)
+    policy_version: str = ""
+
+    def response(self) -> dict[str, Any]:
+        """The JSON answer of the scoring endpoint."""
+        return {
+            "request_id": self.request_id,
+            "transaction_id": self.transaction.transaction_id,
+            "score": self.score,
+            "decision": ALERT if self.alert else NO_ALERT,
+            "threshold": self.model.threshold,
+            "reason_codes": [r.to_dict() for r in self.reasons],
+            "model_name": self.model.model_name,
+            "model_version": self.model.version,
+            "empty_history": self.empty_history,
+            "decided_at": self.decided_at,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The decision log's row."""
+        tx = self.transaction
+        return {
+            "request_id": self.request_id,
+            "transaction_id": tx.transaction_id,
+            "tx_datetime": tx.tx_datetime.isoformat(),
+            "customer_id": tx.customer_id,
+            "terminal_id": tx.terminal_id,
+            "tx_amount": tx.tx_amount,
+            "decided_at": self.decided_at,
+            "model_name": self.model.model_name,
+            "model_version": self.model.version,
+            "model_digest": self.model.digest,
+            "threshold": self.model.threshold,
+            "threshold_source": self.model.threshold_source,
+            "score": self.score,
+            "alert": self.alert,
+            "features": self.features,
+            "reason_codes": [r.to_dict() for r in self.reasons],
+            "shadow_scores": self.shadow_scores,
+            "unknown_entities": self.empty_history,
+            "policy_version": self.policy_version,
+        }
+
+
+def _empty_history(features: dict[str, float]) -> list[str]:
+    return [
+        entity
+        for entity, (name, alone) in _EMPTY_HISTORY.items()
+        if name in features and features[name] == alone
+    ]
+
+
+class DecisionEngine:
+    """Decides on transactions with the verified champion; see the module docstring."""
+
+    def __init__(
+        self,
+        loader: ModelLoader,
+        online: OnlineFeatures,
+        log: DecisionLog,
+        *,
+        reason_count: int = 4,
+        policy_version: str = "",
+    ) -> None:
+        self._loader = loader
+        self.online = online
+        self.log = log
+        self.reason_count = reason_count
+        self.policy_version = policy_version
+        self._models: ServingModels = loader(None)
+        self._refusal: Refusal | None = None
+        self._state_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+
+    @property
+    def models(self) -> ServingModels:
+        """The models serving now."""
+        return self._models
+
+    @property
+    def refusal(self) -> Refusal | None:
+        """Why the last champion check refused (None while the champion verifies)."""
+        return self._refusal
+
+    def refresh(self) -> bool:
+        """Re-check the champion; swap to what the loader returns. True when the models changed.
+
+        A refusal (an alias moved by hand, an artifact changed) stops decisions until a check
+        passes again: the service never decides with a champion the audit trail does not back.
+        """
+        with self._swap_lock:
+            try:
+                loaded = self._loader(self._models)
+            except Refusal as refusal:
+                self._refusal = refusal
+                return False
+            self._refusal = None
+            changed = loaded.identity() != self._models.identity()
+            self._models = loaded
+            return changed
+
+    def _features(self, transactions: Sequence[Transaction]) -> list[dict[str, float]]:
+        out = []
+        with self._state_lock:
+            for tx in transactions:
+                try:
+                    values = self.online.lookup(
+                        tx.customer_id, tx.terminal_id, tx.tx_amount, tx.tx_datetime
+                    )
+                    self.online.record_transaction(tx.customer_id, tx.tx_amount, tx.tx_datetime)
+                except StaleStateError as stale:
+                    raise ServiceUnavailableError(f"online features: {stale}") from stale
+                except Exception as exc:
+                    raise ServiceUnavailableError(
+                        f"the online feature store is unreachable ({type(exc).__name__}: {exc})"
+                    ) from exc
+                out.append({**values, "tx_amount": float(tx.tx_amount)})
+        return out
+
+    def decide(self, transactions: Sequence[Transaction]) -> list[Decision]:
+        """Decide on ``transactions`` in order and log every decision (all or none).
+
+        Raises :class:`ServiceUnavailableError` when the champion is refused, a store is down or the
+        online state is stale: then nothing is logged.
+        """
+        if self._refusal is not None:
+            raise ServiceUnavailableError(f"no verified champion: {self._refusal}")
+        models = self._models
+        champion = models.champion
+        features = self._features(transactions)
+        rows = champion.matrix(features)
+        scores = champion.scores(rows)
+        reasons = champion.reasons(rows, self.reason_count)
+        shadow_scores: list[dict[str, float]] = [{} for _ in transactions]
+        for shadow in models.shadows:
+            for i, value in enumerate(shadow.scores(shadow.matrix(features))):
+                shadow_scores[i][str(shadow.version)] = float(value)
+        decided_at = datetime.now(UTC).isoformat(timespec="microseconds")
+        decisions = [
+            Decision(
+                request_id=uuid.uuid4().hex,
+                transaction=tx,
+                decided_at=decided_at,
+                model=champion,
+                score=float(scores[i]),
+                alert=bool(scores[i] >= champion.threshold),
+                features=features[i],
+                reasons=reasons[i],
+                shadow_scores=shadow_scores[i],
+                empty_history=_empty_history(features[i]),
+                policy_version=self.policy_version,
+            )
+            for i, tx in enumerate(transactions)
+        ]
+        try:
+            self.log.append([d.record() for d in decisions])
+        except Exception as exc:
+            raise ServiceUnavailableError(
+                f"the decision log is unreachable ({type(exc).__name__}): no decision is given "
+                "that is not logged"
+            ) from exc
+        return decisions
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether a decision could be made now, and why not."""
+        if self._refusal is not None:
+            return False, f"no verified champion: {self._refusal}"
+        try:
+            self.online.store.get_many(["meta"])
+        except Exception as exc:
+            return False, f"online store unreachable ({type(exc).__name__}: {exc})"
+        try:
+            self.log.ping()
+        except Exception as exc:
+            return False, f"decision log unreachable ({type(exc).__name__})"
+        return True, "ready"
