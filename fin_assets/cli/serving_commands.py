@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from fin_assets.cli.stores import audit_store
 from fin_assets.lib.common.names import DATASETS_DIR
@@ -28,7 +29,7 @@ from fin_resources.online_store import open_store
 REFUSED = 3
 
 
-def _serving_settings(policy: Policy) -> dict[str, object]:
+def _serving_settings(policy: Policy) -> dict[str, Any]:
     return dict(policy.values.get("serving") or {})
 
 

@@ -34,7 +34,7 @@ from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.governance.serving_guard import check_serving
 from fin_assets.lib.training.model_fit import booster_digest
-from fin_assets.lib.training.model_registry import TrackingBackend
+from fin_assets.lib.training.model_registry import TrackingLocation
 from fin_assets.lib.validation.explain import ReasonCode, reason_codes, reference_medians
 from fin_assets.lib.validation.model_loading import (
     RegisteredVersion,
@@ -164,7 +164,7 @@ def _serving_model(
 
 
 def load_champion(
-    tracking: TrackingBackend,
+    tracking: TrackingLocation,
     entries: Sequence[AuditEntry],
     model_name: str,
     policy: Policy,
@@ -189,7 +189,7 @@ def load_champion(
 
 
 def load_shadow_challengers(
-    tracking: TrackingBackend,
+    tracking: TrackingLocation,
     entries: Sequence[AuditEntry],
     model_name: str,
     policy: Policy,

@@ -166,7 +166,7 @@ class DecisionLog:
     def _rows(self, where: Any) -> list[LoggedDecision]:
         query = sa.select(serving_decisions).where(where).order_by(serving_decisions.c.seq)
         with self.engine.connect() as conn:
-            return [_decoded(row._mapping) for row in conn.execute(query)]
+            return [_decoded(dict(row._mapping)) for row in conn.execute(query)]
 
     def for_transaction(self, transaction_id: int) -> list[LoggedDecision]:
         """Every logged decision on one transaction, oldest first."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -136,21 +136,21 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
     app = FastAPI(
         title="fin-mlops scoring service",
         summary="Fraud decisions by the verified champion, with reason codes, all logged",
-        default_response_class=ORJSONResponse,
+        default_response_class=JSONResponse,
         lifespan=lifespan,
     )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         metrics.errors.labels(kind="invalid_request").inc()
-        return ORJSONResponse(
+        return JSONResponse(
             status_code=422,
             content={"error": "invalid request", "fields": _field_errors(exc)},
         )
 
-    def unavailable(exc: ServiceUnavailableError) -> ORJSONResponse:
+    def unavailable(exc: ServiceUnavailableError) -> JSONResponse:
         metrics.errors.labels(kind="unavailable").inc()
-        return ORJSONResponse(status_code=503, content={"error": str(exc)})
+        return JSONResponse(status_code=503, content={"error": str(exc)})
 
     def decided(endpoint: str, transactions: list[Transaction]) -> Any:
         began = time.perf_counter()
@@ -174,7 +174,7 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
         """Decide on many transactions, in order, logged together (all or none)."""
         if len(batch.transactions) > max_batch:
             metrics.errors.labels(kind="invalid_request").inc()
-            return ORJSONResponse(
+            return JSONResponse(
                 status_code=422,
                 content={
                     "error": "invalid request",
@@ -203,7 +203,7 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
             "threshold": champion.threshold,
             "shadow_versions": [m.version for m in engine.models.shadows],
         }
-        return ORJSONResponse(status_code=200 if ok else 503, content=body)
+        return JSONResponse(status_code=200 if ok else 503, content=body)
 
     @app.get("/metrics")
     def prometheus_metrics() -> PlainTextResponse:

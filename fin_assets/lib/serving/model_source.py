@@ -17,7 +17,7 @@ from fin_assets.lib.governance.decision_rules import Refusal
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.serving.champion import load_champion, load_shadow_challengers
 from fin_assets.lib.serving.engine import ServingModels
-from fin_assets.lib.training.model_registry import TrackingBackend
+from fin_assets.lib.training.model_registry import TrackingLocation
 
 
 class GovernedModelSource:
@@ -25,7 +25,7 @@ class GovernedModelSource:
 
     def __init__(
         self,
-        tracking: TrackingBackend,
+        tracking: TrackingLocation,
         chain: AuditChain,
         model_name: str,
         policy: Policy,

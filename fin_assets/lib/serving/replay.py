@@ -17,7 +17,7 @@ from typing import Any
 from fin_assets.lib.serving.champion import ServingModel
 from fin_assets.lib.serving.decision_records import LoggedDecision
 from fin_assets.lib.training.model_fit import booster_digest
-from fin_assets.lib.training.model_registry import TrackingBackend
+from fin_assets.lib.training.model_registry import TrackingLocation
 from fin_assets.lib.validation.explain import reference_medians
 from fin_assets.lib.validation.model_loading import registered_version, snapshot_of
 
@@ -50,7 +50,7 @@ class ReplayResult:
 
 
 def replay_model(
-    tracking: TrackingBackend, logged: LoggedDecision, datasets_root: str | Path
+    tracking: TrackingLocation, logged: LoggedDecision, datasets_root: str | Path
 ) -> ServingModel:
     """The logged model version from the registry, with the logged cut-off."""
     loaded = registered_version(tracking, logged.model_name, logged.model_version)
