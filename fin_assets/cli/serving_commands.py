@@ -57,6 +57,7 @@ def build_engine(
         open_decision_log(settings),
         reason_count=int(serving.get("reason_codes", 4)),
         policy_version=policy.version,
+        out_of_order_seconds=int(serving.get("out_of_order_seconds", 0)),
     )
 
 

@@ -154,12 +154,22 @@ class OnlineFeatures:
         return dict(json.loads(raw))
 
     def lookup(
-        self, customer_id: int, terminal_id: int, amount: float, tx_datetime: datetime
+        self,
+        customer_id: int,
+        terminal_id: int,
+        amount: float,
+        tx_datetime: datetime,
+        *,
+        out_of_order_seconds: int = 0,
     ) -> dict[str, float]:
         """Every feature of a new transaction, with the offline definitions.
 
         Refused when the transaction is older than the state (the state would show it later
         transactions) or when the terminal window would need labels the state does not have.
+        ``out_of_order_seconds`` accepts a transaction that much older than the last one
+        recorded (concurrent authorisations arrive slightly out of order): its windows still
+        count only events up to its own time, and :meth:`record_transaction` given the same
+        tolerance keeps every event such a transaction's windows need.
         """
         meta, raw_customer, raw_terminal = (
             json.loads(v) if v else {}
@@ -171,7 +181,7 @@ class OnlineFeatures:
             raise StaleStateError("the online store is empty: materialise online_features first")
         t = _epoch(tx_datetime)
         last = int(meta.get("last_event_epoch", meta["as_of_epoch"]))
-        if t < last:
+        if t < int(meta["as_of_epoch"]) or t < last - max(0, int(out_of_order_seconds)):
             raise StaleStateError(
                 f"transaction at {tx_datetime} is older than the online state "
                 f"({_moment(last)}); use the offline features for the past"
@@ -184,16 +194,29 @@ class OnlineFeatures:
             )
         return _features(raw_customer, raw_terminal, float(amount), t, delay)
 
-    def record_transaction(self, customer_id: int, amount: float, tx_datetime: datetime) -> None:
-        """Append a scored transaction to its customer's events (customer windows include it)."""
+    def record_transaction(
+        self,
+        customer_id: int,
+        amount: float,
+        tx_datetime: datetime,
+        *,
+        out_of_order_seconds: int = 0,
+    ) -> None:
+        """Append a scored transaction to its customer's events (customer windows include it).
+
+        Events are kept in time order; those older than the longest window (plus
+        ``out_of_order_seconds``, see :meth:`lookup`) before the latest event are dropped.
+        """
         meta = self._meta()
         t = _epoch(tx_datetime)
         key = customer_key(customer_id)
         raw = self.store.get_many([key])[0]
         events = json.loads(raw) if raw else {"t": [], "a": []}
-        horizon = t - max(WINDOWS) * DAY_S
+        latest = max([t, *events["t"]])
+        horizon = latest - max(WINDOWS) * DAY_S - max(0, int(out_of_order_seconds))
         kept = [(s, a) for s, a in zip(events["t"], events["a"], strict=True) if s > horizon]
         kept.append((t, float(amount)))
+        kept.sort(key=lambda event: event[0])
         meta["last_event_epoch"] = max(t, int(meta.get("last_event_epoch", 0)))
         self.store.put_many(
             {

@@ -13,9 +13,11 @@ update is a read-modify-write. Scoring, reason codes and logging happen outside 
 
 from __future__ import annotations
 
+import queue
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -136,12 +138,14 @@ class DecisionEngine:
         *,
         reason_count: int = 4,
         policy_version: str = "",
+        out_of_order_seconds: int = 0,
     ) -> None:
         self._loader = loader
         self.online = online
         self.log = log
         self.reason_count = reason_count
         self.policy_version = policy_version
+        self.out_of_order_seconds = out_of_order_seconds
         self._models: ServingModels = loader(None)
         self._refusal: Refusal | None = None
         self._state_lock = threading.Lock()
@@ -174,44 +178,59 @@ class DecisionEngine:
             self._models = loaded
             return changed
 
-    def _features(self, transactions: Sequence[Transaction]) -> list[dict[str, float]]:
-        out = []
+    def _features(
+        self, transactions: Sequence[Transaction], *, all_or_none: bool
+    ) -> list[dict[str, float] | ServiceUnavailableError]:
+        """Each transaction's features (recorded into the online state), or why not."""
+        out: list[dict[str, float] | ServiceUnavailableError] = []
         with self._state_lock:
             for tx in transactions:
                 try:
                     values = self.online.lookup(
-                        tx.customer_id, tx.terminal_id, tx.tx_amount, tx.tx_datetime
+                        tx.customer_id,
+                        tx.terminal_id,
+                        tx.tx_amount,
+                        tx.tx_datetime,
+                        out_of_order_seconds=self.out_of_order_seconds,
                     )
-                    self.online.record_transaction(tx.customer_id, tx.tx_amount, tx.tx_datetime)
+                    self.online.record_transaction(
+                        tx.customer_id,
+                        tx.tx_amount,
+                        tx.tx_datetime,
+                        out_of_order_seconds=self.out_of_order_seconds,
+                    )
                 except StaleStateError as stale:
-                    raise ServiceUnavailableError(f"online features: {stale}") from stale
+                    failure = ServiceUnavailableError(f"online features: {stale}")
+                    failure.__cause__ = stale
+                    if all_or_none:
+                        raise failure from stale
+                    out.append(failure)
+                    continue
                 except Exception as exc:
-                    raise ServiceUnavailableError(
+                    failure = ServiceUnavailableError(
                         f"the online feature store is unreachable ({type(exc).__name__}: {exc})"
-                    ) from exc
+                    )
+                    if all_or_none:
+                        raise failure from exc
+                    out.append(failure)
+                    continue
                 out.append({**values, "tx_amount": float(tx.tx_amount)})
         return out
 
-    def decide(self, transactions: Sequence[Transaction]) -> list[Decision]:
-        """Decide on ``transactions`` in order and log every decision (all or none).
-
-        Raises :class:`ServiceUnavailableError` when the champion is refused, a store is down or the
-        online state is stale: then nothing is logged.
-        """
-        if self._refusal is not None:
-            raise ServiceUnavailableError(f"no verified champion: {self._refusal}")
-        models = self._models
+    def _decisions(
+        self, models: ServingModels, pairs: Sequence[tuple[Transaction, dict[str, float]]]
+    ) -> list[Decision]:
         champion = models.champion
-        features = self._features(transactions)
+        features = [f for _, f in pairs]
         rows = champion.matrix(features)
         scores = champion.scores(rows)
         reasons = champion.reasons(rows, self.reason_count)
-        shadow_scores: list[dict[str, float]] = [{} for _ in transactions]
+        shadow_scores: list[dict[str, float]] = [{} for _ in pairs]
         for shadow in models.shadows:
             for i, value in enumerate(shadow.scores(shadow.matrix(features))):
                 shadow_scores[i][str(shadow.version)] = float(value)
         decided_at = datetime.now(UTC).isoformat(timespec="microseconds")
-        decisions = [
+        return [
             Decision(
                 request_id=uuid.uuid4().hex,
                 transaction=tx,
@@ -219,14 +238,16 @@ class DecisionEngine:
                 model=champion,
                 score=float(scores[i]),
                 alert=bool(scores[i] >= champion.threshold),
-                features=features[i],
+                features=values,
                 reasons=reasons[i],
                 shadow_scores=shadow_scores[i],
-                empty_history=_empty_history(features[i]),
+                empty_history=_empty_history(values),
                 policy_version=self.policy_version,
             )
-            for i, tx in enumerate(transactions)
+            for i, (tx, values) in enumerate(pairs)
         ]
+
+    def _logged(self, decisions: list[Decision]) -> list[Decision]:
         try:
             self.log.append([d.record() for d in decisions])
         except Exception as exc:
@@ -235,6 +256,45 @@ class DecisionEngine:
                 "that is not logged"
             ) from exc
         return decisions
+
+    def decide(self, transactions: Sequence[Transaction]) -> list[Decision]:
+        """Decide on ``transactions`` in order and log every decision (all or none).
+
+        Raises :class:`ServiceUnavailableError` when the champion is refused, a store is down,
+        the online state cannot answer one of them, or the log cannot be written: then nothing
+        is logged (transactions before the one that failed stay recorded in the online state,
+        as they were seen).
+        """
+        if self._refusal is not None:
+            raise ServiceUnavailableError(f"no verified champion: {self._refusal}")
+        models = self._models
+        features = self._features(transactions, all_or_none=True)
+        pairs = [
+            (tx, f) for tx, f in zip(transactions, features, strict=True) if isinstance(f, dict)
+        ]
+        return self._logged(self._decisions(models, pairs))
+
+    def decide_each(
+        self, transactions: Sequence[Transaction]
+    ) -> list[Decision | ServiceUnavailableError]:
+        """Decide on each transaction independently (one failing does not fail the others).
+
+        What the micro-batcher uses: concurrent single requests are decided together (one
+        vectorised score and TreeSHAP, one log transaction) but answered one by one.
+        """
+        if self._refusal is not None:
+            refused = ServiceUnavailableError(f"no verified champion: {self._refusal}")
+            return [refused for _ in transactions]
+        models = self._models
+        features = self._features(transactions, all_or_none=False)
+        pairs = [
+            (tx, f) for tx, f in zip(transactions, features, strict=True) if isinstance(f, dict)
+        ]
+        try:
+            decided = iter(self._logged(self._decisions(models, pairs)) if pairs else [])
+        except ServiceUnavailableError as failure:
+            return [failure for _ in transactions]
+        return [f if isinstance(f, ServiceUnavailableError) else next(decided) for f in features]
 
     def ready(self) -> tuple[bool, str]:
         """Whether a decision could be made now, and why not."""
@@ -249,3 +309,63 @@ class DecisionEngine:
         except Exception as exc:
             return False, f"decision log unreachable ({type(exc).__name__})"
         return True, "ready"
+
+
+class DecisionBatcher:
+    """Decides concurrent single requests together, in arrival order, on one worker thread.
+
+    Why: under concurrent load the fixed costs of a decision (a model call, a TreeSHAP call, a
+    log commit) dominate; requests that arrive while a batch is being decided are taken as the
+    next batch (never waiting for more), so a lone request is decided at once and a burst of
+    32 shares those costs. Each request still gets its own answer or its own error.
+    """
+
+    def __init__(self, engine: DecisionEngine, max_batch: int = 64) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Transaction, Future[Decision]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._worker = threading.Thread(target=self._run, name="decision-batcher", daemon=True)
+        self._worker.start()
+
+    def submit(self, transaction: Transaction) -> Future[Decision]:
+        """A future of the transaction's decision (or its :class:`ServiceUnavailableError`)."""
+        future: Future[Decision] = Future()
+        self._queue.put((transaction, future))
+        return future
+
+    def close(self) -> None:
+        """Finish the queued requests, then stop the worker."""
+        self._queue.put(None)
+        self._worker.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            try:
+                outcomes = self.engine.decide_each([tx for tx, _ in batch])
+            except Exception as exc:  # never leave a request waiting
+                for _, future in batch:
+                    future.set_exception(exc)
+            else:
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, Decision):
+                        future.set_result(outcome)
+                    else:
+                        future.set_exception(outcome)
+            if stop:
+                return

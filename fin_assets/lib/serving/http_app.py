@@ -10,6 +10,7 @@ atomically (``DecisionEngine.refresh``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -29,7 +30,13 @@ from prometheus_client import (
     generate_latest,
 )
 
-from fin_assets.lib.serving.engine import ALERT, NO_ALERT, DecisionEngine, ServiceUnavailableError
+from fin_assets.lib.serving.engine import (
+    ALERT,
+    NO_ALERT,
+    DecisionBatcher,
+    DecisionEngine,
+    ServiceUnavailableError,
+)
 from fin_assets.lib.serving.transactions import Transaction, TransactionBatch
 
 log = logging.getLogger("fin_mlops.serving")
@@ -116,6 +123,7 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
     """The service over ``engine``; the champion is re-checked every ``check_seconds``."""
     metrics = ServiceMetrics()
     metrics.show_model(engine)
+    batcher = DecisionBatcher(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -131,6 +139,7 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
             yield
         finally:
             stop.set()
+            batcher.close()
             watch.join(timeout=check_seconds + 5)
 
     app = FastAPI(
@@ -164,10 +173,16 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
         return [d.response() for d in decisions]
 
     @app.post("/v1/score")
-    def score(transaction: Transaction) -> Any:
-        """Decide on one transaction."""
-        answer = decided("score", [transaction])
-        return answer[0] if isinstance(answer, list) else answer
+    async def score(transaction: Transaction) -> Any:
+        """Decide on one transaction (decided together with concurrent ones, answered alone)."""
+        began = time.perf_counter()
+        try:
+            decision = await asyncio.wrap_future(batcher.submit(transaction))
+        except ServiceUnavailableError as exc:
+            return unavailable(exc)
+        metrics.decisions.labels(decision=ALERT if decision.alert else NO_ALERT).inc()
+        metrics.latency.labels(endpoint="score").observe(time.perf_counter() - began)
+        return decision.response()
 
     @app.post("/v1/score/batch")
     def score_batch(batch: TransactionBatch) -> Any:
