@@ -1,0 +1,274 @@
+"""The decision path's pieces on real stores: the engine over a SQLite online state and decision
+log with a small real XGBoost model, the micro-batcher, the operating point read from a pack,
+the out-of-order tolerance of the online state, and the decision log's append-only triggers (on
+SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+import sqlalchemy as sa
+import xgboost as xgb
+
+from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.lib.features.online_state import (
+    DAY_S,
+    OnlineFeatures,
+    OnlineState,
+    StaleStateError,
+    customer_key,
+)
+from fin_assets.lib.governance.decision_rules import Refusal
+from fin_assets.lib.serving.champion import ServingModel, operating_threshold
+from fin_assets.lib.serving.decision_records import DecisionLog
+from fin_assets.lib.serving.engine import (
+    DecisionBatcher,
+    DecisionEngine,
+    ServiceUnavailableError,
+    ServingModels,
+)
+from fin_assets.lib.serving.replay import float_bits, replay
+from fin_assets.lib.serving.transactions import Transaction
+from fin_assets.lib.training.model_fit import booster_digest
+from fin_assets.lib.training.training_data import default_feature_columns
+from fin_assets.lib.validation.pack import pack_digest
+from fin_resources.online_store import SqliteKeyValueStore
+
+AS_OF = datetime(2026, 5, 1)
+
+
+def _state(customers: dict[int, list[tuple[datetime, float]]]) -> OnlineState:
+    epoch = datetime(1970, 1, 1)
+    items = {
+        customer_key(c): json.dumps(
+            {"t": [int((t - epoch).total_seconds()) for t, _ in e], "a": [a for _, a in e]}
+        )
+        for c, e in customers.items()
+    }
+    end = int((AS_OF - epoch).total_seconds())
+    items["meta"] = json.dumps({"as_of": AS_OF.isoformat(), "as_of_epoch": end, "delay_days": 7})
+    return OnlineState(AS_OF, 7, len(customers), 0, items)
+
+
+@pytest.fixture
+def online(tmp_path: Path) -> Iterator[OnlineFeatures]:
+    store = SqliteKeyValueStore(str(tmp_path / "online.db"))
+    features = OnlineFeatures(store)
+    features.publish(_state({1: [(AS_OF - timedelta(days=2), 10.0)]}))
+    yield features
+    store.close()
+
+
+def _model(threshold: float = 0.5) -> ServingModel:
+    columns = default_feature_columns()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, len(columns)))
+    y = (x[:, 0] + rng.normal(size=300) > 1).astype(int)
+    booster = xgb.train(
+        {"max_depth": 3, "seed": 0, "objective": "binary:logistic", "nthread": 1},
+        xgb.DMatrix(x, label=y, feature_names=columns),
+        num_boost_round=10,
+    )
+    return ServingModel(
+        model_name="m",
+        version=1,
+        digest=booster_digest(booster),
+        booster=booster,
+        feature_columns=tuple(columns),
+        medians=dict.fromkeys(columns, 0.0),
+        threshold=threshold,
+        threshold_source="test",
+    )
+
+
+def _tx(transaction_id: int, minutes: float, customer: int = 1) -> Transaction:
+    return Transaction(
+        transaction_id=transaction_id,
+        tx_datetime=AS_OF + timedelta(minutes=minutes),
+        customer_id=customer,
+        terminal_id=7,
+        tx_amount=20.0 + transaction_id,
+    )
+
+
+@pytest.fixture
+def engine(online: OnlineFeatures, tmp_path: Path) -> Iterator[DecisionEngine]:
+    model = _model()
+    log = DecisionLog(sa.create_engine(f"sqlite:///{tmp_path / 'decisions.db'}"))
+    yield DecisionEngine(
+        lambda _: ServingModels(model), online, log, reason_count=4, out_of_order_seconds=60
+    )
+    log.dispose()
+
+
+def test_a_decision_is_logged_with_its_features_and_replays_bit_for_bit(
+    engine: DecisionEngine,
+) -> None:
+    first, second = engine.decide([_tx(1, 1), _tx(2, 2)])
+    # The second transaction of the customer sees the first (recorded into the online state).
+    assert first.features["customer_id_nb_tx_1day_window"] == 1
+    assert second.features["customer_id_nb_tx_7day_window"] == 3
+    assert first.empty_history == ["terminal_id"]
+    logged = engine.log.for_transaction(2)
+    assert len(logged) == 1 and logged[0].features == second.features
+    assert float_bits(logged[0].score) == float_bits(second.score)
+    result = replay(engine.models.champion, logged[0], 4)
+    assert result.matches and result.reason_codes == [r.to_dict() for r in second.reasons]
+
+
+def test_all_or_none_refuses_a_batch_with_a_stale_transaction_and_logs_nothing(
+    engine: DecisionEngine,
+) -> None:
+    engine.decide([_tx(1, 10)])
+    with pytest.raises(ServiceUnavailableError, match="older than the online state"):
+        engine.decide([_tx(2, 11), _tx(3, 5)])  # 5 minutes before the latest: beyond 60 s
+    assert [d.transaction_id for d in engine.log.all()] == [1]
+
+
+def test_each_transaction_is_decided_on_its_own_when_micro_batched(
+    engine: DecisionEngine,
+) -> None:
+    engine.decide([_tx(1, 10)])
+    outcomes = engine.decide_each([_tx(2, 11), _tx(3, 5), _tx(4, 10.5)])
+    assert isinstance(outcomes[1], ServiceUnavailableError)
+    assert [o.transaction.transaction_id for o in outcomes if not isinstance(o, Exception)] == [
+        2,
+        4,
+    ]
+    # 30 s out of order is within the policy's tolerance; its windows stop at its own time.
+    assert [d.transaction_id for d in engine.log.all()] == [1, 2, 4]
+
+
+def test_the_batcher_answers_every_concurrent_request_and_logs_each_once(
+    engine: DecisionEngine,
+) -> None:
+    batcher = DecisionBatcher(engine, max_batch=8)
+    futures = {}
+
+    def client(offset: int) -> None:
+        for i in range(10):
+            number = offset * 100 + i
+            futures[number] = batcher.submit(_tx(number, 1 + i / 100, customer=offset))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    decisions = {n: f.result(timeout=30) for n, f in futures.items()}
+    batcher.close()
+    assert all(d.transaction.transaction_id == n for n, d in decisions.items())
+    assert sorted(d.transaction_id for d in engine.log.all()) == sorted(futures)
+
+
+def test_the_online_state_tolerates_bounded_arrival_skew(online: OnlineFeatures) -> None:
+    late = AS_OF + timedelta(hours=1)
+    online.record_transaction(1, 50.0, late)
+    early = late - timedelta(seconds=30)
+    with pytest.raises(StaleStateError, match="older than the online state"):
+        online.lookup(1, 7, 5.0, early)
+    features = online.lookup(1, 7, 5.0, early, out_of_order_seconds=60)
+    # The later transaction is not in the earlier one's windows: only the one of two days ago.
+    assert features["customer_id_nb_tx_7day_window"] == 2
+    assert features["customer_id_avg_amount_7day_window"] == 7.5
+    with pytest.raises(StaleStateError):
+        online.lookup(1, 7, 5.0, AS_OF - timedelta(seconds=1), out_of_order_seconds=DAY_S)
+
+
+def _policy(tmp_path: Path, threshold: float | None) -> Policy:
+    policy = load_policy()
+    values = json.loads(json.dumps(policy.values))
+    values["validation"]["threshold"] = threshold
+    return Policy(policy.version, policy.sha256, policy.path, values)
+
+
+def test_the_cut_off_is_the_policy_threshold_or_the_packs_lowest_alert(tmp_path: Path) -> None:
+    assert operating_threshold(_policy(tmp_path, 0.7), None, "m v1")[0] == 0.7
+    pack = {"identity": {}, "operating_point": {"lowest_adverse_score": 0.3125}}
+    path = tmp_path / "pack.json"
+    path.write_text(json.dumps(pack))
+    validated = {"pack_path": str(path), "pack_digest": pack_digest(pack)}
+    assert operating_threshold(_policy(tmp_path, None), validated, "m v1")[0] == 0.3125
+    path.write_text(json.dumps({**pack, "operating_point": {"lowest_adverse_score": 0.99}}))
+    with pytest.raises(Refusal) as refused:
+        operating_threshold(_policy(tmp_path, None), validated, "m v1")
+    assert refused.value.code == "stale_pack"
+    with pytest.raises(Refusal, match="not readable"):
+        operating_threshold(_policy(tmp_path, None), {}, "m v1")
+
+
+def test_a_transaction_is_canonical_or_refused_naming_fields() -> None:
+    tx = Transaction.model_validate(
+        {
+            "transaction_id": 1,
+            "tx_datetime": "2026-05-01T12:00:00+02:00",
+            "customer_id": 1,
+            "terminal_id": 2,
+            "tx_amount": 3.5,
+        }
+    )
+    assert tx.tx_datetime == datetime(2026, 5, 1, 10, 0)
+    with pytest.raises(pydantic.ValidationError) as invalid:
+        Transaction.model_validate({"transaction_id": -1, "tx_amount": float("nan")})
+    fields = {e["loc"][0] for e in invalid.value.errors()}
+    assert fields == {"transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"}
+
+
+def _record(request_id: str) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "transaction_id": 5,
+        "tx_datetime": AS_OF.isoformat(),
+        "customer_id": 1,
+        "terminal_id": 2,
+        "tx_amount": 1.5,
+        "decided_at": AS_OF.isoformat(),
+        "model_name": "m",
+        "model_version": 1,
+        "model_digest": "d" * 64,
+        "threshold": 0.5,
+        "threshold_source": "test",
+        "score": 0.1234567,
+        "alert": False,
+        "features": {"tx_amount": 1.5},
+        "reason_codes": [],
+        "shadow_scores": {"2": 0.25},
+        "unknown_entities": [],
+        "policy_version": "p",
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_decision_log_is_append_only(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'log.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    log = DecisionLog(sa.create_engine(url))
+    DecisionLog(log.engine)  # the schema is ensured idempotently
+    log.append([_record("a")])
+    with pytest.raises(ValueError, match="score is not finite"):
+        log.append([{**_record("b"), "score": float("nan")}])
+    (row,) = log.for_transaction(5)
+    assert (row.score, row.shadow_scores) == (0.1234567, {"2": 0.25})
+    for statement in (
+        "UPDATE serving_decisions SET score = 0",
+        "DELETE FROM serving_decisions",
+    ):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), log.engine.begin() as c:
+            c.exec_driver_sql(statement)
+    if backend == "postgresql":
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), log.engine.begin() as c:
+            c.exec_driver_sql("TRUNCATE serving_decisions")
+    assert log.count() == 1
+    log.dispose()
