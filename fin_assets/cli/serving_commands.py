@@ -8,6 +8,7 @@ decisions from their logged features and model version and says whether they mat
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         check = args.check_seconds or float(serving.get("champion_check_seconds", 5))
         app = create_app(engine, check_seconds=check, max_batch=int(serving.get("max_batch", 1000)))
+        # Everything loaded so far (MLflow, xgboost, the models) lives as long as the process:
+        # frozen out of the garbage collector, so a full collection never stalls a burst of
+        # requests for a few hundred milliseconds scanning it.
+        gc.collect()
+        gc.freeze()
         uvicorn.run(
             app,
             host=args.host,

@@ -5,8 +5,8 @@ SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ from fin_assets.lib.governance.decision_rules import Refusal
 from fin_assets.lib.serving.champion import ServingModel, operating_threshold
 from fin_assets.lib.serving.decision_records import DecisionLog
 from fin_assets.lib.serving.engine import (
+    Decision,
     DecisionBatcher,
     DecisionEngine,
     ServiceUnavailableError,
@@ -150,22 +151,20 @@ def test_the_batcher_answers_every_concurrent_request_and_logs_each_once(
     engine: DecisionEngine,
 ) -> None:
     batcher = DecisionBatcher(engine, max_batch=8)
-    futures = {}
+    requests = [_tx(n, 1 + n / 100, customer=n % 5) for n in range(1, 21)]
+    stale = _tx(99, -30)  # before the online state: refused alone, the others decided
 
-    def client(offset: int) -> None:
-        for i in range(10):
-            number = offset * 100 + i
-            futures[number] = batcher.submit(_tx(number, 1 + i / 100, customer=offset))
+    async def clients() -> list[object]:
+        return await asyncio.gather(
+            *(batcher.decide(tx) for tx in [*requests[:10], stale, *requests[10:]]),
+            return_exceptions=True,
+        )
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(1, 7)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    decisions = {n: f.result(timeout=30) for n, f in futures.items()}
-    batcher.close()
-    assert all(d.transaction.transaction_id == n for n, d in decisions.items())
-    assert sorted(d.transaction_id for d in engine.log.all()) == sorted(futures)
+    outcomes = asyncio.run(clients())
+    assert isinstance(outcomes[10], ServiceUnavailableError)
+    decided = [o for o in outcomes if isinstance(o, Decision)]
+    assert [d.transaction.transaction_id for d in decided] == list(range(1, 21))
+    assert sorted(d.transaction_id for d in engine.log.all()) == list(range(1, 21))
 
 
 def test_the_online_state_tolerates_bounded_arrival_skew(online: OnlineFeatures) -> None:

@@ -10,7 +10,6 @@ atomically (``DecisionEngine.refresh``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
@@ -18,7 +17,8 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
+import orjson
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import (
@@ -139,7 +139,6 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
             yield
         finally:
             stop.set()
-            batcher.close()
             watch.join(timeout=check_seconds + 5)
 
     app = FastAPI(
@@ -177,12 +176,12 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
         """Decide on one transaction (decided together with concurrent ones, answered alone)."""
         began = time.perf_counter()
         try:
-            decision = await asyncio.wrap_future(batcher.submit(transaction))
+            decision = await batcher.decide(transaction)
         except ServiceUnavailableError as exc:
             return unavailable(exc)
         metrics.decisions.labels(decision=ALERT if decision.alert else NO_ALERT).inc()
         metrics.latency.labels(endpoint="score").observe(time.perf_counter() - began)
-        return decision.response()
+        return Response(orjson.dumps(decision.response()), media_type="application/json")
 
     @app.post("/v1/score/batch")
     def score_batch(batch: TransactionBatch) -> Any:

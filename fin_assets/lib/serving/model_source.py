@@ -40,11 +40,14 @@ class GovernedModelSource:
         self.datasets_root = datasets_root
         self.shadows = shadows
         self._seen: tuple[int | None, str] | None = None
+        # One client for every check: building one per check costs the watch thread (and the
+        # requests it holds the GIL from) far more than the check itself.
+        self._client = tracking.client()
 
     def _fingerprint(self) -> tuple[int | None, str]:
         head = self.chain.head()
         return (
-            champion_version(self.tracking.client(), self.model_name),
+            champion_version(self._client, self.model_name),
             head.entry_hash if head else "",
         )
 
