@@ -52,6 +52,9 @@ def test_the_demo_tells_the_whole_governed_story(demo_run: DemoRun) -> None:
         "fires retraining",
         "v2 trained on the latest matured window and validated",
         "it waits for a human approval",
+        "== the scoring service: fin-mlops serve for a moment",
+        "fraud_detector v1, alert at score >=",
+        "    1. ",
     ]
     positions = [out.find(stage) for stage in stages]
     assert all(p >= 0 for p in positions), [
