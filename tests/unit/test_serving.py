@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pydantic
 import pytest
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from fin_assets.lib.features.online_state import (
 )
 from fin_assets.lib.governance.decision_rules import Refusal
 from fin_assets.lib.serving.champion import ServingModel, operating_threshold
-from fin_assets.lib.serving.decision_records import DecisionLog
+from fin_assets.lib.serving.decision_records import DecisionLog, LoggedDecision
 from fin_assets.lib.serving.engine import (
     Decision,
     DecisionBatcher,
@@ -36,6 +37,11 @@ from fin_assets.lib.serving.engine import (
     ServingModels,
 )
 from fin_assets.lib.serving.replay import float_bits, replay
+from fin_assets.lib.serving.shadow_comparison import (
+    compare_shadow,
+    matured_before,
+    shadow_frame,
+)
 from fin_assets.lib.serving.transactions import Transaction
 from fin_assets.lib.training.model_fit import booster_digest
 from fin_assets.lib.training.training_data import default_feature_columns
@@ -271,3 +277,59 @@ def test_the_decision_log_is_append_only(
             c.exec_driver_sql("TRUNCATE serving_decisions")
     assert log.count() == 1
     log.dispose()
+
+
+def _logged(
+    transaction_id: int, day: int, amount: float, score: float, shadow: float | None
+) -> LoggedDecision:
+    moment = datetime(2026, 4, day, 12)
+    return LoggedDecision(
+        seq=transaction_id,
+        request_id=f"r{transaction_id}",
+        transaction_id=transaction_id,
+        tx_datetime=moment.isoformat(),
+        customer_id=transaction_id,
+        terminal_id=1,
+        tx_amount=amount,
+        decided_at=moment.isoformat(),
+        model_name="m",
+        model_version=1,
+        model_digest="d",
+        threshold=0.5,
+        threshold_source="test",
+        score=score,
+        alert=score >= 0.5,
+        features={},
+        reason_codes=[],
+        shadow_scores={} if shadow is None else {"2": shadow},
+        unknown_entities=[],
+        policy_version="p",
+    )
+
+
+def test_the_shadow_comparison_pairs_both_models_on_matured_shadowed_decisions() -> None:
+    # (id, day, amount, champion, challenger); label 1 for ids 3 and 4.
+    rows = [(1, 1, 10, 0.1, 0.2), (2, 1, 60, 0.6, 0.1), (3, 2, 10, 0.4, 0.7), (4, 2, 60, 0.9, 0.8)]
+    decisions = [_logged(*r) for r in rows]
+    decisions += [_logged(5, 2, 10, 0.3, None)]  # not shadowed
+    decisions += [_logged(6, 20, 10, 0.3, 0.3)]  # label not matured yet
+    decisions += [_logged(1, 1, 10, 0.99, 0.99)]  # a retry of 1: the first decision counts
+    labels = pd.DataFrame({"transaction_id": [1, 2, 3, 4, 5, 6], "tx_fraud": [0, 0, 1, 1, 0, 1]})
+    frame = shadow_frame(decisions, labels, 2, matured_before(datetime(2026, 4, 21), 7))
+    assert frame["transaction_id"].tolist() == [1, 2, 3, 4]
+    found = compare_shadow(frame, amount_bands=[0, 50], top_k=1, n_resamples=50)
+    overall = found["overall"]
+    # Champion: positives 0.4, 0.9 vs negatives 0.1, 0.6 -> 3 of 4 pairs; challenger: 4 of 4.
+    assert (overall["auc_roc"]["champion"], overall["auc_roc"]["challenger"]) == (0.75, 1.0)
+    assert overall["auc_roc"]["delta"]["estimate"] == 0.25
+    assert overall["alert_overlap"] == {
+        "champion_alerts": 2,
+        "challenger_alerts": 2,
+        "both": 1,
+        "jaccard": 1 / 3,
+    }
+    # Top-1 card per day: day 1 has no fraud (0 for both); day 2 both pick a fraud.
+    assert overall["card_precision_top_k"] == {"champion": 0.5, "challenger": 0.5}
+    assert [s["segment"] for s in found["segments"]] == ["tx_amount [0, 50)", "tx_amount [50, inf)"]
+    assert [s["rows"] for s in found["segments"]] == [2, 2]
+    assert found["segments"][0]["auc_roc"]["champion"] == 1.0
