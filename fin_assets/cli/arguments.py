@@ -225,6 +225,13 @@ def _add_serving_commands(sub: Any) -> None:
     )
     replay.add_argument("--transaction-id", type=int, required=True)
     _runs(replay, _SERVING, "cmd_decisions_replay")
+    shadow = decisions_sub.add_parser(
+        "shadow",
+        help="compare a shadow challenger with the champion on matured live decisions",
+    )
+    shadow.add_argument("--challenger", type=int, required=True, help="the shadowed version")
+    shadow.add_argument("--out", default="", help="write the comparison as JSON here")
+    _runs(shadow, _SERVING, "cmd_decisions_shadow")
 
 
 def build_parser() -> argparse.ArgumentParser:

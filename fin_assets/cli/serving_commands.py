@@ -223,3 +223,77 @@ def score_briefly(transactions: list[dict[str, Any]], ready_seconds: float = 120
     finally:
         service.terminate()
         service.wait(timeout=30)
+
+
+def cmd_decisions_shadow(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    import duckdb
+    import pandas as pd
+
+    from fin_assets.lib.common.json_text import canonical_json
+    from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE
+    from fin_assets.lib.features.offline_features import DEFAULT_LABEL_DELAY_DAYS
+    from fin_assets.lib.serving.shadow_comparison import (
+        compare_shadow,
+        matured_before,
+        shadow_frame,
+    )
+
+    settings = Settings.from_env()
+    with audit_store() as (_engine, _chain, policy):
+        validation = policy.section("validation")
+    log = open_decision_log(settings)
+    try:
+        decisions = log.all()
+    finally:
+        log.dispose()
+    ids = pd.DataFrame({"transaction_id": sorted({d.transaction_id for d in decisions})})
+    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
+        con.register("decided_ids", ids)
+        labels = con.execute(
+            f"SELECT t.transaction_id, t.tx_fraud FROM {RAW_TRANSACTIONS_TABLE} t "
+            "JOIN decided_ids USING (transaction_id)"
+        ).df()
+        latest = con.execute(f"SELECT max(tx_datetime) FROM {RAW_TRANSACTIONS_TABLE}").fetchone()
+    # A label is final once the delay has passed after it, by the clock and by the data loaded.
+    now = datetime.now(UTC).replace(tzinfo=None)
+    loaded = latest[0] if latest and latest[0] is not None else now
+    cut = matured_before(min(now, loaded), DEFAULT_LABEL_DELAY_DAYS)
+    frame = shadow_frame(decisions, labels, args.challenger, cut)
+    found = compare_shadow(
+        frame,
+        amount_bands=validation["amount_bands"],
+        top_k=int(validation["top_k"]),
+        n_resamples=int(validation["bootstrap_samples"]),
+        seed=int(validation["bootstrap_seed"]),
+    )
+    found["challenger_version"] = int(args.challenger)
+    if args.out:
+        Path(args.out).write_text(canonical_json(json.loads(json.dumps(found, default=str))))
+    print(
+        f"challenger v{args.challenger} in shadow of champion "
+        f"{found['champion_versions'] or '-'}: {found['rows']} matured decisions, "
+        f"{found['positives']} frauds, days {', '.join(found['days']) or '-'}"
+    )
+    overall = found["overall"]
+    if overall is None:
+        print("no matured shadowed decision yet: nothing to compare")
+        return 0
+    for name in ("auc_roc", "average_precision"):
+        m = overall[name]
+        if m["champion"] is None:
+            print(f"  {name:<22} not judged (one class only)")
+            continue
+        d = m["delta"]
+        print(
+            f"  {name:<22} champion {m['champion']:.4f}  challenger {m['challenger']:.4f}  "
+            f"delta {d['estimate']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]"
+        )
+    cp = overall["card_precision_top_k"]
+    print(
+        f"  card precision top-k   champion {cp['champion']:.4f}  challenger {cp['challenger']:.4f}"
+    )
+    print(f"  alert overlap          {overall['alert_overlap']}")
+    return 0

@@ -196,6 +196,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         con.execute("CREATE SCHEMA raw")
         con.execute("CREATE TABLE raw.transactions AS SELECT * FROM history")
         state = build_state(con, as_of)
+        # The warehouse holds the day decided and the labels of the 8 days after it, so the
+        # day's labels have matured for the shadow comparison.
+        later = simulate_range(config, as_of.date(), as_of.date() + timedelta(days=8))
+        with duckdb.connect(settings.warehouse_path) as warehouse:
+            warehouse.register("later_days", later)
+            warehouse.execute("CREATE SCHEMA raw")
+            warehouse.execute("CREATE TABLE raw.transactions AS SELECT * FROM later_days")
         w.state_items = state.items
         OnlineFeatures(open_store(settings.online_store_url)).publish(state)
 
@@ -306,6 +313,29 @@ def test_replay_recomputes_a_logged_decision_bit_for_bit(world: World, service: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "MATCH (bit for bit)" in done.stdout
     assert f"logged score    {first.score!r}" in done.stdout
+
+
+def test_the_shadow_comparison_reads_the_logged_shadow_scores(
+    world: World, service: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "shadow.json"
+    done = subprocess.run(
+        _command("decisions", "shadow", "--challenger", "2", "--out", str(out)),
+        env=world.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = json.loads(out.read_text())
+    log = world.decision_log()
+    shadowed = {d.transaction_id for d in log.all() if "2" in d.shadow_scores}
+    log.dispose()
+    assert found["rows"] == len(shadowed) == 30
+    assert found["champion_versions"] == [1]
+    overlap = found["overall"]["alert_overlap"]
+    assert overlap["both"] <= min(overlap["champion_alerts"], overlap["challenger_alerts"])
+    assert "challenger v2 in shadow of champion [1]: 30 matured decisions" in done.stdout
 
 
 def test_bad_input_is_refused_naming_each_field_and_nothing_is_logged(
