@@ -214,7 +214,7 @@ def _score_and_monitor(day: date, instance: Any) -> dict[str, Any] | None:
 
 def _serve_next_day(day: date, count: int = 5) -> bool:
     """Decide on the first ``count`` transactions of ``day`` through the real service."""
-    from fin_assets.cli.serving_commands import score_briefly
+    from fin_assets.cli.run_helpers import score_briefly
     from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 
     frame = simulate_range(SimulatorConfig.from_env(), day, day)

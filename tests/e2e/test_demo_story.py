@@ -244,7 +244,15 @@ def test_ui_shows_every_asset_group_and_the_models_metadata(
         "decision_id": str(approval),
     }
     groups = asset_groups()
-    expected = {"ingestion", "features", "training", "validation", "governance", "monitoring"}
+    expected = {
+        "ingestion",
+        "features",
+        "training",
+        "validation",
+        "governance",
+        "monitoring",
+        "serving",
+    }
     assert set(groups) == expected
 
     page = browser_page

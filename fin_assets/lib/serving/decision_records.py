@@ -163,18 +163,19 @@ class DecisionLog:
         with self.engine.begin() as conn:
             conn.execute(serving_decisions.insert(), rows)
 
-    def _rows(self, where: Any) -> list[LoggedDecision]:
-        query = sa.select(serving_decisions).where(where).order_by(serving_decisions.c.seq)
+    def where(self, condition: Any) -> list[LoggedDecision]:
+        """The logged decisions matching a SQLAlchemy condition on ``serving_decisions``."""
+        query = sa.select(serving_decisions).where(condition).order_by(serving_decisions.c.seq)
         with self.engine.connect() as conn:
             return [_decoded(dict(row._mapping)) for row in conn.execute(query)]
 
     def for_transaction(self, transaction_id: int) -> list[LoggedDecision]:
         """Every logged decision on one transaction, oldest first."""
-        return self._rows(serving_decisions.c.transaction_id == int(transaction_id))
+        return self.where(serving_decisions.c.transaction_id == int(transaction_id))
 
     def for_request(self, request_id: str) -> list[LoggedDecision]:
         """The decision of one request (a list of at most one)."""
-        return self._rows(serving_decisions.c.request_id == str(request_id))
+        return self.where(serving_decisions.c.request_id == str(request_id))
 
     def count(self) -> int:
         """How many decisions the log holds."""
@@ -185,7 +186,7 @@ class DecisionLog:
 
     def all(self) -> list[LoggedDecision]:
         """Every logged decision, oldest first (tests and exports; not for a large log)."""
-        return self._rows(sa.true())
+        return self.where(sa.true())
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""

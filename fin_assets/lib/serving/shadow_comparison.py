@@ -173,3 +173,8 @@ def compare_shadow(
 def matured_before(now: datetime, delay_days: int) -> datetime:
     """Transactions before this moment have final labels (``delay_days`` after them)."""
     return now - timedelta(days=int(delay_days))
+
+
+def shadowed_versions(decisions: Sequence[LoggedDecision]) -> list[int]:
+    """Every challenger version that scored in shadow of ``decisions``, ascending."""
+    return sorted({int(v) for d in decisions for v in d.shadow_scores})
