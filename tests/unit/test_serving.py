@@ -333,3 +333,21 @@ def test_the_shadow_comparison_pairs_both_models_on_matured_shadowed_decisions()
     assert [s["segment"] for s in found["segments"]] == ["tx_amount [0, 50)", "tx_amount [50, inf)"]
     assert [s["rows"] for s in found["segments"]] == [2, 2]
     assert found["segments"][0]["auc_roc"]["champion"] == 1.0
+
+
+def test_lookup_and_record_is_lookup_then_record_in_two_round_trips(tmp_path: Path) -> None:
+    state = _state({1: [(AS_OF - timedelta(days=40), 3.0), (AS_OF - timedelta(days=2), 10.0)]})
+    separate, combined = (
+        OnlineFeatures(SqliteKeyValueStore(str(tmp_path / f"{name}.db")))
+        for name in ("separate", "combined")
+    )
+    for online in (separate, combined):
+        online.publish(state)
+    moments = [AS_OF + timedelta(hours=h) for h in (1, 2, 1.99)]  # the last one 36 s late
+    for i, moment in enumerate(moments):
+        expected = separate.lookup(1, 7, 5.0 + i, moment, out_of_order_seconds=60)
+        separate.record_transaction(1, 5.0 + i, moment, out_of_order_seconds=60)
+        found = combined.lookup_and_record(1, 7, 5.0 + i, moment, out_of_order_seconds=60)
+        assert found == expected
+    keys = ["meta", customer_key(1)]
+    assert separate.store.get_many(keys) == combined.store.get_many(keys)

@@ -200,15 +200,9 @@ class DecisionEngine:
         with self._state_lock:
             for tx in transactions:
                 try:
-                    values = self.online.lookup(
+                    values = self.online.lookup_and_record(
                         tx.customer_id,
                         tx.terminal_id,
-                        tx.tx_amount,
-                        tx.tx_datetime,
-                        out_of_order_seconds=self.out_of_order_seconds,
-                    )
-                    self.online.record_transaction(
-                        tx.customer_id,
                         tx.tx_amount,
                         tx.tx_datetime,
                         out_of_order_seconds=self.out_of_order_seconds,
