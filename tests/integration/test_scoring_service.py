@@ -336,6 +336,10 @@ def test_the_shadow_comparison_reads_the_logged_shadow_scores(
     overlap = found["overall"]["alert_overlap"]
     assert overlap["both"] <= min(overlap["champion_alerts"], overlap["challenger_alerts"])
     assert "challenger v2 in shadow of champion [1]: 30 matured decisions" in done.stdout
+    pending = subprocess.run(
+        _command("pending"), env=world.env, capture_output=True, text=True, timeout=120
+    )
+    assert "shadow: 30 live decisions over 1 day (" in pending.stdout, pending.stdout
 
 
 def test_bad_input_is_refused_naming_each_field_and_nothing_is_logged(
