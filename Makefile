@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_monitoring.py
 	$(BIN)/python bench/bench_realtime.py
+	$(BIN)/python bench/bench_service.py
 	$(BIN)/python bench/bench_cli.py
 
 # The embedded audit store's witness lives outside .fin_home (so that deleting one leaves the other,
