@@ -361,6 +361,9 @@ def test_bad_input_is_refused_naming_each_field_and_nothing_is_logged(
     assert batch.status_code == 422
     assert set(batch.json()["fields"]) == {"transactions[1].customer_id"}
     assert empty.status_code == 422 and set(empty.json()["fields"]) == {"transactions"}
+    first = _body(world.day.iloc[0])  # decided by the first test: a retry is refused
+    retried = httpx.post(f"{service}/v1/score", json=first)
+    assert retried.status_code == 409 and "already decided" in retried.json()["error"]
     assert log.count() == before
     log.dispose()
 
@@ -417,7 +420,14 @@ def test_the_service_on_redis_decides_as_on_sqlite(world: World) -> None:
     require_service("Redis", "127.0.0.1", 6379)
     state = OnlineState(world.as_of, 7, 0, 0, dict(world.state_items))
     OnlineFeatures(open_store(REDIS_URL)).publish(state)
-    url = _start(world, {"FIN_ONLINE_STORE_URL": REDIS_URL})
+    # Its own decision log: these transactions were decided (and logged) on SQLite already.
+    url = _start(
+        world,
+        {
+            "FIN_ONLINE_STORE_URL": REDIS_URL,
+            "FIN_DECISION_LOG_URL": f"sqlite:///{world.home / 'decisions-redis.db'}",
+        },
+    )
     # The Redis state is as of the end of the history: the day's first transactions again.
     bodies = [_body(row) for row in world.day.iloc[:10].itertuples(index=False)]
     with httpx.Client(base_url=url) as client:

@@ -30,6 +30,7 @@ from fin_assets.lib.governance.decision_rules import Refusal
 from fin_assets.lib.serving.champion import ServingModel, operating_threshold
 from fin_assets.lib.serving.decision_records import DecisionLog, LoggedDecision
 from fin_assets.lib.serving.engine import (
+    AlreadyDecidedError,
     Decision,
     DecisionBatcher,
     DecisionEngine,
@@ -351,3 +352,17 @@ def test_lookup_and_record_is_lookup_then_record_in_two_round_trips(tmp_path: Pa
         assert found == expected
     keys = ["meta", customer_key(1)]
     assert separate.store.get_many(keys) == combined.store.get_many(keys)
+
+
+def test_a_retried_transaction_is_not_decided_again(engine: DecisionEngine) -> None:
+    (first,) = engine.decide([_tx(1, 1)])
+    outcomes = engine.decide_each([_tx(1, 1), _tx(2, 2), _tx(2, 2)])
+    assert isinstance(outcomes[0], AlreadyDecidedError) and first.request_id in str(outcomes[0])
+    assert isinstance(outcomes[2], AlreadyDecidedError)  # twice in one batch: once decided
+    decided = outcomes[1]
+    assert isinstance(decided, Decision)
+    # The customer's windows hold 1 and 2 once each, besides the event of two days before.
+    assert decided.features["customer_id_nb_tx_7day_window"] == 3
+    with pytest.raises(AlreadyDecidedError):
+        engine.decide([_tx(3, 3), _tx(2, 2)])
+    assert [d.transaction_id for d in engine.log.all()] == [1, 2]

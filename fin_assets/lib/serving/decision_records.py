@@ -177,6 +177,18 @@ class DecisionLog:
         """The decision of one request (a list of at most one)."""
         return self.where(serving_decisions.c.request_id == str(request_id))
 
+    def request_ids(self, transaction_ids: Sequence[int]) -> dict[int, str]:
+        """The first logged request id of each of ``transaction_ids`` that was decided."""
+        if not transaction_ids:
+            return {}
+        query = (
+            sa.select(serving_decisions.c.transaction_id, serving_decisions.c.request_id)
+            .where(serving_decisions.c.transaction_id.in_([int(t) for t in transaction_ids]))
+            .order_by(serving_decisions.c.seq.desc())
+        )
+        with self.engine.connect() as conn:
+            return {int(t): str(r) for t, r in conn.execute(query)}
+
     def count(self) -> int:
         """How many decisions the log holds."""
         with self.engine.connect() as conn:

@@ -46,6 +46,12 @@ class ServiceUnavailableError(RuntimeError):
     """
 
 
+class AlreadyDecidedError(ServiceUnavailableError):
+    """The transaction was decided before (a retry): deciding again would record it twice into
+    its customer's windows. Nothing is logged; the HTTP layer answers 409 with the earlier
+    request id, whose decision ``fin-mlops decisions replay`` shows."""
+
+
 @dataclass(frozen=True)
 class ServingModels:
     """The champion and the shadow challengers that score beside it, swapped as one value."""
@@ -163,6 +169,8 @@ class DecisionEngine:
         self._models: ServingModels = loader(None)
         self._refusal: Refusal | None = None
         self._state_lock = threading.Lock()
+        #: Transactions recorded into the online state whose decision is not logged yet.
+        self._in_flight: set[int] = set()
         self._swap_lock = threading.Lock()
 
     @property
@@ -198,7 +206,26 @@ class DecisionEngine:
         """Each transaction's features (recorded into the online state), or why not."""
         out: list[dict[str, float] | ServiceUnavailableError] = []
         with self._state_lock:
+            try:
+                earlier = self.log.request_ids([tx.transaction_id for tx in transactions])
+            except Exception as exc:
+                failure = ServiceUnavailableError(
+                    f"the decision log is unreachable ({type(exc).__name__})"
+                )
+                if all_or_none:
+                    raise failure from exc
+                return [failure for _ in transactions]
             for tx in transactions:
+                if tx.transaction_id in earlier or tx.transaction_id in self._in_flight:
+                    request = earlier.get(tx.transaction_id, "being decided now")
+                    duplicate = AlreadyDecidedError(
+                        f"transaction {tx.transaction_id} was already decided (request "
+                        f"{request}); a retry is not decided again"
+                    )
+                    if all_or_none:
+                        raise duplicate
+                    out.append(duplicate)
+                    continue
                 try:
                     values = self.online.lookup_and_record(
                         tx.customer_id,
@@ -222,6 +249,7 @@ class DecisionEngine:
                         raise failure from exc
                     out.append(failure)
                     continue
+                self._in_flight.add(tx.transaction_id)
                 out.append({**values, "tx_amount": float(tx.tx_amount)})
         return out
 
@@ -264,6 +292,10 @@ class DecisionEngine:
                 f"the decision log is unreachable ({type(exc).__name__}): no decision is given "
                 "that is not logged"
             ) from exc
+        finally:
+            # Logged (or failed): from now on the log, not this set, answers "already decided".
+            with self._state_lock:
+                self._in_flight.difference_update(d.transaction.transaction_id for d in decisions)
         return decisions
 
     def decide(self, transactions: Sequence[Transaction]) -> list[Decision]:

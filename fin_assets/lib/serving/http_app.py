@@ -3,9 +3,9 @@
 Endpoints: ``POST /v1/score`` (one transaction), ``POST /v1/score/batch`` (many, in order),
 ``GET /healthz`` (the process answers), ``GET /readyz`` (stores reachable, champion verified),
 ``GET /metrics`` (Prometheus text). A malformed request is a 422 naming every bad field; a store
-outage, a stale online state or a refused champion is a 503 with the reason, and nothing is
-logged. A background thread re-checks the champion every ``check_seconds`` and swaps it
-atomically (``DecisionEngine.refresh``).
+outage, a stale online state or a refused champion is a 503 with the reason, a transaction
+decided before is a 409, and nothing is logged. A background thread re-checks the champion
+every ``check_seconds`` and swaps it atomically (``DecisionEngine.refresh``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from prometheus_client import (
 from fin_assets.lib.serving.engine import (
     ALERT,
     NO_ALERT,
+    AlreadyDecidedError,
     DecisionBatcher,
     DecisionEngine,
     ServiceUnavailableError,
@@ -64,7 +65,7 @@ class ServiceMetrics:
         self.errors = Counter(
             "fin_decision_errors", "Requests without a decision", ["kind"], registry=self.registry
         )
-        for kind in ("invalid_request", "unavailable"):
+        for kind in ("invalid_request", "unavailable", "already_decided"):
             self.errors.labels(kind=kind)
         self.model = Gauge(
             "fin_champion_model_info",
@@ -157,6 +158,9 @@ def create_app(engine: DecisionEngine, *, check_seconds: float, max_batch: int) 
         )
 
     def unavailable(exc: ServiceUnavailableError) -> JSONResponse:
+        if isinstance(exc, AlreadyDecidedError):
+            metrics.errors.labels(kind="already_decided").inc()
+            return JSONResponse(status_code=409, content={"error": str(exc)})
         metrics.errors.labels(kind="unavailable").inc()
         return JSONResponse(status_code=503, content={"error": str(exc)})
 
