@@ -16,7 +16,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 # This machine sets PYTHONDONTWRITEBYTECODE; bytecode is compiled at install time instead.
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo ui test lint bench clean
+.PHONY: setup demo ui test lint bench clean serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/fin-mlops demo
+
+serve: setup
+	$(BIN)/fin-mlops serve --port $${FIN_SERVE_PORT:-8080}
 
 ui: setup
 	$(BIN)/fin-mlops init > /dev/null
@@ -52,6 +55,7 @@ bench: setup
 	$(BIN)/python bench/bench_drift_detection.py
 	$(BIN)/python bench/bench_followup_recovery.py
 	$(BIN)/python bench/bench_realtime.py
+	$(BIN)/python bench/bench_service.py
 	$(BIN)/python bench/bench_cli.py
 
 # The embedded audit store's witness lives outside .fin_home (so that deleting one leaves the other,

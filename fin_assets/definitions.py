@@ -19,9 +19,11 @@ from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import ALL_JOBS
 from fin_assets.lib.ingestion.simulator import SimulatorConfig
 from fin_assets.monitoring import monitoring_report, scored_transactions
+from fin_assets.serving import shadow_comparison
 from fin_assets.training import challenger_model, training_dataset
 from fin_assets.validation import validation_pack
 from fin_resources.audit_store import AuditStoreResource
+from fin_resources.decision_log_store import DecisionLogResource
 from fin_resources.locations import Settings, executor_from_env
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.online_store import OnlineStoreResource
@@ -70,6 +72,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "online_store": OnlineStoreResource(
             url=_secret("FIN_ONLINE_STORE_URL", s.online_store_url, from_env)
         ),
+        "decision_log": DecisionLogResource(
+            url=_secret("FIN_DECISION_LOG_URL", s.decision_log_url, from_env)
+        ),
         "dbt": dbt_resource(),
     }
 
@@ -103,6 +108,7 @@ def defs() -> dg.Definitions:
             audit_trail,
             scored_transactions,
             monitoring_report,
+            shadow_comparison,
         ],
         asset_checks=[champion_was_approved],
         jobs=ALL_JOBS,

@@ -30,6 +30,7 @@ GOVERNED_RESOURCES: Final[tuple[str, ...]] = (
     "source",
     "warehouse",
     "online_store",
+    "decision_log",
 )
 
 

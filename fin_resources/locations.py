@@ -153,6 +153,9 @@ class Settings:
     #: The audit chain's witness (``FIN_WITNESS_PATH``): an append-only file off the database.
     witness_path: Path
     online_store_url: str
+    #: The scoring service's append-only decision log (``FIN_DECISION_LOG_URL``): SQLite or
+    #: PostgreSQL.
+    decision_log_url: str
     reports_dir: Path
     source: str
     source_path: str
@@ -189,6 +192,7 @@ class Settings:
             audit_url=audit_url,
             witness_path=witness_path_from_env(audit_url),
             online_store_url=_env("FIN_ONLINE_STORE_URL", f"sqlite:///{home / 'online.db'}"),
+            decision_log_url=_env("FIN_DECISION_LOG_URL", f"sqlite:///{home / 'decisions.db'}"),
             reports_dir=Path(_env("FIN_REPORTS_DIR", str(home / "reports"))),
             source=_env("FIN_SOURCE", "simulator"),
             source_path=_env("FIN_SOURCE_PATH", ""),

@@ -44,8 +44,10 @@ def register_and_validate(
     *,
     status: str = "passed",
     pack_digest: str | None = None,
+    pack_path: str | None = None,
 ) -> None:
-    """A ``model_registered`` entry by a service and a ``validated`` entry for it."""
+    """A ``model_registered`` entry by a service and a ``validated`` entry for it (``pack_path``:
+    where the pack file lives, recorded as validation records it)."""
     subject = version_subject(model, version)
     common = {
         "model_digest": digest,
@@ -65,6 +67,7 @@ def register_and_validate(
             "pack_digest": pack_digest or f"pack-{version}",
             "inconclusive_gates": [],
             "generated_at": now.isoformat(),
+            **({"pack_path": pack_path} if pack_path else {}),
         },
         now=now,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -43,7 +44,8 @@ from fin_assets.lib.governance.decision_rules import (
 )
 from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.signing import load_private_key
-from fin_resources.locations import admin_key_pin
+from fin_assets.lib.serving.decision_records import DecisionLog
+from fin_resources.locations import Settings, admin_key_pin, sql_engine
 
 REFUSED = 3
 
@@ -71,7 +73,30 @@ def cmd_pending(args: argparse.Namespace) -> int:
         if f.validation_status == VALIDATION_INCONCLUSIVE:
             gates = ", ".join(f.inconclusive_gates) or "(none recorded: re-run validation)"
             print(f"{'':<9}inconclusive blocking gates: {gates} — approval needs a waiver")
+        shadow = _shadow_line(int(f.version))
+        if shadow:
+            print(f"{'':<9}{shadow}")
     return 0
+
+
+def _shadow_line(version: int) -> str:
+    """What the scoring service's decision log holds about ``version`` in shadow ("" if none)."""
+    url = Settings.from_env().decision_log_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return ""
+    log = DecisionLog(sql_engine(url))
+    try:
+        found = log.shadow_evidence(version)
+    finally:
+        log.dispose()
+    if not found["decisions"]:
+        return "shadow: no live decision scored in shadow yet"
+    return (
+        f"shadow: {found['decisions']} live decisions over {found['days']} "
+        f"day{'' if found['days'] == 1 else 's'} "
+        f"({found['first'][:10]} .. {found['last'][:10]}); compare with "
+        f"`fin-mlops decisions shadow --challenger {version}`"
+    )
 
 
 def _waiver(args: argparse.Namespace) -> Waiver | None:

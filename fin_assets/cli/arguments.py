@@ -17,6 +17,7 @@ _PIPELINE = "fin_assets.cli.pipeline_commands"
 _APPROVALS = "fin_assets.cli.approval_commands"
 _AUDIT = "fin_assets.cli.audit_commands"
 _PEOPLE = "fin_assets.cli.people_commands"
+_SERVING = "fin_assets.cli.serving_commands"
 KEY_HELP = "your private key file (default: FIN_SIGNING_KEY_FILE); never the key itself"
 ADMIN_KEY_HELP = "the administrator's private key file (default: FIN_ADMIN_KEY_FILE)"
 
@@ -202,10 +203,42 @@ def _add_governance_commands(sub: Any) -> None:
     _runs(check, "fin_assets.cli.bundle_commands", "cmd_audit_check_bundle")
 
 
+def _add_serving_commands(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve", help="the scoring service: decisions by the verified champion, logged"
+    )
+    serve.add_argument("--model", default=DEFAULT_REGISTERED_MODEL)
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--check-seconds",
+        type=float,
+        default=0.0,
+        help="re-check the champion this often (default: policy serving.champion_check_seconds)",
+    )
+    serve.add_argument("--log-level", default="warning")
+    _runs(serve, _SERVING, "cmd_serve")
+    decisions = sub.add_parser("decisions", help="the scoring service's decision log")
+    decisions_sub = decisions.add_subparsers(dest="decisions_command", required=True)
+    replay = decisions_sub.add_parser(
+        "replay", help="recompute a logged decision from its logged features and model"
+    )
+    replay.add_argument("--transaction-id", type=int, required=True)
+    _runs(replay, _SERVING, "cmd_decisions_replay")
+    shadow = decisions_sub.add_parser(
+        "shadow",
+        help="compare a shadow challenger with the champion on matured live decisions",
+    )
+    shadow.add_argument("--challenger", type=int, required=True, help="the shadowed version")
+    shadow.add_argument("--out", default="", help="write the comparison as JSON here")
+    _runs(shadow, _SERVING, "cmd_decisions_shadow")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``fin-mlops`` parser; ``args.command_target`` names the function to run."""
     parser = argparse.ArgumentParser(prog="fin-mlops", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pipeline_commands(sub)
     _add_governance_commands(sub)
+    _add_serving_commands(sub)
     return parser

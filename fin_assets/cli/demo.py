@@ -5,10 +5,11 @@ v1, have a demo developer sign its submission, validate it, have a demo validato
 approval (both enrolled by a demo administrator, each with an Ed25519 key), let
 ``approval_sensor`` launch the promotion, then score and monitor day by day until the drift is
 detected and ``drift_retrain_sensor`` launches a retraining (v2, validated) that waits for a
-human approval. Every step runs through the real jobs and sensors on the real instance
-(``DAGSTER_HOME``), so all of it is visible afterwards in ``make ui``. Sensors are evaluated
-here as the daemon would (the demo does not start one): the same code decides, the runs they
-request are executed in process.
+human approval; finally ``fin-mlops serve`` decides on a few of the next day's transactions
+with their reason codes, v2 scoring in shadow. Every step runs through the real jobs and
+sensors on the real instance (``DAGSTER_HOME``), so all of it is visible afterwards in
+``make ui``. Sensors are evaluated here as the daemon would (the demo does not start one): the
+same code decides, the runs they request are executed in process.
 """
 
 from __future__ import annotations
@@ -234,6 +235,28 @@ def _score_and_monitor(day: date, instance: Any) -> dict[str, Any] | None:
     return last_metadata(result, "monitoring_report") or {}
 
 
+def _serve_next_day(day: date, count: int = 5) -> bool:
+    """Decide on the first ``count`` transactions of ``day`` through the real service."""
+    from fin_assets.cli.run_helpers import score_briefly
+    from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
+
+    frame = simulate_range(SimulatorConfig.from_env(), day, day)
+    frame = frame.sort_values(["tx_datetime", "transaction_id"]).head(count)
+    columns = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
+    bodies: list[dict[str, Any]] = []
+    for tx_id, moment, customer, terminal, amount in frame[columns].itertuples(index=False):
+        bodies.append(
+            {
+                "transaction_id": int(str(tx_id)),
+                "tx_datetime": str(moment).replace(" ", "T"),
+                "customer_id": int(str(customer)),
+                "terminal_id": int(str(terminal)),
+                "tx_amount": float(str(amount)),
+            }
+        )
+    return score_briefly(bodies)
+
+
 def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int:
     """The demo; 0 when every stage happened as told."""
     started = time.monotonic()
@@ -328,6 +351,12 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         if detected is not None:
             print(_followup_note(date.fromisoformat(detected)))
 
+    next_day = recent[-1] + timedelta(days=1)
+    _step(
+        f"the scoring service: fin-mlops serve for a moment, the first transactions of {next_day}"
+    )
+    ok &= _serve_next_day(next_day)
+
     elapsed = time.monotonic() - started
     print(f"\ndemo finished in {elapsed:.0f}s — where to look:")
     print("  make ui                          the Dagster UI on this instance: lineage from")
@@ -338,4 +367,6 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
     print("  .venv/bin/fin-mlops audit verify the tamper-evident audit trail")
     print("  .venv/bin/fin-mlops audit export --version 1 --out audit_v1   auditor bundle")
     print(f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}")
+    print("  make serve                       the scoring service (decisions logged in")
+    print(f"                                   {settings.decision_log_url})")
     return 0 if ok else 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from datetime import date, timedelta
 from typing import Any
 
@@ -134,3 +135,80 @@ def run_training() -> dict[str, object] | None:
         run_config=dg.RunConfig(ops=config.ops, loggers=QUIET["loggers"]),
     )
     return last_metadata(result, "challenger_model") if result.success else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def score_briefly(transactions: list[dict[str, Any]], ready_seconds: float = 120.0) -> bool:
+    """Start ``fin-mlops serve`` for a moment, decide on ``transactions``, print the answers.
+
+    What the demo ends with: the same service a bank would run, on the demo's stores, started as
+    its own process on a free loopback port and stopped afterwards. True when every transaction
+    got a decision.
+    """
+    import subprocess
+    import time
+
+    import httpx
+
+    port = _free_port()
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from fin_assets.cli import main; sys.exit(main())",
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_seconds
+        ready: dict[str, Any] | None = None
+        while ready is None and time.monotonic() < deadline and service.poll() is None:
+            try:
+                answer = httpx.get(f"{url}/readyz", timeout=1)
+                ready = answer.json() if answer.status_code == 200 else None
+            except httpx.TransportError:
+                time.sleep(0.3)
+        if ready is None:
+            output = service.stdout.read() if service.poll() is not None and service.stdout else ""
+            print(f"the service did not become ready{': ' + output.strip() if output else ''}")
+            return False
+        shadows = ", ".join(f"v{v}" for v in ready["shadow_versions"]) or "none"
+        print(
+            f"fin-mlops serve on {url}: {ready['model_name']} v{ready['model_version']}, alert at "
+            f"score >= {ready['threshold']:.4f}; shadow challengers: {shadows}"
+        )
+        decided = 0
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for body in transactions:
+                answer = client.post("/v1/score", json=body)
+                if answer.status_code != 200:
+                    print(
+                        f"  transaction {body['transaction_id']}: "
+                        f"{answer.status_code} {answer.text}"
+                    )
+                    continue
+                decided += 1
+                found = answer.json()
+                print(
+                    f"  transaction {found['transaction_id']} ({body['tx_amount']:.2f} at "
+                    f"{body['tx_datetime']}): score {found['score']:.4f} -> {found['decision']}"
+                )
+                for reason in found["reason_codes"]:
+                    print(f"    {reason['rank']}. {reason['reason_text']}")
+        return decided == len(transactions)
+    finally:
+        service.terminate()
+        service.wait(timeout=30)

@@ -178,6 +178,7 @@ def test_every_python_asset_has_a_code_version_that_follows_its_code() -> None:
         "audit_trail",
         "scored_transactions",
         "monitoring_report",
+        "shadow_comparison",
     ]
     for name in python_assets:
         spec = specs[name]

@@ -52,6 +52,9 @@ def test_the_demo_tells_the_whole_governed_story(demo_run: DemoRun) -> None:
         "fires retraining",
         "v2 trained on the latest matured window and validated",
         "it waits for a human approval",
+        "== the scoring service: fin-mlops serve for a moment",
+        "fraud_detector v1, alert at score >=",
+        "    1. ",
     ]
     positions = [out.find(stage) for stage in stages]
     assert all(p >= 0 for p in positions), [
@@ -241,7 +244,15 @@ def test_ui_shows_every_asset_group_and_the_models_metadata(
         "decision_id": str(approval),
     }
     groups = asset_groups()
-    expected = {"ingestion", "features", "training", "validation", "governance", "monitoring"}
+    expected = {
+        "ingestion",
+        "features",
+        "training",
+        "validation",
+        "governance",
+        "monitoring",
+        "serving",
+    }
     assert set(groups) == expected
 
     page = browser_page

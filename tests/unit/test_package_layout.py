@@ -133,6 +133,7 @@ def test_library_is_one_package_per_asset_group() -> None:
         "governance",
         "ingestion",
         "monitoring",
+        "serving",
         "training",
         "validation",
     ]

@@ -17,6 +17,7 @@ TRAINING_GROUP: Final[str] = "training"
 VALIDATION_GROUP: Final[str] = "validation"
 GOVERNANCE_GROUP: Final[str] = "governance"
 MONITORING_GROUP: Final[str] = "monitoring"
+SERVING_GROUP: Final[str] = "serving"
 
 # Assets written in Python (the dbt models keep their model names, e.g. transaction_features).
 RAW_TRANSACTIONS: Final[str] = "raw_transactions"

@@ -1,8 +1,14 @@
-"""The warehouse table of daily champion scores: written a day at a time, atomically.
+"""The warehouse tables of daily champion scores: written a day at a time, atomically.
 
 Why a table and not files: monitoring reads a rolling week of scores next to the features and
 the labels that matured since, which is a join in the warehouse; and re-scoring a day (a new
 champion, a corrected feed) must replace that day's rows in one transaction, never add to them.
+
+Why a history beside it: a re-run day must not silently erase what was scored (and perhaps acted
+on) before. Every write appends the day's rows as a new ``score_version`` of the day to
+``monitoring.scored_transactions_history``, in the same transaction that replaces the day in
+``monitoring.scored_transactions``, which thus always holds the latest version: monitoring
+reads it unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +39,27 @@ CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
 )
 """
 
+#: Every version of every day's scores, never updated: the latest is also in SCORES_TABLE.
+SCORES_HISTORY_TABLE: Final[str] = f"{SCORES_TABLE}_history"
+
+SCORES_HISTORY_DDL: Final[str] = f"""
+CREATE TABLE IF NOT EXISTS {SCORES_HISTORY_TABLE} (
+    transaction_id BIGINT NOT NULL,
+    tx_datetime TIMESTAMP NOT NULL,
+    customer_id BIGINT NOT NULL,
+    terminal_id BIGINT NOT NULL,
+    tx_amount DOUBLE NOT NULL,
+    score DOUBLE NOT NULL,
+    model_name VARCHAR NOT NULL,
+    model_version INTEGER NOT NULL,
+    model_digest VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    run_id VARCHAR NOT NULL,
+    scored_at TIMESTAMP NOT NULL,
+    score_version INTEGER NOT NULL
+)
+"""
+
 _COLUMNS: Final[tuple[str, ...]] = (
     "transaction_id",
     "tx_datetime",
@@ -50,6 +77,7 @@ def ensure_scores_table(con: duckdb.DuckDBPyConnection) -> None:
     """Create the ``monitoring`` schema and the scores table if this warehouse is new."""
     con.execute("CREATE SCHEMA IF NOT EXISTS monitoring")
     con.execute(SCORES_DDL)
+    con.execute(SCORES_HISTORY_DDL)
 
 
 def write_scores(
@@ -62,7 +90,9 @@ def write_scores(
     """Replace the scores of ``day`` with ``scored`` in one transaction; the rows written.
 
     Rows outside the day are refused: a partition holds its own day only, so re-running a day
-    can never duplicate or drop another day's scores.
+    can never duplicate or drop another day's scores. The same transaction appends the rows to
+    the history as the day's next ``score_version`` (1 for the first write), so the version
+    replaced is kept (:func:`score_versions`).
     """
     missing = [c for c in _COLUMNS if c not in scored.columns]
     if missing:
@@ -78,15 +108,44 @@ def write_scores(
     ensure_scores_table(con)
     con.execute("BEGIN TRANSACTION")
     try:
+        row = con.execute(
+            f"SELECT coalesce(max(score_version), 0) FROM {SCORES_HISTORY_TABLE} "
+            "WHERE partition_date = ?",
+            [day],
+        ).fetchone()
+        version = int(row[0] if row else 0) + 1
         con.execute(f"DELETE FROM {SCORES_TABLE} WHERE partition_date = ?", [day])
         con.register("scored_batch", frame)
         con.execute(f"INSERT INTO {SCORES_TABLE} SELECT * FROM scored_batch")
+        con.execute(
+            f"INSERT INTO {SCORES_HISTORY_TABLE} SELECT *, ? AS score_version FROM scored_batch",
+            [version],
+        )
         con.unregister("scored_batch")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return len(frame)
+
+
+def score_versions(con: duckdb.DuckDBPyConnection, day: date) -> pd.DataFrame:
+    """Every version of the scores of ``day``, oldest first: ``score_version``, ``run_id``,
+    ``scored_at``, ``model_version``, ``model_digest``, ``rows`` and ``score_sum``."""
+    ensure_scores_table(con)
+    return con.execute(
+        f"""
+        SELECT score_version, any_value(run_id) AS run_id, any_value(scored_at) AS scored_at,
+               any_value(model_version) AS model_version,
+               any_value(model_digest) AS model_digest,
+               count(*) AS rows, sum(score) AS score_sum
+        FROM {SCORES_HISTORY_TABLE}
+        WHERE partition_date = ?
+        GROUP BY score_version
+        ORDER BY score_version
+        """,
+        [day],
+    ).df()
 
 
 def read_scores(

@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import (
     NotNativeModelError,
-    TrackingBackend,
+    TrackingLocation,
     download_model,
     load_booster,
     read_native_booster,
@@ -93,7 +93,7 @@ class RegisteredVersion:
 
 
 def registered_version(
-    tracking: TrackingBackend, model_name: str, version: int
+    tracking: TrackingLocation, model_name: str, version: int
 ) -> RegisteredVersion:
     """Load a version's tags and booster; a clear error when it does not exist."""
     client: MlflowClient = tracking.client()
