@@ -346,14 +346,18 @@ CHAMPION_REVALIDATION = dg.AssetKey(names.CHAMPION_REVALIDATION)
 
 
 def _revalidations_on_record(instance: dg.DagsterInstance) -> dict[int, datetime]:
-    """version -> when it was last revalidated, from the latest ``champion_revalidation``
-    materialisation that revalidated one (its metadata)."""
-    event = instance.get_latest_materialization_event(CHAMPION_REVALIDATION)
-    mat = event.asset_materialization if event else None
-    if mat is None or "revalidated_at" not in mat.metadata:
-        return {}
-    version = int(str(mat.metadata["champion_version"].value))
-    return {version: datetime.fromisoformat(str(mat.metadata["revalidated_at"].value))}
+    """version -> when it was last revalidated, from the latest 50 ``champion_revalidation``
+    materialisations (one that revalidated nothing, e.g. no matured rows yet, has no
+    ``revalidated_at`` and is passed over)."""
+    records = instance.fetch_materializations(CHAMPION_REVALIDATION, limit=50, ascending=False)
+    found: dict[int, datetime] = {}
+    for record in records.records:
+        mat = record.asset_materialization
+        if mat is None or "revalidated_at" not in mat.metadata:
+            continue
+        version = int(str(mat.metadata["champion_version"].value))
+        found.setdefault(version, datetime.fromisoformat(str(mat.metadata["revalidated_at"].value)))
+    return found
 
 
 def _validated_at(client: MlflowClient, model_name: str, version: int) -> datetime | None:

@@ -61,3 +61,25 @@ def test_the_job_revalidates_and_checks_the_pack_age_and_nothing_else(fin_home: 
     }
     checks = defs.resolve_asset_graph().get_check_keys_for_assets({REVALIDATION})
     assert {key.name for key in checks} == {"champion_evidence_within_cadence"}
+
+
+def test_the_pack_age_reads_each_versions_latest_revalidation(
+    instance: dg.DagsterInstance,
+) -> None:
+    from fin_assets.validation import _revalidations_on_record
+
+    def record(metadata: dict[str, object]) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=REVALIDATION, metadata=metadata)  # type: ignore[arg-type]
+        )
+
+    assert _revalidations_on_record(instance) == {}
+    record({"champion_version": 2, "revalidated_at": "2026-10-01T03:00:00+00:00"})
+    record({"champion_version": 2, "revalidated_at": "2026-10-31T03:00:00+00:00"})
+    record({"champion_version": 3, "revalidated_at": "2026-11-10T03:00:00+00:00"})
+    # a run that found nothing to revalidate is passed over, not taken as "never revalidated"
+    record({"status": "champion v3 scored no rows in the matured window", "champion_version": 3})
+    assert _revalidations_on_record(instance) == {
+        2: datetime(2026, 10, 31, 3, tzinfo=UTC),
+        3: datetime(2026, 11, 10, 3, tzinfo=UTC),
+    }
