@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -68,9 +69,9 @@ def test_the_pack_age_reads_each_versions_latest_revalidation(
 ) -> None:
     from fin_assets.validation import _revalidations_on_record
 
-    def record(metadata: dict[str, object]) -> None:
+    def record(metadata: dict[str, Any]) -> None:
         instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=REVALIDATION, metadata=metadata)  # type: ignore[arg-type]
+            dg.AssetMaterialization(asset_key=REVALIDATION, metadata=metadata)
         )
 
     assert _revalidations_on_record(instance) == {}
