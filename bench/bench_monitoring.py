@@ -162,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=42, help="simulator seed")
     parser.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the big case")
+    parser.add_argument(
+        "--html-sample-rows",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time the Evidently HTML alone on samples of these many rows per side",
+    )
     args = parser.parse_args(argv)
 
     config = SimulatorConfig(seed=args.seed)
@@ -249,7 +256,44 @@ def main(argv: list[str] | None = None) -> int:
         f"{warm_up_s:.1f} s, untimed; {os.cpu_count()} CPUs visible, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    if args.html_sample_rows:
+        _html_by_sample(reference, one_day, columns, args.html_sample_rows)
     return status
+
+
+def _html_by_sample(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], sizes: list[int]
+) -> None:
+    """The Evidently HTML alone (the verdicts never depend on it) per sample size: its two
+    parts, running the report on the sample (snapshot) and rendering it to HTML, the median of
+    three repeats each; and whether the sampled snapshot's verdicts happen to equal the
+    full-data verdicts (they need not: only the report a person reads is built on the sample)."""
+    policy = load_policy()
+    print()
+    print(
+        f"{'HTML sample rows/side':>21} {'snapshot s':>10} {'render s':>8} {'html s':>7} "
+        f"{'HTML MB':>8} {'sample verdicts = full':>22}"
+    )
+    full = drift_report(reference, current, columns, policy=policy, segments={})
+    ours = {name: d.drifted for name, d in full.features.items()}
+    ours["score"] = full.prediction.drifted
+    for size in sizes:
+        monitoring = {**policy.values["monitoring"], "evidently_sample_rows": size}
+        sized = dataclasses.replace(policy, values={**policy.values, "monitoring": monitoring})
+        snapshots, renders = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "day.html"
+            for _ in range(3):
+                drift = drift_report(reference, current, columns, policy=sized, segments={})
+                snapshots.append(_timed(lambda d=drift: d.snapshot)[1])
+                renders.append(_timed(lambda d=drift, t=target: d.save_html(t))[1])
+            size_mb = target.stat().st_size / MB
+        snapshot_s, render_s = sorted(snapshots)[1], sorted(renders)[1]
+        _, verdicts, _ = evidently_verdicts(drift.snapshot)
+        print(
+            f"{size:>21,} {snapshot_s:>10.2f} {render_s:>8.2f} {snapshot_s + render_s:>7.2f} "
+            f"{size_mb:>8.1f} {'yes' if verdicts == ours else 'no':>22}"
+        )
 
 
 if __name__ == "__main__":

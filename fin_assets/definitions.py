@@ -21,7 +21,11 @@ from fin_assets.lib.ingestion.simulator import SimulatorConfig
 from fin_assets.monitoring import monitoring_report, scored_transactions
 from fin_assets.serving import shadow_comparison
 from fin_assets.training import challenger_model, training_dataset
-from fin_assets.validation import validation_pack
+from fin_assets.validation import (
+    champion_evidence_within_cadence,
+    champion_revalidation,
+    validation_pack,
+)
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.decision_log_store import DecisionLogResource
 from fin_resources.locations import Settings, executor_from_env
@@ -33,7 +37,11 @@ from fin_resources.warehouse import WarehouseResource
 from fin_sensors.approval import approval_sensor
 from fin_sensors.drift import drift_retrain_sensor
 from fin_sensors.run_failure import run_failure_alert
-from fin_sensors.schedules import audit_anchor_schedule, daily_ingestion_schedule
+from fin_sensors.schedules import (
+    audit_anchor_schedule,
+    champion_revalidation_schedule,
+    daily_ingestion_schedule,
+)
 
 
 def _secret(variable: str, value: str, from_env: bool) -> Any:
@@ -104,15 +112,16 @@ def defs() -> dg.Definitions:
             training_dataset,
             challenger_model,
             validation_pack,
+            champion_revalidation,
             champion_model,
             audit_trail,
             scored_transactions,
             monitoring_report,
             shadow_comparison,
         ],
-        asset_checks=[champion_was_approved],
+        asset_checks=[champion_was_approved, champion_evidence_within_cadence],
         jobs=ALL_JOBS,
-        schedules=[daily_ingestion_schedule, audit_anchor_schedule],
+        schedules=[daily_ingestion_schedule, audit_anchor_schedule, champion_revalidation_schedule],
         sensors=[approval_sensor, drift_retrain_sensor, run_failure_alert],
         resources=build_resources(),
         executor=step_executor(executor_from_env()),

@@ -95,6 +95,16 @@ anchor_audit_trail_job = dg.define_asset_job(
     tags={"domain": "governance"},
 )
 
+revalidate_champion_job = dg.define_asset_job(
+    names.REVALIDATE_CHAMPION_JOB,
+    selection=_assets(names.CHAMPION_REVALIDATION),
+    description="Re-evaluate the serving champion with the validation pack's engine on the rows "
+    "it scored in the latest matured window, and check its newest pack's age against the "
+    "cadence. Evidence only: nothing is approved, promoted or re-labelled.",
+    tags={"domain": "validation"},
+    hooks={end_mlflow_on_run_finished},
+)
+
 ALL_JOBS = [
     ingest_transactions_job,
     build_features_job,
@@ -104,4 +114,5 @@ ALL_JOBS = [
     promote_champion_job,
     score_and_monitor_job,
     anchor_audit_trail_job,
+    revalidate_champion_job,
 ]

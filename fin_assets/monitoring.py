@@ -532,9 +532,10 @@ def monitoring_report(
     summary["reference"] = {"rows": len(reference), "excluded_partial_lookback": excluded}
     found = breaches(summary, policy, important)
     out_dir = settings.report_dir("monitoring", day.isoformat())
-    html = drift.save_html(out_dir / "drift_report.html")
+    # The verdicts (every row) are on disk before Evidently's HTML (a sample, for reading) is built.
     summary_path = out_dir / SUMMARY_FILE
     summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True))
+    html = drift.save_html(out_dir / "drift_report.html")
     logged = log_monitoring_report(mlflow, champion, day, out_dir, summary, context.run.run_id)
     if found:
         context.log.warning(f"{day}: " + "; ".join(b.message for b in found))

@@ -25,7 +25,13 @@ from fin_assets.code_versions import group_code_version
 from fin_assets.handoff import audit_chain, upstream_metadata
 from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
-from fin_assets.lib.common.names import DATASETS_DIR, DEFAULT_REGISTERED_MODEL, INGESTION_LOG_TABLE
+from fin_assets.lib.common.names import (
+    DATASETS_DIR,
+    DEFAULT_REGISTERED_MODEL,
+    FEATURE_TABLE,
+    INGESTION_LOG_TABLE,
+    SCORES_TABLE,
+)
 from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, utc_timestamp
 from fin_assets.lib.governance.chain_state import ACTION_VALIDATED, version_facts_from
@@ -35,9 +41,21 @@ from fin_assets.lib.governance.decision_rules import (
     inconclusive_gate_names,
     version_subject,
 )
-from fin_assets.lib.governance.registry_facts import champion_version, record_validation
+from fin_assets.lib.governance.registry_facts import (
+    TAG_VALIDATED_AT,
+    champion_version,
+    record_validation,
+)
+from fin_assets.lib.monitoring.champion_revalidation import (
+    evidence_age,
+    revalidation_cadence_days,
+    revalidation_subject,
+    revalidation_window,
+)
 from fin_assets.lib.monitoring.followup_retrain import DRIFT_START_TAG, training_days_around
+from fin_assets.lib.monitoring.scores_store import read_protected, read_scores
 from fin_assets.lib.training.model_fit import booster_digest
+from fin_assets.lib.training.training_data import LABEL
 from fin_assets.lib.validation.model_loading import (
     champion_for,
     data_quality_summary,
@@ -321,4 +339,180 @@ def validation_pack(
         },
         check_results=_check_results(pack),
         data_version=dg.DataVersion(digest),
+    )
+
+
+CHAMPION_REVALIDATION = dg.AssetKey(names.CHAMPION_REVALIDATION)
+
+
+def _revalidations_on_record(instance: dg.DagsterInstance) -> dict[int, datetime]:
+    """version -> when it was last revalidated, from the latest 50 ``champion_revalidation``
+    materialisations (one that revalidated nothing, e.g. no matured rows yet, has no
+    ``revalidated_at`` and is passed over)."""
+    records = instance.fetch_materializations(CHAMPION_REVALIDATION, limit=50, ascending=False)
+    found: dict[int, datetime] = {}
+    for record in records.records:
+        mat = record.asset_materialization
+        if mat is None or "revalidated_at" not in mat.metadata:
+            continue
+        version = int(str(mat.metadata["champion_version"].value))
+        found.setdefault(version, datetime.fromisoformat(str(mat.metadata["revalidated_at"].value)))
+    return found
+
+
+def _validated_at(client: MlflowClient, model_name: str, version: int) -> datetime | None:
+    tags = client.get_model_version(model_name, str(version)).tags
+    stamp = tags.get(TAG_VALIDATED_AT)
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+@dg.asset(
+    group_name=names.VALIDATION_GROUP,
+    code_version=group_code_version(names.VALIDATION_GROUP),
+    kinds={"mlflow", "html"},
+    owners=OWNERS,
+    tags={"domain": "validation"},
+)
+def champion_revalidation(
+    context: dg.AssetExecutionContext,
+    config: ValidationConfig,
+    mlflow: MlflowResource,
+    settings: SettingsResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """The serving champion re-evaluated, on the policy's cadence, by the validation pack's
+    engine and gates on the rows it scored in the latest window whose labels have all matured.
+
+    Evidence only: written as a read-only pack under ``reports/revalidation`` and as artifacts
+    of the version's MLflow run. The champion alias, the approvals, the audit trail and the
+    version's ``validation_status`` are not touched (a failing revalidation is a signal to
+    retrain and re-approve, not a decision).
+    """
+    refuse_launch_overrides(context)
+    policy = load_policy(settings.policy_path or None)
+    client = mlflow.client()
+    current = champion_version(client, config.registered_model)
+    if current is None:
+        return dg.MaterializeResult(metadata={"status": "no champion: nothing to revalidate"})
+    try:
+        version = registered_version(mlflow, config.registered_model, current)
+        dataset = snapshot_of(version, Path(settings.home) / DATASETS_DIR)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
+    protocol = dataset.protocol
+    columns = list(version.feature_columns)
+    with warehouse.connect(read_only=True) as con:
+        row = con.execute(
+            f"SELECT max(partition_date) FROM {SCORES_TABLE} WHERE model_version = ?", [current]
+        ).fetchone()
+        last_scored = row[0] if row else None
+        if last_scored is None:
+            return dg.MaterializeResult(
+                metadata={
+                    "status": f"champion v{current} has scored nothing: nothing to revalidate",
+                    "champion_version": current,
+                }
+            )
+        window = revalidation_window(last_scored, protocol.delay_days, protocol.test_days)
+        scored = read_scores(con, window[0], window[1], FEATURE_TABLE, columns, LABEL)
+        protected = read_protected(con, window[0], window[1])
+        log = con.execute(f"SELECT * FROM {INGESTION_LOG_TABLE}").df()
+    scored = scored[scored["model_version"] == current]
+    if scored.empty:
+        return dg.MaterializeResult(
+            metadata={
+                "status": (
+                    f"champion v{current} scored no rows in the matured window "
+                    f"{window[0]}..{window[1]}: nothing to revalidate yet"
+                ),
+                "champion_version": current,
+            }
+        )
+    frame = scored.drop(columns=["score", "model_name", "model_digest"]).merge(
+        protected.drop_duplicates("transaction_id", keep="last"), on="transaction_id", how="left"
+    )
+    quality = data_quality_summary(log, protocol.train_start, protocol.test_end)
+    champion_subject = subject_for_version(
+        version, dataset, data_quality=quality, policy_version=policy.version
+    )
+    now = datetime.now(UTC)
+    subject = revalidation_subject(champion_subject, frame, window, revalidated_at=now)
+    pack = build_validation_pack(subject, policy, champion=None)
+    digest = pack_digest(pack)
+    paths = write_pack(
+        pack, settings.report_dir("revalidation", config.registered_model, f"v{current}")
+    )
+    pack_dir = paths["json"].parent
+    artifact_path = f"revalidation/{pack_dir.name}"
+    if not client.list_artifacts(version.run_id, artifact_path):
+        client.log_artifacts(version.run_id, str(pack_dir), artifact_path=artifact_path)
+    failed = [g["name"] for g in pack["gates"] if g["result"] == "fail"]
+    context.log.info(
+        f"{config.registered_model} v{current} revalidated on {window[0]}..{window[1]} "
+        f"({len(frame)} rows): {pack['status']}"
+        + (f" (failed gates: {', '.join(failed)})" if failed else "")
+    )
+    discrimination = pack["discrimination"]
+    return dg.MaterializeResult(
+        metadata={
+            "status": f"revalidated: {pack['status']}",
+            "champion_version": current,
+            "revalidated_at": now.isoformat(),
+            "window": f"{window[0]}..{window[1]}",
+            "rows": len(frame),
+            "revalidation_status": pack["status"],
+            "failed_gates": dg.MetadataValue.json(failed),
+            "pack_digest": digest,
+            "mlflow_artifact_path": artifact_path,
+            "revalidation_pack_html": dg.MetadataValue.path(str(paths["html"])),
+            "revalidation_pack_json": dg.MetadataValue.path(str(paths["json"])),
+            "gates": dg.MetadataValue.md(gate_table_markdown(pack["gates"])),
+            "auc_roc": discrimination.get("auc_roc"),
+            "average_precision": discrimination.get("average_precision"),
+            "policy_version": policy.version,
+        },
+        data_version=dg.DataVersion(digest),
+    )
+
+
+@dg.asset_check(
+    asset=CHAMPION_REVALIDATION,
+    name=names.CHAMPION_EVIDENCE_WITHIN_CADENCE,
+    description="The serving champion's newest evidence (its validation pack or its latest "
+    "revalidation) is at most monitoring.champion_revalidation_days old (WARN otherwise).",
+)
+def champion_evidence_within_cadence(
+    context: dg.AssetCheckExecutionContext, mlflow: MlflowResource, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    """The pack age of the champion, shown in the UI, yellow once older than the cadence."""
+    policy = load_policy(settings.policy_path or None)
+    cadence = revalidation_cadence_days(policy)
+    client = mlflow.client()
+    current = champion_version(client, DEFAULT_REGISTERED_MODEL)
+    if current is None:
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="no champion serves: no evidence to age",
+            metadata={"cadence_days": cadence},
+        )
+    age = evidence_age(
+        current,
+        _validated_at(client, DEFAULT_REGISTERED_MODEL, current),
+        _revalidations_on_record(context.instance),
+        now=datetime.now(UTC),
+        cadence_days=cadence,
+    )
+    if age is None:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"champion v{current} has no validation pack and no revalidation",
+            metadata={"champion_version": current, "cadence_days": cadence},
+        )
+    return dg.AssetCheckResult(
+        passed=age.within_cadence,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=age.describe(),
+        metadata=age.to_metadata(),
     )

@@ -14,10 +14,18 @@ trains on labels matured before the drift, so it cannot learn it: once the polic
 period after them), the sensor launches a follow-up retraining on a window that includes them
 (``fin_assets.lib.monitoring.followup_retrain``), once per drift start; a failed follow-up is
 retried under a new run key.
+
+A breach inside the cool-down launches no first run, but it may still be the start of a drift:
+unless it falls inside the post-drift days of a drift already known (then that drift's follow-up
+trains on it), its partition is recorded as a drift start in the sensor's cursor and its follow-up
+comes like any other. The cursor only holds these recorded starts until a run carries them as a
+tag; a lost cursor can lose such a follow-up, never fire anything twice (follow-ups are keyed by
+their drift start and checked against the run history).
 """
 
+import dataclasses
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +34,11 @@ import dagster as dg
 from fin_assets.jobs import retrain_challenger_job
 from fin_assets.lib.common import names
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.monitoring.followup_retrain import DRIFT_START_TAG, followup_plan
+from fin_assets.lib.monitoring.followup_retrain import (
+    DRIFT_START_TAG,
+    followup_plan,
+    followup_post_drift_days,
+)
 from fin_assets.lib.monitoring.retrain_rules import retrain_decision
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_resources.settings import SettingsResource
@@ -50,10 +62,20 @@ COOL_DOWN_STATUSES = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class CooledDownBreach:
+    """A breach that launched nothing because of the cool-down: the skip reason, and its
+    partition (a drift start candidate)."""
+
+    reason: str
+    partition: str
+
+
 def _drift_retrain_request(
     context: dg.SensorEvaluationContext, summary: dict[str, Any], partition: str, policy: Policy
-) -> dg.RunRequest | str:
-    """The first challenger for a breach of this report, or why none (the skip reason)."""
+) -> dg.RunRequest | CooledDownBreach | str:
+    """The first challenger for a breach of this report, or why none (the skip reason; a breach
+    held back by the cool-down says so, for its drift start to be recorded)."""
     now = datetime.now(UTC)
     breach = retrain_decision(
         summary, partition=partition, last_fired_at=None, now=now, policy=policy
@@ -74,7 +96,7 @@ def _drift_retrain_request(
         summary, partition=partition, last_fired_at=last_fired_at, now=now, policy=policy
     )
     if not decision.fire or decision.run_key is None:
-        return f"monitoring_report {partition}: {decision.reason}"
+        return CooledDownBreach(f"monitoring_report {partition}: {decision.reason}", partition)
     return dg.RunRequest(
         run_key=decision.run_key,
         run_config=training_run_config(),
@@ -89,17 +111,46 @@ def _drift_retrain_request(
     )
 
 
+#: Cursor key: drift starts recorded from breaches inside the cool-down (ISO dates).
+RECORDED_DRIFT_STARTS = "recorded_drift_starts"
+
+
+def _cursor_drift_starts(cursor: str | None) -> set[date]:
+    """The drift starts the cursor carries (an empty or unreadable cursor carries none)."""
+    if not cursor:
+        return set()
+    try:
+        loaded = json.loads(cursor)
+    except json.JSONDecodeError:
+        return set()
+    return {date.fromisoformat(day) for day in loaded.get(RECORDED_DRIFT_STARTS, [])}
+
+
+def _tagged_drift_starts(context: dg.SensorEvaluationContext) -> set[date]:
+    """The drift starts of the drift-triggered runs on record (first and follow-up, any status)."""
+    runs = context.instance.get_runs(dg.RunsFilter(tags={TRIGGER_TAG: "drift"}), limit=200)
+    return {
+        date.fromisoformat(run.tags[DRIFT_START_TAG]) for run in runs if DRIFT_START_TAG in run.tags
+    }
+
+
+def _covering_drift(day: date, known: set[date], post_drift_days: int) -> date | None:
+    """The known drift whose follow-up already trains on ``day`` (``day`` within its
+    ``post_drift_days`` days from its start), if any."""
+    covering = [start for start in known if start <= day < start + timedelta(days=post_drift_days)]
+    return min(covering) if covering else None
+
+
 def _followup_request(
-    context: dg.SensorEvaluationContext, partition: str, policy: Policy
+    context: dg.SensorEvaluationContext,
+    drift_start: date,
+    partition: str,
+    policy: Policy,
+    *,
+    report_launched: bool,
 ) -> dg.RunRequest | str | None:
-    """The follow-up challenger of the latest drift once its post-drift labels have matured, or
-    why not yet (None: no drift has been answered, nothing to say)."""
-    first = context.instance.get_runs(
-        dg.RunsFilter(tags={TRIGGER_TAG: "drift", RETRAIN_TAG: "first"}), limit=1
-    )
-    if not first or DRIFT_START_TAG not in first[0].tags:
-        return None
-    drift_start = date.fromisoformat(first[0].tags[DRIFT_START_TAG])
+    """The follow-up challenger of ``drift_start`` once its post-drift labels have matured, or
+    why not yet (None: already launched and ``report_launched`` is false)."""
     defaults = TrainingConfig()
     plan = followup_plan(
         drift_start,
@@ -114,6 +165,8 @@ def _followup_request(
         )
     )
     if any(run.status not in FAILED_STATUSES for run in followups):
+        if not report_launched:
+            return None
         return f"follow-up for the drift of {drift_start} already launched"
     today = date.fromisoformat(partition)
     window = f"{plan.protocol.train_start}..{plan.protocol.train_end}"
@@ -162,7 +215,8 @@ def drift_retrain_sensor(
     context: dg.SensorEvaluationContext, settings: SettingsResource
 ) -> dg.SensorResult | dg.SkipReason:
     """Fire `retrain_challenger_job` once per breach of the latest monitoring report, and once
-    more for the latest drift when its post-drift labels have matured."""
+    more for each drift (fired or recorded in the cool-down) when its post-drift labels have
+    matured."""
     event = context.instance.get_latest_materialization_event(MONITORING_REPORT)
     mat = event.asset_materialization if event else None
     if mat is None:
@@ -177,14 +231,35 @@ def drift_retrain_sensor(
     partition = str(mat.partition)
     requests: list[dg.RunRequest] = []
     reasons: list[str] = []
-    for found in (
-        _drift_retrain_request(context, summary, partition, policy),
-        _followup_request(context, partition, policy),
-    ):
+    tagged = _tagged_drift_starts(context)
+    recorded = _cursor_drift_starts(context.cursor) - tagged
+    first = _drift_retrain_request(context, summary, partition, policy)
+    if isinstance(first, dg.RunRequest):
+        requests.append(first)
+    elif isinstance(first, CooledDownBreach):
+        day = date.fromisoformat(first.partition)
+        covering = _covering_drift(day, tagged | recorded, followup_post_drift_days(policy))
+        if covering is None:
+            recorded.add(day)
+            reasons.append(f"{first.reason}; drift start {day} recorded for its follow-up")
+        else:
+            reasons.append(
+                f"{first.reason}; within the drift of {covering}, whose follow-up trains on it"
+            )
+    else:
+        reasons.append(first)
+    known = sorted(tagged | recorded)
+    for drift_start in known:
+        found = _followup_request(
+            context, drift_start, partition, policy, report_launched=drift_start == known[-1]
+        )
         if isinstance(found, dg.RunRequest):
             requests.append(found)
         elif found is not None:
             reasons.append(found)
+    cursor = json.dumps({RECORDED_DRIFT_STARTS: sorted(str(day) for day in recorded)})
+    if cursor != (context.cursor or json.dumps({RECORDED_DRIFT_STARTS: []})):
+        context.update_cursor(cursor)
     if not requests:
         return dg.SkipReason("; ".join(reasons))
     for request in requests:

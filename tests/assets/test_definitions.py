@@ -26,6 +26,7 @@ def test_every_job_schedule_and_sensor_resolves(fin_home: Path) -> None:
     assert schedules == {
         "daily_ingestion_schedule": "daily_pipeline_job",
         "audit_anchor_schedule": "anchor_audit_trail_job",
+        "champion_revalidation_schedule": "revalidate_champion_job",
     }
     for name, job in schedules.items():
         assert defs.resolve_schedule_def(name).job_name == job
@@ -174,6 +175,7 @@ def test_every_python_asset_has_a_code_version_that_follows_its_code() -> None:
         "training_dataset",
         "challenger_model",
         "validation_pack",
+        "champion_revalidation",
         "champion_model",
         "audit_trail",
         "scored_transactions",

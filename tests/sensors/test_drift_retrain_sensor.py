@@ -101,11 +101,22 @@ def _report(instance: dg.DagsterInstance, partition: str, summary: Path) -> None
 
 
 def _evaluate(instance: dg.DagsterInstance) -> Any:
+    return _evaluate_with_cursor(instance, None)[0]
+
+
+def _evaluate_with_cursor(
+    instance: dg.DagsterInstance, cursor: str | None
+) -> tuple[Any, str | None]:
+    """One evaluation from ``cursor``, and the cursor it leaves (as the daemon would store it)."""
     defs = load_definitions()
     with dg.build_sensor_context(
-        instance=instance, repository_def=defs.get_repository_def(), resources=defs.resources
+        instance=instance,
+        repository_def=defs.get_repository_def(),
+        resources=defs.resources,
+        cursor=cursor,
     ) as context:
-        return defs.resolve_sensor_def("drift_retrain_sensor")(context)
+        result = defs.resolve_sensor_def("drift_retrain_sensor")(context)
+        return result, context.cursor
 
 
 def _launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
@@ -148,6 +159,71 @@ def test_a_new_breach_within_the_cool_down_is_skipped_with_its_reason(
     message = str(result.skip_message)
     assert message.startswith("monitoring_report 2018-07-29: cool-down: last retraining fired at")
     assert "< 72 h" in message and "tx_amount" in message
+    # the day after the drift start is inside its follow-up's post-drift days: no new drift
+    assert "; within the drift of 2018-07-28, whose follow-up trains on it;" in message
+
+
+def test_a_breach_inside_the_cool_down_records_its_drift_start_and_gets_its_follow_up(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    """A retraining fired for a fairness fail on 07-30; two weeks of monitored days later (in
+    wall-clock time still inside the 72 h cool-down) amounts drift on 08-13. No first run, but
+    the drift start is recorded and its follow-up trains on 08-13..08-19 once tested."""
+    _report(instance, "2018-07-30", summaries["unfair"])
+    result, cursor = _evaluate_with_cursor(instance, None)
+    (first,) = result.run_requests
+    _launch(instance, first)
+    _report(instance, "2018-08-13", summaries["breach"])
+    held, cursor = _evaluate_with_cursor(instance, cursor)
+    assert isinstance(held, dg.SkipReason)
+    message = str(held.skip_message)
+    assert message.startswith("monitoring_report 2018-08-13: cool-down: last retraining fired at")
+    assert "; drift start 2018-08-13 recorded for its follow-up;" in message
+    assert message.endswith(
+        "follow-up for the drift of 2018-08-13 due on 2018-09-09 (training "
+        "2018-07-30..2018-08-19, 7 days from the drift, tested 2018-08-27..2018-09-02 once their "
+        "labels have matured; 27 days to go)"
+    )
+    assert json.loads(str(cursor)) == {"recorded_drift_starts": ["2018-08-13"]}
+    # the same day seen again: nothing new, the recorded start stays
+    _, cursor = _evaluate_with_cursor(instance, cursor)
+    assert json.loads(str(cursor)) == {"recorded_drift_starts": ["2018-08-13"]}
+    # both follow-ups come when due: 07-30's on 08-26 (overdue), 08-13's on 09-09
+    _report(instance, "2018-09-09", summaries["calm"])
+    due, cursor = _evaluate_with_cursor(instance, cursor)
+    assert isinstance(due, dg.SensorResult), due
+    assert [r.run_key for r in due.run_requests] == [
+        "followup-2018-07-30-1",
+        "followup-2018-08-13-1",
+    ]
+    followup = due.run_requests[1]
+    assert followup.tags["fin/drift_start"] == "2018-08-13"
+    for config in _ops(followup).values():
+        assert config["train_start"] == "2018-07-30"
+        assert (config["train_days"], config["delay_days"], config["test_days"]) == (21, 7, 7)
+    for request in due.run_requests:
+        _launch(instance, request)
+    # once a run carries the drift start as a tag, the cursor lets go of it; nothing fires twice
+    again, cursor = _evaluate_with_cursor(instance, cursor)
+    assert isinstance(again, dg.SkipReason)
+    assert str(again.skip_message).endswith(
+        "follow-up for the drift of 2018-08-13 already launched"
+    )
+    assert json.loads(str(cursor)) == {"recorded_drift_starts": []}
+
+
+def test_a_lost_or_unreadable_cursor_fires_nothing_twice(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    _report(instance, "2018-07-28", summaries["breach"])
+    (first,) = _evaluate(instance).run_requests
+    _launch(instance, first)
+    for cursor in (None, "not json"):
+        result, _ = _evaluate_with_cursor(instance, cursor)
+        assert isinstance(result, dg.SkipReason)
+        assert str(result.skip_message).startswith(
+            f"already fired for this breach ({first.run_key})"
+        )
 
 
 def test_a_failed_retraining_does_not_consume_the_cool_down(

@@ -9,7 +9,11 @@ from datetime import date
 import pytest
 
 from fin_assets.lib.common.policy import Policy, load_policy
-from fin_assets.lib.monitoring.followup_retrain import followup_plan, training_days_around
+from fin_assets.lib.monitoring.followup_retrain import (
+    followup_plan,
+    recovery_window,
+    training_days_around,
+)
 
 
 def _policy(days: int) -> Policy:
@@ -62,3 +66,15 @@ def test_training_days_around_a_drift() -> None:
     assert (late["days_before_drift"], late["before"]) == (0, None)
     with pytest.raises(ValueError, match="before it starts"):
         training_days_around(date(2018, 8, 3), date(2018, 8, 1), date(2018, 7, 28))
+
+
+def test_the_recovery_window_is_the_policys_days_after_the_follow_up_is_due() -> None:
+    plan = followup_plan(
+        date(2018, 7, 28), policy=load_policy(), train_days=21, delay_days=7, test_days=7
+    )
+    assert recovery_window(plan, load_policy()) == (date(2018, 8, 25), date(2018, 8, 31))
+    base = load_policy()
+    values = {**base.values, "monitoring": {**base.values["monitoring"]}}
+    values["monitoring"]["followup_recovery_days"] = 0
+    with pytest.raises(ValueError, match="followup_recovery_days must be >= 1, got 0"):
+        recovery_window(plan, dataclasses.replace(base, values=values))

@@ -32,6 +32,10 @@ CHAMPION_WAS_APPROVED: Final[str] = "champion_was_approved"
 AUDIT_TRAIL: Final[str] = "audit_trail"
 SCORED_TRANSACTIONS: Final[str] = "scored_transactions"
 MONITORING_REPORT: Final[str] = "monitoring_report"
+#: The serving champion re-evaluated on the latest matured data (evidence only).
+CHAMPION_REVALIDATION: Final[str] = "champion_revalidation"
+#: The check that the champion's newest pack is not older than the revalidation cadence.
+CHAMPION_EVIDENCE_WITHIN_CADENCE: Final[str] = "champion_evidence_within_cadence"
 
 # Jobs: what schedules, sensors, the CLI and people launch.
 INGEST_TRANSACTIONS_JOB: Final[str] = "ingest_transactions_job"
@@ -42,6 +46,7 @@ RETRAIN_CHALLENGER_JOB: Final[str] = "retrain_challenger_job"
 PROMOTE_CHAMPION_JOB: Final[str] = "promote_champion_job"
 SCORE_AND_MONITOR_JOB: Final[str] = "score_and_monitor_job"
 ANCHOR_AUDIT_TRAIL_JOB: Final[str] = "anchor_audit_trail_job"
+REVALIDATE_CHAMPION_JOB: Final[str] = "revalidate_champion_job"
 
 #: The registered model the fraud pipeline trains and promotes (MLflow model registry).
 DEFAULT_REGISTERED_MODEL: Final[str] = "fraud_detector"

@@ -45,7 +45,7 @@ SegmentBuilder = Callable[[pd.DataFrame], "pd.Series[bool] | npt.NDArray[np.bool
 #: Seed of the sample Evidently's HTML is built on (:func:`evidently_sample`).
 EVIDENTLY_SAMPLE_SEED: Final[int] = 0
 #: Rows per side of that sample when the policy does not say (``evidently_sample_rows``).
-DEFAULT_EVIDENTLY_SAMPLE_ROWS: Final[int] = 10_000
+DEFAULT_EVIDENTLY_SAMPLE_ROWS: Final[int] = 5_000
 
 _VALUE_DRIFT: Final[str] = "evidently:metric_v2:ValueDrift"
 _DRIFTED_COUNT: Final[str] = "evidently:metric_v2:DriftedColumnsCount"

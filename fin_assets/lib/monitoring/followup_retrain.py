@@ -114,3 +114,20 @@ def training_days_around(train_start: date, train_end: date, drift_start: date) 
             [max(train_start, drift_start).isoformat(), train_end.isoformat()] if after else None
         ),
     }
+
+
+def followup_recovery_days(policy: Policy) -> int:
+    """``monitoring.followup_recovery_days``: days after the follow-up is due within which the
+    matured AUC must be back above its floor (>= 1)."""
+    days = int(monitoring_section(policy)["followup_recovery_days"])
+    if days < 1:
+        raise ValueError(f"monitoring.followup_recovery_days must be >= 1, got {days}")
+    return days
+
+
+def recovery_window(plan: FollowUpPlan, policy: Policy) -> tuple[date, date]:
+    """The days on which a follow-up approved and promoted on its due date serves, and on which
+    its matured AUC is expected back at the policy's floor: the ``followup_recovery_days`` days
+    after ``due_on`` (their labels mature a label delay after the last of them)."""
+    start = plan.due_on + timedelta(days=1)
+    return start, plan.due_on + timedelta(days=followup_recovery_days(policy))
