@@ -14,6 +14,7 @@ its own, the latest one) and cannot train on anything but the data that event na
 shared "latest" pointer file, two concurrent training runs cannot pick up each other's data.
 """
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -35,7 +36,7 @@ from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSAC
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
-from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
+from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, TREE_METHODS
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
@@ -43,6 +44,7 @@ from fin_assets.lib.training.model_registry import (
     run_url,
 )
 from fin_assets.lib.training.protocol_run import (
+    ProtocolResult,
     TuningSpec,
     cut_dataset,
     fit_and_evaluate,
@@ -61,7 +63,13 @@ from fin_assets.lib.training.training_data import (
     partial_lookback,
     save_snapshot,
 )
-from fin_assets.lib.training.tuning import TuningMetric
+from fin_assets.lib.training.tuning import (
+    VALIDATION_SETS,
+    SearchBudget,
+    SearchSpace,
+    TuningMetric,
+    ValidationSet,
+)
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.locations import without_credentials
 from fin_resources.mlflow_tracking import MlflowResource
@@ -114,7 +122,29 @@ class TrainingConfig(dg.Config):
     gamma: float = 0.0
     scale_pos_weight: float = 1.0
     tune: bool = Field(
-        default=False, description="Prequential search before the test period (never on it)."
+        default=True,
+        description="Prequential search before the test period (never on it): the default recipe.",
+    )
+    tune_method: str = Field(
+        default="halving",
+        description="halving: seeded search with successive halving (default); grid: every "
+        "combination of tune_max_depth x tune_n_estimators x tune_learning_rate.",
+    )
+    tune_candidates: int = Field(
+        default=SearchBudget().candidates, description="Candidates entering successive halving."
+    )
+    tune_max_seconds: float = Field(
+        default=SearchBudget().max_seconds or 0.0,
+        description="Time guard of the search, checked between rungs (0: none).",
+    )
+    tune_tree_methods: list[str] = Field(
+        default=list(SearchSpace().tree_method),
+        description="Tree methods the search samples (add 'exact': 10-50x slower per fit).",
+    )
+    tune_validation_set: str = Field(
+        default="platform",
+        description="Rows folds are scored on: platform (all) or handbook (known-compromised "
+        "cards' rows removed).",
     )
     tune_max_depth: list[int] = Field(default=[3, 6, 9], description="Grid (Handbook's).")
     tune_n_estimators: list[int] = Field(default=[25, 50, 100], description="Grid.")
@@ -145,12 +175,32 @@ class TrainingConfig(dg.Config):
             return None
         if self.tune_metric not in TUNING_METRICS:
             raise dg.Failure(f"tune_metric must be one of {TUNING_METRICS}")
+        if self.tune_method not in ("halving", "grid"):
+            raise dg.Failure(f"tune_method must be halving or grid, got {self.tune_method!r}")
+        if self.tune_validation_set not in VALIDATION_SETS:
+            raise dg.Failure(f"tune_validation_set must be one of {VALIDATION_SETS}")
+        try:
+            budget = SearchBudget(
+                candidates=self.tune_candidates, max_seconds=self.tune_max_seconds or None
+            )
+            space = dataclasses.replace(SearchSpace(), tree_method=tuple(self.tune_tree_methods))
+        except ValueError as exc:
+            raise dg.Failure(f"invalid search budget: {exc}") from exc
+        unknown = sorted(set(self.tune_tree_methods) - TREE_METHODS)
+        if unknown or not self.tune_tree_methods:
+            raise dg.Failure(f"tune_tree_methods must be among {sorted(TREE_METHODS)}: {unknown}")
         return TuningSpec(
-            grid=self.grid(),
+            grid=self.grid() if self.tune_method == "grid" else None,
             metric=cast(TuningMetric, self.tune_metric),
             n_folds=self.tune_folds,
             fold_train_days=self.tune_fold_train_days,
             fold_valid_days=self.tune_fold_valid_days,
+            space=space,
+            budget=budget,
+            validation_set=cast(ValidationSet, self.tune_validation_set),
+            # The default recipe trains untuned (and says so) on data too short for one fold;
+            # a grid is asked for explicitly and fails instead.
+            required=self.tune_method == "grid",
         )
 
     def history_days(self) -> int:
@@ -460,6 +510,35 @@ def _load_history(upstream: dict[str, Any]) -> pd.DataFrame | None:
     return pd.read_parquet(path)
 
 
+def _tuning_summary(result: ProtocolResult) -> dict[str, Any]:
+    """What the search chose and how: its method, folds, fits, time and every fold's score."""
+    tuning = result.tuning
+    if tuning is None:
+        return {
+            "tuned": False,
+            **({"reason": result.tuning_skipped} if result.tuning_skipped else {}),
+        }
+    return {
+        "metric": tuning.metric,
+        "method": tuning.method,
+        "best_params": tuning.best_params,
+        "best_score": tuning.best_score,
+        "folds": len(tuning.folds),
+        "candidates": len(tuning.candidates),
+        "fits": sum(len(c.fold_scores) for c in tuning.candidates),
+        "stopped_by": tuning.stopped_by,
+        "seconds": round(result.tune_seconds, 2),
+        "fold_scores": [
+            {
+                "candidate": i,
+                "mean": round(c.mean, 6),
+                "scores": [round(v, 6) for v in c.fold_scores],
+            }
+            for i, c in enumerate(tuning.candidates)
+        ],
+    }
+
+
 def _metric_values(scores: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in scores.items()}
 
@@ -506,6 +585,8 @@ def challenger_model(
     model, scores, tuning = result.model, result.metrics, result.tuning
     if result.benchmark_error:
         context.log.warning(f"no logistic benchmark: {result.benchmark_error}")
+    if result.tuning_skipped:
+        context.log.warning(result.tuning_skipped)
     registered = log_challenger(
         mlflow,
         model,
@@ -555,15 +636,7 @@ def challenger_model(
             "developer": registered.tags[TAG_DEVELOPER],
             "git_commit": registered.tags[TAG_GIT_COMMIT],
             "hyperparameters": dg.MetadataValue.json(model.hyperparameters()),
-            "tuning": dg.MetadataValue.json(
-                {
-                    "metric": tuning.metric,
-                    "best_params": tuning.best_params,
-                    "best_score": tuning.best_score,
-                }
-                if tuning
-                else {"tuned": False}
-            ),
+            "tuning": dg.MetadataValue.json(_tuning_summary(result)),
             "train_seconds": round(model.train_seconds, 3),
             "snapshot_path": dg.MetadataValue.path(str(dataset.source)),
         },

@@ -11,6 +11,7 @@ metrics equal to the assets' on the same protocol.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ from fin_assets.lib.training.protocol_run import (
 )
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
 from fin_assets.lib.training.training_data import PASSTHROUGH_COLUMNS, default_feature_columns
-from fin_assets.lib.training.tuning import TuningMetric
+from fin_assets.lib.training.tuning import VALIDATION_SETS, TuningMetric
 
 _SETS = (("test_set", ""), ("handbook_test_set", metrics.HANDBOOK_PREFIX))
 
@@ -117,10 +118,15 @@ def evaluate_protocol(
         if search is None
         else {
             "metric": search.metric,
+            "method": search.method,
             "best_score": search.best_score,
             "candidates": len(search.candidates),
+            "fits": sum(len(c.fold_scores) for c in search.candidates),
+            "stopped_by": search.stopped_by,
             "folds": search.to_dict()["folds"],
+            "fold_scores": [list(c.fold_scores) for c in search.candidates],
         },
+        "tuning_skipped": result.tuning_skipped,
         "wall_seconds": {
             "features": round(features_seconds, 2),
             "tuning": round(result.tune_seconds, 2),
@@ -135,7 +141,7 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
     protocol = TimeProtocol(
         date.fromisoformat(args.train_start), args.train_days, args.delay_days, args.test_days
     )
-    tuning = TuningSpec(grid=HANDBOOK_GRID, metric=_metric(args.tune_metric)) if args.tune else None
+    tuning = _tuning_spec(args) if args.tune else None
     report = evaluate_protocol(
         args.input,
         args.mapping,
@@ -152,6 +158,28 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
         print(f"challenger {label}: {shown}")
     print(f"params {report['params']}; {report['wall_seconds']['total']:.1f} s; wrote {out}")
     return 0
+
+
+def _tuning_spec(args: argparse.Namespace) -> TuningSpec:
+    """The search ``--tune`` asks for: the assets' default recipe unless an option changes it."""
+    default = TuningSpec()
+    budget = default.budget
+    if args.tune_candidates:
+        budget = dataclasses.replace(budget, candidates=args.tune_candidates)
+    if args.tune_max_seconds >= 0:
+        budget = dataclasses.replace(budget, max_seconds=args.tune_max_seconds or None)
+    space = default.space
+    if args.tune_tree_methods:
+        space = dataclasses.replace(space, tree_method=tuple(args.tune_tree_methods.split(",")))
+    if args.tune_validation_set not in VALIDATION_SETS:
+        raise ValueError(f"--tune-validation-set must be one of {VALIDATION_SETS}")
+    return TuningSpec(
+        grid=HANDBOOK_GRID if args.tune_grid else None,
+        metric=_metric(args.tune_metric),
+        space=space,
+        budget=budget,
+        validation_set=args.tune_validation_set,
+    )
 
 
 def _metric(name: str) -> TuningMetric:

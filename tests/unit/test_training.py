@@ -351,14 +351,28 @@ def test_retraining_gives_bit_identical_predictions(synthetic_dataset: TrainingD
     assert other.predict(synthetic_dataset.test).tobytes() != p1.tobytes()
 
 
+def test_exact_trees_and_a_fixed_base_score_are_reproducible(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    params = {"tree_method": "exact", "base_score": 0.5, "n_estimators": 15}
+    first = train_challenger(synthetic_dataset, params, seed=2, nthread=2)
+    again = train_challenger(synthetic_dataset, params, seed=2, nthread=2)
+    assert first.model_digest == again.model_digest
+    assert first.params["tree_method"] == "exact" and first.params["base_score"] == 0.5
+    # base_score None: XGBoost estimates it from the labels, and the record says nothing else.
+    estimated = train_challenger(synthetic_dataset, {"base_score": None, "n_estimators": 15})
+    assert "base_score" not in estimated.params
+    assert estimated.model_digest != train_challenger(synthetic_dataset, params).model_digest
+
+
 def test_trainer_refuses_parameters_that_break_reproducibility(
     synthetic_dataset: TrainingDataset,
 ) -> None:
     for bad in ({"seed": 1}, {"nthread": 8}, {"n_jobs": -1}, {"objective": "reg:squarederror"}):
         with pytest.raises(ValueError, match="set by the trainer"):
             train_challenger(synthetic_dataset, bad)
-    with pytest.raises(ValueError, match="hist"):
-        train_challenger(synthetic_dataset, {"tree_method": "exact"})
+    with pytest.raises(ValueError, match="tree_method must be one of"):
+        train_challenger(synthetic_dataset, {"tree_method": "approx"})
     with pytest.raises(ValueError, match="same parameter"):
         train_challenger(synthetic_dataset, {"eta": 0.1, "learning_rate": 0.2})
 
