@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 
@@ -59,11 +60,24 @@ def test_ties_go_to_the_earlier_candidate_and_one_candidate_is_scored_on_every_f
     assert alone.best == 0 and alone.fold_scores[0] == tuple(TABLE[0])
 
 
-def test_the_time_guard_stops_between_rungs_and_says_so() -> None:
-    outcome = successive_halving(5, 4, lambda c, f: TABLE[c][f], out_of_time=lambda: True)
-    assert [r.folds for r in outcome.rungs] == [1]
-    assert outcome.best == 1  # 1 and 4 tie on fold 0: the earlier wins
-    assert outcome.stopped_by == "time" and outcome.evaluations == 5
+def test_the_time_guard_keeps_what_rung_0_scored_or_the_last_complete_rung() -> None:
+    at_once = successive_halving(5, 4, lambda c, f: TABLE[c][f], out_of_time=lambda: True)
+    assert [r.candidates for r in at_once.rungs] == [(0,)]  # the first candidate is always scored
+    assert at_once.best == 0 and at_once.stopped_by == "time" and at_once.evaluations == 1
+
+    def after(n: int) -> Callable[[], bool]:
+        asked = iter(range(100))
+        return lambda: next(asked) >= n
+
+    in_rung_0 = successive_halving(5, 4, lambda c, f: TABLE[c][f], out_of_time=after(2))
+    assert [r.candidates for r in in_rung_0.rungs] == [(0, 1, 2)]
+    assert in_rung_0.best == 1
+    # Rung 0 complete (4 questions), rung 1 stops after candidate 1: rung 0 decides (1 and 4 tie
+    # on fold 0, the earlier wins) and candidate 1's second fold score is kept on record.
+    in_rung_1 = successive_halving(5, 4, lambda c, f: TABLE[c][f], out_of_time=after(5))
+    assert [r.folds for r in in_rung_1.rungs] == [1]
+    assert in_rung_1.best == 1 and in_rung_1.fold_scores[1] == (0.8, 0.1)
+    assert in_rung_1.stopped_by == "time"
 
 
 def test_undefined_scores_and_empty_searches_fail() -> None:

@@ -33,8 +33,9 @@ class Rung:
 class HalvingOutcome:
     """The winner, every rung and every (candidate, fold) score that was computed.
 
-    ``stopped_by`` is ``"time"`` when the deadline ended the search before its last rung: the
-    winner is then the best of the last completed rung (on fewer folds).
+    ``stopped_by`` is ``"time"`` when the deadline ended the search early: the winner is then the
+    best of the last complete rung (on fewer folds), or of the candidates rung 0 had scored.
+    Candidates scored in an unfinished later rung keep their scores in ``fold_scores``.
     """
 
     best: int
@@ -78,7 +79,7 @@ def successive_halving(
 
     Each rung scores its candidates on the folds of :func:`rung_folds` (only the folds they were
     not yet scored on), ranks them by mean score and keeps ``ceil(n / reduction)`` for the next
-    rung. ``out_of_time`` is asked before each rung after the first. Raises ValueError on NaN
+    rung. ``out_of_time`` is asked before each candidate but the first. Raises ValueError on NaN
     scores (the metric is undefined on a fold) or when there is no candidate.
     """
     if n_candidates < 1:
@@ -89,19 +90,27 @@ def successive_halving(
     rungs: list[Rung] = []
     stopped_by = None
     for index, folds in enumerate(schedule):
-        if index and out_of_time is not None and out_of_time():
-            stopped_by = "time"
-            break
+        scored: list[int] = []
         for candidate in alive:
+            # The guard is asked before every candidate but the very first one: a search that
+            # runs out of time keeps the last complete rung (or, in rung 0, what it scored).
+            if (scored or index) and out_of_time is not None and out_of_time():
+                stopped_by = "time"
+                break
             for fold in range(len(scores[candidate]), folds):
                 value = float(score(candidate, fold))
                 if math.isnan(value):
                     raise ValueError(f"the score of candidate {candidate} on fold {fold} is NaN")
                 scores[candidate].append(value)
-        means = tuple(sum(scores[c][:folds]) / folds for c in alive)
-        rungs.append(Rung(folds, tuple(alive), means))
-        ranked = sorted(zip(alive, means, strict=True), key=lambda cm: (-cm[1], cm[0]))
-        alive = [c for c, _ in ranked[: max(1, math.ceil(len(alive) / reduction))]]
+            scored.append(candidate)
+        if stopped_by and (index or not scored):
+            break
+        means = tuple(sum(scores[c][:folds]) / folds for c in scored)
+        rungs.append(Rung(folds, tuple(scored), means))
+        if stopped_by:
+            break
+        ranked = sorted(zip(scored, means, strict=True), key=lambda cm: (-cm[1], cm[0]))
+        alive = [c for c, _ in ranked[: max(1, math.ceil(len(scored) / reduction))]]
     last = rungs[-1]
     best = min(zip(last.candidates, last.means, strict=True), key=lambda cm: (-cm[1], cm[0]))[0]
     return HalvingOutcome(

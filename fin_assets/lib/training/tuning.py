@@ -85,6 +85,7 @@ class TuningResult:
     candidates: tuple[CandidateScore, ...]
     folds: tuple[Fold, ...]
     method: str = "grid"
+    best_index: int = 0
     rungs: tuple[dict[str, Any], ...] = ()
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
     stopped_by: str | None = None
@@ -96,6 +97,7 @@ class TuningResult:
             "method": self.method,
             "best_params": self.best_params,
             "best_score": self.best_score,
+            "best_index": self.best_index,
             "settings": self.settings,
             "stopped_by": self.stopped_by,
             "rungs": list(self.rungs),
@@ -290,13 +292,15 @@ def tune(
         )
     if not results:
         raise ValueError("the hyperparameter grid is empty")
-    best = max(results, key=lambda r: r.mean)
+    best_index = max(range(len(results)), key=lambda i: (results[i].mean, -i))
+    best = results[best_index]
     return TuningResult(
         metric=metric,
         best_params=dict(best.params),
         best_score=best.mean,
         candidates=tuple(results),
         folds=tuple(fold_info),
+        best_index=best_index,
     )
 
 
@@ -508,6 +512,7 @@ def search(
         candidates=tuple(results),
         folds=tuple(fold_info),
         method="successive_halving",
+        best_index=outcome.best,
         rungs=tuple(
             {"folds": r.folds, "candidates": list(r.candidates), "means": list(r.means)}
             for r in outcome.rungs
