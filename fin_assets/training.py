@@ -212,9 +212,34 @@ class TrainingConfig(dg.Config):
         )
 
 
+#: Environment overrides of the search budget for launches that take the default config (the
+#: CLI's training, the drift sensor's retrains): the demo sets a small budget so that its two
+#: challengers stay inside its 5-minute budget on the full-size simulator.
+TUNE_CANDIDATES_ENV = "FIN_TUNE_CANDIDATES"
+TUNE_MAX_SECONDS_ENV = "FIN_TUNE_MAX_SECONDS"
+
+
+def default_training_config() -> TrainingConfig:
+    """``TrainingConfig()`` with the search budget of ``FIN_TUNE_CANDIDATES`` and
+    ``FIN_TUNE_MAX_SECONDS`` when they are set (a clear error when they are not numbers)."""
+    overrides: dict[str, Any] = {}
+    for variable, field, kind in (
+        (TUNE_CANDIDATES_ENV, "tune_candidates", int),
+        (TUNE_MAX_SECONDS_ENV, "tune_max_seconds", float),
+    ):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            try:
+                overrides[field] = kind(value)
+            except ValueError as exc:
+                raise ValueError(f"{variable}={value!r} is not a number") from exc
+    return TrainingConfig(**overrides)
+
+
 def training_run_config(config: TrainingConfig | None = None) -> dg.RunConfig:
-    """Run config giving ``config`` to both training assets (for sensors, the CLI and tests)."""
-    config = config or TrainingConfig()
+    """Run config giving ``config`` (default: :func:`default_training_config`) to both training
+    assets (for sensors, the CLI and tests)."""
+    config = config or default_training_config()
     return dg.RunConfig(ops={"training_dataset": config, "challenger_model": config})
 
 

@@ -689,3 +689,43 @@ def test_lookback_check_counts_rows_whose_windows_reach_before_the_history() -> 
     }
     grown = SimpleNamespace(train=rows("2018-05-08 00:00:00"), test=rows("2018-05-20 00:00:00"))
     assert _lookback_check(grown, history).passed  # type: ignore[arg-type]
+
+
+def test_default_launches_take_the_search_budget_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fin_assets.training import TrainingConfig, default_training_config
+
+    monkeypatch.delenv("FIN_TUNE_CANDIDATES", raising=False)
+    monkeypatch.delenv("FIN_TUNE_MAX_SECONDS", raising=False)
+    assert default_training_config() == TrainingConfig()
+    spec = TrainingConfig().tuning_spec()
+    assert spec is not None and spec.grid is None and not spec.required
+    assert (spec.budget.candidates, spec.budget.max_seconds) == (16, 60.0)
+    monkeypatch.setenv("FIN_TUNE_CANDIDATES", "6")
+    monkeypatch.setenv("FIN_TUNE_MAX_SECONDS", "10")
+    small = default_training_config().tuning_spec()
+    assert small is not None and (small.budget.candidates, small.budget.max_seconds) == (6, 10.0)
+    monkeypatch.setenv("FIN_TUNE_CANDIDATES", "many")
+    with pytest.raises(ValueError, match="FIN_TUNE_CANDIDATES"):
+        default_training_config()
+
+
+def test_a_search_out_of_time_keeps_what_it_scored_and_says_so(
+    synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset
+) -> None:
+    budget = SearchBudget(candidates=6, max_seconds=1e-9)
+    result = search(
+        synthetic_dataset,
+        history=synthetic,
+        n_folds=2,
+        base_params={"max_depth": 3},
+        space=SMALL_SEARCH["space"],
+        budget=budget,
+        nthread=1,
+    )
+    # The first candidate (the base parameters) is always scored; nothing else had time.
+    assert result.stopped_by == "time" and len(result.candidates) == 1
+    assert result.settings["unscored_candidates"] == 5 and result.best_index == 0
+    assert result.best_params["max_depth"] == 3
+    assert all(np.isfinite(c.mean) for c in result.candidates)

@@ -487,20 +487,24 @@ def search(
         reduction=budget.reduction,
         out_of_time=out_of_time,
     )
+    # Candidates a time-stopped search never scored are left out of the record (they were not
+    # compared); the others keep every fold score they got.
+    scored = [i for i in range(len(candidates)) if outcome.fold_scores[i]]
     results = []
-    for index, params in enumerate(candidates):
+    for index in scored:
         found = outcome.fold_scores[index]
         kept = tuple(rounds[(index, f)] for f in range(len(found)))
         results.append(
             CandidateScore(
-                params={**base, **params},
+                params={**base, **candidates[index]},
                 fold_scores=found,
                 mean=float(np.mean(found)),
                 std=float(np.std(found)),
                 fold_rounds=kept,
             )
         )
-    winner = results[outcome.best]
+    best_index = scored.index(outcome.best)
+    winner = results[best_index]
     best_params = {
         **winner.params,
         "n_estimators": max(1, round(float(np.mean(winner.fold_rounds)))),
@@ -512,7 +516,7 @@ def search(
         candidates=tuple(results),
         folds=tuple(fold_info),
         method="successive_halving",
-        best_index=outcome.best,
+        best_index=best_index,
         rungs=tuple(
             {"folds": r.folds, "candidates": list(r.candidates), "means": list(r.means)}
             for r in outcome.rungs
@@ -526,6 +530,7 @@ def search(
             "early_stopping_metric": stopping,
             "validation_set": validation_set,
             "fits": outcome.evaluations,
+            "unscored_candidates": len(candidates) - len(scored),
         },
         stopped_by=outcome.stopped_by,
     )
