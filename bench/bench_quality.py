@@ -142,8 +142,14 @@ def main(argv: list[str] | None = None) -> int:
             report = evaluate_features(
                 features, protocol, params=params, seed=0, tuning=TuningSpec() if tuned else None
             )
-            rows.append(_row(week, recipe, report))
-            print(f"  {week} {recipe}: {rows[-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
+            row = _row(week, recipe, report)
+            rows.append(row)
+            print(
+                f"  {week} {recipe}: hb {row['hb_auc']:.3f}/{row['hb_ap']:.3f}/{row['hb_cp']:.3f}"
+                f", all {row['auc']:.3f}/{row['ap']:.3f}, {row['wall_s']:.1f} s, {row['params']}",
+                file=sys.stderr,
+                flush=True,
+            )
     _print(rows, features_seconds)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str) + "\n", encoding="utf-8")

@@ -135,7 +135,8 @@ class TrainingConfig(dg.Config):
     )
     tune_max_seconds: float = Field(
         default=SearchBudget().max_seconds or 0.0,
-        description="Time guard of the search, checked between rungs (0: none).",
+        description="Time guard of the search, checked before each fit (0: none, the default: "
+        "a search stopped by time depends on the machine's speed).",
     )
     tune_tree_methods: list[str] = Field(
         default=list(SearchSpace().tree_method),
@@ -213,8 +214,8 @@ class TrainingConfig(dg.Config):
 
 
 #: Environment overrides of the search budget for launches that take the default config (the
-#: CLI's training, the drift sensor's retrains): the demo sets a small budget so that its two
-#: challengers stay inside its 5-minute budget on the full-size simulator.
+#: CLI's training, the drift sensor's retrains): the demo sets a small candidate budget so that
+#: its two challengers stay inside its 5-minute budget on the full-size simulator.
 TUNE_CANDIDATES_ENV = "FIN_TUNE_CANDIDATES"
 TUNE_MAX_SECONDS_ENV = "FIN_TUNE_MAX_SECONDS"
 

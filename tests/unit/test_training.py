@@ -701,7 +701,7 @@ def test_default_launches_take_the_search_budget_from_the_environment(
     assert default_training_config() == TrainingConfig()
     spec = TrainingConfig().tuning_spec()
     assert spec is not None and spec.grid is None and not spec.required
-    assert (spec.budget.candidates, spec.budget.max_seconds) == (16, 60.0)
+    assert (spec.budget.candidates, spec.budget.max_seconds) == (16, None)
     monkeypatch.setenv("FIN_TUNE_CANDIDATES", "6")
     monkeypatch.setenv("FIN_TUNE_MAX_SECONDS", "10")
     small = default_training_config().tuning_spec()

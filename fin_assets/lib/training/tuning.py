@@ -371,15 +371,16 @@ class SearchBudget:
 
     ``candidates`` is the deterministic budget: that many candidates (the base parameters first,
     then seeded samples) enter successive halving, which keeps ``1/reduction`` of them per rung.
-    ``max_seconds`` is a guard, checked between rungs: a search that reaches it stops promoting
-    and records ``stopped_by="time"`` (its choice then depends on the machine's speed). The
+    ``max_seconds`` (off by default) is a guard, checked before every fit: a search that reaches
+    it keeps what it has scored and records ``stopped_by="time"``; its choice then depends on the
+    machine's speed, which is why the default budget is the candidate count alone. The
     cost of a fit grows with the fold's rows, so small data (the demo's) gets the same search in
     a fraction of the time.
     """
 
     candidates: int = 16
     reduction: int = 2
-    max_seconds: float | None = 60.0
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.candidates < 1 or self.reduction < 2:
