@@ -729,3 +729,20 @@ def test_a_search_out_of_time_keeps_what_it_scored_and_says_so(
     assert result.settings["unscored_candidates"] == 5 and result.best_index == 0
     assert result.best_params["max_depth"] == 3
     assert all(np.isfinite(c.mean) for c in result.candidates)
+
+
+def test_evaluate_protocol_tunes_with_the_assets_default_recipe_unless_told_otherwise() -> None:
+    from fin_assets.cli.arguments import build_parser
+    from fin_assets.cli.protocol_commands import _tuning_spec
+
+    base = ["evaluate-protocol", "--input", "x.parquet", "--train-start", "2018-07-25"]
+    base += ["--train-days", "7", "--test-days", "7", "--json", "out.json", "--tune"]
+    default = _tuning_spec(build_parser().parse_args(base))
+    assert default == dataclasses.replace(TuningSpec(), required=True)
+    options = ["--tune-candidates", "8", "--tune-max-seconds", "30"]
+    options += ["--tune-tree-methods", "hist,exact", "--tune-validation-set", "handbook"]
+    custom = _tuning_spec(build_parser().parse_args([*base, *options]))
+    assert (custom.budget.candidates, custom.budget.max_seconds) == (8, 30.0)
+    assert custom.space.tree_method == ("hist", "exact") and custom.validation_set == "handbook"
+    grid = _tuning_spec(build_parser().parse_args([*base, "--tune-grid"]))
+    assert grid.grid is not None and grid.grid["max_depth"] == [3, 6, 9]
