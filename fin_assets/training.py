@@ -33,10 +33,11 @@ from fin_assets.handoff import audit_chain, upstream_metadata
 from fin_assets.launch_guard import launching_service, refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
+from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
-from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, TREE_METHODS
+from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, TREE_METHODS, monotone_constraints
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
@@ -154,6 +155,11 @@ class TrainingConfig(dg.Config):
     tune_folds: int = 4
     tune_fold_train_days: int = 7
     tune_fold_valid_days: int = 7
+    monotone_constraints: bool = Field(
+        default=False,
+        description="Constrain the features of the policy's validation.sensitivity."
+        "expected_monotone to respond monotonically (XGBoost monotone_constraints).",
+    )
     seed: int = 0
     registered_model: str = DEFAULT_REGISTERED_MODEL
     experiment: str = DEFAULT_EXPERIMENT
@@ -536,6 +542,17 @@ def _load_history(upstream: dict[str, Any]) -> pd.DataFrame | None:
     return pd.read_parquet(path)
 
 
+def _policy_constraints(settings: SettingsResource, columns: Sequence[str]) -> str:
+    """The policy's expected monotone features as XGBoost constraints (every candidate gets
+    them: they are part of the base parameters the search overrides)."""
+    policy = load_policy(settings.policy_path or None)
+    sensitivity = policy.section("validation").get("sensitivity") or {}
+    try:
+        return monotone_constraints(columns, sensitivity.get("expected_monotone") or {})
+    except ValueError as exc:
+        raise dg.Failure(f"policy {policy.path}: {exc}") from exc
+
+
 def _tuning_summary(result: ProtocolResult) -> dict[str, Any]:
     """What the search chose and how: its method, folds, fits, time and every fold's score."""
     tuning = result.tuning
@@ -582,6 +599,7 @@ def challenger_model(
     config: TrainingConfig,
     mlflow: MlflowResource,
     audit_store: AuditStoreResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """An XGBoost challenger trained on the training snapshot, registered in MLflow as pending.
 
@@ -597,10 +615,13 @@ def challenger_model(
     upstream, origin = upstream_metadata(context, TRAINING_DATASET)
     dataset = _load_dataset(upstream)
     spec = config.tuning_spec()
+    params = config.hyperparameters()
+    if config.monotone_constraints:
+        params["monotone_constraints"] = _policy_constraints(settings, dataset.feature_columns)
     try:
         result = fit_and_evaluate(
             dataset,
-            config.hyperparameters(),
+            params,
             seed=config.seed,
             tuning=spec,
             history=_load_history(upstream) if spec else None,

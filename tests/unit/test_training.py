@@ -746,3 +746,30 @@ def test_evaluate_protocol_tunes_with_the_assets_default_recipe_unless_told_othe
     assert custom.space.tree_method == ("hist", "exact") and custom.validation_set == "handbook"
     grid = _tuning_spec(build_parser().parse_args([*base, "--tune-grid"]))
     assert grid.grid is not None and grid.grid["max_depth"] == [3, 6, 9]
+
+
+def test_policy_monotone_features_become_constraints_that_hold_by_construction(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    from fin_assets.lib.training.model_fit import monotone_constraints
+
+    columns = ("tx_amount", "tx_during_night", "terminal_id_risk_7day_window")
+    expected = {"terminal_id_risk_7day_window": "increasing", "tx_amount": "decreasing"}
+    assert monotone_constraints(columns, expected) == "(-1,0,1)"
+    assert monotone_constraints(columns, {"not_a_feature": "increasing"}) == "(0,0,0)"
+    with pytest.raises(ValueError, match="sideways"):
+        monotone_constraints(columns, {"tx_amount": "sideways"})
+    # The synthetic fraud rate rises with the amount; constrained "decreasing", the score cannot.
+    feature_columns = synthetic_dataset.feature_columns
+    params = {
+        "n_estimators": 20,
+        "monotone_constraints": monotone_constraints(feature_columns, {"tx_amount": "decreasing"}),
+    }
+    model = train_challenger(synthetic_dataset, params, nthread=1)
+    rows = synthetic_dataset.test.head(50)
+    amounts = [5.0, 50.0, 150.0, 400.0]
+    scores = np.stack([model.predict(rows.assign(tx_amount=a)) for a in amounts])
+    assert (np.diff(scores, axis=0) <= 0).all()
+    free = train_challenger(synthetic_dataset, {"n_estimators": 20}, nthread=1)
+    free_scores = np.stack([free.predict(rows.assign(tx_amount=a)) for a in amounts])
+    assert (np.diff(free_scores, axis=0) > 0).any()

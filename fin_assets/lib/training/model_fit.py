@@ -90,6 +90,25 @@ def _booster_params(
     return booster_params, rounds
 
 
+_DIRECTIONS: Final[dict[str, int]] = {"increasing": 1, "decreasing": -1}
+
+
+def monotone_constraints(columns: Sequence[str], expected: Mapping[str, str]) -> str:
+    """XGBoost's ``monotone_constraints`` for ``columns`` from {feature: increasing|decreasing}.
+
+    Why: the policy states which features the score must respond to monotonically, and the
+    validation pack checks it after training; a constraint makes it hold by construction.
+    Features the model does not use are ignored; an unknown direction is an error.
+    """
+    signs = []
+    for column in columns:
+        direction = expected.get(column)
+        if direction is not None and direction not in _DIRECTIONS:
+            raise ValueError(f"{column}: {direction!r} is not increasing/decreasing")
+        signs.append(_DIRECTIONS.get(direction or "", 0))
+    return "(" + ",".join(str(s) for s in signs) + ")"
+
+
 def training_matrix(frame: pd.DataFrame, columns: Sequence[str], nthread: int) -> xgb.DMatrix:
     """Features and labels of ``frame`` as a DMatrix (float32, as scoring sees them)."""
     return xgb.DMatrix(
