@@ -581,6 +581,7 @@ def test_search_halves_on_folds_and_records_every_fold_score(
         **SMALL_SEARCH,
     )
     assert result.method == "successive_halving" and result.stopped_by is None
+    assert result.settings["early_stopping_metric"] == "aucpr"
     assert [r["folds"] for r in result.rungs] == [1, 2]
     assert [len(r["candidates"]) for r in result.rungs] == [6, 3]
     # Candidate 0 is the base parameters; survivors were scored on both folds, the rest on one.
@@ -661,6 +662,10 @@ def test_handbook_validation_set_leaves_known_compromised_cards_out_of_the_folds
     assert handbook.settings["validation_set"] == "handbook"
     assert [f.valid_rows for f in handbook.folds] == [f.valid_rows for f in platform.folds]
     assert handbook.candidates[0].fold_scores != platform.candidates[0].fold_scores
+    cheap = dataclasses.replace(SMALL_SEARCH["space"], early_stopping_metric="logloss")
+    logloss = search(synthetic_dataset, **{**kwargs, "space": cheap})
+    assert logloss.settings["early_stopping_metric"] == "logloss"
+    assert logloss.candidates[0].fold_rounds != platform.candidates[0].fold_rounds
 
 
 def test_lookback_check_counts_rows_whose_windows_reach_before_the_history() -> None:
