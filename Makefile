@@ -50,6 +50,7 @@ bench: setup
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/bench_validation.py
 	$(BIN)/python bench/bench_monitoring.py
 	$(BIN)/python bench/bench_drift_detection.py

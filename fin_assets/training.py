@@ -14,6 +14,7 @@ its own, the latest one) and cannot train on anything but the data that event na
 shared "latest" pointer file, two concurrent training runs cannot pick up each other's data.
 """
 
+import dataclasses
 import hashlib
 import os
 import tempfile
@@ -32,10 +33,11 @@ from fin_assets.handoff import audit_chain, upstream_metadata
 from fin_assets.launch_guard import launching_service, refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
+from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
-from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
+from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, TREE_METHODS, monotone_constraints
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
     DEFAULT_REGISTERED_MODEL,
@@ -43,6 +45,7 @@ from fin_assets.lib.training.model_registry import (
     run_url,
 )
 from fin_assets.lib.training.protocol_run import (
+    ProtocolResult,
     TuningSpec,
     cut_dataset,
     fit_and_evaluate,
@@ -61,7 +64,13 @@ from fin_assets.lib.training.training_data import (
     partial_lookback,
     save_snapshot,
 )
-from fin_assets.lib.training.tuning import TuningMetric
+from fin_assets.lib.training.tuning import (
+    VALIDATION_SETS,
+    SearchBudget,
+    SearchSpace,
+    TuningMetric,
+    ValidationSet,
+)
 from fin_resources.audit_store import AuditStoreResource
 from fin_resources.locations import without_credentials
 from fin_resources.mlflow_tracking import MlflowResource
@@ -114,7 +123,30 @@ class TrainingConfig(dg.Config):
     gamma: float = 0.0
     scale_pos_weight: float = 1.0
     tune: bool = Field(
-        default=False, description="Prequential search before the test period (never on it)."
+        default=True,
+        description="Prequential search before the test period (never on it): the default recipe.",
+    )
+    tune_method: str = Field(
+        default="halving",
+        description="halving: seeded search with successive halving (default); grid: every "
+        "combination of tune_max_depth x tune_n_estimators x tune_learning_rate.",
+    )
+    tune_candidates: int = Field(
+        default=SearchBudget().candidates, description="Candidates entering successive halving."
+    )
+    tune_max_seconds: float = Field(
+        default=SearchBudget().max_seconds or 0.0,
+        description="Time guard of the search, checked before each fit (0: none, the default: "
+        "a search stopped by time depends on the machine's speed).",
+    )
+    tune_tree_methods: list[str] = Field(
+        default=list(SearchSpace().tree_method),
+        description="Tree methods the search samples (add 'exact': 10-50x slower per fit).",
+    )
+    tune_validation_set: str = Field(
+        default="platform",
+        description="Rows folds are scored on: platform (all) or handbook (known-compromised "
+        "cards' rows removed).",
     )
     tune_max_depth: list[int] = Field(default=[3, 6, 9], description="Grid (Handbook's).")
     tune_n_estimators: list[int] = Field(default=[25, 50, 100], description="Grid.")
@@ -123,6 +155,11 @@ class TrainingConfig(dg.Config):
     tune_folds: int = 4
     tune_fold_train_days: int = 7
     tune_fold_valid_days: int = 7
+    monotone_constraints: bool = Field(
+        default=False,
+        description="Constrain the features of the policy's validation.sensitivity."
+        "expected_monotone to respond monotonically (XGBoost monotone_constraints).",
+    )
     seed: int = 0
     registered_model: str = DEFAULT_REGISTERED_MODEL
     experiment: str = DEFAULT_EXPERIMENT
@@ -145,12 +182,32 @@ class TrainingConfig(dg.Config):
             return None
         if self.tune_metric not in TUNING_METRICS:
             raise dg.Failure(f"tune_metric must be one of {TUNING_METRICS}")
+        if self.tune_method not in ("halving", "grid"):
+            raise dg.Failure(f"tune_method must be halving or grid, got {self.tune_method!r}")
+        if self.tune_validation_set not in VALIDATION_SETS:
+            raise dg.Failure(f"tune_validation_set must be one of {VALIDATION_SETS}")
+        try:
+            budget = SearchBudget(
+                candidates=self.tune_candidates, max_seconds=self.tune_max_seconds or None
+            )
+            space = dataclasses.replace(SearchSpace(), tree_method=tuple(self.tune_tree_methods))
+        except ValueError as exc:
+            raise dg.Failure(f"invalid search budget: {exc}") from exc
+        unknown = sorted(set(self.tune_tree_methods) - TREE_METHODS)
+        if unknown or not self.tune_tree_methods:
+            raise dg.Failure(f"tune_tree_methods must be among {sorted(TREE_METHODS)}: {unknown}")
         return TuningSpec(
-            grid=self.grid(),
+            grid=self.grid() if self.tune_method == "grid" else None,
             metric=cast(TuningMetric, self.tune_metric),
             n_folds=self.tune_folds,
             fold_train_days=self.tune_fold_train_days,
             fold_valid_days=self.tune_fold_valid_days,
+            space=space,
+            budget=budget,
+            validation_set=cast(ValidationSet, self.tune_validation_set),
+            # The default recipe trains untuned (and says so) on data too short for one fold;
+            # a grid is asked for explicitly and fails instead.
+            required=self.tune_method == "grid",
         )
 
     def history_days(self) -> int:
@@ -162,9 +219,34 @@ class TrainingConfig(dg.Config):
         )
 
 
+#: Environment overrides of the search budget for launches that take the default config (the
+#: CLI's training, the drift sensor's retrains): the demo sets a small candidate budget so that
+#: its two challengers stay inside its 5-minute budget on the full-size simulator.
+TUNE_CANDIDATES_ENV = "FIN_TUNE_CANDIDATES"
+TUNE_MAX_SECONDS_ENV = "FIN_TUNE_MAX_SECONDS"
+
+
+def default_training_config() -> TrainingConfig:
+    """``TrainingConfig()`` with the search budget of ``FIN_TUNE_CANDIDATES`` and
+    ``FIN_TUNE_MAX_SECONDS`` when they are set (a clear error when they are not numbers)."""
+    overrides: dict[str, Any] = {}
+    for variable, field, kind in (
+        (TUNE_CANDIDATES_ENV, "tune_candidates", int),
+        (TUNE_MAX_SECONDS_ENV, "tune_max_seconds", float),
+    ):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            try:
+                overrides[field] = kind(value)
+            except ValueError as exc:
+                raise ValueError(f"{variable}={value!r} is not a number") from exc
+    return TrainingConfig(**overrides)
+
+
 def training_run_config(config: TrainingConfig | None = None) -> dg.RunConfig:
-    """Run config giving ``config`` to both training assets (for sensors, the CLI and tests)."""
-    config = config or TrainingConfig()
+    """Run config giving ``config`` (default: :func:`default_training_config`) to both training
+    assets (for sensors, the CLI and tests)."""
+    config = config or default_training_config()
     return dg.RunConfig(ops={"training_dataset": config, "challenger_model": config})
 
 
@@ -460,6 +542,46 @@ def _load_history(upstream: dict[str, Any]) -> pd.DataFrame | None:
     return pd.read_parquet(path)
 
 
+def _policy_constraints(settings: SettingsResource, columns: Sequence[str]) -> str:
+    """The policy's expected monotone features as XGBoost constraints (every candidate gets
+    them: they are part of the base parameters the search overrides)."""
+    policy = load_policy(settings.policy_path or None)
+    sensitivity = policy.section("validation").get("sensitivity") or {}
+    try:
+        return monotone_constraints(columns, sensitivity.get("expected_monotone") or {})
+    except ValueError as exc:
+        raise dg.Failure(f"policy {policy.path}: {exc}") from exc
+
+
+def _tuning_summary(result: ProtocolResult) -> dict[str, Any]:
+    """What the search chose and how: its method, folds, fits, time and every fold's score."""
+    tuning = result.tuning
+    if tuning is None:
+        return {
+            "tuned": False,
+            **({"reason": result.tuning_skipped} if result.tuning_skipped else {}),
+        }
+    return {
+        "metric": tuning.metric,
+        "method": tuning.method,
+        "best_params": tuning.best_params,
+        "best_score": tuning.best_score,
+        "folds": len(tuning.folds),
+        "candidates": len(tuning.candidates),
+        "fits": sum(len(c.fold_scores) for c in tuning.candidates),
+        "stopped_by": tuning.stopped_by,
+        "seconds": round(result.tune_seconds, 2),
+        "fold_scores": [
+            {
+                "candidate": i,
+                "mean": round(c.mean, 6),
+                "scores": [round(v, 6) for v in c.fold_scores],
+            }
+            for i, c in enumerate(tuning.candidates)
+        ],
+    }
+
+
 def _metric_values(scores: dict[str, float]) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in scores.items()}
 
@@ -477,6 +599,7 @@ def challenger_model(
     config: TrainingConfig,
     mlflow: MlflowResource,
     audit_store: AuditStoreResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     """An XGBoost challenger trained on the training snapshot, registered in MLflow as pending.
 
@@ -492,10 +615,13 @@ def challenger_model(
     upstream, origin = upstream_metadata(context, TRAINING_DATASET)
     dataset = _load_dataset(upstream)
     spec = config.tuning_spec()
+    params = config.hyperparameters()
+    if config.monotone_constraints:
+        params["monotone_constraints"] = _policy_constraints(settings, dataset.feature_columns)
     try:
         result = fit_and_evaluate(
             dataset,
-            config.hyperparameters(),
+            params,
             seed=config.seed,
             tuning=spec,
             history=_load_history(upstream) if spec else None,
@@ -506,6 +632,8 @@ def challenger_model(
     model, scores, tuning = result.model, result.metrics, result.tuning
     if result.benchmark_error:
         context.log.warning(f"no logistic benchmark: {result.benchmark_error}")
+    if result.tuning_skipped:
+        context.log.warning(result.tuning_skipped)
     registered = log_challenger(
         mlflow,
         model,
@@ -555,15 +683,7 @@ def challenger_model(
             "developer": registered.tags[TAG_DEVELOPER],
             "git_commit": registered.tags[TAG_GIT_COMMIT],
             "hyperparameters": dg.MetadataValue.json(model.hyperparameters()),
-            "tuning": dg.MetadataValue.json(
-                {
-                    "metric": tuning.metric,
-                    "best_params": tuning.best_params,
-                    "best_score": tuning.best_score,
-                }
-                if tuning
-                else {"tuned": False}
-            ),
+            "tuning": dg.MetadataValue.json(_tuning_summary(result)),
             "train_seconds": round(model.train_seconds, 3),
             "snapshot_path": dg.MetadataValue.path(str(dataset.source)),
         },

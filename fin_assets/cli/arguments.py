@@ -89,8 +89,17 @@ def _add_pipeline_commands(sub: Any) -> None:
     protocol.add_argument("--train-days", type=int, required=True)
     protocol.add_argument("--delay-days", type=int, default=7)
     protocol.add_argument("--test-days", type=int, required=True)
-    protocol.add_argument("--tune", action="store_true", help="prequential search (training only)")
+    protocol.add_argument(
+        "--tune", action="store_true", help="the default recipe's search (training data only)"
+    )
     protocol.add_argument("--tune-metric", default="average_precision")
+    protocol.add_argument(
+        "--tune-grid", action="store_true", help="with --tune: the Handbook's grid instead"
+    )
+    protocol.add_argument("--tune-candidates", type=int, default=0, help="0: the default")
+    protocol.add_argument("--tune-max-seconds", type=float, default=-1, help="0: none")
+    protocol.add_argument("--tune-validation-set", default="platform", help="or handbook")
+    protocol.add_argument("--tune-tree-methods", default="", help="comma list, e.g. hist,exact")
     protocol.add_argument("--params", default="", help="XGBoost parameters as JSON (over defaults)")
     protocol.add_argument("--seed", type=int, default=0)
     protocol.add_argument("--json", required=True, help="where to write the result")

@@ -264,6 +264,9 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
     if drift_days >= days or monitor_days < drift_days:
         raise SystemExit("need days > drift_days and monitor_days >= drift_days")
     drift_start = configure_drift(start, days, drift_days)
+    # The demo trains two challengers on full-size simulated weeks: a small search budget
+    # (4 candidates, 8 fits; deterministic) keeps them inside the demo's 5 minutes.
+    os.environ.setdefault("FIN_TUNE_CANDIDATES", "4")
     init_home()
     all_days = days_between(start, start + timedelta(days=days - 1))
     first_monitored = len(all_days) - monitor_days

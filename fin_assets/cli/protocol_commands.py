@@ -11,6 +11,7 @@ metrics equal to the assets' on the same protocol.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ from fin_assets.lib.training.protocol_run import (
 )
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
 from fin_assets.lib.training.training_data import PASSTHROUGH_COLUMNS, default_feature_columns
-from fin_assets.lib.training.tuning import TuningMetric
+from fin_assets.lib.training.tuning import VALIDATION_SETS, TuningMetric
 
 _SETS = (("test_set", ""), ("handbook_test_set", metrics.HANDBOOK_PREFIX))
 
@@ -56,6 +57,22 @@ def _by_set(found: Mapping[str, float], prefix: str, k: int) -> dict[str, dict[s
     }
 
 
+def file_features(source: str | Path, mapping: str | None) -> pd.DataFrame:
+    """Features of a transactions file by the dbt SQL, with the raw pass-through columns.
+
+    What ``training_dataset`` reads from the warehouse: ``features.transaction_features`` joined
+    with the raw columns it carries along (they enter the data version).
+    """
+    raw = _read(Path(source)).rename(columns=resolve_mapping(mapping or None))
+    features = compute_features_for_frame(raw)
+    passthrough = [c for c in PASSTHROUGH_COLUMNS if c in raw.columns]
+    if passthrough:
+        features = features.merge(
+            raw[["transaction_id", *passthrough]], on="transaction_id", how="left"
+        )
+    return features
+
+
 def evaluate_protocol(
     source: str | Path,
     mapping: str | None,
@@ -72,18 +89,34 @@ def evaluate_protocol(
     day bounds the history tuning may reach back to, its last day the labels known.
     """
     began = time.perf_counter()
+    _refuse_short_delay(protocol)
+    features = file_features(source, mapping)
+    features_seconds = time.perf_counter() - began
+    report = evaluate_features(features, protocol, params=params, seed=seed, tuning=tuning)
+    report["input"], report["mapping"] = str(source), mapping or ""
+    report["wall_seconds"]["features"] = round(features_seconds, 2)
+    report["wall_seconds"]["total"] = round(time.perf_counter() - began, 2)
+    return report
+
+
+def _refuse_short_delay(protocol: TimeProtocol) -> None:
     feature_delay = max(f.delay_days for f in feature_registry.FEATURES)
     if protocol.delay_days < feature_delay:
         raise ValueError(f"delay_days {protocol.delay_days} < feature label delay {feature_delay}")
-    raw = _read(Path(source)).rename(columns=resolve_mapping(mapping or None))
-    features = compute_features_for_frame(raw)
-    # The raw columns training_dataset joins from raw.transactions (they enter the data version).
-    passthrough = [c for c in PASSTHROUGH_COLUMNS if c in raw.columns]
-    if passthrough:
-        features = features.merge(
-            raw[["transaction_id", *passthrough]], on="transaction_id", how="left"
-        )
-    features_seconds = time.perf_counter() - began
+
+
+def evaluate_features(
+    features: pd.DataFrame,
+    protocol: TimeProtocol,
+    *,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    tuning: TuningSpec | None = None,
+) -> dict[str, Any]:
+    """One protocol on a file's features (:func:`file_features`): the rest of
+    :func:`evaluate_protocol`, for callers that run many protocols on one file (the benchmark)."""
+    began = time.perf_counter()
+    _refuse_short_delay(protocol)
     when = pd.to_datetime(features["tx_datetime"])
     first_day, last_day = when.min().date(), when.max().date()
     start, end = read_window(protocol, first_day, tuning)
@@ -101,8 +134,6 @@ def evaluate_protocol(
     k = metrics.DEFAULT_TOP_K
     search = result.tuning
     return {
-        "input": str(source),
-        "mapping": mapping or "",
         "protocol": protocol.to_dict(),
         "data_version": dataset.data_version,
         "train_rows": len(dataset.train),
@@ -117,15 +148,19 @@ def evaluate_protocol(
         if search is None
         else {
             "metric": search.metric,
+            "method": search.method,
             "best_score": search.best_score,
             "candidates": len(search.candidates),
+            "fits": sum(len(c.fold_scores) for c in search.candidates),
+            "stopped_by": search.stopped_by,
             "folds": search.to_dict()["folds"],
+            "fold_scores": [list(c.fold_scores) for c in search.candidates],
         },
+        "tuning_skipped": result.tuning_skipped,
         "wall_seconds": {
-            "features": round(features_seconds, 2),
             "tuning": round(result.tune_seconds, 2),
             "train": round(result.model.train_seconds, 2),
-            "total": round(time.perf_counter() - began, 2),
+            "protocol": round(time.perf_counter() - began, 2),
         },
     }
 
@@ -135,7 +170,7 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
     protocol = TimeProtocol(
         date.fromisoformat(args.train_start), args.train_days, args.delay_days, args.test_days
     )
-    tuning = TuningSpec(grid=HANDBOOK_GRID, metric=_metric(args.tune_metric)) if args.tune else None
+    tuning = _tuning_spec(args) if args.tune else None
     report = evaluate_protocol(
         args.input,
         args.mapping,
@@ -152,6 +187,28 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
         print(f"challenger {label}: {shown}")
     print(f"params {report['params']}; {report['wall_seconds']['total']:.1f} s; wrote {out}")
     return 0
+
+
+def _tuning_spec(args: argparse.Namespace) -> TuningSpec:
+    """The search ``--tune`` asks for: the assets' default recipe unless an option changes it."""
+    default = TuningSpec()
+    budget = default.budget
+    if args.tune_candidates:
+        budget = dataclasses.replace(budget, candidates=args.tune_candidates)
+    if args.tune_max_seconds >= 0:
+        budget = dataclasses.replace(budget, max_seconds=args.tune_max_seconds or None)
+    space = default.space
+    if args.tune_tree_methods:
+        space = dataclasses.replace(space, tree_method=tuple(args.tune_tree_methods.split(",")))
+    if args.tune_validation_set not in VALIDATION_SETS:
+        raise ValueError(f"--tune-validation-set must be one of {VALIDATION_SETS}")
+    return TuningSpec(
+        grid=HANDBOOK_GRID if args.tune_grid else None,
+        metric=_metric(args.tune_metric),
+        space=space,
+        budget=budget,
+        validation_set=args.tune_validation_set,
+    )
 
 
 def _metric(name: str) -> TuningMetric:

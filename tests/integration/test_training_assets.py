@@ -41,8 +41,15 @@ pytestmark = pytest.mark.slow
 
 #: 45 simulated days; train 04-09..22, gap 04-23..29, test 04-30..05-06 (labels known 05-14).
 FIRST_DAY, LAST_DAY = "2018-04-01", "2018-05-15"
+#: Untuned (the default recipe tunes; its search is exercised below and in the unit tests).
 CONFIG = TrainingConfig(
-    train_start="2018-04-09", train_days=14, test_days=7, n_estimators=30, max_depth=4, seed=7
+    train_start="2018-04-09",
+    train_days=14,
+    test_days=7,
+    n_estimators=30,
+    max_depth=4,
+    seed=7,
+    tune=False,
 )
 TRAINING = [training_dataset, challenger_model]
 
@@ -191,6 +198,7 @@ def test_training_assets_register_a_reproducible_challenger(
     tuned_config = CONFIG.model_copy(
         update={
             "tune": True,
+            "tune_method": "grid",
             "tune_max_depth": [2, 4],
             "tune_n_estimators": [20],
             "tune_learning_rate": [0.3],
@@ -230,6 +238,31 @@ def test_training_assets_register_a_reproducible_challenger(
     assert offline_tuned["tuning"]["best_score"] == tuned_model["tuning"]["best_score"]
     for name, value in offline_tuned["metrics"].items():
         assert value == tuned_model[name], name
+
+    # The default recipe (seeded search with successive halving; a small budget here): the
+    # data reach back 8 days before training, so one weekly fold fits and the search uses it.
+    searched_config = CONFIG.model_copy(
+        update={"tune": True, "tune_candidates": 4, "tune_max_seconds": 0.0}
+    )
+    searched = _metadata(_materialize(instance, TRAINING, searched_config), "challenger_model")
+    assert searched["tuning"]["method"] == "successive_halving"
+    assert searched["tuning"]["folds"] == 1 and searched["tuning"]["candidates"] == 4
+    assert len(searched["tuning"]["fold_scores"]) == 4
+    tuning_spec = searched_config.tuning_spec()
+    assert tuning_spec is not None
+    offline_searched = evaluate_protocol(
+        raw_file, None, protocol, params=params, seed=7, tuning=tuning_spec
+    )
+    assert offline_searched["params"] == searched["hyperparameters"]
+    assert offline_searched["tuning"]["best_score"] == searched["tuning"]["best_score"]
+    for name, value in offline_searched["metrics"].items():
+        assert value == searched[name], name
+    run = tracking.client().get_run(searched["mlflow_run_id"])
+    assert run.data.params["tuning.method"] == "successive_halving"
+    history = tracking.client().get_metric_history(
+        searched["mlflow_run_id"], "tuning_fold_average_precision"
+    )
+    assert [m.step for m in history] == [0]
 
     # No train_start: the latest protocol whose test labels have all matured by the last day.
     latest = _metadata(

@@ -32,7 +32,13 @@ from fin_assets.lib.training.training_data import (
     load_snapshot,
     save_snapshot,
 )
-from fin_assets.lib.training.tuning import prequential_folds, tune
+from fin_assets.lib.training.tuning import (
+    SearchBudget,
+    SearchSpace,
+    prequential_folds,
+    search,
+    tune,
+)
 
 SMALL_FEATURES = ["tx_amount", "tx_during_night"]
 #: Train 2024-01-01..02, gap 03..04, test 05..06.
@@ -351,14 +357,28 @@ def test_retraining_gives_bit_identical_predictions(synthetic_dataset: TrainingD
     assert other.predict(synthetic_dataset.test).tobytes() != p1.tobytes()
 
 
+def test_exact_trees_and_a_fixed_base_score_are_reproducible(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    params = {"tree_method": "exact", "base_score": 0.5, "n_estimators": 15}
+    first = train_challenger(synthetic_dataset, params, seed=2, nthread=2)
+    again = train_challenger(synthetic_dataset, params, seed=2, nthread=2)
+    assert first.model_digest == again.model_digest
+    assert first.params["tree_method"] == "exact" and first.params["base_score"] == 0.5
+    # base_score None: XGBoost estimates it from the labels, and the record says nothing else.
+    estimated = train_challenger(synthetic_dataset, {"base_score": None, "n_estimators": 15})
+    assert "base_score" not in estimated.params
+    assert estimated.model_digest != train_challenger(synthetic_dataset, params).model_digest
+
+
 def test_trainer_refuses_parameters_that_break_reproducibility(
     synthetic_dataset: TrainingDataset,
 ) -> None:
     for bad in ({"seed": 1}, {"nthread": 8}, {"n_jobs": -1}, {"objective": "reg:squarederror"}):
         with pytest.raises(ValueError, match="set by the trainer"):
             train_challenger(synthetic_dataset, bad)
-    with pytest.raises(ValueError, match="hist"):
-        train_challenger(synthetic_dataset, {"tree_method": "exact"})
+    with pytest.raises(ValueError, match="tree_method must be one of"):
+        train_challenger(synthetic_dataset, {"tree_method": "approx"})
     with pytest.raises(ValueError, match="same parameter"):
         train_challenger(synthetic_dataset, {"eta": 0.1, "learning_rate": 0.2})
 
@@ -527,6 +547,127 @@ def test_tuning_ties_go_to_the_first_candidate_and_bad_setups_fail(
         tune(synthetic_dataset, [], **INSIDE_TRAIN)
 
 
+# ------------------------------------------------------------------ the default recipe's search
+
+#: A small search: 6 candidates, 2 rungs over 2 folds, 60 trees at most.
+SMALL_SEARCH: dict[str, Any] = {
+    "space": SearchSpace(max_rounds=60, early_stopping_rounds=5),
+    "budget": SearchBudget(candidates=6, max_seconds=None),
+    "nthread": 1,
+}
+
+
+def test_search_space_samples_are_seeded_and_inside_the_space() -> None:
+    space = SearchSpace()
+    first, again = space.sample(20, seed=5), space.sample(20, seed=5)
+    assert first == again and first != space.sample(20, seed=6)
+    for candidate in first:
+        assert candidate["max_depth"] in space.max_depth
+        assert 0.05 <= candidate["learning_rate"] <= 0.3
+        assert 0.6 <= candidate["subsample"] <= 1.0
+        assert candidate["base_score"] in (0.5, None)
+        assert candidate["tree_method"] == "hist" and candidate["max_bin"] in (256, 1024)
+        assert candidate["n_estimators"] == space.max_rounds
+
+
+def test_search_halves_on_folds_and_records_every_fold_score(
+    synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset
+) -> None:
+    result = search(
+        synthetic_dataset,
+        history=synthetic,
+        n_folds=2,
+        base_params={"max_depth": 3},
+        **SMALL_SEARCH,
+    )
+    assert result.method == "successive_halving" and result.stopped_by is None
+    assert result.settings["early_stopping_metric"] == "aucpr"
+    assert [r["folds"] for r in result.rungs] == [1, 2]
+    assert [len(r["candidates"]) for r in result.rungs] == [6, 3]
+    # Candidate 0 is the base parameters; survivors were scored on both folds, the rest on one.
+    assert result.candidates[0].params["max_depth"] == 3
+    assert result.candidates[0].params["learning_rate"] == 0.3
+    assert sorted(len(c.fold_scores) for c in result.candidates) == [1, 1, 1, 2, 2, 2]
+    assert result.settings["fits"] == 9
+    winner = next(c for c in result.candidates if c.mean == result.best_score)
+    assert len(winner.fold_scores) == 2
+    assert result.best_params["n_estimators"] == round(float(np.mean(winner.fold_rounds)))
+    assert all(1 <= r <= 60 for c in result.candidates for r in c.fold_rounds)
+    again = search(
+        synthetic_dataset,
+        history=synthetic,
+        n_folds=2,
+        base_params={"max_depth": 3},
+        **SMALL_SEARCH,
+    )
+    assert again.to_dict() == result.to_dict()
+
+
+def test_search_never_reads_the_test_period_whichever_labels_change(
+    synthetic: pd.DataFrame,
+) -> None:
+    """The default recipe through the assets' path: flip all test-period labels, or random
+    subsets of them, and not one candidate, fold score, chosen parameter or model bit moves."""
+    spec = TuningSpec(n_folds=2, space=SMALL_SEARCH["space"], budget=SMALL_SEARCH["budget"])
+    test_rows = synthetic["tx_datetime"] >= pd.Timestamp(SYNTH_PROTOCOL.test_start)
+    variants = [synthetic, _flip_test_labels(synthetic, SYNTH_PROTOCOL.test_start)]
+    for seed in (1, 2):
+        changed = synthetic.copy()
+        picked = test_rows & (np.random.default_rng(seed).random(len(synthetic)) < 0.3)
+        changed.loc[picked, LABEL] = 1 - changed.loc[picked, LABEL]
+        variants.append(changed)
+    runs = []
+    for frame in variants:
+        start, end = read_window(SYNTH_PROTOCOL, date(2023, 12, 1), spec)
+        when = frame["tx_datetime"]
+        rows = frame[(when >= pd.Timestamp(start)) & (when < pd.Timestamp(end + timedelta(days=1)))]
+        dataset = cut_dataset(rows, SYNTH_PROTOCOL, frame["tx_datetime"].max().date())
+        history = history_rows(rows, SYNTH_PROTOCOL)
+        runs.append(fit_and_evaluate(dataset, {}, seed=3, tuning=spec, history=history))
+    reference = runs[0]
+    assert reference.tuning is not None and reference.tuning.method == "successive_halving"
+    assert max(f.valid_end for f in reference.tuning.folds) == SYNTH_PROTOCOL.train_end
+    for run in runs[1:]:
+        assert run.tuning is not None and run.tuning.to_dict() == reference.tuning.to_dict()
+        assert run.model.model_digest == reference.model.model_digest
+        assert run.metrics["test_auc_roc"] != reference.metrics["test_auc_roc"]
+
+
+def test_search_uses_the_folds_that_fit_and_the_default_recipe_falls_back_untuned(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    # 14 training days and no history: of 4 folds of 5 + 2 + 3 days, only 2 fit.
+    folds = {"n_folds": 4, "fold_train_days": 5, "fold_valid_days": 3, "gap_days": 2}
+    result = search(synthetic_dataset, **folds, **SMALL_SEARCH)
+    assert len(result.folds) == 2
+    # 4 weekly folds do not fit at all: a required search fails, the default recipe trains the
+    # base parameters and says why.
+    strict = TuningSpec(space=SMALL_SEARCH["space"], budget=SMALL_SEARCH["budget"])
+    with pytest.raises(ValueError, match="need"):
+        fit_and_evaluate(synthetic_dataset, {"n_estimators": 10}, tuning=strict)
+    lenient = dataclasses.replace(strict, required=False)
+    run = fit_and_evaluate(synthetic_dataset, {"n_estimators": 10}, tuning=lenient)
+    assert run.tuning is None and run.model.n_estimators == 10
+    assert run.tuning_skipped is not None and "could not run" in run.tuning_skipped
+    with pytest.raises(ValueError, match="validation_set"):
+        search(synthetic_dataset, validation_set="test", **folds, **SMALL_SEARCH)  # type: ignore[arg-type]
+
+
+def test_handbook_validation_set_leaves_known_compromised_cards_out_of_the_folds(
+    synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset
+) -> None:
+    kwargs = {"history": synthetic, "n_folds": 2, **SMALL_SEARCH}
+    platform = search(synthetic_dataset, **kwargs)
+    handbook = search(synthetic_dataset, validation_set="handbook", **kwargs)
+    assert handbook.settings["validation_set"] == "handbook"
+    assert [f.valid_rows for f in handbook.folds] == [f.valid_rows for f in platform.folds]
+    assert handbook.candidates[0].fold_scores != platform.candidates[0].fold_scores
+    cheap = dataclasses.replace(SMALL_SEARCH["space"], early_stopping_metric="logloss")
+    logloss = search(synthetic_dataset, **{**kwargs, "space": cheap})
+    assert logloss.settings["early_stopping_metric"] == "logloss"
+    assert logloss.candidates[0].fold_rounds != platform.candidates[0].fold_rounds
+
+
 def test_lookback_check_counts_rows_whose_windows_reach_before_the_history() -> None:
     from types import SimpleNamespace
 
@@ -553,3 +694,87 @@ def test_lookback_check_counts_rows_whose_windows_reach_before_the_history() -> 
     }
     grown = SimpleNamespace(train=rows("2018-05-08 00:00:00"), test=rows("2018-05-20 00:00:00"))
     assert _lookback_check(grown, history).passed  # type: ignore[arg-type]
+
+
+def test_default_launches_take_the_search_budget_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fin_assets.training import TrainingConfig, default_training_config
+
+    monkeypatch.delenv("FIN_TUNE_CANDIDATES", raising=False)
+    monkeypatch.delenv("FIN_TUNE_MAX_SECONDS", raising=False)
+    assert default_training_config() == TrainingConfig()
+    spec = TrainingConfig().tuning_spec()
+    assert spec is not None and spec.grid is None and not spec.required
+    assert (spec.budget.candidates, spec.budget.max_seconds) == (16, None)
+    monkeypatch.setenv("FIN_TUNE_CANDIDATES", "6")
+    monkeypatch.setenv("FIN_TUNE_MAX_SECONDS", "10")
+    small = default_training_config().tuning_spec()
+    assert small is not None and (small.budget.candidates, small.budget.max_seconds) == (6, 10.0)
+    monkeypatch.setenv("FIN_TUNE_CANDIDATES", "many")
+    with pytest.raises(ValueError, match="FIN_TUNE_CANDIDATES"):
+        default_training_config()
+
+
+def test_a_search_out_of_time_keeps_what_it_scored_and_says_so(
+    synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset
+) -> None:
+    budget = SearchBudget(candidates=6, max_seconds=1e-9)
+    result = search(
+        synthetic_dataset,
+        history=synthetic,
+        n_folds=2,
+        base_params={"max_depth": 3},
+        space=SMALL_SEARCH["space"],
+        budget=budget,
+        nthread=1,
+    )
+    # The first candidate (the base parameters) is always scored; nothing else had time.
+    assert result.stopped_by == "time" and len(result.candidates) == 1
+    assert result.settings["unscored_candidates"] == 5 and result.best_index == 0
+    assert result.best_params["max_depth"] == 3
+    assert all(np.isfinite(c.mean) for c in result.candidates)
+
+
+def test_evaluate_protocol_tunes_with_the_assets_default_recipe_unless_told_otherwise() -> None:
+    from fin_assets.cli.arguments import build_parser
+    from fin_assets.cli.protocol_commands import _tuning_spec
+
+    base = ["evaluate-protocol", "--input", "x.parquet", "--train-start", "2018-07-25"]
+    base += ["--train-days", "7", "--test-days", "7", "--json", "out.json", "--tune"]
+    default = _tuning_spec(build_parser().parse_args(base))
+    assert default == dataclasses.replace(TuningSpec(), required=True)
+    options = ["--tune-candidates", "8", "--tune-max-seconds", "30"]
+    options += ["--tune-tree-methods", "hist,exact", "--tune-validation-set", "handbook"]
+    custom = _tuning_spec(build_parser().parse_args([*base, *options]))
+    assert (custom.budget.candidates, custom.budget.max_seconds) == (8, 30.0)
+    assert custom.space.tree_method == ("hist", "exact") and custom.validation_set == "handbook"
+    grid = _tuning_spec(build_parser().parse_args([*base, "--tune-grid"]))
+    assert grid.grid is not None and grid.grid["max_depth"] == [3, 6, 9]
+
+
+def test_policy_monotone_features_become_constraints_that_hold_by_construction(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    from fin_assets.lib.training.model_fit import monotone_constraints
+
+    columns = ("tx_amount", "tx_during_night", "terminal_id_risk_7day_window")
+    expected = {"terminal_id_risk_7day_window": "increasing", "tx_amount": "decreasing"}
+    assert monotone_constraints(columns, expected) == "(-1,0,1)"
+    assert monotone_constraints(columns, {"not_a_feature": "increasing"}) == "(0,0,0)"
+    with pytest.raises(ValueError, match="sideways"):
+        monotone_constraints(columns, {"tx_amount": "sideways"})
+    # The synthetic fraud rate rises with the amount; constrained "decreasing", the score cannot.
+    feature_columns = synthetic_dataset.feature_columns
+    params = {
+        "n_estimators": 20,
+        "monotone_constraints": monotone_constraints(feature_columns, {"tx_amount": "decreasing"}),
+    }
+    model = train_challenger(synthetic_dataset, params, nthread=1)
+    rows = synthetic_dataset.test.head(50)
+    amounts = [5.0, 50.0, 150.0, 400.0]
+    scores = np.stack([model.predict(rows.assign(tx_amount=a)) for a in amounts])
+    assert (np.diff(scores, axis=0) <= 0).all()
+    free = train_challenger(synthetic_dataset, {"n_estimators": 20}, nthread=1)
+    free_scores = np.stack([free.predict(rows.assign(tx_amount=a)) for a in amounts])
+    assert (np.diff(free_scores, axis=0) > 0).any()

@@ -27,6 +27,7 @@ from fin_assets.lib.features import feature_registry
 from fin_assets.lib.training.benchmark import fit_benchmark
 from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.training_data import default_feature_columns
+from fin_assets.lib.training.tuning import CandidateScore, Fold, TuningResult
 from fin_assets.lib.validation.pack import (
     PACK_SECTIONS,
     ChampionSubject,
@@ -37,6 +38,7 @@ from fin_assets.lib.validation.pack import (
     pack_digest,
     write_pack,
 )
+from fin_assets.lib.validation.report.section_html import render_html
 
 FEATURES = tuple(default_feature_columns())
 TEST_START = date(2024, 3, 1)  # a Friday: the 4 test days include a weekend
@@ -309,6 +311,52 @@ def test_alternatives_considered_is_a_logistic_benchmark_fitted_on_the_training_
         pack["discrimination"]["handbook_test_set"]["auc_roc"], abs=1e-12
     )
     assert section["conclusion"].startswith("the challenger's AUC ROC is ")
+
+
+def _search_record() -> dict[str, Any]:
+    """A two-candidate search over two folds, as training logs it (``tuning/result.json``)."""
+    folds = (
+        Fold(date(2024, 1, 8), date(2024, 1, 14), date(2024, 1, 22), date(2024, 1, 28), 70, 71),
+        Fold(date(2024, 1, 1), date(2024, 1, 7), date(2024, 1, 15), date(2024, 1, 21), 72, 73),
+    )
+    result = TuningResult(
+        metric="average_precision",
+        best_params={"max_depth": 3, "learning_rate": 0.1, "n_estimators": 41},
+        best_score=0.65,
+        candidates=(
+            CandidateScore({"max_depth": 6, "learning_rate": 0.3}, (0.5,), 0.5, 0.0, (12,)),
+            CandidateScore(
+                {"max_depth": 3, "learning_rate": 0.1}, (0.6, 0.7), 0.65, 0.05, (40, 42)
+            ),
+        ),
+        folds=folds,
+        method="successive_halving",
+        best_index=1,
+        settings={"validation_set": "platform", "seed": 0, "fits": 3},
+    )
+    return json.loads(json.dumps(result.to_dict()))
+
+
+def test_the_pack_records_the_search_that_chose_the_parameters(
+    test_frame: pd.DataFrame, train: pd.DataFrame, booster: xgb.Booster
+) -> None:
+    subject = fraud_subject(test_frame, booster, reference=train, model_selection=_search_record())
+    pack = build_validation_pack(subject, small_policy(), generated_at=GENERATED)
+    selection = pack["alternatives_considered"]["model_selection"]
+    assert selection["recorded"] and selection["method"] == "successive_halving"
+    assert selection["chosen_params"] == {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 41}
+    assert [c["chosen"] for c in selection["candidates"]] == [False, True]
+    assert [c["fold_scores"] for c in selection["candidates"]] == [[0.5], [0.6, 0.7]]
+    assert selection["folds"][0]["valid_end"] == "2024-01-28"
+    assert selection["statement"].startswith("parameters chosen by successive_halving on 2 ")
+    section = render_html(pack).split('<section id="alternatives_considered">')[1]
+    section = section.split("</section>")[0]
+    assert "Model selection (prequential folds before the test period)" in section
+    assert "<td>0.7</td>" in section or "0.700" in section
+    untuned = build_validation_pack(
+        fraud_subject(test_frame, booster), small_policy(), generated_at=GENERATED
+    )
+    assert untuned["alternatives_considered"]["model_selection"]["recorded"] is False
 
 
 def test_benchmark_refuses_rows_it_cannot_be_fitted_on(train: pd.DataFrame) -> None:

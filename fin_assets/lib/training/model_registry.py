@@ -269,14 +269,33 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
             raise
 
 
-def _params(model: TrainedModel, dataset: TrainingDataset) -> list[Param]:
+def _params(
+    model: TrainedModel, dataset: TrainingDataset, tuning: TuningResult | None = None
+) -> list[Param]:
     values: dict[str, Any] = dict(model.hyperparameters())
+    if tuning is not None:
+        values["tuning.method"] = tuning.method
+        values["tuning.metric"] = tuning.metric
+        values["tuning.folds"] = len(tuning.folds)
+        values["tuning.candidates"] = len(tuning.candidates)
+        values["tuning.stopped_by"] = tuning.stopped_by or "none"
     values.update({f"protocol.{k}": v for k, v in dataset.protocol.to_dict().items()})
     values["cutoff"] = dataset.cutoff.isoformat()
     values["data_version"] = dataset.data_version
     values["n_features"] = len(dataset.feature_columns)
     values["feature_columns"] = ",".join(dataset.feature_columns)
     return [Param(key, str(value)) for key, value in sorted(values.items())]
+
+
+def _fold_metrics(tuning: TuningResult, timestamp: int) -> list[Metric]:
+    """The chosen candidate's validation score on each fold, one step per fold (0 = latest).
+
+    Every candidate's fold scores are in the ``tuning/result.json`` artifact; these metrics put
+    the chosen one's on the run's charts.
+    """
+    best = tuning.candidates[tuning.best_index]
+    name = f"tuning_fold_{tuning.metric}"
+    return [Metric(name, float(v), timestamp, i) for i, v in enumerate(best.fold_scores)]
 
 
 def log_challenger(
@@ -331,11 +350,10 @@ def log_challenger(
         if tuning is not None:
             all_metrics[f"tuning_{tuning.metric}"] = tuning.best_score
         timestamp = run.info.start_time
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, timestamp, 0) for k, v in sorted(all_metrics.items())],
-            params=_params(model, dataset),
-        )
+        logged = [Metric(k, v, timestamp, 0) for k, v in sorted(all_metrics.items())]
+        if tuning is not None:
+            logged += _fold_metrics(tuning, timestamp)
+        client.log_batch(run_id, metrics=logged, params=_params(model, dataset, tuning))
         schema = json.dumps({"mlflow_colspec": signature.inputs.to_dict()})
         client.log_inputs(run_id, datasets=[_dataset_input(dataset, schema)])
         client.log_dict(run_id, dataset.summary(), "dataset/summary.json")

@@ -23,7 +23,15 @@ from fin_assets.lib.training.benchmark import evaluate_benchmark
 from fin_assets.lib.training.model_fit import TrainedModel, evaluate, train_challenger
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
 from fin_assets.lib.training.training_data import TrainingDataset, build_training_dataset
-from fin_assets.lib.training.tuning import TuningMetric, TuningResult, tune
+from fin_assets.lib.training.tuning import (
+    SearchBudget,
+    SearchSpace,
+    TuningMetric,
+    TuningResult,
+    ValidationSet,
+    search,
+    tune,
+)
 
 #: The Handbook's grid (chapter "Model selection"): depth, trees, learning rate.
 HANDBOOK_GRID: Final[dict[str, list[Any]]] = {
@@ -35,13 +43,24 @@ HANDBOOK_GRID: Final[dict[str, list[Any]]] = {
 
 @dataclasses.dataclass(frozen=True)
 class TuningSpec:
-    """A prequential search: the candidates, the metric and the folds (see ``tuning.tune``)."""
+    """A prequential search: the candidates, the metric and the folds.
 
-    grid: Mapping[str, Sequence[Any]]
+    Without ``grid`` it is the challenger's default recipe, the seeded search with successive
+    halving of ``tuning.search`` over ``space`` within ``budget``; with a ``grid`` every
+    combination is scored on every fold (``tuning.tune``). ``required=False`` (the default
+    recipe's) trains the untuned base parameters, and says why, when the data before the test
+    period holds no usable fold; a search asked for explicitly fails instead.
+    """
+
+    grid: Mapping[str, Sequence[Any]] | None = None
     metric: TuningMetric = "average_precision"
     n_folds: int = 4
     fold_train_days: int = 7
     fold_valid_days: int = 7
+    space: SearchSpace = dataclasses.field(default_factory=SearchSpace)
+    budget: SearchBudget = dataclasses.field(default_factory=SearchBudget)
+    validation_set: ValidationSet = "platform"
+    required: bool = True
 
     def history_days(self, delay_days: int) -> int:
         """Days the folds reach back from the last training day (inclusive)."""
@@ -82,13 +101,17 @@ def history_rows(rows: pd.DataFrame, protocol: TimeProtocol) -> pd.DataFrame:
 
 @dataclasses.dataclass(frozen=True)
 class ProtocolResult:
-    """The chosen model, its test metrics (challenger and benchmark) and the search, if any."""
+    """The chosen model, its test metrics (challenger and benchmark) and the search, if any.
+
+    ``tuning_skipped`` says why a search that was not required could not run.
+    """
 
     model: TrainedModel
     metrics: dict[str, float]
     tuning: TuningResult | None
     benchmark_error: str | None
     tune_seconds: float
+    tuning_skipped: str | None = None
 
 
 def fit_and_evaluate(
@@ -103,23 +126,45 @@ def fit_and_evaluate(
 
     With ``tuning``, the parameters are chosen by prequential validation on the training rows and
     ``history`` (older rows) only; ``params`` are the base the candidates override. Raises
-    ValueError when the search cannot run (folds that do not fit, one class in a fold). The
+    ValueError when a required search cannot run (folds that do not fit, one class in a fold). The
     benchmark's metrics are added when it can be fitted (``benchmark_error`` says why not).
     """
-    chosen, result, began = dict(params), None, time.perf_counter()
+    chosen, result, began, skipped = dict(params), None, time.perf_counter(), None
     if tuning is not None:
-        result = tune(
-            dataset,
-            tuning.grid,
-            base_params=params,
-            history=history,
-            n_folds=tuning.n_folds,
-            fold_train_days=tuning.fold_train_days,
-            fold_valid_days=tuning.fold_valid_days,
-            metric=tuning.metric,
-            seed=seed,
-        )
-        chosen = result.best_params
+        folds = {
+            "n_folds": tuning.n_folds,
+            "fold_train_days": tuning.fold_train_days,
+            "fold_valid_days": tuning.fold_valid_days,
+        }
+        try:
+            if tuning.grid is not None:
+                result = tune(
+                    dataset,
+                    tuning.grid,
+                    base_params=params,
+                    history=history,
+                    metric=tuning.metric,
+                    seed=seed,
+                    **folds,
+                )
+            else:
+                result = search(
+                    dataset,
+                    space=tuning.space,
+                    budget=tuning.budget,
+                    base_params=params,
+                    history=history,
+                    metric=tuning.metric,
+                    validation_set=tuning.validation_set,
+                    seed=seed,
+                    **folds,
+                )
+        except ValueError as exc:
+            if tuning.required:
+                raise
+            skipped = f"untuned base parameters: the search could not run ({exc})"
+        else:
+            chosen = result.best_params
     tune_seconds = time.perf_counter() - began
     model = train_challenger(dataset, chosen, seed=seed)
     scores = evaluate(model, dataset)
@@ -128,4 +173,4 @@ def fit_and_evaluate(
         scores |= evaluate_benchmark(dataset)
     except ValueError as exc:
         error = str(exc)
-    return ProtocolResult(model, scores, result, error, tune_seconds)
+    return ProtocolResult(model, scores, result, error, tune_seconds, skipped)

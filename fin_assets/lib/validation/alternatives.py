@@ -16,6 +16,7 @@ import pandas as pd
 
 from fin_assets.lib.common import metrics
 from fin_assets.lib.training.benchmark import BENCHMARK_DESCRIPTION, benchmark_scores, fit_benchmark
+from fin_assets.lib.validation.model_selection import model_selection
 from fin_assets.lib.validation.subjects import Evaluation, FloatArray
 
 _METRICS = ("auc_roc", "average_precision", "card_precision_top_k")
@@ -70,24 +71,34 @@ def _metric_rows(
 
 
 def alternatives_considered(ev: Evaluation) -> dict[str, Any]:
-    """Benchmark and challenger side by side: AUC, AP, card precision and their difference.
+    """Benchmark and challenger side by side, and the search that chose the challenger.
+
+    ``model_selection`` holds the hyperparameter search (candidates, every fold's score, the
+    chosen parameters) whenever training recorded one.
 
     Not available (with the reason) without reference rows holding the label, or when the
     benchmark cannot be fitted on them (one class, non-numeric or missing features).
     """
     subject = ev.subject
+    selection = model_selection(subject.model_selection)
     reference = subject.reference
     if reference is None or subject.label not in reference.columns:
         return {
             "available": False,
             "reason": "no training rows with labels were given: the benchmark cannot be fitted",
+            "model_selection": selection,
         }
     try:
         pipeline = fit_benchmark(reference, subject.feature_columns, subject.label)
         benchmark = benchmark_scores(pipeline, ev.frame, subject.feature_columns)
     except ValueError as exc:
-        return {"available": False, "reason": f"the benchmark cannot be fitted: {exc}"}
+        return {
+            "available": False,
+            "reason": f"the benchmark cannot be fitted: {exc}",
+            "model_selection": selection,
+        }
     section: dict[str, Any] = {
+        "model_selection": selection,
         "available": True,
         "benchmark": BENCHMARK_DESCRIPTION,
         "training_rows": len(reference),

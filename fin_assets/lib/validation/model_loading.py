@@ -77,6 +77,7 @@ class RegisteredVersion:
     run_id: str
     tags: dict[str, str]
     booster: xgb.Booster
+    selection: dict[str, Any] | None = None
 
     @property
     def feature_columns(self) -> tuple[str, ...]:
@@ -108,7 +109,22 @@ def registered_version(
         run_id=str(found.run_id),
         tags=dict(found.tags),
         booster=booster,
+        selection=selection_record(client, str(found.run_id)),
     )
+
+
+#: Where ``log_challenger`` puts the hyperparameter search of a training run.
+SELECTION_ARTIFACT = "tuning/result.json"
+
+
+def selection_record(client: MlflowClient, run_id: str) -> dict[str, Any] | None:
+    """The training run's hyperparameter search record; None when it has none (untuned)."""
+    if not any(a.path == SELECTION_ARTIFACT for a in client.list_artifacts(run_id, "tuning")):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(run_id, SELECTION_ARTIFACT, tmp)
+        record: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    return record
 
 
 def data_quality_summary(ingestion_log: pd.DataFrame, start: date, end: date) -> dict[str, Any]:
@@ -230,6 +246,7 @@ def subject_for_version(
         known_compromised=dict(dataset.known_compromised),
         protected=protected,
         reference=dataset.train,
+        model_selection=version.selection,
     )
 
 

@@ -51,6 +51,7 @@ class ValidationSubject:
         segments: extra segment columns (``--segments``).
         reference: training rows: medians for reason codes and monitoring baseline facts.
         model_kind: ``fraud`` (adverse = alert) or ``credit`` (adverse = decline); wording only.
+        model_selection: the training run's hyperparameter search record, if any.
     """
 
     frame: pd.DataFrame
@@ -68,6 +69,7 @@ class ValidationSubject:
     segments: tuple[str, ...] = ()
     reference: pd.DataFrame | None = None
     model_kind: str = "fraud"
+    model_selection: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

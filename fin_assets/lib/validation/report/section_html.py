@@ -556,9 +556,66 @@ def _status(section: Any, pack: Mapping[str, Any]) -> str:
     )
 
 
+_SELECTION_COLUMNS: Final[tuple[str, ...]] = (
+    "candidate",
+    "chosen",
+    "max_depth",
+    "learning_rate",
+    "n_estimators",
+    "min_child_weight",
+    "scale_pos_weight",
+    "base_score",
+    "tree_method",
+    "max_bin",
+    "subsample",
+    "colsample_bytree",
+    "mean",
+)
+
+
+def _model_selection(selection: Mapping[str, Any]) -> str:
+    """The search: its settings, the folds and every candidate's score on every fold."""
+    parts = ["<h3>Model selection (prequential folds before the test period)</h3>"]
+    if not selection.get("recorded"):
+        return parts[0] + note(str(selection.get("reason", "no search recorded")))
+    parts.append(
+        kv(
+            {
+                "method": selection.get("method"),
+                "metric": selection.get("metric"),
+                "validation rows": selection.get("validation_set"),
+                "fits": selection.get("fits"),
+                "chosen parameters": selection.get("chosen_params"),
+                "chosen candidate's mean score": selection.get("chosen_score"),
+            }
+        )
+    )
+    fold_headers = ["train_start", "train_end", "valid_start", "valid_end", "train_rows"]
+    fold_headers.append("valid_rows")
+    folds = selection.get("folds") or []
+    parts.append(
+        table(
+            ["fold", *fold_headers],
+            [[i, *(f.get(h) for h in fold_headers)] for i, f in enumerate(folds)],
+        )
+    )
+    candidates = selection.get("candidates") or []
+    columns = [c for c in _SELECTION_COLUMNS if any(c in row for row in candidates)]
+    headers = [*columns, *(f"fold {i}" for i in range(len(folds)))]
+    rows = [
+        [row.get(c) for c in columns]
+        + [*(row.get("fold_scores") or []), *([None] * len(folds))][: len(folds)]
+        for row in candidates
+    ]
+    parts.append(table(headers, rows))
+    parts.append(note(str(selection.get("statement", ""))))
+    return "".join(parts)
+
+
 def _alternatives(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
+    selection = _model_selection(section.get("model_selection") or {"recorded": False})
     if not section.get("available"):
-        return note(str(section.get("reason", "not available")))
+        return note(str(section.get("reason", "not available"))) + selection
     headers = ["metric", "challenger", "benchmark", "difference"]
     parts = [
         kv({"benchmark": section.get("benchmark"), "training rows": section.get("training_rows")}),
@@ -570,6 +627,7 @@ def _alternatives(section: Mapping[str, Any], _: Mapping[str, Any]) -> str:
         parts.append("<h3>Handbook test set: known-compromised cards removed</h3>")
         parts.append(table(headers, [[r.get(h) for h in headers] for r in handbook]))
     parts.append(note(f"Difference = challenger − benchmark; {section.get('conclusion', '')}."))
+    parts.append(selection)
     return "".join(parts)
 
 
