@@ -980,7 +980,7 @@ def test_happy_path_approve_then_promote_then_roll_back(world: World) -> None:
         "approver": "vera",
         "role": "validator",
         "key_id": key_id(world.keys["vera"]),
-        "policy": {"version": "2026.11-4", "sha256": world.policy.sha256},
+        "policy": {"version": "2026.11-5", "sha256": world.policy.sha256},
         "validated_seq": validated_seq,
         "pack_path": "/packs/3/pack.json",
         "validation_run_id": "validate-3",
@@ -1019,7 +1019,7 @@ def test_happy_path_approve_then_promote_then_roll_back(world: World) -> None:
         "pack_digest": sha("pack-3"),
         "model_digest": model_digest(3),
         "previous_champion": 2,
-        "policy": {"version": "2026.11-4", "sha256": world.policy.sha256},
+        "policy": {"version": "2026.11-5", "sha256": world.policy.sha256},
     }
     entries = world.chain.entries()
     assert decisions_from(entries, MODEL, 3) == [
@@ -1183,7 +1183,7 @@ def rewrite_payload(w: World, seq: int, payload: dict[str, Any]) -> None:
         ),
         ({"role": "model_risk_officer"}, "the entry names another role than the signer's"),
         (
-            {"policy": {"version": "2026.11-4", "sha256": sha("laxer policy")}},
+            {"policy": {"version": "2026.11-5", "sha256": sha("laxer policy")}},
             "the entry names another policy than the signed one",
         ),
     ],
@@ -1222,7 +1222,7 @@ def test_policy_changes_are_audited_with_their_hash(world: World, tmp_path: Path
     assert first is not None
     assert (first.action, first.actor, first.subject) == ("policy_loaded", "dagster", "policy")
     assert first.payload == {
-        "version": "2026.11-4",
+        "version": "2026.11-5",
         "sha256": hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest(),
         "path": str(DEFAULT_POLICY_PATH),
         "previous": None,
