@@ -4,7 +4,7 @@ For each simulator drift kind (``amount_shift``, ``new_fraud_pattern``, ``mix_ch
 strengths and several seeds, the days from the drift start to the first monitoring breach
 (0 = detected on the first drifted day), and on the undrifted control the false alarms per 100
 monitored days, for the fixed PSI bands and for the champion's adaptive alarm levels side by side.
-Goals (issue 16): every kind detected within 2 days at the stronger strength; fewer than 1 false
+Goals: every kind detected within 2 days at the stronger strength; fewer than 1 false
 alarm per 100 no-drift days with adaptive levels.
 
 The pure monitoring functions the ``monitoring_report`` asset calls, without Dagster: the

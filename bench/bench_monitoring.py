@@ -1,6 +1,6 @@
 """Benchmark of the daily monitoring report against its budgets, and its verdicts against Evidently.
 
-Budgets (issue 16): the monitoring of one day of the full-size simulator (5,000 customers, 10,000
+Budgets: the monitoring of one day of the full-size simulator (5,000 customers, 10,000
 terminals, about 10k transactions) in at most 3 s on 2 cores, and of 1,000,000 current rows (about
 100 days) in at most 5 s: ``drift_report`` (PSI and the policy's stattests on every row for the
 features and the score, segment drift), its JSON summary and the Evidently HTML report, built on
