@@ -35,6 +35,7 @@ from fin_assets.lib.common.policy import Policy, load_policy
 from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.features.online_state import OnlineFeatures, OnlineState, build_state
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
+from fin_assets.lib.governance.decision_log import begin_promotion, mark_promoted, sign_and_decide
 from fin_assets.lib.governance.registry_facts import CHAMPION_ALIAS, move_aliases
 from fin_assets.lib.governance.witness import Witness
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
@@ -455,14 +456,31 @@ def test_a_promotion_swaps_the_model_mid_traffic_without_a_failed_request(
     sender.start()
     time.sleep(0.5)
     chain = world.chain()
-    approve_and_promote(
-        chain, world.keys["vera"], MODEL, 2, world.models[2].model_digest, world.policy, NOW
+    # The promotion saga's own order (champion_model): started, alias moved, promoted. The
+    # service checks every 0.3 s, so it sees the alias on v2 while the promotion is unfinished:
+    # it keeps deciding with v1 (no 503) and swaps only once the promotion is recorded.
+    decision = sign_and_decide(
+        chain,
+        world.keys["vera"],
+        model_name=MODEL,
+        version=2,
+        kind="approve",
+        rationale="pack read, gates pass",
+        artifact_digest=world.models[2].model_digest,
+        current_feature_versions={},
+        policy=world.policy,
+        now=NOW,
     )
+    previous, _ = begin_promotion(chain, decision, "run-2", now=NOW)
     move_aliases(world.tracking.client(), MODEL, 2, 1)
+    time.sleep(0.6)
+    in_progress = len(answers)
+    mark_promoted(chain, decision, "run-2", previous_champion=previous, now=NOW)
     sender.join(timeout=60)
     assert [a.status_code for a in answers] == [200] * len(bodies)
     versions = [a.json()["model_version"] for a in answers]
     assert versions[0] == 1 and versions[-1] == 2
+    assert versions[in_progress - 1] == 1, "v2 decided before its promotion was recorded"
     assert versions == sorted(versions), "a request after the swap was decided by the old model"
     for body, answer in zip(bodies, answers, strict=True):
         version = answer.json()["model_version"]

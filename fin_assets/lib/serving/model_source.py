@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fin_assets.lib.common.policy import Policy
-from fin_assets.lib.governance.audit_chain import AuditChain
+from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry
+from fin_assets.lib.governance.chain_state import promotions_started
 from fin_assets.lib.governance.decision_rules import Refusal
 from fin_assets.lib.governance.registry_facts import champion_version
 from fin_assets.lib.serving.champion import load_champion, load_shadow_challengers
@@ -55,7 +56,11 @@ class GovernedModelSource:
         """The models to serve; ``serving`` itself when neither the alias nor the chain moved.
 
         Raises :class:`Refusal` when the chain does not verify or the champion is not the one
-        the chain promoted (see ``champion.load_champion``).
+        the chain promoted (see ``champion.load_champion``). One state is not a refusal: the
+        promotion saga moves the alias between its ``promotion_started`` and ``promoted``
+        entries, so for a moment the alias names a version whose promotion is in progress. Then
+        the models already serving (verified earlier) go on serving and the next check looks
+        again; the new version never serves before its ``promoted`` entry exists.
         """
         fingerprint = self._fingerprint()
         if serving is not None and fingerprint == self._seen:
@@ -68,9 +73,14 @@ class GovernedModelSource:
                 "be trusted (run `fin-mlops audit verify`)",
             )
         entries = self.chain.entries()
-        champion = load_champion(
-            self.tracking, entries, self.model_name, self.policy, self.datasets_root
-        )
+        try:
+            champion = load_champion(
+                self.tracking, entries, self.model_name, self.policy, self.datasets_root
+            )
+        except Refusal:
+            if serving is not None and self._promotion_in_progress(entries, fingerprint[0]):
+                return serving
+            raise
         shadows = (
             load_shadow_challengers(
                 self.tracking, entries, self.model_name, self.policy, self.datasets_root
@@ -80,3 +90,11 @@ class GovernedModelSource:
         )
         self._seen = fingerprint
         return ServingModels(champion=champion, shadows=tuple(shadows))
+
+    def _promotion_in_progress(self, entries: list[AuditEntry], alias_version: int | None) -> bool:
+        """Whether the alias names the target of a promotion started and not yet finished."""
+        subject = f"{self.model_name}/{alias_version}"
+        return any(
+            entry.subject == subject
+            for entry in promotions_started(entries, self.model_name).values()
+        )
