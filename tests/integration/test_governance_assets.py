@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,13 @@ from fin_assets.lib.governance.registry_facts import (
     previous_champion_version,
 )
 from fin_assets.lib.governance.witness import Witness
+from fin_assets.lib.serving.decision_records import DecisionLog
 from fin_assets.lib.training.model_registry import load_booster
 from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
 from fin_assets.monitoring import scored_transactions
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
-from fin_resources.locations import Settings
+from fin_resources.locations import Settings, sql_engine
 from fin_resources.mlflow_client import TrackingServer
 from fin_resources.mlflow_tracking import MlflowResource
 
@@ -333,6 +334,69 @@ def test_the_cli_refuses_every_decision_that_breaks_a_rule(
     assert code == 3 and "FIN_SIGNING_KEY_FILE" in err
 
 
+def _approval_waits_for_shadow_days(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under a policy that needs 3 shadow days, `fin-mlops approve` reads FIN_DECISION_LOG_URL:
+    no log yet is inconclusive, two logged days are too few; both refusals are audited."""
+    values = yaml.safe_load(Path(world["lenient"]).read_text())
+    values["serving"]["min_shadow_days"] = 3
+    patient = Path(world["lenient"]).with_name("policy_shadow.yaml")
+    patient.write_text(yaml.safe_dump(values))
+    world["mp"].setenv("FIN_POLICY", str(patient))
+    log_url = Settings.from_env().decision_log_url
+    assert not Path(log_url.removeprefix("sqlite:///")).exists()
+    args = ["approve", VALIDATOR, "--version", "1", "--rationale", "gates pass"]
+    code, _, err = _decide(capsys, world, *args)
+    assert code == 3 and "refused (shadow_evidence_unavailable)" in err
+    assert "does not exist (FIN_DECISION_LOG_URL)" in err
+    digest = str((_facts(1).validated or {})["model_digest"])
+    now = datetime.now(UTC)
+    log = DecisionLog(sql_engine(log_url))
+    log.append([_shadowed_decision(n, now - timedelta(days=n % 2), digest) for n in range(4)])
+    log.dispose()
+    code, out, _ = _cli(capsys, "pending")
+    assert "shadow: 4 live decisions over 2 days" in out
+    assert "the policy needs 3 day(s) before approval" in out
+    code, _, err = _decide(capsys, world, *args)
+    assert code == 3 and "refused (shadow_evidence_insufficient)" in err
+    assert "scored in shadow on 2 day(s)" in err and "needs 3" in err
+    refused = AuditChain(_engine()).entries(action="refused")[-2:]
+    assert [e.payload["code"] for e in refused] == [
+        "shadow_evidence_unavailable",
+        "shadow_evidence_insufficient",
+    ]
+    assert refused[-1].payload["shadow_evidence"]["days"] == 2
+    assert decisions_from(_entries(), "fraud_detector") == []
+    world["mp"].setenv("FIN_POLICY", str(world["lenient"]))
+
+
+def _shadowed_decision(n: int, decided: datetime, digest: str) -> dict[str, Any]:
+    """A logged decision of no champion yet (version 0) with v1 scoring in shadow."""
+    return {
+        "request_id": f"shadow-{n}",
+        "transaction_id": 10_000_000 + n,
+        "tx_datetime": "2018-05-10T12:00:00",
+        "customer_id": 1,
+        "terminal_id": 1,
+        "tx_amount": 10.0,
+        "decided_at": decided.isoformat(timespec="microseconds"),
+        "model_name": "fraud_detector",
+        "model_version": 0,
+        "model_digest": "none",
+        "threshold": 0.5,
+        "threshold_source": "test",
+        "score": 0.1,
+        "alert": False,
+        "features": {},
+        "reason_codes": [],
+        "shadow_scores": {"1": 0.2},
+        "shadow_digests": {"1": digest},
+        "unknown_entities": [],
+        "policy_version": "test",
+    }
+
+
 def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -344,6 +408,7 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     read_bytes = _file_hashes(read_by_approver)
     code, out, _ = _cli(capsys, "pending")
     assert code == 0 and "\n1        passed" in out
+    _approval_waits_for_shadow_days(world, capsys)
     code, out, err = _decide(
         capsys, world, "approve", VALIDATOR, "--version", "1", "--rationale", "gates pass"
     )
