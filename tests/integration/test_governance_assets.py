@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -30,6 +31,7 @@ from fin_assets.cli.stores import init_home
 from fin_assets.definitions import build_resources
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.governance import champion_model
+from fin_assets.lib.common.names import FEATURE_TABLE, SCORES_TABLE
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
 from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.governance.chain_state import (
@@ -47,9 +49,12 @@ from fin_assets.lib.governance.registry_facts import (
     previous_champion_version,
 )
 from fin_assets.lib.governance.witness import Witness
+from fin_assets.lib.monitoring.shadow_scores import SHADOW_SCORES_TABLE
 from fin_assets.lib.serving.decision_records import DecisionLog
+from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import load_booster
 from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
+from fin_assets.lib.validation.model_loading import registered_version
 from fin_assets.monitoring import scored_transactions
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
@@ -136,11 +141,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         instance.dispose()
 
 
-def _client() -> Any:
+def _tracking() -> MlflowResource:
     s = Settings.from_env()
-    return MlflowResource(
-        tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root
-    ).client()
+    return MlflowResource(tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root)
+
+
+def _client() -> Any:
+    return _tracking().client()
 
 
 def _engine() -> sa.Engine:
@@ -666,6 +673,67 @@ def test_scoring_serves_only_the_promoted_version(world: dict[str, Any]) -> None
     )
     assert refused.payload["attempted"] == "score with the champion"
     assert not refused_run.asset_materializations_for_node("scored_transactions")
+
+
+def _day_scores(table: str, day: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(Settings.from_env().warehouse_path, read_only=True) as con:
+        return con.execute(
+            f"SELECT transaction_id, model_version, model_digest, score, run_id FROM {table} "
+            "WHERE partition_date = ? ORDER BY model_version, transaction_id",
+            [date.fromisoformat(day)],
+        ).fetchall()
+
+
+def test_the_daily_batch_scores_a_waiting_challenger_in_shadow_beside_the_champion(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
+    champion_before = _day_scores(SCORES_TABLE, day)
+    assert {row[1] for row in champion_before} == {3}
+    version = _train_validated(world, 29)
+    digest = str((_facts(version).validated or {})["model_digest"])
+
+    def score() -> Any:
+        result = dg.materialize(
+            [scored_transactions],
+            resources=build_resources(),
+            instance=world["instance"],
+            partition_key=day,
+        )
+        return result.asset_materializations_for_node("scored_transactions")[0].metadata
+
+    meta = score()
+    assert meta["shadow_versions"].value == f"v{version}"
+    assert meta["shadow_rows"].value == meta["rows"].value == len(champion_before)
+    shadow = _day_scores(SHADOW_SCORES_TABLE, day)
+    assert {(row[1], row[2]) for row in shadow} == {(version, digest)}
+    assert [row[0] for row in shadow] == [row[0] for row in champion_before]
+    # The champion's scores are the same numbers as before; only their run changed.
+    champion_after = _day_scores(SCORES_TABLE, day)
+    assert [r[:4] for r in champion_after] == [r[:4] for r in champion_before]
+    # The shadow scores are the challenger's own, not the champion's.
+    challenger = registered_version(_tracking(), "fraud_detector", version)
+    with duckdb.connect(Settings.from_env().warehouse_path, read_only=True) as con:
+        features = con.execute(
+            f"SELECT * FROM {FEATURE_TABLE} WHERE transaction_id IN "
+            f"(SELECT transaction_id FROM {SHADOW_SCORES_TABLE}) ORDER BY transaction_id"
+        ).df()
+    expected = predict_scores(challenger.booster, features, list(challenger.feature_columns))
+    assert [row[3] for row in shadow] == [float(v) for v in expected]
+    assert [row[3] for row in shadow] != [row[3] for row in champion_after]
+    assert meta[f"shadow_v{version}_score_mean"].value == round(float(expected.mean()), 6)
+    # Re-running the day replaces the shadow rows: none duplicated.
+    score()
+    again = _day_scores(SHADOW_SCORES_TABLE, day)
+    assert [r[:4] for r in again] == [r[:4] for r in shadow]
+    assert again[0][4] != shadow[0][4]
+    # Once decided, the version no longer shadows; the day it shadowed is kept.
+    code, _, err = _decide(
+        capsys, world, "reject", VALIDATOR, "--version", str(version), "--rationale", "shadowed"
+    )
+    assert code == 0, err
+    assert score()["shadow_versions"].value == "none"
+    assert _day_scores(SHADOW_SCORES_TABLE, day) == again
 
 
 def _train_validated(world: dict[str, Any], seed: int) -> int:
