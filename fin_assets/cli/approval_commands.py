@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fin_assets.cli.people_commands import key_file
@@ -49,7 +50,12 @@ from fin_assets.lib.governance.decision_rules import (
 from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.signing import load_private_key
 from fin_assets.lib.serving.decision_records import shadow_evidence_in_log
-from fin_resources.locations import Settings, admin_key_pin, sql_engine, without_credentials
+from fin_resources.locations import (
+    Settings,
+    admin_key_pin,
+    normalise_url,
+    without_credentials,
+)
 
 REFUSED = 3
 
@@ -97,7 +103,10 @@ def decision_log_reader(url: str) -> ShadowEvidenceReader:
                 digest,
                 unavailable=f"the decision log {url} does not exist (FIN_DECISION_LOG_URL)",
             )
-        engine = sql_engine(url)
+        # Read under the audit chain's write lock: a database that does not answer is
+        # given up on after a few seconds (refused as unavailable), not waited for.
+        wait = {"connect_timeout": 5} if normalise_url(url).startswith("postgresql") else {}
+        engine = sa.create_engine(normalise_url(url), connect_args=wait)
         try:
             return shadow_evidence_in_log(engine, version, digest)
         finally:

@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fin_assets.cli.approval_commands import decision_log_reader
 from fin_assets.lib.common.json_text import canonical_json
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry, compute_entry_hash
@@ -1912,3 +1913,26 @@ def test_a_log_created_before_shadow_digests_gains_the_column_and_its_rows_never
     found = shadow_evidence_in_log(engine, 3, model_digest(3))
     assert (found.days, found.decisions, found.other_digest_decisions) == (1, 1, 1)
     engine.dispose()
+
+
+def test_the_clis_reader_refuses_a_log_it_cannot_reach_or_find(
+    world: World, tmp_path: Path
+) -> None:
+    """What `fin-mlops approve` passes: a PostgreSQL nobody listens on (port 9) and a SQLite file
+    that does not exist are both unavailable evidence; a real log is read."""
+    add(world, facts())
+    requiring_shadow_days(world, 1)
+    down = decision_log_reader("postgresql://postgres@127.0.0.1:9/decisions")
+    with pytest.raises(Refusal) as caught:
+        run_decide(world, shadow=down)
+    assert caught.value.code == "shadow_evidence_unavailable"
+    assert "OperationalError" in caught.value.message
+    absent = tmp_path / "decisions.db"
+    found = decision_log_reader(f"sqlite:///{absent}")(3, model_digest(3))
+    assert found.unavailable.startswith(f"the decision log sqlite:///{absent} does not exist")
+    assert not absent.exists()
+    decision_log_with(absent, 1)
+    assert decision_log_reader(f"sqlite:///{absent}")(3, model_digest(3)).days == 1
+    run_decide(world, shadow=decision_log_reader(f"sqlite:///{absent}"))
+    (approved,) = world.chain.entries(action="approved")
+    assert approved.payload["shadow_evidence"]["days"] == 1
