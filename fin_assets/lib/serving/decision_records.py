@@ -216,21 +216,6 @@ class DecisionLog:
         """Every logged decision, oldest first (tests and exports; not for a large log)."""
         return self.where(sa.true())
 
-    def shadow_evidence(self, version: int) -> dict[str, Any]:
-        """How much live traffic ``version`` scored in shadow: ``decisions``, ``days`` (distinct
-        transaction days), ``first`` and ``last`` transaction times (None when none)."""
-        key = f'%"{int(version)}":%'  # the canonical JSON key of the version's shadow score
-        moment = serving_decisions.c.tx_datetime
-        query = sa.select(
-            sa.func.count(),
-            sa.func.count(sa.distinct(sa.func.substr(moment, 1, 10))),
-            sa.func.min(moment),
-            sa.func.max(moment),
-        ).where(serving_decisions.c.shadow_scores.like(key))
-        with self.engine.connect() as conn:
-            count, days, first, last = conn.execute(query).one()
-        return {"decisions": int(count), "days": int(days), "first": first, "last": last}
-
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
         with self.engine.connect() as conn:
