@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.launch_guard import refuse_launch_overrides
@@ -68,6 +69,7 @@ from fin_assets.lib.monitoring.scores_store import (
     write_scores,
 )
 from fin_assets.lib.monitoring.scoring import score_transactions
+from fin_assets.lib.monitoring.shadow_scores import shadow_candidates, write_shadow_scores
 from fin_assets.lib.training.model_fit import booster_digest
 from fin_assets.lib.training.model_registry import run_url
 from fin_assets.lib.training.registry_tags import TAG_MODEL_DIGEST
@@ -166,6 +168,10 @@ def scored_transactions(
     artifact changed after promotion, is refused (and the refusal recorded) before scoring.
     Replaces the day in `monitoring.scored_transactions` in one transaction (a re-run never
     duplicates). Before any champion exists nothing is scored, and the metadata says so.
+
+    Then each validated challenger awaiting approval scores the same rows in shadow, into
+    `monitoring.shadow_scores` (one transaction for the day, re-run safe); the champion's scores
+    are written first and never depend on them. The metadata names the versions that shadowed.
     """
     refuse_launch_overrides(context)
     day = _day(context)
@@ -191,6 +197,7 @@ def scored_transactions(
             model_digest=champion.tags.get(TAG_MODEL_DIGEST, "unknown"),
         )
         rows = write_scores(con, day, scored, context.run.run_id, datetime.now(UTC))
+        shadow = _shadow_scores(context, con, day, frame, mlflow, audit_store, settings)
     scores = scored["score"].astype(float)
     return dg.MaterializeResult(
         metadata={
@@ -199,8 +206,66 @@ def scored_transactions(
             "model_version": champion.version,
             "score_mean": round(float(scores.mean()), 6),
             "score_p99": round(float(scores.quantile(0.99)), 6),
+            **shadow,
         }
     )
+
+
+def _shadow_scores(
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    day: date,
+    frame: pd.DataFrame,
+    mlflow: MlflowResource,
+    audit_store: AuditStoreResource,
+    settings: SettingsResource,
+) -> dict[str, Any]:
+    """Score ``frame`` with each shadow candidate and store the scores; metadata of what shadowed.
+
+    A challenger that cannot be loaded or scored, or whose artifact no longer hashes to its
+    validated digest, is left out and named in ``shadow_skipped``: shadows never fail the
+    champion's scoring, whose scores are already committed.
+    """
+    if (
+        not load_policy(settings.policy_path or None)
+        .section("serving")
+        .get("shadow_challengers", True)
+    ):
+        return {"shadow_versions": "off (serving.shadow_challengers)"}
+    engine = audit_store.engine()
+    try:
+        candidates = shadow_candidates(AuditChain(engine).entries(), DEFAULT_REGISTERED_MODEL)
+    finally:
+        engine.dispose()
+    scored, skipped, means = [], [], {}
+    for facts in candidates:
+        digest = str((facts.validated or {})["model_digest"])
+        try:
+            challenger = registered_version(mlflow, facts.model_name, int(facts.version))
+            if booster_digest(challenger.booster) != digest:
+                raise ValueError("its artifact no longer hashes to the validated digest")
+            found = score_transactions(
+                frame,
+                challenger.booster,
+                challenger.feature_columns,
+                model_name=facts.model_name,
+                model_version=facts.version,
+                model_digest=digest,
+            )
+        except (ValueError, OSError, MlflowException) as exc:
+            context.log.warning(f"challenger v{facts.version} not scored in shadow: {exc}")
+            skipped.append(f"v{facts.version}: {exc}")
+            continue
+        scored.append(found)
+        means[f"shadow_v{facts.version}_score_mean"] = round(float(found["score"].mean()), 6)
+    rows = write_shadow_scores(con, day, scored, context.run.run_id, datetime.now(UTC))
+    versions = [f"v{int(f['model_version'].iloc[0])}" for f in scored if len(f)]
+    return {
+        "shadow_versions": ", ".join(versions) or "none",
+        "shadow_rows": rows,
+        **means,
+        **({"shadow_skipped": "; ".join(skipped)} if skipped else {}),
+    }
 
 
 def _history_start(con: duckdb.DuckDBPyConnection) -> date | None:

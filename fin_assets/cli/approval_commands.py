@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fin_assets.cli.people_commands import key_file
@@ -40,12 +41,21 @@ from fin_assets.lib.governance.decision_rules import (
     ROLLBACK,
     VALIDATION_INCONCLUSIVE,
     Refusal,
+    ShadowEvidence,
+    ShadowEvidenceReader,
+    VersionFacts,
     Waiver,
+    min_shadow_days,
 )
 from fin_assets.lib.governance.identity import roster_from
 from fin_assets.lib.governance.signing import load_private_key
-from fin_assets.lib.serving.decision_records import DecisionLog
-from fin_resources.locations import Settings, admin_key_pin, sql_engine
+from fin_assets.lib.serving.decision_records import shadow_evidence_in_log
+from fin_resources.locations import (
+    Settings,
+    admin_key_pin,
+    normalise_url,
+    without_credentials,
+)
 
 REFUSED = 3
 
@@ -56,7 +66,7 @@ def _refused(refusal: Refusal) -> int:
 
 
 def cmd_pending(args: argparse.Namespace) -> int:
-    with audit_store() as (_engine, chain, _policy):
+    with audit_store() as (_engine, chain, policy):
         entries = chain.entries()
     roster = roster_from(entries, pinned_admin_key_id=admin_key_pin())
     waiting = pending_challengers(entries, all_facts(entries, roster, args.model))
@@ -73,29 +83,59 @@ def cmd_pending(args: argparse.Namespace) -> int:
         if f.validation_status == VALIDATION_INCONCLUSIVE:
             gates = ", ".join(f.inconclusive_gates) or "(none recorded: re-run validation)"
             print(f"{'':<9}inconclusive blocking gates: {gates} — approval needs a waiver")
-        shadow = _shadow_line(int(f.version))
+        shadow = _shadow_line(f, min_shadow_days(policy)) if f.validated else ""
         if shadow:
             print(f"{'':<9}{shadow}")
     return 0
 
 
-def _shadow_line(version: int) -> str:
-    """What the scoring service's decision log holds about ``version`` in shadow ("" if none)."""
+def decision_log_reader(url: str) -> ShadowEvidenceReader:
+    """Reads shadow evidence from the decision log at ``url`` (``FIN_DECISION_LOG_URL``).
+
+    Nothing is created: a SQLite file that does not exist is evidence unavailable (a wrong URL
+    must not pass for a log that holds nothing), a database that cannot be reached raises.
+    """
+
+    def read(version: int, digest: str) -> ShadowEvidence:
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return ShadowEvidence(
+                version,
+                digest,
+                unavailable=f"the decision log {url} does not exist (FIN_DECISION_LOG_URL)",
+            )
+        # Read under the audit chain's write lock: a database that does not answer is
+        # given up on after a few seconds (refused as unavailable), not waited for.
+        wait = {"connect_timeout": 5} if normalise_url(url).startswith("postgresql") else {}
+        engine = sa.create_engine(normalise_url(url), connect_args=wait)
+        try:
+            return shadow_evidence_in_log(engine, version, digest)
+        finally:
+            engine.dispose()
+
+    return read
+
+
+def _shadow_line(facts: VersionFacts, needed: int) -> str:
+    """What the decision log proves about ``facts`` scoring in shadow, and what the policy needs
+    ("" when the log cannot be read and the policy needs no shadow days)."""
     url = Settings.from_env().decision_log_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        return ""
-    log = DecisionLog(sql_engine(url))
+    digest = str((facts.validated or {}).get("model_digest") or "")
     try:
-        found = log.shadow_evidence(version)
-    finally:
-        log.dispose()
-    if not found["decisions"]:
-        return "shadow: no live decision scored in shadow yet"
+        found = decision_log_reader(url)(int(facts.version), digest)
+    except Exception as exc:  # pending still lists the challengers when the log is down
+        found = ShadowEvidence(int(facts.version), digest, unavailable=type(exc).__name__)
+    need = f"; the policy needs {needed} day(s) before approval" if needed else ""
+    if found.unavailable and not needed:
+        return ""
+    if found.unavailable:
+        where = without_credentials(url)
+        return f"shadow: decision log {where} unreadable ({found.unavailable}){need}"
+    if not found.decisions:
+        return f"shadow: no live decision scored in shadow yet{need}"
     return (
-        f"shadow: {found['decisions']} live decisions over {found['days']} "
-        f"day{'' if found['days'] == 1 else 's'} "
-        f"({found['first'][:10]} .. {found['last'][:10]}); compare with "
-        f"`fin-mlops decisions shadow --challenger {version}`"
+        f"shadow: {found.decisions} live decisions over {found.days} "
+        f"day{'' if found.days == 1 else 's'} ({found.first_day} .. {found.last_day}){need}; "
+        f"compare with `fin-mlops decisions shadow --challenger {facts.version}`"
     )
 
 
@@ -164,6 +204,7 @@ def _decide(args: argparse.Namespace, kind: str, version: int) -> int:
                 waiver=_waiver(args),
                 now=datetime.now(UTC),
                 pinned_admin_key_id=admin_key_pin(),
+                shadow_evidence=decision_log_reader(Settings.from_env().decision_log_url),
             )
         except Refusal as refusal:
             return _refused(refusal)

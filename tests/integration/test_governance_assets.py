@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -30,6 +31,7 @@ from fin_assets.cli.stores import init_home
 from fin_assets.definitions import build_resources
 from fin_assets.definitions import defs as load_definitions
 from fin_assets.governance import champion_model
+from fin_assets.lib.common.names import FEATURE_TABLE, SCORES_TABLE
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
 from fin_assets.lib.governance.audit_chain import AuditChain
 from fin_assets.lib.governance.chain_state import (
@@ -47,12 +49,16 @@ from fin_assets.lib.governance.registry_facts import (
     previous_champion_version,
 )
 from fin_assets.lib.governance.witness import Witness
+from fin_assets.lib.monitoring.shadow_scores import SHADOW_SCORES_TABLE
+from fin_assets.lib.serving.decision_records import DecisionLog
+from fin_assets.lib.training.model_fit import predict_scores
 from fin_assets.lib.training.model_registry import load_booster
 from fin_assets.lib.training.registry_tags import TAG_VALIDATION_STATUS
+from fin_assets.lib.validation.model_loading import registered_version
 from fin_assets.monitoring import scored_transactions
 from fin_assets.training import TrainingConfig, training_run_config
 from fin_assets.validation import validation_pack
-from fin_resources.locations import Settings
+from fin_resources.locations import Settings, sql_engine
 from fin_resources.mlflow_client import TrackingServer
 from fin_resources.mlflow_tracking import MlflowResource
 
@@ -135,11 +141,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         instance.dispose()
 
 
-def _client() -> Any:
+def _tracking() -> MlflowResource:
     s = Settings.from_env()
-    return MlflowResource(
-        tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root
-    ).client()
+    return MlflowResource(tracking_uri=s.mlflow_tracking_uri, artifact_root=s.mlflow_artifact_root)
+
+
+def _client() -> Any:
+    return _tracking().client()
 
 
 def _engine() -> sa.Engine:
@@ -333,6 +341,69 @@ def test_the_cli_refuses_every_decision_that_breaks_a_rule(
     assert code == 3 and "FIN_SIGNING_KEY_FILE" in err
 
 
+def _approval_waits_for_shadow_days(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under a policy that needs 3 shadow days, `fin-mlops approve` reads FIN_DECISION_LOG_URL:
+    no log yet is inconclusive, two logged days are too few; both refusals are audited."""
+    values = yaml.safe_load(Path(world["lenient"]).read_text())
+    values["serving"]["min_shadow_days"] = 3
+    patient = Path(world["lenient"]).with_name("policy_shadow.yaml")
+    patient.write_text(yaml.safe_dump(values))
+    world["mp"].setenv("FIN_POLICY", str(patient))
+    log_url = Settings.from_env().decision_log_url
+    assert not Path(log_url.removeprefix("sqlite:///")).exists()
+    args = ["approve", VALIDATOR, "--version", "1", "--rationale", "gates pass"]
+    code, _, err = _decide(capsys, world, *args)
+    assert code == 3 and "refused (shadow_evidence_unavailable)" in err
+    assert "does not exist (FIN_DECISION_LOG_URL)" in err
+    digest = str((_facts(1).validated or {})["model_digest"])
+    now = datetime.now(UTC)
+    log = DecisionLog(sql_engine(log_url))
+    log.append([_shadowed_decision(n, now - timedelta(days=n % 2), digest) for n in range(4)])
+    log.dispose()
+    code, out, _ = _cli(capsys, "pending")
+    assert "shadow: 4 live decisions over 2 days" in out
+    assert "the policy needs 3 day(s) before approval" in out
+    code, _, err = _decide(capsys, world, *args)
+    assert code == 3 and "refused (shadow_evidence_insufficient)" in err
+    assert "scored in shadow on 2 day(s)" in err and "needs 3" in err
+    refused = AuditChain(_engine()).entries(action="refused")[-2:]
+    assert [e.payload["code"] for e in refused] == [
+        "shadow_evidence_unavailable",
+        "shadow_evidence_insufficient",
+    ]
+    assert refused[-1].payload["shadow_evidence"]["days"] == 2
+    assert decisions_from(_entries(), "fraud_detector") == []
+    world["mp"].setenv("FIN_POLICY", str(world["lenient"]))
+
+
+def _shadowed_decision(n: int, decided: datetime, digest: str) -> dict[str, Any]:
+    """A logged decision of no champion yet (version 0) with v1 scoring in shadow."""
+    return {
+        "request_id": f"shadow-{n}",
+        "transaction_id": 10_000_000 + n,
+        "tx_datetime": "2018-05-10T12:00:00",
+        "customer_id": 1,
+        "terminal_id": 1,
+        "tx_amount": 10.0,
+        "decided_at": decided.isoformat(timespec="microseconds"),
+        "model_name": "fraud_detector",
+        "model_version": 0,
+        "model_digest": "none",
+        "threshold": 0.5,
+        "threshold_source": "test",
+        "score": 0.1,
+        "alert": False,
+        "features": {},
+        "reason_codes": [],
+        "shadow_scores": {"1": 0.2},
+        "shadow_digests": {"1": digest},
+        "unknown_entities": [],
+        "policy_version": "test",
+    }
+
+
 def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -344,6 +415,7 @@ def test_an_approval_is_carried_out_by_the_sensor_and_moves_the_alias(
     read_bytes = _file_hashes(read_by_approver)
     code, out, _ = _cli(capsys, "pending")
     assert code == 0 and "\n1        passed" in out
+    _approval_waits_for_shadow_days(world, capsys)
     code, out, err = _decide(
         capsys, world, "approve", VALIDATOR, "--version", "1", "--rationale", "gates pass"
     )
@@ -601,6 +673,67 @@ def test_scoring_serves_only_the_promoted_version(world: dict[str, Any]) -> None
     )
     assert refused.payload["attempted"] == "score with the champion"
     assert not refused_run.asset_materializations_for_node("scored_transactions")
+
+
+def _day_scores(table: str, day: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(Settings.from_env().warehouse_path, read_only=True) as con:
+        return con.execute(
+            f"SELECT transaction_id, model_version, model_digest, score, run_id FROM {table} "
+            "WHERE partition_date = ? ORDER BY model_version, transaction_id",
+            [date.fromisoformat(day)],
+        ).fetchall()
+
+
+def test_the_daily_batch_scores_a_waiting_challenger_in_shadow_beside_the_champion(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
+    champion_before = _day_scores(SCORES_TABLE, day)
+    assert {row[1] for row in champion_before} == {3}
+    version = _train_validated(world, 29)
+    digest = str((_facts(version).validated or {})["model_digest"])
+
+    def score() -> Any:
+        result = dg.materialize(
+            [scored_transactions],
+            resources=build_resources(),
+            instance=world["instance"],
+            partition_key=day,
+        )
+        return result.asset_materializations_for_node("scored_transactions")[0].metadata
+
+    meta = score()
+    assert meta["shadow_versions"].value == f"v{version}"
+    assert meta["shadow_rows"].value == meta["rows"].value == len(champion_before)
+    shadow = _day_scores(SHADOW_SCORES_TABLE, day)
+    assert {(row[1], row[2]) for row in shadow} == {(version, digest)}
+    assert [row[0] for row in shadow] == [row[0] for row in champion_before]
+    # The champion's scores are the same numbers as before; only their run changed.
+    champion_after = _day_scores(SCORES_TABLE, day)
+    assert [r[:4] for r in champion_after] == [r[:4] for r in champion_before]
+    # The shadow scores are the challenger's own, not the champion's.
+    challenger = registered_version(_tracking(), "fraud_detector", version)
+    with duckdb.connect(Settings.from_env().warehouse_path, read_only=True) as con:
+        features = con.execute(
+            f"SELECT * FROM {FEATURE_TABLE} WHERE transaction_id IN "
+            f"(SELECT transaction_id FROM {SHADOW_SCORES_TABLE}) ORDER BY transaction_id"
+        ).df()
+    expected = predict_scores(challenger.booster, features, list(challenger.feature_columns))
+    assert [row[3] for row in shadow] == [float(v) for v in expected]
+    assert [row[3] for row in shadow] != [row[3] for row in champion_after]
+    assert meta[f"shadow_v{version}_score_mean"].value == round(float(expected.mean()), 6)
+    # Re-running the day replaces the shadow rows: none duplicated.
+    score()
+    again = _day_scores(SHADOW_SCORES_TABLE, day)
+    assert [r[:4] for r in again] == [r[:4] for r in shadow]
+    assert again[0][4] != shadow[0][4]
+    # Once decided, the version no longer shadows; the day it shadowed is kept.
+    code, _, err = _decide(
+        capsys, world, "reject", VALIDATOR, "--version", str(version), "--rationale", "shadowed"
+    )
+    assert code == 0, err
+    assert score()["shadow_versions"].value == "none"
+    assert _day_scores(SHADOW_SCORES_TABLE, day) == again
 
 
 def _train_validated(world: dict[str, Any], seed: int) -> int:

@@ -296,6 +296,8 @@ def test_scores_equal_the_batch_path_with_reason_codes_and_a_shadow(
         )
         # The shadow challenger scored the same features; the decision is the champion's alone.
         assert row.shadow_scores == {"2": world.batch_scores[2][row.transaction_id]}
+        # Each shadow score names the artifact that made it (what approval's shadow days count).
+        assert row.shadow_digests == {"2": world.models[2].model_digest}
         assert row.model_digest == world.models[1].model_digest
     assert any(row.shadow_scores["2"] != row.score for row in logged.values())
 

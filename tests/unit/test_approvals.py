@@ -28,6 +28,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fin_assets.cli.approval_commands import decision_log_reader
 from fin_assets.lib.common.json_text import canonical_json
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from fin_assets.lib.governance.audit_chain import AuditChain, AuditEntry, compute_entry_hash
@@ -58,10 +59,13 @@ from fin_assets.lib.governance.decision_rules import (
     REFUSAL_CODES,
     Decision,
     Refusal,
+    ShadowEvidence,
+    ShadowEvidenceReader,
     VersionFacts,
     Waiver,
     check_promotion,
     inconclusive_gate_names,
+    min_shadow_days,
 )
 from fin_assets.lib.governance.identity import create_trust_root, enrol, revoke, roster_from, rotate
 from fin_assets.lib.governance.serving_guard import check_serving
@@ -72,6 +76,11 @@ from fin_assets.lib.governance.signing import (
     public_record,
     sign_statement,
     unverified_statement,
+)
+from fin_assets.lib.serving.decision_records import (
+    DecisionLog,
+    serving_decisions,
+    shadow_evidence_in_log,
 )
 
 NOW = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -243,6 +252,7 @@ def run_decide(
     waiver: Waiver | None = None,
     artifact: str | None = None,
     key: Ed25519PrivateKey | None = None,
+    shadow: ShadowEvidenceReader | None = None,
 ) -> Decision:
     """What ``fin-mlops approve`` does: sign the current facts with ``name``'s key, decide."""
     return sign_and_decide(
@@ -257,6 +267,7 @@ def run_decide(
         policy=w.policy,
         waiver=waiver,
         now=now,
+        shadow_evidence=shadow,
     )
 
 
@@ -1672,3 +1683,256 @@ def test_the_first_submitter_stays_accountable_and_a_second_submission_is_refuse
     entries = world.chain.entries()
     assert facts_for(entries, roster_from(entries), MODEL, 3).developer == "otto"
     assert code_of(functools.partial(run_decide, world, 3, "otto")) == "separation_of_duties"
+
+
+# --- Shadow days before an approval (serving.min_shadow_days) ------------------------------
+
+
+def requiring_shadow_days(w: World, days: int) -> None:
+    """The world's policy with ``serving.min_shadow_days`` set (another policy: another hash)."""
+    values = {
+        **w.policy.values,
+        "serving": {**w.policy.section("serving"), "min_shadow_days": days},
+    }
+    w.policy = Policy(w.policy.version, sha(f"policy-shadow-{days}"), w.policy.path, values)
+
+
+def shadow_row(n: int, decided: datetime, digests: dict[str, str]) -> dict[str, Any]:
+    """One logged decision of champion v1 with v3 in shadow, as the service appends it."""
+    return {
+        "request_id": f"r{n}",
+        "transaction_id": n,
+        # The client's transaction times spread over many days; only the decision day counts.
+        "tx_datetime": (datetime(2026, 1, 1) + timedelta(days=n)).isoformat(),
+        "customer_id": n,
+        "terminal_id": 1,
+        "tx_amount": 10.0,
+        "decided_at": decided.isoformat(timespec="microseconds"),
+        "model_name": MODEL,
+        "model_version": 1,
+        "model_digest": model_digest(1),
+        "threshold": 0.5,
+        "threshold_source": "test",
+        "score": 0.1,
+        "alert": False,
+        "features": {},
+        "reason_codes": [],
+        "shadow_scores": {v: 0.2 for v in digests},
+        "shadow_digests": digests,
+        "unknown_entities": [],
+        "policy_version": "p",
+    }
+
+
+def decision_log_with(path: Path, days: int, *, per_day: int = 3) -> ShadowEvidenceReader:
+    """A real decision log where v3 shadowed with its validated digest on ``days`` decision
+    days (``per_day`` decisions each), plus one day with another artifact; and its reader."""
+    log = DecisionLog(sqlite_engine(path))
+    rows = [
+        shadow_row(d * 10 + i, NOW - timedelta(days=d, minutes=i), {"3": model_digest(3)})
+        for d in range(days)
+        for i in range(per_day)
+    ]
+    rows.append(shadow_row(999, NOW - timedelta(days=40), {"3": sha("another-artifact")}))
+    log.append(rows)
+    log.dispose()
+
+    def read(version: int, digest: str) -> ShadowEvidence:
+        engine = sqlite_engine(path)
+        try:
+            return shadow_evidence_in_log(engine, version, digest)
+        finally:
+            engine.dispose()
+
+    return read
+
+
+def last_refused(w: World) -> AuditEntry:
+    entry = w.chain.entries()[-1]
+    assert entry.action == "refused"
+    return entry
+
+
+def test_shadow_evidence_insufficient_says_how_many_days_there_are_and_are_needed(
+    world: World, tmp_path: Path
+) -> None:
+    add(world, facts())
+    requiring_shadow_days(world, 3)
+    reader = decision_log_with(tmp_path / "decisions.db", 2)
+    with pytest.raises(Refusal) as caught:
+        run_decide(world, shadow=reader)
+    refusal = caught.value
+    assert refusal.code == "shadow_evidence_insufficient"
+    first, last = (NOW - timedelta(days=1)).date(), NOW.date()
+    assert (
+        f"fraud_detector version 3 scored in shadow on 2 day(s) ({first} .. {last}) with its "
+        f"validated digest {model_digest(3)[:12]}… (6 live decisions); 1 shadow score(s) with "
+        "another or unrecorded model digest do not count; the policy (serving.min_shadow_days) "
+        "needs 3"
+    ) in refusal.message
+    refused = last_refused(world)
+    assert refused.payload["code"] == "shadow_evidence_insufficient"
+    assert refused.payload["shadow_evidence"] == {
+        "version": 3,
+        "model_digest": model_digest(3),
+        "days": 2,
+        "decisions": 6,
+        "first_day": first.isoformat(),
+        "last_day": last.isoformat(),
+        "other_digest_decisions": 1,
+        "unavailable": "",
+    }
+    assert world.chain.entries(action="approved") == []
+
+
+def test_enough_shadow_days_approve_and_the_evidence_is_recorded_with_the_decision(
+    world: World, tmp_path: Path
+) -> None:
+    add(world, facts())
+    requiring_shadow_days(world, 3)
+    decision = run_decide(world, shadow=decision_log_with(tmp_path / "decisions.db", 3))
+    (approved,) = world.chain.entries(action="approved")
+    assert approved.seq == decision.id
+    assert approved.payload["shadow_evidence"]["days"] == 3
+    assert approved.payload["shadow_evidence"]["model_digest"] == model_digest(3)
+    assert world.chain.verify().ok
+    assert governance_problems(world.chain.entries(), roster_from(world.chain.entries())) == []
+
+
+def test_shadow_days_are_decision_days_not_the_clients_transaction_days(
+    world: World, tmp_path: Path
+) -> None:
+    """Thirty transactions dated over thirty days but decided in one afternoon are one day."""
+    add(world, facts())
+    requiring_shadow_days(world, 2)
+    reader = decision_log_with(tmp_path / "decisions.db", 1, per_day=30)
+    assert reader(3, model_digest(3)).days == 1
+    assert code_of(lambda: run_decide(world, shadow=reader)) == "shadow_evidence_insufficient"
+
+
+def test_shadow_scores_of_another_artifact_never_count(world: World, tmp_path: Path) -> None:
+    reader = decision_log_with(tmp_path / "decisions.db", 4)
+    assert reader(3, sha("another-artifact")).days == 1
+    assert reader(3, model_digest(3)).days == 4
+    assert reader(2, model_digest(2)) == ShadowEvidence(2, model_digest(2))
+
+
+def test_an_unreadable_decision_log_refuses_the_approval_as_inconclusive(
+    world: World, tmp_path: Path
+) -> None:
+    add(world, facts())
+    requiring_shadow_days(world, 1)
+    missing = tmp_path / "no-such-folder" / "decisions.db"
+
+    def unreachable(version: int, digest: str) -> ShadowEvidence:
+        engine = sa.create_engine(f"sqlite:///{missing}")
+        try:
+            return shadow_evidence_in_log(engine, version, digest)
+        finally:
+            engine.dispose()
+
+    with pytest.raises(Refusal) as caught:
+        run_decide(world, shadow=unreachable)
+    assert caught.value.code == "shadow_evidence_unavailable"
+    assert "needs 1 day(s) of shadow scoring before fraud_detector version 3" in (
+        caught.value.message
+    )
+    assert "OperationalError" in caught.value.message
+    assert (
+        "unable to open database file"
+        in last_refused(world).payload["shadow_evidence"]["unavailable"]
+    )
+    assert code_of(lambda: run_decide(world)) == "shadow_evidence_unavailable"
+    assert "no decision log was consulted" in last_refused(world).payload["message"]
+    assert world.chain.entries(action="approved") == []
+
+
+def test_without_a_minimum_the_decision_log_is_not_read(world: World) -> None:
+    """The default policy (0 days) keeps the existing flows: no reader, or one that would
+    fail, changes nothing, and nothing about shadow is recorded."""
+    assert world.policy.section("serving")["min_shadow_days"] == 0
+    add(world, facts())
+
+    def never(version: int, digest: str) -> ShadowEvidence:
+        raise AssertionError("the decision log was read although the policy needs no shadow")
+
+    run_decide(world, shadow=never)
+    (approved,) = world.chain.entries(action="approved")
+    assert "shadow_evidence" not in approved.payload
+
+
+def test_a_rejection_is_never_held_back_by_shadow_days(world: World) -> None:
+    add(world, facts())
+    requiring_shadow_days(world, 5)
+    decision = run_decide(world, kind="reject", rationale="Not fit: drifts on week one.")
+    assert decision.kind == "reject"
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "3", True])
+def test_a_malformed_minimum_is_a_broken_policy(world: World, value: object) -> None:
+    values = {**world.policy.values, "serving": {"min_shadow_days": value}}
+    broken = Policy(world.policy.version, sha("broken"), world.policy.path, values)
+    with pytest.raises(ValueError, match=r"serving\.min_shadow_days must be a whole number"):
+        min_shadow_days(broken)
+
+
+def test_a_log_created_before_shadow_digests_gains_the_column_and_its_rows_never_count(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    engine = sqlite_engine(path)
+    old = sa.MetaData()
+    columns = [
+        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in serving_decisions.columns
+        if c.name != "shadow_digests"
+    ]
+    sa.Table(serving_decisions.name, old, *columns)
+    old.create_all(engine)
+    row = shadow_row(1, NOW, {"3": model_digest(3)})
+    del row["shadow_digests"]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO serving_decisions (request_id, transaction_id, tx_datetime, "
+                "customer_id, terminal_id, tx_amount, decided_at, model_name, model_version, "
+                "model_digest, threshold, threshold_source, score, alert, features, "
+                "reason_codes, shadow_scores, unknown_entities, policy_version) VALUES "
+                "('r1', 1, 't', 1, 1, 1.0, :at, 'm', 1, 'd', 0.5, 's', 0.1, 0, '{}', '[]', "
+                ":shadow, '[]', 'p')"
+            ),
+            {"at": NOW.isoformat(), "shadow": '{"3":0.2}'},
+        )
+    assert shadow_evidence_in_log(engine, 3, model_digest(3)) == ShadowEvidence(
+        3, model_digest(3), other_digest_decisions=1
+    )
+    log = DecisionLog(engine)
+    log.append([shadow_row(2, NOW, {"3": model_digest(3)})])
+    (old_row, new_row) = log.all()
+    assert (old_row.shadow_digests, new_row.shadow_digests) == ({}, {"3": model_digest(3)})
+    found = shadow_evidence_in_log(engine, 3, model_digest(3))
+    assert (found.days, found.decisions, found.other_digest_decisions) == (1, 1, 1)
+    engine.dispose()
+
+
+def test_the_clis_reader_refuses_a_log_it_cannot_reach_or_find(
+    world: World, tmp_path: Path
+) -> None:
+    """What `fin-mlops approve` passes: a PostgreSQL nobody listens on (port 9) and a SQLite file
+    that does not exist are both unavailable evidence; a real log is read."""
+    add(world, facts())
+    requiring_shadow_days(world, 1)
+    down = decision_log_reader("postgresql://postgres@127.0.0.1:9/decisions")
+    with pytest.raises(Refusal) as caught:
+        run_decide(world, shadow=down)
+    assert caught.value.code == "shadow_evidence_unavailable"
+    assert "OperationalError" in caught.value.message
+    absent = tmp_path / "decisions.db"
+    found = decision_log_reader(f"sqlite:///{absent}")(3, model_digest(3))
+    assert found.unavailable.startswith(f"the decision log sqlite:///{absent} does not exist")
+    assert not absent.exists()
+    decision_log_with(absent, 1)
+    assert decision_log_reader(f"sqlite:///{absent}")(3, model_digest(3)).days == 1
+    run_decide(world, shadow=decision_log_reader(f"sqlite:///{absent}"))
+    (approved,) = world.chain.entries(action="approved")
+    assert approved.payload["shadow_evidence"]["days"] == 1

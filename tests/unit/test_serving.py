@@ -26,9 +26,14 @@ from fin_assets.lib.features.online_state import (
     StaleStateError,
     customer_key,
 )
-from fin_assets.lib.governance.decision_rules import Refusal
+from fin_assets.lib.governance.decision_rules import Refusal, ShadowEvidence
 from fin_assets.lib.serving.champion import ServingModel, operating_threshold
-from fin_assets.lib.serving.decision_records import DecisionLog, LoggedDecision
+from fin_assets.lib.serving.decision_records import (
+    DecisionLog,
+    LoggedDecision,
+    serving_decisions,
+    shadow_evidence_in_log,
+)
 from fin_assets.lib.serving.engine import (
     AlreadyDecidedError,
     Decision,
@@ -366,3 +371,75 @@ def test_a_retried_transaction_is_not_decided_again(engine: DecisionEngine) -> N
     with pytest.raises(AlreadyDecidedError):
         engine.decide([_tx(3, 3), _tx(2, 2)])
     assert [d.transaction_id for d in engine.log.all()] == [1, 2]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_shadow_evidence_counts_decision_days_with_the_validated_digest(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """On both databases: a log created before ``shadow_digests`` gains the column (its rows
+    never count); days are the service's decision dates of scores made with the digest asked."""
+    url = (
+        f"sqlite:///{tmp_path / 'log.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    engine = sa.create_engine(url)
+    old = sa.MetaData()
+    sa.Table(
+        serving_decisions.name,
+        old,
+        *[
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in serving_decisions.columns
+            if c.name != "shadow_digests"
+        ],
+    )
+    old.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(old.tables[serving_decisions.name].insert(), [_encoded(_record("old"))])
+    assert shadow_evidence_in_log(engine, 2, "a" * 64) == ShadowEvidence(
+        2, "a" * 64, other_digest_decisions=1
+    )
+    log = DecisionLog(engine)
+    digests = {"2": "a" * 64}
+    log.append(
+        [
+            {**_record("d1"), "transaction_id": 6, "shadow_digests": digests},
+            {
+                **_record("d1b"),
+                "transaction_id": 7,
+                "shadow_digests": digests,
+                "decided_at": "2026-05-01T23:59:59.000000+00:00",
+            },
+            {
+                **_record("d2"),
+                "transaction_id": 8,
+                "shadow_digests": digests,
+                "decided_at": "2026-05-02T00:00:01.000000+00:00",
+            },
+            {**_record("other"), "transaction_id": 9, "shadow_digests": {"2": "b" * 64}},
+        ]
+    )
+    assert shadow_evidence_in_log(engine, 2, "a" * 64) == ShadowEvidence(
+        version=2,
+        model_digest="a" * 64,
+        days=2,
+        decisions=3,
+        first_day="2026-05-01",
+        last_day="2026-05-02",
+        other_digest_decisions=2,
+    )
+    assert shadow_evidence_in_log(engine, 3, "a" * 64) == ShadowEvidence(3, "a" * 64)
+    assert [d.shadow_digests for d in log.all()] == [{}, digests, digests, digests, {"2": "b" * 64}]
+    log.dispose()
+
+
+def _encoded(record: dict[str, object]) -> dict[str, object]:
+    """A record as the old schema stored it (JSON columns as text, no shadow digests)."""
+    return {
+        k: json.dumps(v)
+        if k in ("features", "reason_codes", "shadow_scores", "unknown_entities")
+        else v
+        for k, v in record.items()
+    }

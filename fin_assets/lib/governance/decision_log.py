@@ -40,6 +40,7 @@ from fin_assets.lib.governance.chain_state import (
     version_facts_from,
 )
 from fin_assets.lib.governance.decision_rules import (
+    APPROVE,
     KINDS,
     PROMOTING_KINDS,
     ROLLBACK,
@@ -48,9 +49,12 @@ from fin_assets.lib.governance.decision_rules import (
     Approver,
     Decision,
     Refusal,
+    ShadowEvidence,
+    ShadowEvidenceReader,
     VersionFacts,
     Waiver,
     check_decision,
+    min_shadow_days,
     parse_time,
     policy_ref,
     version_subject,
@@ -297,6 +301,28 @@ def _mismatches(signed: Mapping[str, Any], expected: Mapping[str, Any]) -> list[
     ]
 
 
+def read_shadow_evidence(
+    reader: ShadowEvidenceReader | None, facts: VersionFacts, kind: str, policy: Policy
+) -> ShadowEvidence | None:
+    """The shadow evidence an approval of ``facts`` needs, or None when the policy needs none.
+
+    Counted for the digest validation recorded (the one an approval promotes). A reader that
+    raises (the decision log is down, a driver is missing) gives evidence marked unavailable,
+    which the rules refuse: an approval never passes because the evidence could not be read.
+    """
+    if kind != APPROVE or not facts.exists or min_shadow_days(policy) <= 0:
+        return None
+    digest = str((facts.validated or {}).get("model_digest") or "")
+    if reader is None:
+        return None
+    try:
+        return reader(int(facts.version), digest)
+    except Exception as exc:  # any failure to read is inconclusive evidence, refused below
+        return ShadowEvidence(
+            int(facts.version), digest, unavailable=f"{type(exc).__name__}: {exc}"[:500]
+        )
+
+
 def decide(
     chain: AuditChain,
     envelope: Mapping[str, Any],
@@ -308,6 +334,7 @@ def decide(
     policy: Policy,
     now: datetime | None = None,
     pinned_admin_key_id: str = "",
+    shadow_evidence: ShadowEvidenceReader | None = None,
 ) -> Decision:
     """Verify a signed decision on ``model_name`` ``version`` and append it to the chain.
 
@@ -318,10 +345,16 @@ def decide(
     ``model_digest_mismatch`` (the artifact changed since registration), then the rules of
     :func:`check_decision`. All checks run under the chain's write lock against the history the
     entry extends; a refusal is appended as a ``refused`` entry and re-raised.
+
+    ``shadow_evidence`` reads the decision log when the policy needs shadow days
+    (``serving.min_shadow_days``); without it such an approval is refused
+    (``shadow_evidence_unavailable``). The evidence read is recorded with the decision (or with
+    its refusal), so an auditor sees what the approval rested on.
     """
     moment = datetime.now(UTC) if now is None else now
     subject = version_subject(model_name, version)
     attempted = "decide"
+    shadow: ShadowEvidence | None = None
     try:
         with chain.writer() as conn:
             entries = chain.entries_on(conn)
@@ -383,6 +416,7 @@ def decide(
                     else d.version == int(version) and d.kind in VERDICT_KINDS
                 )
             ]
+            shadow = read_shadow_evidence(shadow_evidence, facts, kind, policy)
             check_decision(
                 facts,
                 approver,
@@ -392,6 +426,7 @@ def decide(
                 now=moment,
                 prior=prior,
                 waiver=waiver,
+                shadow=shadow,
             )
             validated = facts.validated or {}
             entry = chain.append_on(
@@ -412,6 +447,7 @@ def decide(
                     "developer_key_id": facts.developer_key_id,
                     "validation_status": facts.validation_status,
                     "inconclusive_gates": list(facts.inconclusive_gates),
+                    **({"shadow_evidence": shadow.to_dict()} if shadow is not None else {}),
                     "envelope": dict(envelope),
                 },
                 now=moment,
@@ -425,7 +461,10 @@ def decide(
             attempted=attempted,
             subject=subject,
             policy=policy,
-            details={"signed_by": envelope_key_ids(envelope)},
+            details={
+                "signed_by": envelope_key_ids(envelope),
+                **({"shadow_evidence": shadow.to_dict()} if shadow is not None else {}),
+            },
             now=moment,
         )
         raise
@@ -445,6 +484,7 @@ def sign_and_decide(
     waiver: Waiver | None = None,
     now: datetime | None = None,
     pinned_admin_key_id: str = "",
+    shadow_evidence: ShadowEvidenceReader | None = None,
 ) -> Decision:
     """Sign, with ``key``, a decision on the version as the chain records it now, and record it.
 
@@ -476,6 +516,7 @@ def sign_and_decide(
         policy=policy,
         now=moment,
         pinned_admin_key_id=pinned_admin_key_id,
+        shadow_evidence=shadow_evidence,
     )
 
 

@@ -13,7 +13,7 @@ decision is made, :func:`check_promotion` again when it is promoted, both throug
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -81,6 +81,8 @@ REFUSAL_CODES: Final[tuple[str, ...]] = (
     "waiver_mismatch",
     "waiver_role_not_allowed",
     "waiver_rationale_required",
+    "shadow_evidence_insufficient",
+    "shadow_evidence_unavailable",
 )
 
 
@@ -218,6 +220,44 @@ class Decision:
         return plain
 
 
+@dataclasses.dataclass(frozen=True)
+class ShadowEvidence:
+    """How long a challenger scored live traffic in shadow, as the decision log proves it.
+
+    Why from the decision log: its rows are appended by the scoring service and never updated
+    or deleted, and each names the server's decision time and the digest every shadow scored
+    with, so a day counts only if the service really ran that model on that calendar day; a
+    batch re-run or a client's transaction times cannot add days.
+
+    Attributes:
+        version, model_digest: the challenger and the digest its days were counted for (the
+            digest validation recorded; shadow scores of another artifact never count).
+        days: distinct UTC days (of the service's decision time) with at least one such score.
+        decisions: how many logged decisions carry such a score.
+        first_day, last_day: the first and last of those days (ISO dates), None when none.
+        other_digest_decisions: decisions where the version shadowed with another or an
+            unrecorded digest (shown, never counted).
+        unavailable: why the log could not be read ("" when it was): the rules then refuse.
+    """
+
+    version: int
+    model_digest: str
+    days: int = 0
+    decisions: int = 0
+    first_day: str | None = None
+    last_day: str | None = None
+    other_digest_decisions: int = 0
+    unavailable: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (recorded with the decision and with its refusal)."""
+        return dataclasses.asdict(self)
+
+
+#: Reads the shadow evidence of (version, validated digest); it may raise when the log is down.
+ShadowEvidenceReader = Callable[[int, str], ShadowEvidence]
+
+
 def version_subject(model_name: str, version: int) -> str:
     """The audit subject naming one model version."""
     return f"{model_name}/{int(version)}"
@@ -254,6 +294,56 @@ def waiver_rationale_min_chars(policy: Policy) -> int:
         "waiver_rationale_min_chars", DEFAULT_WAIVER_RATIONALE_MIN_CHARS
     )
     return int(value)
+
+
+def min_shadow_days(policy: Policy) -> int:
+    """Shadow days an approval needs (``serving.min_shadow_days``; 0 when absent: none).
+
+    A negative or non-integer value is a broken policy, refused loudly rather than read as 0.
+    """
+    value = policy.section("serving").get("min_shadow_days", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"serving.min_shadow_days must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def check_shadow_evidence(
+    facts: VersionFacts, evidence: ShadowEvidence | None, *, policy: Policy
+) -> None:
+    """Refuse an approval until the challenger shadowed live traffic for the policy's minimum.
+
+    Never passes by omission: with a minimum above 0, no evidence (nobody read the log) or a
+    log that could not be read is ``shadow_evidence_unavailable`` (inconclusive, not a pass);
+    fewer days than the minimum is ``shadow_evidence_insufficient``.
+    """
+    needed = min_shadow_days(policy)
+    if needed <= 0:
+        return
+    what = f"{facts.model_name} version {facts.version}"
+    if evidence is None or evidence.unavailable:
+        why = evidence.unavailable if evidence is not None else "no decision log was consulted"
+        raise Refusal(
+            "shadow_evidence_unavailable",
+            f"the policy (serving.min_shadow_days) needs {needed} day(s) of shadow scoring "
+            f"before {what} is approved, but the decision log could not be read ({why}); the "
+            "evidence is inconclusive, so nothing is approved — check FIN_DECISION_LOG_URL and "
+            "decide again",
+        )
+    if evidence.days < needed:
+        span = f" ({evidence.first_day} .. {evidence.last_day})" if evidence.first_day else ""
+        ignored = (
+            f"; {evidence.other_digest_decisions} shadow score(s) with another or unrecorded "
+            "model digest do not count"
+            if evidence.other_digest_decisions
+            else ""
+        )
+        raise Refusal(
+            "shadow_evidence_insufficient",
+            f"{what} scored in shadow on {evidence.days} day(s){span} with its validated digest "
+            f"{evidence.model_digest[:12]}… ({evidence.decisions} live decisions){ignored}; the "
+            f"policy (serving.min_shadow_days) needs {needed} — keep it in shadow behind "
+            "`fin-mlops serve` and decide later",
+        )
 
 
 def _substance(text: str) -> str:
@@ -407,6 +497,7 @@ def check_decision(
     now: datetime,
     prior: Sequence[Decision] = (),
     waiver: Waiver | None = None,
+    shadow: ShadowEvidence | None = None,
 ) -> None:
     """Apply the governance rules to one decision; raise the first :class:`Refusal`.
 
@@ -431,6 +522,9 @@ def check_decision(
        promotes too, so restoring an inconclusive version needs a waiver again.
     9. ``stale_pack`` (approve, rollback; :func:`stale_reasons`). A rollback is not refused for
        the pack's age alone: it restores a model that was approved before, usually in a hurry.
+    10. ``shadow_evidence_unavailable`` / ``shadow_evidence_insufficient`` (approve only;
+        :func:`check_shadow_evidence` on ``shadow``) when ``serving.min_shadow_days`` is above 0.
+        A rollback restores a model that served before and is not held back.
 
     A rejection needs no passed, current pack: refusing a model is always allowed.
     """
@@ -519,6 +613,8 @@ def check_decision(
             f"the validation pack of {what} is stale: {'; '.join(reasons)}. Re-run validation "
             "for this version to produce a current pack, then decide again",
         )
+    if kind == APPROVE:
+        check_shadow_evidence(facts, shadow, policy=policy)
 
 
 def check_promotion(

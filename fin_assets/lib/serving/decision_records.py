@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import sqlalchemy as sa
+
+from fin_assets.lib.governance.decision_rules import ShadowEvidence
 
 TABLE_NAME: Final[str] = "serving_decisions"
 APPEND_ONLY_MESSAGE: Final[str] = "serving_decisions is append-only"
@@ -47,6 +49,9 @@ serving_decisions = sa.Table(
     sa.Column("features", sa.Text, nullable=False),
     sa.Column("reason_codes", sa.Text, nullable=False),
     sa.Column("shadow_scores", sa.Text, nullable=False),
+    # {version: artifact digest} of each shadow score: the evidence an approval's shadow days
+    # rest on names the exact model that scored (decision_rules.ShadowEvidence).
+    sa.Column("shadow_digests", sa.Text, nullable=False, server_default="{}"),
     sa.Column("unknown_entities", sa.Text, nullable=False),
     sa.Column("policy_version", sa.String(64), nullable=False),
     sa.Index("ix_serving_decisions_transaction", "transaction_id"),
@@ -78,6 +83,7 @@ _JSON_COLUMNS: Final[tuple[str, ...]] = (
     "features",
     "reason_codes",
     "shadow_scores",
+    "shadow_digests",
     "unknown_entities",
 )
 
@@ -111,6 +117,7 @@ class LoggedDecision:
     shadow_scores: dict[str, float]
     unknown_entities: list[str]
     policy_version: str
+    shadow_digests: dict[str, str] = field(default_factory=dict)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
@@ -133,6 +140,14 @@ class DecisionLog:
     def _ensure_schema(self) -> None:
         with self.engine.begin() as conn:
             metadata.create_all(conn, checkfirst=True)
+            columns = {c["name"] for c in sa.inspect(conn).get_columns(TABLE_NAME)}
+            if "shadow_digests" not in columns:
+                # A log created before shadow digests were logged: add the column (its old rows
+                # read '{}', so their shadow scores never count as approval evidence).
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {TABLE_NAME} "
+                    "ADD COLUMN shadow_digests TEXT NOT NULL DEFAULT '{}'"
+                )
             if conn.dialect.name == "sqlite":
                 for statement in _SQLITE_TRIGGERS:
                     conn.exec_driver_sql(statement)
@@ -152,6 +167,7 @@ class DecisionLog:
         rows = []
         for record in records:
             row = dict(record)
+            row.setdefault("shadow_digests", {})
             for name in ("score", "threshold", "tx_amount"):
                 if not math.isfinite(float(row[name])):
                     raise ValueError(f"decision {row.get('request_id')}: {name} is not finite")
@@ -200,21 +216,6 @@ class DecisionLog:
         """Every logged decision, oldest first (tests and exports; not for a large log)."""
         return self.where(sa.true())
 
-    def shadow_evidence(self, version: int) -> dict[str, Any]:
-        """How much live traffic ``version`` scored in shadow: ``decisions``, ``days`` (distinct
-        transaction days), ``first`` and ``last`` transaction times (None when none)."""
-        key = f'%"{int(version)}":%'  # the canonical JSON key of the version's shadow score
-        moment = serving_decisions.c.tx_datetime
-        query = sa.select(
-            sa.func.count(),
-            sa.func.count(sa.distinct(sa.func.substr(moment, 1, 10))),
-            sa.func.min(moment),
-            sa.func.max(moment),
-        ).where(serving_decisions.c.shadow_scores.like(key))
-        with self.engine.connect() as conn:
-            count, days, first, last = conn.execute(query).one()
-        return {"decisions": int(count), "days": int(days), "first": first, "last": last}
-
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
         with self.engine.connect() as conn:
@@ -222,6 +223,51 @@ class DecisionLog:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def shadow_evidence_in_log(engine: sa.Engine, version: int, digest: str) -> ShadowEvidence:
+    """The approval evidence of ``version`` shadowing with ``digest`` (read only, no DDL).
+
+    Days are distinct UTC dates of the service's own decision time (``decided_at``), not of the
+    client's transaction time: sending old transactions in one afternoon adds no day. Only
+    scores logged with ``digest`` count. A log whose table does not exist yet holds no evidence
+    (0 days); a database that cannot be reached raises (the caller refuses).
+    """
+    if not sa.inspect(engine).has_table(TABLE_NAME):
+        return ShadowEvidence(int(version), digest)
+    if "shadow_digests" not in {c["name"] for c in sa.inspect(engine).get_columns(TABLE_NAME)}:
+        return ShadowEvidence(
+            int(version), digest, other_digest_decisions=_shadowed(engine, version)
+        )
+    # Canonical JSON (sorted keys, no spaces): the exact text of this version's digest entry.
+    pair = f'%"{int(version)}":"{digest}"%'
+    day = sa.func.substr(serving_decisions.c.decided_at, 1, 10)
+    query = sa.select(
+        sa.func.count(), sa.func.count(sa.distinct(day)), sa.func.min(day), sa.func.max(day)
+    ).where(serving_decisions.c.shadow_digests.like(pair))
+    with engine.connect() as conn:
+        count, days, first, last = conn.execute(query).one()
+    return ShadowEvidence(
+        version=int(version),
+        model_digest=digest,
+        days=int(days),
+        decisions=int(count),
+        first_day=first,
+        last_day=last,
+        other_digest_decisions=_shadowed(engine, version) - int(count),
+    )
+
+
+def _shadowed(engine: sa.Engine, version: int) -> int:
+    """Decisions carrying a shadow score of ``version``, whatever its digest."""
+    key = f'%"{int(version)}":%'
+    query = (
+        sa.select(sa.func.count())
+        .select_from(serving_decisions)
+        .where(serving_decisions.c.shadow_scores.like(key))
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def _decoded(row: Mapping[str, Any]) -> LoggedDecision:

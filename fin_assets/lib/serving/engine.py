@@ -83,6 +83,8 @@ class Decision:
     #: The reasons as JSON-able dicts, made once (the answer and the log row share them).
     reason_dicts: list[dict[str, Any]] = field(default_factory=list)
     shadow_scores: dict[str, float] = field(default_factory=dict)
+    #: The artifact digest each shadow scored with (what approval's shadow evidence counts).
+    shadow_digests: dict[str, str] = field(default_factory=dict)
     empty_history: list[str] = field(default_factory=list)
     policy_version: str = ""
 
@@ -122,6 +124,7 @@ class Decision:
             "features": self.features,
             "reason_codes": self.reason_dicts,
             "shadow_scores": self.shadow_scores,
+            "shadow_digests": self.shadow_digests,
             "unknown_entities": self.empty_history,
             "policy_version": self.policy_version,
         }
@@ -265,6 +268,7 @@ class DecisionEngine:
         for shadow in models.shadows:
             for i, value in enumerate(shadow.scores(shadow.matrix(features))):
                 shadow_scores[i][str(shadow.version)] = float(value)
+        shadow_digests = {str(shadow.version): shadow.digest for shadow in models.shadows}
         decided_at = datetime.now(UTC).isoformat(timespec="microseconds")
         return [
             Decision(
@@ -278,6 +282,7 @@ class DecisionEngine:
                 reasons=reasons[i],
                 reason_dicts=[_reason_dict(r) for r in reasons[i]],
                 shadow_scores=shadow_scores[i],
+                shadow_digests=shadow_digests,
                 empty_history=_empty_history(values),
                 policy_version=self.policy_version,
             )
