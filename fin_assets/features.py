@@ -9,7 +9,6 @@ function (:func:`point_in_time_features`) that the definitions loader calls, so 
 module never runs dbt: a CLI command, a test or a sensor that imports it stays fast.
 """
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -24,11 +23,17 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from fin_assets.code_versions import group_code_version
 from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
-from fin_assets.lib.features.dbt_runner import prepare_manifest
+from fin_assets.lib.features.dbt_runner import (
+    prepare_manifest,
+    prepare_partial_parse,
+    range_environment,
+    run_target_folder,
+    scoped_environment,
+)
 from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR, feature_versions
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
 from fin_assets.partitions import daily_partitions
-from fin_resources.locations import without_credentials
+from fin_resources.locations import Settings, without_credentials
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource
 
@@ -70,10 +75,10 @@ def dbt_resource() -> DbtCliResource:
     )
 
 
-def _range_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+def _run_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    """The run's days as [start, end), end exclusive, as the models take them."""
     keys = context.partition_key_range
-    end = date.fromisoformat(keys.end) + timedelta(days=1)
-    return {"start_date": keys.start, "end_date": end.isoformat()}
+    return date.fromisoformat(keys.start), date.fromisoformat(keys.end) + timedelta(days=1)
 
 
 @cache
@@ -84,6 +89,9 @@ def point_in_time_features() -> dg.AssetsDefinition:
     """
     project = feature_dbt_project()
     prepare_manifest(Path(project.manifest_path))
+    # dbt's parse state for the configured warehouse, ready before any run (as a deploy-time
+    # `dbt parse` would be): the first run, a backfill, then does not parse the project itself.
+    prepare_partial_parse(Settings.from_env().warehouse_path)
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -105,8 +113,12 @@ def point_in_time_features() -> dg.AssetsDefinition:
         refuse_launch_overrides(context)
         os.environ["FIN_WAREHOUSE_PATH"] = warehouse.path
         versions = feature_versions()
-        dbt_vars = _range_vars(context)
-        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        start, end = _run_days(context)
+        # The range goes by environment, not --vars, so dbt reuses the parsed project; the
+        # dbt process takes its environment when it starts, inside this block.
+        target = run_target_folder(warehouse.path, context.run_id)
+        with scoped_environment(range_environment(start, end)):
+            invocation = dbt.cli(["build"], context=context, target_path=target)
         for event in invocation.stream():
             if isinstance(event, dg.Output | dg.AssetMaterialization) and (
                 getattr(event, "output_name", None) == "transaction_features"
@@ -116,7 +128,7 @@ def point_in_time_features() -> dg.AssetsDefinition:
                     {
                         **(event.metadata or {}),
                         "feature_versions": dg.MetadataValue.json(versions),
-                        "days": f"{dbt_vars['start_date']}..{dbt_vars['end_date']} (end exclusive)",
+                        "days": f"{start.isoformat()}..{end.isoformat()} (end exclusive)",
                     }
                 )
             yield event
