@@ -13,7 +13,12 @@ from typing import Any
 
 import dagster as dg
 
-from fin_assets.features import dbt_resource, online_features, point_in_time_features
+from fin_assets.features import (
+    dbt_resource,
+    dbt_test_checks,
+    online_features,
+    point_in_time_features,
+)
 from fin_assets.governance import audit_trail, champion_model, champion_was_approved
 from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import ALL_JOBS
@@ -104,7 +109,7 @@ def defs() -> dg.Definitions:
             scored_transactions,
             monitoring_report,
         ],
-        asset_checks=[champion_was_approved],
+        asset_checks=[champion_was_approved, dbt_test_checks()],
         jobs=ALL_JOBS,
         schedules=[daily_ingestion_schedule, audit_anchor_schedule],
         sensors=[approval_sensor, drift_retrain_sensor, run_failure_alert],

@@ -139,6 +139,7 @@ def run_dbt(
     target_path: str | Path | None = None,
     log_path: str | Path | None = None,
     quiet: bool = True,
+    raise_on_failure: bool = True,
 ) -> dbtRunnerResult:
     """Run one dbt command in-process on the feature project against a warehouse.
 
@@ -149,7 +150,8 @@ def run_dbt(
     (``start_date``, ``end_date``, ``label_delay_days``) are added here so that every caller uses
     the same project the same way. ``target_path``/``log_path`` keep concurrent callers (tests,
     benchmarks) from sharing dbt's working files. Raises :class:`DbtError` with dbt's messages
-    when the command does not succeed.
+    when the command does not succeed; with ``raise_on_failure=False`` only when dbt itself
+    errs, so a caller can report failed tests node by node.
     """
     from dbt.cli.main import dbtRunner
 
@@ -175,7 +177,7 @@ def run_dbt(
             result = dbtRunner().invoke(argv)
         finally:
             _release_warehouse()
-    if not result.success:
+    if not result.success and (raise_on_failure or result.exception is not None):
         raise DbtError(_describe_failure(args, result))
     return result
 
