@@ -13,7 +13,12 @@ from typing import Any
 
 import dagster as dg
 
-from fin_assets.features import dbt_resource, online_features, point_in_time_features
+from fin_assets.features import (
+    dbt_resource,
+    dbt_test_checks,
+    online_features,
+    point_in_time_features,
+)
 from fin_assets.governance import audit_trail, champion_model, champion_was_approved
 from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import ALL_JOBS
@@ -119,7 +124,7 @@ def defs() -> dg.Definitions:
             monitoring_report,
             shadow_comparison,
         ],
-        asset_checks=[champion_was_approved, champion_evidence_within_cadence],
+        asset_checks=[champion_was_approved, champion_evidence_within_cadence, dbt_test_checks()],
         jobs=ALL_JOBS,
         schedules=[daily_ingestion_schedule, audit_anchor_schedule, champion_revalidation_schedule],
         sensors=[approval_sensor, drift_retrain_sensor, run_failure_alert],

@@ -9,7 +9,6 @@ function (:func:`point_in_time_features`) that the definitions loader calls, so 
 module never runs dbt: a CLI command, a test or a sensor that imports it stays fast.
 """
 
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -19,16 +18,30 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
-from fin_assets.lib.features.dbt_runner import prepare_manifest
+from fin_assets.lib.features.dbt_runner import (
+    prepare_manifest,
+    prepare_partial_parse,
+    range_environment,
+    run_dbt,
+    run_target_folder,
+    scoped_environment,
+)
 from fin_assets.lib.features.feature_registry import DBT_PROJECT_DIR, feature_versions
 from fin_assets.lib.features.online_state import OnlineFeatures, build_state
 from fin_assets.partitions import daily_partitions
-from fin_resources.locations import without_credentials
+from fin_resources.locations import Settings, without_credentials
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource
 
@@ -70,10 +83,59 @@ def dbt_resource() -> DbtCliResource:
     )
 
 
-def _range_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+def _run_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    """The run's days as [start, end), end exclusive, as the models take them."""
     keys = context.partition_key_range
-    end = date.fromisoformat(keys.end) + timedelta(days=1)
-    return {"start_date": keys.start, "end_date": end.isoformat()}
+    return date.fromisoformat(keys.start), date.fromisoformat(keys.end) + timedelta(days=1)
+
+
+#: dbt tests are not checks of the partitioned dbt assets: Dagster 1.13 records a check planned in
+#: a run over a range of days once per day (the run's partition subset), while the evaluation of
+#: one dbt test over the range comes once, unpartitioned, so 61 tests x 136 days of "planned"
+#: rows were written (and never resolved) in a first backfill. The assets report each test as
+#: one unpartitioned check evaluation per run instead (:func:`dbt_test_checks`).
+_TRANSLATOR_SETTINGS = DagsterDbtTranslatorSettings(enable_asset_checks=False)
+
+
+@cache
+def _dbt_test_check_specs() -> tuple[dg.AssetCheckSpec, ...]:
+    """The dbt tests as check specs, exactly as dagster-dbt maps them (names, targets, blocking)."""
+    project = feature_dbt_project()
+
+    @dbt_assets(manifest=project.manifest_path, dagster_dbt_translator=FeatureTranslator())
+    def specs_only(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        """Never run: built only to read the check specs dagster-dbt derives from the manifest."""
+        yield from ()
+
+    return tuple(specs_only.check_specs)
+
+
+def _checks_by_test() -> dict[str, dg.AssetCheckSpec]:
+    """Each dbt test's check spec by the test's dbt unique id."""
+    return {
+        str(spec.metadata[DAGSTER_DBT_UNIQUE_ID_METADATA_KEY]): spec
+        for spec in _dbt_test_check_specs()
+    }
+
+
+def _test_evaluation(
+    observation: dg.AssetObservation, specs: Mapping[str, dg.AssetCheckSpec]
+) -> dg.AssetCheckEvaluation | None:
+    """The check evaluation of one dbt test result, which dagster-dbt reports as an observation
+    when tests are not checks of the assets; None for any other observation."""
+    metadata = {name: value.value for name, value in observation.metadata.items()}
+    spec = specs.get(str(metadata.get("unique_id", "")))
+    if spec is None:
+        return None
+    status = str(metadata.get("status", "")).lower()
+    return dg.AssetCheckEvaluation(
+        asset_key=spec.asset_key,
+        check_name=spec.name,
+        passed=status == "pass",
+        severity=dg.AssetCheckSeverity.WARN if status == "warn" else dg.AssetCheckSeverity.ERROR,
+        metadata=observation.metadata,
+        blocking=spec.blocking,
+    )
 
 
 @cache
@@ -84,6 +146,9 @@ def point_in_time_features() -> dg.AssetsDefinition:
     """
     project = feature_dbt_project()
     prepare_manifest(Path(project.manifest_path))
+    # dbt's parse state for the configured warehouse, ready before any run (as a deploy-time
+    # `dbt parse` would be): the first run, a backfill, then does not parse the project itself.
+    prepare_partial_parse(Settings.from_env().warehouse_path)
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -91,7 +156,7 @@ def point_in_time_features() -> dg.AssetsDefinition:
         partitions_def=daily_partitions,
         backfill_policy=FEATURE_BACKFILL_POLICY,
         pool=names.WAREHOUSE_POOL,
-        dagster_dbt_translator=FeatureTranslator(),
+        dagster_dbt_translator=FeatureTranslator(settings=_TRANSLATOR_SETTINGS),
     )
     def point_in_time_features(
         context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
@@ -105,9 +170,26 @@ def point_in_time_features() -> dg.AssetsDefinition:
         refuse_launch_overrides(context)
         os.environ["FIN_WAREHOUSE_PATH"] = warehouse.path
         versions = feature_versions()
-        dbt_vars = _range_vars(context)
-        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context)
+        start, end = _run_days(context)
+        # The range goes by environment, not --vars, so dbt reuses the parsed project; the
+        # dbt process takes its environment when it starts, inside this block.
+        target = run_target_folder(warehouse.path, context.run_id)
+        with scoped_environment(range_environment(start, end)):
+            # Errors raised after the stream, so a failed test's evaluation is recorded first.
+            invocation = dbt.cli(
+                ["build"], context=context, target_path=target, raise_on_error=False
+            )
+        tests = _checks_by_test()
+        reported: set[str] = set()
         for event in invocation.stream():
+            if isinstance(event, dg.AssetObservation):
+                evaluation = _test_evaluation(event, tests)
+                if evaluation is not None:
+                    # dagster-dbt observes a test once per model it reads: report it once.
+                    if evaluation.check_name not in reported:
+                        reported.add(evaluation.check_name)
+                        yield evaluation
+                    continue
             if isinstance(event, dg.Output | dg.AssetMaterialization) and (
                 getattr(event, "output_name", None) == "transaction_features"
                 or getattr(event, "asset_key", None) == dg.AssetKey(names.TRANSACTION_FEATURES)
@@ -116,12 +198,55 @@ def point_in_time_features() -> dg.AssetsDefinition:
                     {
                         **(event.metadata or {}),
                         "feature_versions": dg.MetadataValue.json(versions),
-                        "days": f"{dbt_vars['start_date']}..{dbt_vars['end_date']} (end exclusive)",
+                        "days": f"{start.isoformat()}..{end.isoformat()} (end exclusive)",
                     }
                 )
             yield event
+        error = invocation.get_error()
+        if error is not None:
+            raise error
 
     return point_in_time_features
+
+
+@cache
+def dbt_test_checks() -> dg.AssetChecksDefinition:
+    """The dbt tests as Dagster checks, unpartitioned: one evaluation per test and run.
+
+    The feature assets report them as they build (blocking: a failed test fails the run before
+    anything downstream). Run on their own (the asset's Checks tab), they test every day in the
+    warehouse with ``dbt test``.
+    """
+    specs = _dbt_test_check_specs()
+
+    @dg.multi_asset_check(specs=list(specs), name="dbt_feature_tests", pool=names.WAREHOUSE_POOL)
+    def dbt_feature_tests(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        """Every dbt test of the features over the whole warehouse."""
+        result = run_dbt(
+            ["test"],
+            warehouse.path,
+            target_path=run_target_folder(warehouse.path, context.op_execution_context.run_id),
+            raise_on_failure=False,
+        )
+        by_test = _checks_by_test()
+        for node_result in getattr(result.result, "results", None) or []:
+            spec = by_test.get(node_result.node.unique_id)
+            if spec is None:
+                continue
+            status = str(node_result.status).lower()
+            yield dg.AssetCheckResult(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=status == "pass",
+                severity=(
+                    dg.AssetCheckSeverity.WARN if status == "warn" else dg.AssetCheckSeverity.ERROR
+                ),
+                metadata={"status": status, "failures": int(node_result.failures or 0)},
+            )
+
+    return dbt_feature_tests
 
 
 @dg.asset(

@@ -58,10 +58,21 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# The incremental range from the vars `start_date` / `end_date` (ISO dates, end exclusive). #}
+{#
+  The incremental range [start, end) as ISO dates: the vars `start_date` / `end_date`, else the
+  environment variables FIN_FEATURES_START_DATE / FIN_FEATURES_END_DATE (what the Dagster assets
+  set). The environment is read only when executing (`execute`), never while parsing: vars given on
+  the command line change dbt's parse state and a changed env_var() seen at parse time re-parses
+  the files using it, so either way every run with a new range would re-parse the project; read at
+  execution, a new range reuses partial_parse.msgpack.
+#}
 {% macro pit_range() -%}
     {%- set start_raw = var('start_date', '') | string | trim -%}
     {%- set end_raw = var('end_date', '') | string | trim -%}
+    {%- if execute and start_raw in ('', 'None') and end_raw in ('', 'None') -%}
+        {%- set start_raw = env_var('FIN_FEATURES_START_DATE', '') | trim -%}
+        {%- set end_raw = env_var('FIN_FEATURES_END_DATE', '') | trim -%}
+    {%- endif -%}
     {%- set start = none -%}
     {%- set end = none -%}
     {%- if start_raw not in ('', 'None') -%}

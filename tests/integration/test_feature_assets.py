@@ -92,3 +92,49 @@ def test_daily_runs_build_features_once_per_day(
     online = result.asset_materializations_for_node("online_features")[0].metadata
     assert online["as_of"].value == "2018-04-11T00:00:00"
     assert online["customers"].value > 0
+
+
+def _check_rows(instance: dg.DagsterInstance) -> list[tuple[str, str | None, str]]:
+    """Every recorded check execution of the dbt tests: (check, partition, status)."""
+    from fin_assets.features import dbt_test_checks
+
+    rows = []
+    for key in dbt_test_checks().check_keys:
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1000)
+        rows += [(key.name, r.partition, r.status.value) for r in history]
+    return rows
+
+
+def test_a_range_run_records_each_dbt_test_once_and_resolved(
+    fin_home: Path, instance: dg.DagsterInstance
+) -> None:
+    from fin_assets.features import dbt_test_checks
+
+    assert _run(instance, "2018-04-01", "2018-04-10").success
+    rows = _check_rows(instance)
+    tests = {key.name for key in dbt_test_checks().check_keys}
+    # One evaluation per test for the 10 days (not one planned row per day), all passed.
+    assert sorted(name for name, _, _ in rows) == sorted(tests)
+    assert {(partition, status) for _, partition, status in rows} == {(None, "SUCCEEDED")}
+    assert len(tests) == 61
+
+
+def test_a_failed_dbt_test_blocks_the_run(fin_home: Path, instance: dg.DagsterInstance) -> None:
+    assert _run(instance, "2018-04-01", "2018-04-02").success
+    # A duplicated transaction in the warehouse: the source's unique test must fail.
+    with duckdb.connect(str(fin_home / "warehouse.duckdb")) as con:
+        con.execute(
+            "INSERT INTO raw.transactions SELECT * FROM raw.transactions "
+            "WHERE partition_date = DATE '2018-04-02' LIMIT 1"
+        )
+    result = dg.materialize(
+        ASSETS,
+        selection=dg.AssetSelection.groups("features"),
+        resources=build_resources(),
+        instance=instance,
+        partition_key="2018-04-02",
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert not result.asset_materializations_for_node("online_features")
+    assert not result.asset_materializations_for_node("point_in_time_features")

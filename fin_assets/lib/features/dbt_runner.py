@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +38,16 @@ class DbtError(RuntimeError):
     """A dbt invocation failed; the message carries what dbt reported for each failing node."""
 
 
+#: The environment variables the models read the incremental range from when no vars are given
+#: (``pit_range`` in macros/pit.sql). Unlike ``--vars``, they leave dbt's partial parsing valid.
+RANGE_ENV_START = "FIN_FEATURES_START_DATE"
+RANGE_ENV_END = "FIN_FEATURES_END_DATE"
+
+
 @contextlib.contextmanager
-def _env(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of a dbt call (profiles.yml reads them)."""
+def scoped_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a dbt call (profiles.yml and the models read
+    them), then restore the previous values so nothing leaks into the next call in the process."""
     previous = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -48,6 +58,17 @@ def _env(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def range_environment(start: date, end: date) -> dict[str, str]:
+    """The environment variables that give the models the range [start, end) (end exclusive).
+
+    Passing the range this way instead of ``--vars`` keeps dbt's partial parsing valid, so a run
+    does not re-parse the whole project (seconds per run) just because its days differ.
+    """
+    if start >= end:
+        raise ValueError(f"the range start {start} must be before its end {end} (end exclusive)")
+    return {RANGE_ENV_START: start.isoformat(), RANGE_ENV_END: end.isoformat()}
 
 
 def dbt_target(warehouse: str | Path) -> tuple[str, dict[str, str]]:
@@ -118,6 +139,7 @@ def run_dbt(
     target_path: str | Path | None = None,
     log_path: str | Path | None = None,
     quiet: bool = True,
+    raise_on_failure: bool = True,
 ) -> dbtRunnerResult:
     """Run one dbt command in-process on the feature project against a warehouse.
 
@@ -128,7 +150,8 @@ def run_dbt(
     (``start_date``, ``end_date``, ``label_delay_days``) are added here so that every caller uses
     the same project the same way. ``target_path``/``log_path`` keep concurrent callers (tests,
     benchmarks) from sharing dbt's working files. Raises :class:`DbtError` with dbt's messages
-    when the command does not succeed.
+    when the command does not succeed; with ``raise_on_failure=False`` only when dbt itself
+    errs, so a caller can report failed tests node by node.
     """
     from dbt.cli.main import dbtRunner
 
@@ -149,14 +172,17 @@ def run_dbt(
         argv += ["--log-path", str(log_path)]
     if quiet:
         argv.append("--quiet")
-    with _DBT_LOCK, _env(connection):
+    with _DBT_LOCK, scoped_environment(connection):
         try:
             result = dbtRunner().invoke(argv)
         finally:
             _release_warehouse()
-    if not result.success:
+    if not result.success and (raise_on_failure or result.exception is not None):
         raise DbtError(_describe_failure(args, result))
     return result
+
+
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
 
 def _manifest_is_stale(manifest: Path) -> bool:
@@ -188,3 +214,48 @@ def prepare_manifest(manifest: Path) -> None:
         with tempfile.TemporaryDirectory(dir=target, prefix="parse-") as scratch:
             run_dbt(["parse"], warehouse=":memory:", target_path=scratch)
             os.replace(Path(scratch) / "manifest.json", manifest)
+
+
+def _partial_parse_folder(warehouse: str | Path) -> Path:
+    """The folder of one warehouse's parse state, under the dbt target folder."""
+    target, connection = dbt_target(warehouse)
+    key = json.dumps([target, sorted(connection.items())])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return DBT_PROJECT_DIR / "target" / "partial_parse" / digest
+
+
+def prepare_partial_parse(warehouse: str | Path) -> Path:
+    """dbt's parse state (``partial_parse.msgpack``) for runs on ``warehouse``, parsed if missing.
+
+    dbt reuses a previous parse only when the profile's connection (the warehouse path or URL
+    included), the target and the command-line vars are the same, so one parse state is kept per
+    warehouse: parsed once (a few seconds, in-process, under a lock across processes), when the
+    code location loads or at the first run, then copied into each run's target folder
+    (:func:`run_target_folder`), where a build reuses it instead of parsing the project again.
+    A change to any model, macro, test or ``dbt_project.yml`` makes it stale: parsed again.
+    """
+    folder = _partial_parse_folder(warehouse)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = folder / PARTIAL_PARSE_FILE
+    with (folder / ".parse.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _manifest_is_stale(state):
+            return state
+        with tempfile.TemporaryDirectory(dir=folder, prefix="parse-") as scratch:
+            run_dbt(["parse"], warehouse=warehouse, target_path=scratch)
+            os.replace(Path(scratch) / PARTIAL_PARSE_FILE, state)
+    return state
+
+
+def run_target_folder(warehouse: str | Path, run_id: str) -> Path:
+    """A dbt target folder for one run on ``warehouse``, seeded with its parse state.
+
+    One folder per run, as dagster-dbt makes by default (concurrent runs never share dbt's
+    working files), but holding the warehouse's own parse state, which dagster-dbt's default
+    copy from the project's target folder would not match.
+    """
+    state = prepare_partial_parse(warehouse)
+    folder = state.parent / "runs" / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(state, folder / PARTIAL_PARSE_FILE)
+    return folder
