@@ -143,6 +143,24 @@ def _recovery_table(
     return rows
 
 
+def _recovery_verdict(before: MaturedOnDays, after: MaturedOnDays, floor: float, days: int) -> str:
+    """What the table says: recovered, held (the drift never cost the champion its floor), or
+    not recovered."""
+    within = f"within monitoring.followup_recovery_days ({days})"
+    if not after.at_floor:
+        return f"the follow-up did NOT bring the matured AUC back to {floor} {within}"
+    if not before.at_floor:
+        return (
+            f"the follow-up recovered the matured AUC {within}; the pre-drift champion stays "
+            f"below {floor}"
+        )
+    return (
+        f"the follow-up holds the floor {within}, and so does the pre-drift champion: this drift "
+        "did not cost it its discrimination, so there was nothing to recover "
+        "(FIN_DRIFT_KIND=new_fraud_pattern injects one that does)"
+    )
+
+
 def run_long_story(
     *, detected: date, last_day: date, instance: Any, people: dict[str, Path]
 ) -> bool:
@@ -236,10 +254,5 @@ def run_long_story(
             f"{_number(row.average_precision):>8}  {'yes' if row.at_floor else 'no'}"
         )
     before, after = table
-    recovered = after.at_floor
-    print(
-        f"the follow-up {'recovered' if recovered else 'did NOT recover'} the matured AUC "
-        f"within monitoring.followup_recovery_days ({days})"
-        + ("" if before.at_floor else f"; the pre-drift champion stays below {floor}")
-    )
-    return ok and recovered
+    print(_recovery_verdict(before, after, floor, days))
+    return ok and after.at_floor
