@@ -156,8 +156,7 @@ def _recovery_verdict(before: MaturedOnDays, after: MaturedOnDays, floor: float,
         )
     return (
         f"the follow-up holds the floor {within}, and so does the pre-drift champion: this drift "
-        "did not cost it its discrimination, so there was nothing to recover "
-        "(FIN_DRIFT_KIND=new_fraud_pattern injects one that does)"
+        "did not cost it its discrimination, so there was nothing to recover"
     )
 
 
