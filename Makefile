@@ -16,7 +16,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 # This machine sets PYTHONDONTWRITEBYTECODE; bytecode is compiled at install time instead.
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo ui test lint bench clean serve
+.PHONY: setup demo demo-long ui test lint bench clean serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/fin-mlops demo
+
+# the demo, then on through the drift's follow-up retraining, its approval and recovery
+demo-long: setup
+	$(BIN)/fin-mlops demo --long
 
 serve: setup
 	$(BIN)/fin-mlops serve --port $${FIN_SERVE_PORT:-8080}

@@ -133,6 +133,11 @@ def _add_pipeline_commands(sub: Any) -> None:
     demo.add_argument("--days", type=int, default=None, help="default: FIN_DEMO_DAYS or 122")
     demo.add_argument("--drift-days", type=int, default=4, help="last days with injected drift")
     demo.add_argument("--monitor-days", type=int, default=7, help="last days monitored one by one")
+    demo.add_argument(
+        "--long",
+        action="store_true",
+        help="go on through the follow-up retraining, its approval and recovery (~40 more days)",
+    )
     _runs(demo, _PIPELINE, "cmd_demo")
 
 

@@ -257,8 +257,11 @@ def _serve_next_day(day: date, count: int = 5) -> bool:
     return score_briefly(bodies)
 
 
-def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int:
-    """The demo; 0 when every stage happened as told."""
+def run_story(
+    start: date, days: int, drift_days: int, monitor_days: int, *, long: bool = False
+) -> int:
+    """The demo; 0 when every stage happened as told. ``long``: then on through the follow-up
+    retraining, its approval, promotion and recovery (``demo_long``)."""
     started = time.monotonic()
     settings = Settings.from_env()
     if drift_days >= days or monitor_days < drift_days:
@@ -359,6 +362,19 @@ def run_story(start: date, days: int, drift_days: int, monitor_days: int) -> int
         f"the scoring service: fin-mlops serve for a moment, the first transactions of {next_day}"
     )
     ok &= _serve_next_day(next_day)
+    if long:
+        from fin_assets.cli.demo_long import run_long_story
+
+        if detected is None:
+            print("no drift detected: the long story has no follow-up to show")
+            ok = False
+        else:
+            ok &= run_long_story(
+                detected=date.fromisoformat(detected),
+                last_day=recent[-1],
+                instance=instance,
+                people=people,
+            )
 
     elapsed = time.monotonic() - started
     print(f"\ndemo finished in {elapsed:.0f}s — where to look:")

@@ -59,7 +59,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     days = args.days if args.days is not None else Settings.from_env().demo_days
-    return run_story(args.start, days, args.drift_days, args.monitor_days)
+    return run_story(args.start, days, args.drift_days, args.monitor_days, long=args.long)
 
 
 def _columns(text: str) -> list[str]:
