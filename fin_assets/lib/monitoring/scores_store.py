@@ -22,8 +22,8 @@ import pandas as pd
 from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE, SCORES_TABLE
 from fin_assets.lib.common.schema import PROTECTED_PREFIX
 
-SCORES_DDL: Final[str] = f"""
-CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
+#: The columns of a day's scores, in table order.
+_SCORE_COLUMNS: Final[str] = """
     transaction_id BIGINT NOT NULL,
     tx_datetime TIMESTAMP NOT NULL,
     customer_id BIGINT NOT NULL,
@@ -35,30 +35,17 @@ CREATE TABLE IF NOT EXISTS {SCORES_TABLE} (
     model_digest VARCHAR NOT NULL,
     partition_date DATE NOT NULL,
     run_id VARCHAR NOT NULL,
-    scored_at TIMESTAMP NOT NULL
-)
-"""
+    scored_at TIMESTAMP NOT NULL"""
+
+SCORES_DDL: Final[str] = f"CREATE TABLE IF NOT EXISTS {SCORES_TABLE} ({_SCORE_COLUMNS}\n)"
 
 #: Every version of every day's scores, never updated: the latest is also in SCORES_TABLE.
 SCORES_HISTORY_TABLE: Final[str] = f"{SCORES_TABLE}_history"
 
-SCORES_HISTORY_DDL: Final[str] = f"""
-CREATE TABLE IF NOT EXISTS {SCORES_HISTORY_TABLE} (
-    transaction_id BIGINT NOT NULL,
-    tx_datetime TIMESTAMP NOT NULL,
-    customer_id BIGINT NOT NULL,
-    terminal_id BIGINT NOT NULL,
-    tx_amount DOUBLE NOT NULL,
-    score DOUBLE NOT NULL,
-    model_name VARCHAR NOT NULL,
-    model_version INTEGER NOT NULL,
-    model_digest VARCHAR NOT NULL,
-    partition_date DATE NOT NULL,
-    run_id VARCHAR NOT NULL,
-    scored_at TIMESTAMP NOT NULL,
-    score_version INTEGER NOT NULL
+SCORES_HISTORY_DDL: Final[str] = (
+    f"CREATE TABLE IF NOT EXISTS {SCORES_HISTORY_TABLE} ({_SCORE_COLUMNS},\n"
+    "    score_version INTEGER NOT NULL\n)"
 )
-"""
 
 _COLUMNS: Final[tuple[str, ...]] = (
     "transaction_id",

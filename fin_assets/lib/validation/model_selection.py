@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 #: Parameters shown per candidate (the others are the same for every candidate).
-_SHOWN: Final[tuple[str, ...]] = (
+SHOWN_PARAMETERS: Final[tuple[str, ...]] = (
     "max_depth",
     "learning_rate",
     "n_estimators",
@@ -48,7 +48,7 @@ def model_selection(record: Mapping[str, Any] | None) -> dict[str, Any]:
             {
                 "candidate": index,
                 "chosen": index == best,
-                **{name: params.get(name) for name in _SHOWN if name in params},
+                **{name: params.get(name) for name in SHOWN_PARAMETERS if name in params},
                 "mean": candidate.get("mean"),
                 "fold_scores": list(candidate.get("fold_scores") or []),
                 "fold_rounds": list(candidate.get("fold_rounds") or []),

@@ -23,6 +23,7 @@ from fin_assets.lib.common.html_format import (
     num,
     table,
 )
+from fin_assets.lib.validation.model_selection import SHOWN_PARAMETERS
 from fin_assets.lib.validation.report.fairness_html import render_fairness
 from fin_assets.lib.validation.report.pack_summary import model_title, render_summary
 from fin_assets.lib.validation.report.svg_charts import (
@@ -556,21 +557,7 @@ def _status(section: Any, pack: Mapping[str, Any]) -> str:
     )
 
 
-_SELECTION_COLUMNS: Final[tuple[str, ...]] = (
-    "candidate",
-    "chosen",
-    "max_depth",
-    "learning_rate",
-    "n_estimators",
-    "min_child_weight",
-    "scale_pos_weight",
-    "base_score",
-    "tree_method",
-    "max_bin",
-    "subsample",
-    "colsample_bytree",
-    "mean",
-)
+_SELECTION_COLUMNS: Final[tuple[str, ...]] = ("candidate", "chosen", *SHOWN_PARAMETERS, "mean")
 
 
 def _model_selection(selection: Mapping[str, Any]) -> str:
