@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -258,10 +259,16 @@ def _serve_next_day(day: date, count: int = 5) -> bool:
 
 
 def run_story(
-    start: date, days: int, drift_days: int, monitor_days: int, *, long: bool = False
+    start: date,
+    days: int,
+    drift_days: int,
+    monitor_days: int,
+    *,
+    then: Callable[..., bool] | None = None,
 ) -> int:
-    """The demo; 0 when every stage happened as told. ``long``: then on through the follow-up
-    retraining, its approval, promotion and recovery (``demo_long``)."""
+    """The demo; 0 when every stage happened as told. ``then``: a continuation of the story
+    (``demo_long.run_long_story``: on through the follow-up retraining, its approval, promotion
+    and recovery), passed in by the command so that the demo module never imports it."""
     started = time.monotonic()
     settings = Settings.from_env()
     if drift_days >= days or monitor_days < drift_days:
@@ -362,14 +369,12 @@ def run_story(
         f"the scoring service: fin-mlops serve for a moment, the first transactions of {next_day}"
     )
     ok &= _serve_next_day(next_day)
-    if long:
-        from fin_assets.cli.demo_long import run_long_story
-
+    if then is not None:
         if detected is None:
             print("no drift detected: the long story has no follow-up to show")
             ok = False
         else:
-            ok &= run_long_story(
+            ok &= then(
                 detected=date.fromisoformat(detected),
                 last_day=recent[-1],
                 instance=instance,

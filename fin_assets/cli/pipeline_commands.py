@@ -59,7 +59,11 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     days = args.days if args.days is not None else Settings.from_env().demo_days
-    return run_story(args.start, days, args.drift_days, args.monitor_days, long=args.long)
+    if not args.long:
+        return run_story(args.start, days, args.drift_days, args.monitor_days)
+    from fin_assets.cli.demo_long import run_long_story
+
+    return run_story(args.start, days, args.drift_days, args.monitor_days, then=run_long_story)
 
 
 def _columns(text: str) -> list[str]:
