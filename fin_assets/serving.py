@@ -8,24 +8,22 @@ per amount band. The JSON goes to the reports folder; the key numbers to the met
 Logic: ``fin_assets.lib.serving.shadow_comparison``.
 """
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 import sqlalchemy as sa
 
 from fin_assets.code_versions import group_code_version
 from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.json_text import canonical_json, json_safe
-from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.features.offline_features import DEFAULT_LABEL_DELAY_DAYS
 from fin_assets.lib.serving.decision_records import DecisionLog, serving_decisions
 from fin_assets.lib.serving.shadow_comparison import (
     compare_shadow,
-    matured_before,
+    labels_and_cut,
     shadow_frame,
     shadowed_versions,
 )
@@ -69,17 +67,8 @@ def shadow_comparison(
         )
     finally:
         log.dispose()
-    ids = pd.DataFrame({"transaction_id": sorted({d.transaction_id for d in decisions})})
     with warehouse.connect(read_only=True) as con:
-        con.register("decided_ids", ids)
-        labels = con.execute(
-            f"SELECT t.transaction_id, t.tx_fraud FROM {RAW_TRANSACTIONS_TABLE} t "
-            "JOIN decided_ids USING (transaction_id)"
-        ).df()
-        row = con.execute(f"SELECT max(tx_datetime) FROM {RAW_TRANSACTIONS_TABLE}").fetchone()
-    now = datetime.now(UTC).replace(tzinfo=None)
-    loaded = row[0] if row and row[0] is not None else now
-    cut = matured_before(min(now, loaded), DEFAULT_LABEL_DELAY_DAYS)
+        labels, cut = labels_and_cut(con, decisions, DEFAULT_LABEL_DELAY_DAYS)
     if start + timedelta(days=1) > cut:
         return dg.MaterializeResult(
             metadata={"decisions": len(decisions), "status": f"labels mature after {cut}"}

@@ -150,17 +150,14 @@ def cmd_decisions_replay(args: argparse.Namespace) -> int:
 
 def cmd_decisions_shadow(args: argparse.Namespace) -> int:
     import json
-    from datetime import UTC, datetime
 
     import duckdb
-    import pandas as pd
 
     from fin_assets.lib.common.json_text import canonical_json
-    from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE
     from fin_assets.lib.features.offline_features import DEFAULT_LABEL_DELAY_DAYS
     from fin_assets.lib.serving.shadow_comparison import (
         compare_shadow,
-        matured_before,
+        labels_and_cut,
         shadow_frame,
     )
 
@@ -172,18 +169,8 @@ def cmd_decisions_shadow(args: argparse.Namespace) -> int:
         decisions = log.all()
     finally:
         log.dispose()
-    ids = pd.DataFrame({"transaction_id": sorted({d.transaction_id for d in decisions})})
     with duckdb.connect(settings.warehouse_path, read_only=True) as con:
-        con.register("decided_ids", ids)
-        labels = con.execute(
-            f"SELECT t.transaction_id, t.tx_fraud FROM {RAW_TRANSACTIONS_TABLE} t "
-            "JOIN decided_ids USING (transaction_id)"
-        ).df()
-        latest = con.execute(f"SELECT max(tx_datetime) FROM {RAW_TRANSACTIONS_TABLE}").fetchone()
-    # A label is final once the delay has passed after it, by the clock and by the data loaded.
-    now = datetime.now(UTC).replace(tzinfo=None)
-    loaded = latest[0] if latest and latest[0] is not None else now
-    cut = matured_before(min(now, loaded), DEFAULT_LABEL_DELAY_DAYS)
+        labels, cut = labels_and_cut(con, decisions, DEFAULT_LABEL_DELAY_DAYS)
     frame = shadow_frame(decisions, labels, args.challenger, cut)
     found = compare_shadow(
         frame,
