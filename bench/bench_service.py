@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import psutil
+
+from fin_assets.cli.run_helpers import free_loopback_port, serve_command
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "fraud_detector"
@@ -263,23 +264,10 @@ def in_process(store: str, bodies: list[dict[str, Any]], max_seconds: float) -> 
     return Phase(store, "in process", latencies, seconds, errors, 0, cpu)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_loopback_port()
     service = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from fin_assets.cli import main; sys.exit(main())",
-            "serve",
-            "--port",
-            str(port),
-        ],
+        serve_command(port),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -137,12 +137,25 @@ def run_training() -> dict[str, object] | None:
     return last_metadata(result, "challenger_model") if result.success else None
 
 
-def _free_port() -> int:
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a service started as a subprocess)."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def serve_command(port: int) -> list[str]:
+    """``fin-mlops serve`` on ``port``, run by this interpreter (no console script needed)."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from fin_assets.cli import main; sys.exit(main())",
+        "serve",
+        "--port",
+        str(port),
+    ]
 
 
 def score_briefly(transactions: list[dict[str, Any]], ready_seconds: float = 120.0) -> bool:
@@ -157,16 +170,9 @@ def score_briefly(transactions: list[dict[str, Any]], ready_seconds: float = 120
 
     import httpx
 
-    port = _free_port()
+    port = free_loopback_port()
     service = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from fin_assets.cli import main; sys.exit(main())",
-            "serve",
-            "--port",
-            str(port),
-        ],
+        serve_command(port),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
