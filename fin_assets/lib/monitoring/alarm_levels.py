@@ -31,9 +31,9 @@ from fin_assets.lib.common.json_text import json_safe
 from fin_assets.lib.common.policy import Policy
 from fin_assets.lib.monitoring.drift_report import AMOUNT, SegmentBuilder
 from fin_assets.lib.monitoring.psi import (
-    PSI_EPSILON,
     is_categorical,
     monitoring_section,
+    psi_from_proportions,
     quantile_edges,
 )
 
@@ -110,9 +110,7 @@ def _day_psis(
         rest = total - counts[day]
         if day_rows < min_day_rows or rest.sum() == 0:
             continue
-        cur = np.where(counts[day] == 0, PSI_EPSILON, counts[day] / day_rows)
-        ref = np.where(rest == 0, PSI_EPSILON, rest / rest.sum())
-        found.append(float(np.sum((cur - ref) * np.log(cur / ref))))
+        found.append(psi_from_proportions(rest / rest.sum(), counts[day] / day_rows))
     return found
 
 

@@ -55,7 +55,9 @@ def is_categorical(reference: pd.Series, current: pd.Series | None = None) -> bo
     return bool(distinct.size <= MAX_CATEGORICAL_DISTINCT)
 
 
-def _psi_from_proportions(expected: npt.ArrayLike, actual: npt.ArrayLike) -> float:
+def psi_from_proportions(expected: npt.ArrayLike, actual: npt.ArrayLike) -> float:
+    """PSI of two binned distributions; an empty bin counts as :data:`PSI_EPSILON` on its side
+    (else one empty bin would make the index infinite)."""
     r = np.asarray(expected, dtype=np.float64)
     c = np.asarray(actual, dtype=np.float64)
     r = np.where(r == 0, PSI_EPSILON, r)
@@ -113,12 +115,12 @@ def psi(
         categories = pd.Index(pd.concat([ref, cur], ignore_index=True).unique())
         expected = ref.value_counts(normalize=True).reindex(categories, fill_value=0.0)
         actual = cur.value_counts(normalize=True).reindex(categories, fill_value=0.0)
-        return _psi_from_proportions(
+        return psi_from_proportions(
             expected.to_numpy(dtype=np.float64), actual.to_numpy(dtype=np.float64)
         )
     ref_values = ref.to_numpy(dtype=np.float64)
     edges = quantile_edges(ref_values, bins)
-    return _psi_from_proportions(
+    return psi_from_proportions(
         _bin_proportions(ref_values, edges),
         _bin_proportions(cur.to_numpy(dtype=np.float64), edges),
     )
