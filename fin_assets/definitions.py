@@ -64,7 +64,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "settings": SettingsResource(
             home=str(s.home), reports_dir=str(s.reports_dir), policy_path=s.policy_path
         ),
-        "warehouse": WarehouseResource(path=s.warehouse_path),
+        "warehouse": WarehouseResource(url=s.warehouse_url),
         "source": TransactionSourceResource(
             kind=s.source,
             path=s.source_path,

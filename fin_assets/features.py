@@ -168,12 +168,12 @@ def point_in_time_features() -> dg.AssetsDefinition:
         history.
         """
         refuse_launch_overrides(context)
-        os.environ["FIN_WAREHOUSE_PATH"] = warehouse.path
+        os.environ["FIN_WAREHOUSE_PATH"] = warehouse.location
         versions = feature_versions()
         start, end = _run_days(context)
         # The range goes by environment, not --vars, so dbt reuses the parsed project; the
         # dbt process takes its environment when it starts, inside this block.
-        target = run_target_folder(warehouse.path, context.run_id)
+        target = run_target_folder(warehouse.location, context.run_id)
         with scoped_environment(range_environment(start, end)):
             # Errors raised after the stream, so a failed test's evaluation is recorded first.
             invocation = dbt.cli(
@@ -226,8 +226,8 @@ def dbt_test_checks() -> dg.AssetChecksDefinition:
         """Every dbt test of the features over the whole warehouse."""
         result = run_dbt(
             ["test"],
-            warehouse.path,
-            target_path=run_target_folder(warehouse.path, context.op_execution_context.run_id),
+            warehouse.location,
+            target_path=run_target_folder(warehouse.location, context.op_execution_context.run_id),
             raise_on_failure=False,
         )
         by_test = _checks_by_test()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from fin_resources.warehouse_engines import duckdb_path, warehouse_dialect
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
@@ -109,14 +111,17 @@ def fin_home() -> Path:
     return home
 
 
-def duckdb_path_from_url(url: str) -> str:
-    """Accept ``duckdb:///abs/path``, ``duckdb:///:memory:`` or a plain path for the warehouse."""
-    if url.startswith("duckdb:///"):
-        return url.removeprefix("duckdb:///")
-    if "://" in url:
-        raise ValueError(
-            f"FIN_WAREHOUSE_URL={url!r}: the warehouse is DuckDB: duckdb:///PATH or a plain path"
-        )
+def warehouse_url_from_env(home: Path) -> str:
+    """``FIN_WAREHOUSE_URL``: a DuckDB file (``duckdb:///PATH`` or a path) or ``postgresql://``.
+
+    Anything else stops start-up with a message rather than failing at the first query.
+    """
+    url = _env("FIN_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}")
+    if warehouse_dialect(url) == "duckdb":
+        try:
+            duckdb_path(url)
+        except ValueError as exc:
+            raise ValueError(f"FIN_WAREHOUSE_URL: {exc}") from exc
     return url
 
 
@@ -145,7 +150,8 @@ class Settings:
 
     home: Path
     dagster_home: Path
-    warehouse_path: str
+    #: ``FIN_WAREHOUSE_URL``: ``duckdb:///PATH`` (embedded) or ``postgresql://...``.
+    warehouse_url: str
     mlflow_tracking_uri: str
     mlflow_artifact_root: str
     mlflow_ui_url: str
@@ -176,6 +182,18 @@ class Settings:
     #: Days the demo simulates (``FIN_DEMO_DAYS``).
     demo_days: int
 
+    @property
+    def warehouse_dialect(self) -> str:
+        """``duckdb`` or ``postgresql``."""
+        return warehouse_dialect(self.warehouse_url)
+
+    @property
+    def warehouse_path(self) -> str:
+        """The DuckDB file of an embedded warehouse (refused for PostgreSQL: use the URL)."""
+        if self.warehouse_dialect != "duckdb":
+            raise ValueError("the warehouse is PostgreSQL: it has no file; use warehouse_url")
+        return duckdb_path(self.warehouse_url)
+
     @classmethod
     def from_env(cls) -> Settings:
         home = fin_home()
@@ -183,9 +201,7 @@ class Settings:
         return cls(
             home=home,
             dagster_home=Path(_env("DAGSTER_HOME", str(home / "dagster"))),
-            warehouse_path=duckdb_path_from_url(
-                _env("FIN_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}")
-            ),
+            warehouse_url=warehouse_url_from_env(home),
             mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
             mlflow_artifact_root=_env("FIN_MLFLOW_ARTIFACTS", str(home / "mlartifacts")),
             mlflow_ui_url=_env("MLFLOW_UI_URL", ""),

@@ -117,7 +117,7 @@ def _recovery_table(
     """Matured AUC and AP of the pre-drift champion and the follow-up on the recovery days."""
     policy = load_policy(policy_path_from_env() or None)
     settings = Settings.from_env()
-    warehouse = WarehouseResource(path=settings.warehouse_path)
+    warehouse = WarehouseResource(url=settings.warehouse_url)
     start, end = days
     with warehouse.connect(read_only=True) as con:
         features = con.execute(

@@ -51,7 +51,7 @@ def _materialise(tmp_path: Path, day: str) -> dg.MaterializeResult:
         partition_key=day,
         resources={
             "decision_log": DecisionLogResource(url=f"sqlite:///{tmp_path / 'decisions.db'}"),
-            "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
+            "warehouse": WarehouseResource(url=str(tmp_path / "warehouse.duckdb")),
             "settings": SettingsResource(home=str(tmp_path), reports_dir=str(tmp_path / "r")),
         },
     )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from fin_assets.lib.common.policy import load_policy
 from fin_resources.audit_store import AuditStoreResource
-from fin_resources.locations import Settings, duckdb_path_from_url, normalise_url
+from fin_resources.locations import Settings, normalise_url
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.warehouse import WarehouseResource
 
@@ -44,11 +44,17 @@ def test_environment_overrides_every_location(
     assert s.source == "files"
 
 
-def test_warehouse_url_forms() -> None:
-    assert duckdb_path_from_url("duckdb:///data/w.duckdb") == "data/w.duckdb"
-    assert duckdb_path_from_url("/abs/w.duckdb") == "/abs/w.duckdb"
-    with pytest.raises(ValueError, match="the warehouse is DuckDB"):
-        duckdb_path_from_url("postgresql://x/y")
+def test_warehouse_url_forms(fin_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIN_WAREHOUSE_URL", "postgresql://u@h/wh")
+    s = Settings.from_env()
+    assert (s.warehouse_url, s.warehouse_dialect) == ("postgresql://u@h/wh", "postgresql")
+    with pytest.raises(ValueError, match="the warehouse is PostgreSQL: it has no file"):
+        _ = s.warehouse_path
+    monkeypatch.setenv("FIN_WAREHOUSE_URL", "/abs/w.duckdb")
+    assert Settings.from_env().warehouse_path == "/abs/w.duckdb"
+    monkeypatch.setenv("FIN_WAREHOUSE_URL", "mysql://h/db")
+    with pytest.raises(ValueError, match="FIN_WAREHOUSE_URL: warehouse URL 'mysql://h/db'"):
+        Settings.from_env()
 
 
 def test_postgres_urls_are_pinned_to_psycopg2() -> None:
@@ -57,9 +63,9 @@ def test_postgres_urls_are_pinned_to_psycopg2() -> None:
 
 
 def test_warehouse_resource_creates_its_file(tmp_path: Path) -> None:
-    resource = WarehouseResource(path=str(tmp_path / "sub" / "w.duckdb"))
-    with resource.connect() as con:
-        assert con.execute("SELECT 41 + 1").fetchone() == (42,)
+    resource = WarehouseResource(url=str(tmp_path / "sub" / "w.duckdb"))
+    with resource.session() as session:
+        assert session.one("SELECT 41 + 1") == (42,)
     assert (tmp_path / "sub" / "w.duckdb").exists()
 
 
