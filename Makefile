@@ -16,7 +16,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 # This machine sets PYTHONDONTWRITEBYTECODE; bytecode is compiled at install time instead.
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo demo-long ui test lint bench clean serve
+.PHONY: setup demo demo-long demo-postgres ui test lint bench clean serve
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: setup
 # the demo, then on through the drift's follow-up retraining, its approval and recovery
 demo-long: setup
 	$(BIN)/fin-mlops demo --long
+
+# the same story with every store on the local PostgreSQL (fresh fin_demo_* databases each run)
+demo-postgres: setup
+	$(BIN)/fin-mlops demo --postgres
 
 serve: setup
 	$(BIN)/fin-mlops serve --port $${FIN_SERVE_PORT:-8080}

@@ -138,6 +138,12 @@ def _add_pipeline_commands(sub: Any) -> None:
         action="store_true",
         help="go on through the follow-up retraining, its approval and recovery (~40 more days)",
     )
+    demo.add_argument(
+        "--postgres",
+        action="store_true",
+        help="every store on PostgreSQL (FIN_DEMO_PG_ADMIN_URL, default the local server), "
+        "in fresh databases named FIN_DEMO_PG_PREFIX_* (default fin_demo_*)",
+    )
     _runs(demo, _PIPELINE, "cmd_demo")
 
 

@@ -58,6 +58,10 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.postgres:
+        from fin_assets.cli.postgres_stack import prepare_postgres_demo
+
+        prepare_postgres_demo(Settings.from_env().home / "postgres-demo")
     days = args.days if args.days is not None else Settings.from_env().demo_days
     if not args.long:
         return run_story(args.start, days, args.drift_days, args.monitor_days)
