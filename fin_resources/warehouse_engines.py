@@ -27,7 +27,7 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +154,8 @@ class DuckDBSession(BaseSession):
             return 0
         name = f"fin_insert_{next(self._staged_names)}"
         columns = ", ".join(_quote(c) for c in frame.columns)
-        self.con.register(name, frame)
-        try:
+        with self.staged(name, frame):
             self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {name}")
-        finally:
-            self.con.unregister(name)
         return len(frame)
 
     @contextmanager
@@ -166,8 +163,13 @@ class DuckDBSession(BaseSession):
         self.con.register(name, frame)
         try:
             yield name
-        finally:
-            self.con.unregister(name)
+        except BaseException:
+            # Inside a failed transaction DuckDB refuses even the unregister, which would hide
+            # the error that failed it; the ROLLBACK that follows drops the view anyway.
+            with suppress(duckdb.Error):
+                self.con.unregister(name)
+            raise
+        self.con.unregister(name)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
