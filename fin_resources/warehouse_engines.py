@@ -192,10 +192,13 @@ class PostgresSession(BaseSession):
 
     dialect = "postgresql"
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, read_only: bool = False) -> None:
         self.connection = connection
         self.connection.autocommit = True
         self._in_transaction = False
+        self.read_only = read_only
+        if read_only:
+            self.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 
     @property
     def default_schema(self) -> str:
@@ -251,12 +254,37 @@ class PostgresSession(BaseSession):
     @contextmanager
     def staged(self, name: str, frame: pd.DataFrame) -> Iterator[str]:
         declared = ", ".join(f"{_quote(c)} {_postgres_type(frame[c])}" for c in frame.columns)
-        self.execute(f"CREATE TEMPORARY TABLE {name} ({declared})")
-        try:
+        with self._temporary_writes():
+            self.execute(f"CREATE TEMPORARY TABLE {name} ({declared})")
             self.insert_frame(name, frame)
+        try:
             yield name
-        finally:
+        except BaseException:
+            # Inside a failed transaction the DROP is refused, which would hide the error that
+            # failed it; the ROLLBACK that follows drops the table created in it anyway.
+            import psycopg2
+
+            with suppress(psycopg2.Error), self._temporary_writes():
+                self.execute(f"DROP TABLE IF EXISTS {name}")
+            raise
+        with self._temporary_writes():
             self.execute(f"DROP TABLE IF EXISTS {name}")
+
+    @contextmanager
+    def _temporary_writes(self) -> Iterator[None]:
+        """Statements that write only this session's temporary tables, allowed on a read-only
+        session: PostgreSQL refuses even ``CREATE TEMPORARY TABLE`` in a read-only transaction,
+        so outside :meth:`transaction` they run in a ``READ WRITE`` one of their own."""
+        if not self.read_only or self._in_transaction:
+            yield
+            return
+        self.execute("BEGIN READ WRITE")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -311,10 +339,7 @@ def open_postgres(url: str, read_only: bool = False) -> Iterator[PostgresSession
 
     connection = psycopg2.connect(postgres_dsn(url), connect_timeout=10)
     try:
-        session = PostgresSession(connection)
-        if read_only:
-            session.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        yield session
+        yield PostgresSession(connection, read_only)
     finally:
         connection.close()
 

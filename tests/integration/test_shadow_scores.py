@@ -6,8 +6,8 @@ from datetime import date, datetime
 
 import pandas as pd
 import pytest
-from fin_assets.lib.common.warehouse_contract import WarehouseSession
 
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.monitoring.shadow_scores import SHADOW_SCORES_TABLE, write_shadow_scores
 from tests.integration.both_engines import warehouse_session, warehouse_url
 
