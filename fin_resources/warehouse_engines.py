@@ -240,8 +240,13 @@ class PostgresSession(BaseSession):
     def insert_frame(self, table: str, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
+        # float32 columns (XGBoost scores) are widened first: their CSV text is float32's
+        # shortest repr, which PostgreSQL would parse as a different double than DuckDB stores.
+        widened = {c: "float64" for c in frame.columns if frame[c].dtype == np.float32}
         buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+        frame.astype(widened).to_csv(
+            buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f"
+        )
         buffer.seek(0)
         columns = ", ".join(_quote(c) for c in frame.columns)
         cursor = self.connection.cursor()

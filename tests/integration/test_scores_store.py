@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -80,6 +81,19 @@ def test_a_rerun_day_is_a_new_version_and_the_latest_is_served(
     assert versions["score_sum"].round(6).tolist() == [0.3, 1.3]
     assert score_versions(session, other)["score_version"].tolist() == [1]
     assert score_versions(session, date(2018, 6, 3)).empty
+
+
+def test_float32_scores_are_stored_as_the_same_doubles(
+    warehouse_session: WarehouseSession,
+) -> None:
+    """XGBoost scores are float32: both engines must store the double they widen to, not a
+    double parsed from float32's shortest text."""
+    scores = np.array([0.1, 1 / 3, 0.987654321], dtype=np.float32)
+    frame = _scored(DAY, [0.0] * 3, 1).assign(score=scores)
+    write_scores(warehouse_session, DAY, frame, "run-1", datetime(2018, 6, 2))
+    stored = [row[0] for row in _latest(warehouse_session, DAY)]
+    assert stored == sorted(float(v) for v in scores)
+    assert stored[0] != 0.1
 
 
 def test_a_refused_write_changes_neither_the_scores_nor_their_history(
