@@ -34,6 +34,7 @@ from fin_assets.lib.training.time_protocol import TimeProtocol
 from fin_assets.lib.training.training_data import build_training_dataset
 from fin_assets.lib.validation.explain import reason_codes, reference_medians
 from fin_resources.online_store import open_store
+from fin_resources.warehouse_engines import DuckDBSession
 
 BUDGET_P99_MS = 5.0
 
@@ -65,7 +66,7 @@ def main() -> int:
         con.execute("CREATE TABLE raw.transactions AS SELECT * FROM history")
         store = open_store(args.store or f"sqlite:///{Path(tmp) / 'online.db'}")
         online = OnlineFeatures(store)
-        online.publish(build_state(con, as_of))
+        online.publish(build_state(DuckDBSession(con), as_of))
         day = simulate_range(config, as_of.date(), as_of.date()).head(args.requests)
         latencies = np.empty(len(day))
         alerts = 0

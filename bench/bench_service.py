@@ -121,6 +121,7 @@ def build_world(home: Path, days: int) -> tuple[pd.DataFrame, Any]:
     from fin_assets.lib.validation.pack import pack_digest
     from fin_resources.locations import Settings, sql_engine
     from fin_resources.mlflow_tracking import MlflowResource
+    from fin_resources.warehouse_engines import DuckDBSession
 
     settings = Settings.from_env()
     config = SimulatorConfig()
@@ -194,7 +195,7 @@ def build_world(home: Path, days: int) -> tuple[pd.DataFrame, Any]:
     con = duckdb.connect()
     con.execute("CREATE SCHEMA raw")
     con.execute("CREATE TABLE raw.transactions AS SELECT * FROM history")
-    state = build_state(con, as_of)
+    state = build_state(DuckDBSession(con), as_of)
     day = simulate_range(config, as_of.date(), as_of.date())
     day = day.sort_values(["tx_datetime", "transaction_id"]).reset_index(drop=True)
     return day, state

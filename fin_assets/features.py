@@ -273,8 +273,8 @@ def online_features(
     refuse_launch_overrides(context)
     last_day = date.fromisoformat(context.partition_key_range.end)
     as_of = datetime(last_day.year, last_day.month, last_day.day) + timedelta(days=1)
-    with warehouse.connect(read_only=True) as con:
-        state = build_state(con, as_of)
+    with warehouse.session(read_only=True) as session:
+        state = build_state(session, as_of)
     store = online_store.open()
     try:
         OnlineFeatures(store).publish(state)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
@@ -34,6 +33,7 @@ from fin_assets.lib.common.names import (
     INGESTION_LOG_TABLE,
 )
 from fin_assets.lib.common.policy import Policy, load_policy
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.governance.audit_chain import AuditChain, ensure_schema
 from fin_assets.lib.governance.decision_log import record_refusal
 from fin_assets.lib.governance.decision_rules import Refusal, version_subject
@@ -181,11 +181,12 @@ def scored_transactions(
         return dg.MaterializeResult(metadata={"rows": 0, "model_version": "none"})
     _refuse_unpromoted(context, champion, audit_store, settings)
     start = datetime(day.year, day.month, day.day)
-    with warehouse.connect() as con:
-        frame = con.execute(
-            f"SELECT * FROM {FEATURE_TABLE} WHERE tx_datetime >= ? AND tx_datetime < ?",
+    with warehouse.session() as session:
+        frame = session.frame(
+            f"SELECT * FROM {FEATURE_TABLE} WHERE tx_datetime >= ? AND tx_datetime < ? "
+            "ORDER BY tx_datetime, transaction_id",
             [start, start + timedelta(days=1)],
-        ).df()
+        )
         if frame.empty:
             raise dg.Failure(f"no features for {day}: materialise transaction_features first")
         scored = score_transactions(
@@ -196,8 +197,8 @@ def scored_transactions(
             model_version=champion.version,
             model_digest=champion.tags.get(TAG_MODEL_DIGEST, "unknown"),
         )
-        rows = write_scores(con, day, scored, context.run.run_id, datetime.now(UTC))
-        shadow = _shadow_scores(context, con, day, frame, mlflow, audit_store, settings)
+        rows = write_scores(session, day, scored, context.run.run_id, datetime.now(UTC))
+        shadow = _shadow_scores(context, session, day, frame, mlflow, audit_store, settings)
     scores = scored["score"].astype(float)
     return dg.MaterializeResult(
         metadata={
@@ -213,7 +214,7 @@ def scored_transactions(
 
 def _shadow_scores(
     context: dg.AssetExecutionContext,
-    con: duckdb.DuckDBPyConnection,
+    session: WarehouseSession,
     day: date,
     frame: pd.DataFrame,
     mlflow: MlflowResource,
@@ -258,7 +259,7 @@ def _shadow_scores(
             continue
         scored.append(found)
         means[f"shadow_v{facts.version}_score_mean"] = round(float(found["score"].mean()), 6)
-    rows = write_shadow_scores(con, day, scored, context.run.run_id, datetime.now(UTC))
+    rows = write_shadow_scores(session, day, scored, context.run.run_id, datetime.now(UTC))
     versions = [f"v{int(f['model_version'].iloc[0])}" for f in scored if len(f)]
     return {
         "shadow_versions": ", ".join(versions) or "none",
@@ -268,14 +269,11 @@ def _shadow_scores(
     }
 
 
-def _history_start(con: duckdb.DuckDBPyConnection) -> date | None:
+def _history_start(session: WarehouseSession) -> date | None:
     """The first day the warehouse accepted transactions (None when ingestion kept no log)."""
-    try:
-        row = con.execute(
-            f"SELECT min(partition_date) FROM {INGESTION_LOG_TABLE} WHERE accepted > 0"
-        ).fetchone()
-    except duckdb.CatalogException:
+    if not session.has_table(INGESTION_LOG_TABLE):
         return None
+    row = session.one(f"SELECT min(partition_date) FROM {INGESTION_LOG_TABLE} WHERE accepted > 0")
     return row[0] if row and row[0] is not None else None
 
 
@@ -536,12 +534,12 @@ def monitoring_report(
     dataset = snapshot_of(champion, Path(settings.home) / DATASETS_DIR)
     delay = dataset.protocol.delay_days
     rolling = int(section["rolling_days"])
-    with warehouse.connect(read_only=True) as con:
-        history_start = _history_start(con)
+    with warehouse.session(read_only=True) as session:
+        history_start = _history_start(session)
         window = read_scores(
-            con, days_back(day, rolling + delay), day, FEATURE_TABLE, columns, LABEL
+            session, days_back(day, rolling + delay), day, FEATURE_TABLE, columns, LABEL
         )
-        protected = read_protected(con, days_back(day, rolling + delay), day)
+        protected = read_protected(session, days_back(day, rolling + delay), day)
     reference, excluded = _reference(champion, dataset, section, history_start)
     window = window[window["model_version"] == champion.version]
     today = window[pd.to_datetime(window["partition_date"]).dt.date == day]

@@ -67,8 +67,8 @@ def shadow_comparison(
         )
     finally:
         log.dispose()
-    with warehouse.connect(read_only=True) as con:
-        labels, cut = labels_and_cut(con, decisions, DEFAULT_LABEL_DELAY_DAYS)
+    with warehouse.session(read_only=True) as session:
+        labels, cut = labels_and_cut(session, decisions, DEFAULT_LABEL_DELAY_DAYS)
     if start + timedelta(days=1) > cut:
         return dg.MaterializeResult(
             metadata={"decisions": len(decisions), "status": f"labels mature after {cut}"}

@@ -401,10 +401,10 @@ def champion_revalidation(
         raise dg.Failure(str(exc)) from exc
     protocol = dataset.protocol
     columns = list(version.feature_columns)
-    with warehouse.connect(read_only=True) as con:
-        row = con.execute(
+    with warehouse.session(read_only=True) as session:
+        row = session.one(
             f"SELECT max(partition_date) FROM {SCORES_TABLE} WHERE model_version = ?", [current]
-        ).fetchone()
+        )
         last_scored = row[0] if row else None
         if last_scored is None:
             return dg.MaterializeResult(
@@ -414,9 +414,9 @@ def champion_revalidation(
                 }
             )
         window = revalidation_window(last_scored, protocol.delay_days, protocol.test_days)
-        scored = read_scores(con, window[0], window[1], FEATURE_TABLE, columns, LABEL)
-        protected = read_protected(con, window[0], window[1])
-        log = con.execute(f"SELECT * FROM {INGESTION_LOG_TABLE}").df()
+        scored = read_scores(session, window[0], window[1], FEATURE_TABLE, columns, LABEL)
+        protected = read_protected(session, window[0], window[1])
+        log = session.frame(f"SELECT * FROM {INGESTION_LOG_TABLE}")
     scored = scored[scored["model_version"] == current]
     if scored.empty:
         return dg.MaterializeResult(

@@ -27,7 +27,7 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +154,8 @@ class DuckDBSession(BaseSession):
             return 0
         name = f"fin_insert_{next(self._staged_names)}"
         columns = ", ".join(_quote(c) for c in frame.columns)
-        self.con.register(name, frame)
-        try:
+        with self.staged(name, frame):
             self.con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {name}")
-        finally:
-            self.con.unregister(name)
         return len(frame)
 
     @contextmanager
@@ -166,8 +163,13 @@ class DuckDBSession(BaseSession):
         self.con.register(name, frame)
         try:
             yield name
-        finally:
-            self.con.unregister(name)
+        except BaseException:
+            # Inside a failed transaction DuckDB refuses even the unregister, which would hide
+            # the error that failed it; the ROLLBACK that follows drops the view anyway.
+            with suppress(duckdb.Error):
+                self.con.unregister(name)
+            raise
+        self.con.unregister(name)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -190,10 +192,13 @@ class PostgresSession(BaseSession):
 
     dialect = "postgresql"
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, read_only: bool = False) -> None:
         self.connection = connection
         self.connection.autocommit = True
         self._in_transaction = False
+        self.read_only = read_only
+        if read_only:
+            self.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
 
     @property
     def default_schema(self) -> str:
@@ -235,8 +240,13 @@ class PostgresSession(BaseSession):
     def insert_frame(self, table: str, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
+        # float32 columns (XGBoost scores) are widened first: their CSV text is float32's
+        # shortest repr, which PostgreSQL would parse as a different double than DuckDB stores.
+        widened = {c: "float64" for c in frame.columns if frame[c].dtype == np.float32}
         buffer = io.StringIO()
-        frame.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f")
+        frame.astype(widened).to_csv(
+            buffer, index=False, header=False, date_format="%Y-%m-%d %H:%M:%S.%f"
+        )
         buffer.seek(0)
         columns = ", ".join(_quote(c) for c in frame.columns)
         cursor = self.connection.cursor()
@@ -249,12 +259,37 @@ class PostgresSession(BaseSession):
     @contextmanager
     def staged(self, name: str, frame: pd.DataFrame) -> Iterator[str]:
         declared = ", ".join(f"{_quote(c)} {_postgres_type(frame[c])}" for c in frame.columns)
-        self.execute(f"CREATE TEMPORARY TABLE {name} ({declared})")
-        try:
+        with self._temporary_writes():
+            self.execute(f"CREATE TEMPORARY TABLE {name} ({declared})")
             self.insert_frame(name, frame)
+        try:
             yield name
-        finally:
+        except BaseException:
+            # Inside a failed transaction the DROP is refused, which would hide the error that
+            # failed it; the ROLLBACK that follows drops the table created in it anyway.
+            import psycopg2
+
+            with suppress(psycopg2.Error), self._temporary_writes():
+                self.execute(f"DROP TABLE IF EXISTS {name}")
+            raise
+        with self._temporary_writes():
             self.execute(f"DROP TABLE IF EXISTS {name}")
+
+    @contextmanager
+    def _temporary_writes(self) -> Iterator[None]:
+        """Statements that write only this session's temporary tables, allowed on a read-only
+        session: PostgreSQL refuses even ``CREATE TEMPORARY TABLE`` in a read-only transaction,
+        so outside :meth:`transaction` they run in a ``READ WRITE`` one of their own."""
+        if not self.read_only or self._in_transaction:
+            yield
+            return
+        self.execute("BEGIN READ WRITE")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -309,10 +344,7 @@ def open_postgres(url: str, read_only: bool = False) -> Iterator[PostgresSession
 
     connection = psycopg2.connect(postgres_dsn(url), connect_timeout=10)
     try:
-        session = PostgresSession(connection)
-        if read_only:
-            session.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        yield session
+        yield PostgresSession(connection, read_only)
     finally:
         connection.close()
 

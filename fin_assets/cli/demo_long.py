@@ -119,11 +119,11 @@ def _recovery_table(
     settings = Settings.from_env()
     warehouse = WarehouseResource(url=settings.warehouse_url)
     start, end = days
-    with warehouse.connect(read_only=True) as con:
-        features = con.execute(
+    with warehouse.session(read_only=True) as session:
+        features = session.frame(
             f"SELECT * FROM {FEATURE_TABLE} WHERE tx_datetime >= ? AND tx_datetime < ?",
             [start, end + timedelta(days=1)],
-        ).df()
+        )
     tracking = mlflow_resource()
     rows = []
     for role, version in (("pre-drift champion", old), ("follow-up", followup)):

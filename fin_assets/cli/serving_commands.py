@@ -151,8 +151,6 @@ def cmd_decisions_replay(args: argparse.Namespace) -> int:
 def cmd_decisions_shadow(args: argparse.Namespace) -> int:
     import json
 
-    import duckdb
-
     from fin_assets.lib.common.json_text import canonical_json
     from fin_assets.lib.features.offline_features import DEFAULT_LABEL_DELAY_DAYS
     from fin_assets.lib.serving.shadow_comparison import (
@@ -160,6 +158,7 @@ def cmd_decisions_shadow(args: argparse.Namespace) -> int:
         labels_and_cut,
         shadow_frame,
     )
+    from fin_resources.warehouse_engines import open_warehouse
 
     settings = Settings.from_env()
     with audit_store() as (_engine, _chain, policy):
@@ -169,8 +168,8 @@ def cmd_decisions_shadow(args: argparse.Namespace) -> int:
         decisions = log.all()
     finally:
         log.dispose()
-    with duckdb.connect(settings.warehouse_path, read_only=True) as con:
-        labels, cut = labels_and_cut(con, decisions, DEFAULT_LABEL_DELAY_DAYS)
+    with open_warehouse(settings.warehouse_url, read_only=True) as session:
+        labels, cut = labels_and_cut(session, decisions, DEFAULT_LABEL_DELAY_DAYS)
     frame = shadow_frame(decisions, labels, args.challenger, cut)
     found = compare_shadow(
         frame,

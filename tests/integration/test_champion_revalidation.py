@@ -45,14 +45,14 @@ def _serve_and_score(resources: dict[str, Any], days: list[date]) -> int:
     move_aliases(client, MODEL, 1, None)
     champion = registered_version(resources["mlflow"], MODEL, 1)
     rows = 0
-    with resources["warehouse"].connect() as con:
-        ensure_scores_table(con)
+    with resources["warehouse"].session() as session:
+        ensure_scores_table(session)
         for day in days:
             start = datetime(day.year, day.month, day.day)
-            frame = con.execute(
+            frame = session.frame(
                 f"SELECT * FROM {FEATURE_TABLE} WHERE tx_datetime >= ? AND tx_datetime < ?",
                 [start, start + timedelta(days=1)],
-            ).df()
+            )
             scored = score_transactions(
                 frame,
                 champion.booster,
@@ -61,7 +61,7 @@ def _serve_and_score(resources: dict[str, Any], days: list[date]) -> int:
                 model_version=1,
                 model_digest="test",
             )
-            rows += write_scores(con, day, scored, "test-run", datetime.now(UTC))
+            rows += write_scores(session, day, scored, "test-run", datetime.now(UTC))
     return rows
 
 

@@ -1,22 +1,25 @@
-"""Training–serving consistency: online lookups equal the offline dbt features."""
+"""Training–serving consistency: online lookups equal the offline dbt features, whichever engine
+holds the warehouse the online state is built from."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
+from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE
+from fin_assets.lib.common.schema import RAW_TRANSACTIONS_DDL
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.features.online_state import OnlineFeatures, StaleStateError, build_state
-from fin_assets.lib.ingestion.daily_ingest import ingest_days
-from fin_assets.lib.ingestion.simulator import SimulatorConfig
-from fin_assets.lib.ingestion.sources import SourceSpec
+from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_range
 from fin_resources.online_store import open_store
 from tests.conftest import require_service
+from tests.integration.both_engines import warehouse_session, warehouse_url
+
+__all__ = ["warehouse_session", "warehouse_url"]
 
 CONFIG = SimulatorConfig(n_customers=150, n_terminals=300)
 FIRST = date(2018, 4, 1)
@@ -31,31 +34,41 @@ FEATURES = [
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    path = tmp_path_factory.mktemp("online") / "warehouse.duckdb"
-    con = duckdb.connect(str(path))
-    days = [FIRST + timedelta(days=i) for i in range(DAYS)]
-    ingest_days(con, SourceSpec(), CONFIG, days, run_id="test")
-    yield con
-    con.close()
+def history() -> pd.DataFrame:
+    return simulate_range(CONFIG, FIRST, SERVE_DAY)
+
+
+@pytest.fixture
+def warehouse(warehouse_session: WarehouseSession, history: pd.DataFrame) -> WarehouseSession:
+    """``raw.transactions`` holding the simulated days, written through the contract."""
+    warehouse_session.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    warehouse_session.execute(RAW_TRANSACTIONS_DDL)
+    warehouse_session.insert_frame(
+        RAW_TRANSACTIONS_TABLE,
+        history.assign(
+            partition_date=history["tx_datetime"].dt.date, source="simulator", run_id="test"
+        ),
+    )
+    return warehouse_session
 
 
 @pytest.fixture(scope="module")
-def offline(warehouse: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    raw = warehouse.execute("SELECT * FROM raw.transactions").df()
-    return compute_features_for_frame(raw).set_index("transaction_id")
+def offline(history: pd.DataFrame) -> pd.DataFrame:
+    return compute_features_for_frame(history).set_index("transaction_id")
 
 
-def _serve_day_and_compare(store_url: str, warehouse: duckdb.DuckDBPyConnection, offline) -> int:
+def _serve_day_and_compare(
+    store_url: str, warehouse: WarehouseSession, offline: pd.DataFrame
+) -> int:
     store = open_store(store_url)
     online = OnlineFeatures(store)
     start = datetime(SERVE_DAY.year, SERVE_DAY.month, SERVE_DAY.day)
     online.publish(build_state(warehouse, start))
-    day = warehouse.execute(
+    day = warehouse.frame(
         "SELECT * FROM raw.transactions WHERE partition_date = ? ORDER BY tx_datetime, "
         "transaction_id",
         [SERVE_DAY],
-    ).df()
+    )
     assert len(day) > 100
     for row in day.itertuples():
         got = online.lookup(row.customer_id, row.terminal_id, row.tx_amount, row.tx_datetime)
@@ -71,22 +84,20 @@ def _serve_day_and_compare(store_url: str, warehouse: duckdb.DuckDBPyConnection,
 
 
 def test_online_equals_offline_on_sqlite(
-    tmp_path: Path, warehouse: duckdb.DuckDBPyConnection, offline: pd.DataFrame
+    tmp_path: Path, warehouse: WarehouseSession, offline: pd.DataFrame
 ) -> None:
     served = _serve_day_and_compare(f"sqlite:///{tmp_path / 'online.db'}", warehouse, offline)
     assert served == int((offline["partition_date"].astype(str) == str(SERVE_DAY)).sum())
 
 
 @pytest.mark.services
-def test_online_equals_offline_on_redis(
-    warehouse: duckdb.DuckDBPyConnection, offline: pd.DataFrame
-) -> None:
+def test_online_equals_offline_on_redis(warehouse: WarehouseSession, offline: pd.DataFrame) -> None:
     require_service("Redis", "127.0.0.1", 6379)
     _serve_day_and_compare("redis://127.0.0.1:6379/15", warehouse, offline)
 
 
 def test_lookups_refuse_the_past_and_a_stale_state(
-    tmp_path: Path, warehouse: duckdb.DuckDBPyConnection
+    tmp_path: Path, warehouse: WarehouseSession
 ) -> None:
     online = OnlineFeatures(open_store(f"sqlite:///{tmp_path / 'o.db'}"))
     with pytest.raises(StaleStateError, match="empty"):

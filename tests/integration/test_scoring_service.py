@@ -52,6 +52,7 @@ from fin_assets.lib.validation.pack import pack_digest
 from fin_resources.locations import Settings, sql_engine
 from fin_resources.mlflow_tracking import MlflowResource
 from fin_resources.online_store import RedisKeyValueStore, open_store
+from fin_resources.warehouse_engines import DuckDBSession
 from tests.conftest import REPO, require_service
 from tests.governance_world import approve_and_promote, enrol_people, register_and_validate
 
@@ -196,7 +197,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         con = duckdb.connect()
         con.execute("CREATE SCHEMA raw")
         con.execute("CREATE TABLE raw.transactions AS SELECT * FROM history")
-        state = build_state(con, as_of)
+        state = build_state(DuckDBSession(con), as_of)
         # The warehouse holds the day decided and the labels of the 8 days after it, so the
         # day's labels have matured for the shadow comparison.
         later = simulate_range(config, as_of.date(), as_of.date() + timedelta(days=8))

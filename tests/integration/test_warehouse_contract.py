@@ -130,3 +130,29 @@ def test_an_empty_result_keeps_its_columns(session: WarehouseSession) -> None:
     empty = session.frame("SELECT id, note FROM t.items WHERE id < 0")
     assert list(empty.columns) == ["id", "note"] and len(empty) == 0
     assert session.insert_frame("t.items", ROWS.iloc[:0]) == 0
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgresql"])
+def test_a_read_only_session_stages_frames_but_writes_no_table(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Staging is how a reader joins a frame: a read-only session may stage (PostgreSQL writes
+    only a temporary table of its own), and still refuses to write a table."""
+    if engine == "duckdb":
+        url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    with open_warehouse(url) as writer:
+        writer.execute("CREATE SCHEMA t")
+        writer.execute(DDL)
+        writer.insert_frame("t.items", ROWS)
+    with open_warehouse(url, read_only=True) as reader:
+        wanted = pd.DataFrame({"id": pd.Series([3, 1], dtype="int64")})
+        with reader.staged("wanted_ids", wanted) as name:
+            found = reader.rows(
+                f"SELECT i.id FROM t.items i JOIN {name} w ON w.id = i.id ORDER BY i.id"
+            )
+        assert found == [(1,), (3,)]
+        with pytest.raises(Exception, match=r"(?i)read.only"):
+            reader.execute("DELETE FROM t.items")
+        assert reader.one("SELECT count(*) FROM t.items") == (3,)

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,7 +39,6 @@ from fin_assets.lib.monitoring.matured_performance import (
 from fin_assets.lib.monitoring.production_fairness import fairness_markdown, production_fairness
 from fin_assets.lib.monitoring.psi import PSI_EPSILON, is_categorical, psi, psi_band, quantile_edges
 from fin_assets.lib.monitoring.retrain_rules import Breach, breach_key, breaches, retrain_decision
-from fin_assets.lib.monitoring.scores_store import read_protected
 from fin_assets.lib.training.training_data import known_compromised_customers
 
 EPS = PSI_EPSILON
@@ -882,25 +880,6 @@ def test_missing_protected_values_are_a_group_of_their_own() -> None:
         ("M", 500, 50),
         ("missing", 40, 40),
     ]
-
-
-def test_read_protected_joins_the_raw_protected_columns_by_day() -> None:
-    con = duckdb.connect()
-    con.execute("CREATE SCHEMA raw")
-    con.execute(
-        "CREATE TABLE raw.transactions (transaction_id BIGINT, tx_datetime TIMESTAMP, "
-        "tx_amount DOUBLE, protected_age_band VARCHAR, protected_sex VARCHAR)"
-    )
-    con.execute(
-        "INSERT INTO raw.transactions VALUES (1, '2018-06-09 23:59:59', 1, '18-25', 'F'), "
-        "(2, '2018-06-10 00:00:00', 1, '26-40', 'M'), (3, '2018-06-11 00:00:00', 1, NULL, 'F')"
-    )
-    frame = read_protected(con, date(2018, 6, 10), date(2018, 6, 10))
-    assert list(frame.columns) == ["transaction_id", "protected_age_band", "protected_sex"]
-    assert frame["transaction_id"].tolist() == [2]
-    con.execute("CREATE TABLE raw.plain (transaction_id BIGINT, tx_datetime TIMESTAMP)")
-    empty = read_protected(con, date(2018, 6, 10), date(2018, 6, 10), "raw.plain")
-    assert list(empty.columns) == ["transaction_id"] and empty.empty
 
 
 # --------------------------------------------------------------------------------------------

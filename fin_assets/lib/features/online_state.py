@@ -9,6 +9,9 @@ Terminal windows end ``delay`` days before ``t``, so labels that arrive with the
 are enough: the state only has to be refreshed at least once every ``delay`` days. Customer
 windows reach up to ``t`` itself, so the real-time path appends each scored transaction to its
 customer's events (``record_transaction``) between two daily refreshes.
+
+The state is built from either engine of the warehouse contract: the events are read in order
+with portable SQL and grouped per entity here, so DuckDB and PostgreSQL publish the same items.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
-import duckdb
+import numpy as np
+
+from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 
 WINDOWS: Final[tuple[int, ...]] = (1, 7, 30)
 DAY_S: Final[int] = 86_400
@@ -68,31 +74,47 @@ class OnlineState:
 
 
 def _recent_events(
-    con: duckdb.DuckDBPyConnection, entity: str, value: str, after: int, before: int
+    session: WarehouseSession, entity: str, value: str, after: datetime, before: datetime
 ) -> list[tuple[int, list[int], list[Any]]]:
-    """Per entity, the (epoch, value) lists of its transactions in (after, before), in order."""
-    return con.execute(
+    """Per entity, the (epoch, value) lists of its transactions in (after, before), in order.
+
+    Epoch seconds are truncated as :func:`_epoch` truncates a lookup's time, so an event and a
+    lookup at the same moment compare equal.
+    """
+    frame = session.frame(
         f"""
-        SELECT {entity},
-               list(epoch(tx_datetime)::BIGINT ORDER BY tx_datetime, transaction_id),
-               list({value} ORDER BY tx_datetime, transaction_id)
-        FROM raw.transactions
-        WHERE epoch(tx_datetime) > ? AND epoch(tx_datetime) < ?
-        GROUP BY {entity}
+        SELECT {entity} AS entity, tx_datetime, {value} AS value
+        FROM {RAW_TRANSACTIONS_TABLE}
+        WHERE tx_datetime > ? AND tx_datetime < ?
+        ORDER BY {entity}, tx_datetime, transaction_id
         """,
         [after, before],
-    ).fetchall()
+    )
+    if frame.empty:
+        return []
+    entities = frame["entity"].to_numpy()
+    seconds = frame["tx_datetime"].to_numpy().astype("datetime64[s]").astype(np.int64).tolist()
+    values = frame["value"].tolist()
+    starts = np.flatnonzero(np.r_[True, entities[1:] != entities[:-1]]).tolist()
+    ends = [*starts[1:], len(frame)]
+    return [
+        (int(entities[a]), seconds[a:b], values[a:b]) for a, b in zip(starts, ends, strict=True)
+    ]
 
 
-def build_state(
-    con: duckdb.DuckDBPyConnection, as_of: datetime, delay_days: int = 7
-) -> OnlineState:
+def build_state(session: WarehouseSession, as_of: datetime, delay_days: int = 7) -> OnlineState:
     """State from ``raw.transactions`` holding every transaction strictly before ``as_of``."""
     end = _epoch(as_of)
     horizon = max(WINDOWS)
-    customers = _recent_events(con, "customer_id", "tx_amount", end - horizon * DAY_S, end)
+    customers = _recent_events(
+        session, "customer_id", "tx_amount", _moment(end - horizon * DAY_S), _moment(end)
+    )
     terminals = _recent_events(
-        con, "terminal_id", "tx_fraud", end - (delay_days + horizon) * DAY_S, end
+        session,
+        "terminal_id",
+        "tx_fraud",
+        _moment(end - (delay_days + horizon) * DAY_S),
+        _moment(end),
     )
     items = {customer_key(c): json.dumps({"t": t, "a": a}) for c, t, a in customers}
     items.update({terminal_key(m): json.dumps({"t": t, "f": f}) for m, t, f in terminals})

@@ -14,6 +14,9 @@ scored only when the loaded artifact hashes to the digest validation recorded.
 These scores are evidence for people reading them, not for the approval rule: the policy's
 shadow days (``serving.min_shadow_days``) are counted from the service's append-only decision
 log only, since a batch day can be re-run at will.
+
+The table lives on either engine of the warehouse contract; writers of the same day queue behind
+the day's lock (``scores_store.lock_for``), as the champion's scores do.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Final
 
-import duckdb
 import pandas as pd
 
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.governance.audit_chain import AuditEntry
 from fin_assets.lib.governance.chain_state import pending_challengers
 from fin_assets.lib.governance.decision_log import all_facts
 from fin_assets.lib.governance.decision_rules import VALIDATION_PASSED, VersionFacts
 from fin_assets.lib.governance.identity import roster_from
+from fin_assets.lib.monitoring.scores_store import ensure_tables, lock_for, naive_utc
 
 SHADOW_SCORES_TABLE: Final[str] = "monitoring.shadow_scores"
 
@@ -41,7 +45,7 @@ CREATE TABLE IF NOT EXISTS {SHADOW_SCORES_TABLE} (
     model_digest VARCHAR NOT NULL,
     transaction_id BIGINT NOT NULL,
     tx_datetime TIMESTAMP NOT NULL,
-    score DOUBLE NOT NULL,
+    score DOUBLE PRECISION NOT NULL,
     run_id VARCHAR NOT NULL,
     scored_at TIMESTAMP NOT NULL
 )
@@ -77,7 +81,7 @@ def shadow_candidates(entries: Sequence[AuditEntry], model_name: str) -> list[Ve
 
 
 def write_shadow_scores(
-    con: duckdb.DuckDBPyConnection,
+    session: WarehouseSession,
     day: date,
     scored: Sequence[pd.DataFrame],
     run_id: str,
@@ -118,25 +122,18 @@ def write_shadow_scores(
             "tx_datetime": pd.to_datetime(batch["tx_datetime"]),
             "score": batch["score"].astype(float),
             "run_id": run_id,
-            "scored_at": scored_at,
+            "scored_at": naive_utc(scored_at),
         }
     )
     shadowed = sorted({int(v) for v in batch["model_version"]})
-    con.execute("CREATE SCHEMA IF NOT EXISTS monitoring")
-    con.execute(SHADOW_SCORES_DDL)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        placeholders = ", ".join("?" for _ in shadowed)
-        con.execute(
+    ensure_tables(session, (SHADOW_SCORES_DDL,), (SHADOW_SCORES_TABLE,))
+    placeholders = ", ".join("?" for _ in shadowed)
+    with session.transaction():
+        lock_for(session, SHADOW_SCORES_TABLE, day)
+        session.execute(
             f"DELETE FROM {SHADOW_SCORES_TABLE} WHERE partition_date = ? "
             f"AND model_version IN ({placeholders})",
             [day, *shadowed],
         )
-        con.register("shadow_batch", batch)
-        con.execute(f"INSERT INTO {SHADOW_SCORES_TABLE} SELECT * FROM shadow_batch")
-        con.unregister("shadow_batch")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        session.insert_frame(SHADOW_SCORES_TABLE, batch)
     return len(batch)

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from fin_assets.lib.common import metrics
 from fin_assets.lib.common.names import RAW_TRANSACTIONS_TABLE
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.serving.decision_records import LoggedDecision
 from fin_assets.lib.validation.validation_statistics import paired_bootstrap_delta
 
@@ -178,18 +178,20 @@ def matured_before(now: datetime, delay_days: int) -> datetime:
 
 
 def labels_and_cut(
-    con: duckdb.DuckDBPyConnection, decisions: Sequence[LoggedDecision], delay_days: int
+    session: WarehouseSession, decisions: Sequence[LoggedDecision], delay_days: int
 ) -> tuple[pd.DataFrame, datetime]:
     """The warehouse's labels of the decided transactions, and the moment before which they are
     final: ``delay_days`` before the earlier of the clock and the latest transaction loaded (a
     label is final only once the delay has passed by both)."""
-    ids = pd.DataFrame({"transaction_id": sorted({d.transaction_id for d in decisions})})
-    con.register("decided_ids", ids)
-    labels = con.execute(
-        f"SELECT t.transaction_id, t.{LABEL} FROM {RAW_TRANSACTIONS_TABLE} t "
-        "JOIN decided_ids USING (transaction_id)"
-    ).df()
-    row = con.execute(f"SELECT max(tx_datetime) FROM {RAW_TRANSACTIONS_TABLE}").fetchone()
+    ids = pd.DataFrame(
+        {"transaction_id": pd.Series(sorted({d.transaction_id for d in decisions}), dtype="int64")}
+    )
+    with session.staged("decided_ids", ids) as decided:
+        labels = session.frame(
+            f"SELECT t.transaction_id, t.{LABEL} FROM {RAW_TRANSACTIONS_TABLE} t "
+            f"JOIN {decided} d ON d.transaction_id = t.transaction_id ORDER BY t.transaction_id"
+        )
+    row = session.one(f"SELECT max(tx_datetime) FROM {RAW_TRANSACTIONS_TABLE}")
     now = datetime.now(UTC).replace(tzinfo=None)
     loaded = row[0] if row and row[0] is not None else now
     return labels, matured_before(min(now, loaded), delay_days)
