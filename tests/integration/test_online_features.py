@@ -16,6 +16,7 @@ from fin_assets.lib.ingestion.daily_ingest import ingest_days
 from fin_assets.lib.ingestion.simulator import SimulatorConfig
 from fin_assets.lib.ingestion.sources import SourceSpec
 from fin_resources.online_store import open_store
+from fin_resources.warehouse_engines import DuckDBSession
 from tests.conftest import require_service
 
 CONFIG = SimulatorConfig(n_customers=150, n_terminals=300)
@@ -35,7 +36,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckD
     path = tmp_path_factory.mktemp("online") / "warehouse.duckdb"
     con = duckdb.connect(str(path))
     days = [FIRST + timedelta(days=i) for i in range(DAYS)]
-    ingest_days(con, SourceSpec(), CONFIG, days, run_id="test")
+    ingest_days(DuckDBSession(con), SourceSpec(), CONFIG, days, run_id="test")
     yield con
     con.close()
 
