@@ -88,7 +88,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "decision_log": DecisionLogResource(
             url=_secret("FIN_DECISION_LOG_URL", s.decision_log_url, from_env)
         ),
-        "dbt": dbt_resource(),
+        "dbt": dbt_resource(s.warehouse_url),
     }
 
 
