@@ -64,9 +64,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "settings": SettingsResource(
             home=str(s.home), reports_dir=str(s.reports_dir), policy_path=s.policy_path
         ),
-        "warehouse": WarehouseResource(
-            url=_secret("FIN_WAREHOUSE_URL", s.warehouse_url, from_env)
-        ),
+        "warehouse": WarehouseResource(url=_secret("FIN_WAREHOUSE_URL", s.warehouse_url, from_env)),
         "source": TransactionSourceResource(
             kind=s.source,
             path=s.source_path,

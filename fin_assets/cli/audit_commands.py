@@ -101,9 +101,10 @@ def _partitions(start: str, end: str) -> list[dict[str, Any]]:
     from fin_resources.warehouse_engines import duckdb_path, open_warehouse
 
     settings = Settings.from_env()
-    if settings.warehouse_dialect == "duckdb" and not Path(
-        duckdb_path(settings.warehouse_url)
-    ).exists():
+    if (
+        settings.warehouse_dialect == "duckdb"
+        and not Path(duckdb_path(settings.warehouse_url)).exists()
+    ):
         return []
     with open_warehouse(settings.warehouse_url, read_only=True) as session:
         if not session.has_table(INGESTION_LOG_TABLE):

@@ -35,8 +35,7 @@ def test_the_export_reads_the_ingestion_log_of_the_configured_warehouse(
         (p["day"], p["source"], p["rows_in"], p["accepted"], p["quarantined"], p["dagster_run_id"])
         for p in listed
     ] == [
-        (str(o.day), o.source, o.rows_in, o.accepted, o.quarantined, "run-1")
-        for o in outcomes[1:]
+        (str(o.day), o.source, o.rows_in, o.accepted, o.quarantined, "run-1") for o in outcomes[1:]
     ]
     assert all(p["ingested_at"].startswith("20") for p in listed)
 

@@ -103,7 +103,8 @@ def ingest_days(
     batch_ids: dict[date, set[int]] = {}
     with raw_store.ingestion_write(session):
         for day, batch, result in judged:
-            replayed = raw_store.ids_in_other_partitions(session, batch.frame["transaction_id"], day)
+            source_ids = batch.frame["transaction_id"]
+            replayed = raw_store.ids_in_other_partitions(session, source_ids, day)
             for other, ids in batch_ids.items():
                 if other != day:
                     replayed |= ids
