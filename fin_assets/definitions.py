@@ -64,7 +64,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "settings": SettingsResource(
             home=str(s.home), reports_dir=str(s.reports_dir), policy_path=s.policy_path
         ),
-        "warehouse": WarehouseResource(url=s.warehouse_url),
+        "warehouse": WarehouseResource(url=_secret("FIN_WAREHOUSE_URL", s.warehouse_url, from_env)),
         "source": TransactionSourceResource(
             kind=s.source,
             path=s.source_path,
@@ -88,7 +88,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "decision_log": DecisionLogResource(
             url=_secret("FIN_DECISION_LOG_URL", s.decision_log_url, from_env)
         ),
-        "dbt": dbt_resource(),
+        "dbt": dbt_resource(s.warehouse_url),
     }
 
 

@@ -9,7 +9,6 @@ function (:func:`point_in_time_features`) that the definitions loader calls, so 
 module never runs dbt: a CLI command, a test or a sensor that imports it stays fast.
 """
 
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
@@ -31,6 +30,7 @@ from fin_assets.code_versions import group_code_version
 from fin_assets.launch_guard import refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.features.dbt_runner import (
+    dbt_target,
     prepare_manifest,
     prepare_partial_parse,
     range_environment,
@@ -44,6 +44,7 @@ from fin_assets.partitions import daily_partitions
 from fin_resources.locations import Settings, without_credentials
 from fin_resources.online_store import OnlineStoreResource
 from fin_resources.warehouse import WarehouseResource
+from fin_resources.warehouse_engines import warehouse_dialect
 
 OWNERS = ["team:fraud-data-science"]
 
@@ -74,11 +75,14 @@ class FeatureTranslator(DagsterDbtTranslator):
         return OWNERS
 
 
-def dbt_resource() -> DbtCliResource:
-    """dbt from this virtualenv, so ``dbt`` need not be on PATH."""
+def dbt_resource(warehouse_url: str = "") -> DbtCliResource:
+    """dbt from this virtualenv (``dbt`` need not be on PATH), on the warehouse's target:
+    ``postgres`` for a PostgreSQL URL, else ``duckdb``. The connection itself is given to each
+    run by environment (:func:`dbt_target`), so no credential is written into the resource."""
     return DbtCliResource(
         project_dir=feature_dbt_project(),
         profiles_dir=str(DBT_PROJECT_DIR),
+        target="postgres" if warehouse_dialect(warehouse_url) == "postgresql" else "duckdb",
         dbt_executable=str(Path(sys.executable).parent / "dbt"),
     )
 
@@ -148,7 +152,7 @@ def point_in_time_features() -> dg.AssetsDefinition:
     prepare_manifest(Path(project.manifest_path))
     # dbt's parse state for the configured warehouse, ready before any run (as a deploy-time
     # `dbt parse` would be): the first run, a backfill, then does not parse the project itself.
-    prepare_partial_parse(Settings.from_env().warehouse_path)
+    prepare_partial_parse(WarehouseResource(url=Settings.from_env().warehouse_url).location)
 
     @dbt_assets(
         manifest=project.manifest_path,
@@ -168,13 +172,13 @@ def point_in_time_features() -> dg.AssetsDefinition:
         history.
         """
         refuse_launch_overrides(context)
-        os.environ["FIN_WAREHOUSE_PATH"] = warehouse.location
         versions = feature_versions()
         start, end = _run_days(context)
         # The range goes by environment, not --vars, so dbt reuses the parsed project; the
         # dbt process takes its environment when it starts, inside this block.
         target = run_target_folder(warehouse.location, context.run_id)
-        with scoped_environment(range_environment(start, end)):
+        _, connection = dbt_target(warehouse.location)
+        with scoped_environment({**range_environment(start, end), **connection}):
             # Errors raised after the stream, so a failed test's evaluation is recorded first.
             invocation = dbt.cli(
                 ["build"], context=context, target_path=target, raise_on_error=False

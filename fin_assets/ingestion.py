@@ -13,6 +13,7 @@ from fin_assets.lib.common import names
 from fin_assets.lib.common.hashing import frame_digest
 from fin_assets.lib.common.names import QUARANTINE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.ingestion.contracts import contract_failures
 from fin_assets.lib.ingestion.daily_ingest import IngestionOutcome, amount_summary, ingest_days
 from fin_assets.lib.ingestion.data_quality import run_suite, write_report
@@ -29,13 +30,12 @@ OWNERS = ["team:fraud-data-platform"]
 
 
 def _contract_problems(
-    warehouse: WarehouseResource, outcome: IngestionOutcome, rules: dict[str, float]
+    session: WarehouseSession, outcome: IngestionOutcome, rules: dict[str, float]
 ) -> list[str]:
     """Re-read what was written for a day and hold it to the contract, counts and policy."""
     day = outcome.day
-    with warehouse.connect() as con:
-        stored = read_partition(con, day)
-        log: dict[str, Any] = partition_log(con, day) or {}
+    stored = read_partition(session, day)
+    log: dict[str, Any] = partition_log(session, day) or {}
     failures = contract_failures(stored, day)
     problems = []
     if len(failures):
@@ -126,9 +126,9 @@ def raw_transactions(
     days = [date.fromisoformat(key) for key in context.partition_keys]
     spec = SourceSpec(source.kind, source.path, source.mapping, source.url, source.table)
     try:
-        with warehouse.connect() as con:
+        with warehouse.session() as session:
             outcomes = ingest_days(
-                con,
+                session,
                 spec,
                 SimulatorConfig.from_plain(simulator),
                 days,
@@ -145,8 +145,10 @@ def raw_transactions(
     contract_problems: list[str] = []
     quality_failures: list[str] = []
     reports: list[str] = []
+    with warehouse.session(read_only=True) as session:
+        for outcome in outcomes:
+            contract_problems += _contract_problems(session, outcome, rules)
     for outcome in outcomes:
-        contract_problems += _contract_problems(warehouse, outcome, rules)
         quality = run_suite(
             outcome.accepted_frame, policy.section("data_quality"), int(rules["min_rows_per_day"])
         )

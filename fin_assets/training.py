@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import dagster as dg
-import duckdb
 import pandas as pd
 from pydantic import Field
 
@@ -34,6 +33,7 @@ from fin_assets.launch_guard import launching_service, refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
 from fin_assets.lib.common.policy import load_policy
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
@@ -255,13 +255,10 @@ def training_run_config(config: TrainingConfig | None = None) -> dg.RunConfig:
 # --------------------------------------------------------------------------------------------
 
 
-def _feature_days(con: duckdb.DuckDBPyConnection) -> tuple[date, date]:
-    try:
-        row = con.execute(
-            f"SELECT min(tx_datetime)::DATE, max(tx_datetime)::DATE FROM {FEATURE_TABLE}"
-        ).fetchone()
-    except duckdb.CatalogException as exc:
-        raise dg.Failure(f"{FEATURE_TABLE} does not exist: materialise the features first") from exc
+def _feature_days(session: WarehouseSession) -> tuple[date, date]:
+    if not session.has_table(FEATURE_TABLE):
+        raise dg.Failure(f"{FEATURE_TABLE} does not exist: materialise the features first")
+    row = session.one(f"SELECT min(tx_datetime)::DATE, max(tx_datetime)::DATE FROM {FEATURE_TABLE}")
     if row is None or row[0] is None:
         raise dg.Failure(f"{FEATURE_TABLE} is empty: materialise the features first")
     return row[0], row[1]
@@ -295,17 +292,13 @@ def _days(start: date, end: date) -> list[date]:
 
 
 def _read_features(
-    con: duckdb.DuckDBPyConnection, start: date, end: date, columns: Sequence[str]
+    session: WarehouseSession, start: date, end: date, columns: Sequence[str]
 ) -> pd.DataFrame:
     """Feature rows of days ``start..end`` in time order, with raw pass-through columns."""
     selected = [*KEY_COLUMNS, LABEL, *(c for c in columns if c not in KEY_COLUMNS)]
     fields = ", ".join(f'f."{c}"' for c in selected)
     bounds = [_midnight(start), _midnight(end) + timedelta(days=1)]
-    raw_exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = 'raw' AND table_name = 'transactions'"
-    ).fetchone()
-    passthrough = list(PASSTHROUGH_COLUMNS) if raw_exists and raw_exists[0] else []
+    passthrough = list(PASSTHROUGH_COLUMNS) if session.has_table(RAW_TRANSACTIONS_TABLE) else []
     join = ""
     if passthrough:
         fields += ", " + ", ".join(f'r."{c}"' for c in passthrough)
@@ -319,7 +312,7 @@ def _read_features(
         "WHERE f.tx_datetime >= ? AND f.tx_datetime < ? "
         "ORDER BY f.tx_datetime, f.transaction_id"
     )
-    return con.execute(sql, bounds * (2 if passthrough else 1)).df()
+    return session.frame(sql, bounds * (2 if passthrough else 1))
 
 
 def _missing_days(frame: pd.DataFrame, start: date, end: date) -> list[date]:
@@ -486,11 +479,11 @@ def training_dataset(
     refuse_launch_overrides(context)
     columns = default_feature_columns()
     versions = {c: v for c, v in feature_registry.feature_versions().items() if c in columns}
-    with warehouse.connect(read_only=True) as con:
-        first_day, last_day = _feature_days(con)
+    with warehouse.session(read_only=True) as session:
+        first_day, last_day = _feature_days(session)
         protocol, how = _resolve_protocol(config, last_day)
         history_start, read_end = read_window(protocol, first_day, config.tuning_spec())
-        rows = _read_features(con, history_start, read_end, columns)
+        rows = _read_features(session, history_start, read_end, columns)
     _refuse_unusable_inputs(context.instance, rows, protocol, history_start, versions)
     # Nothing later than the warehouse's last day is known: labels after it have not matured.
     try:

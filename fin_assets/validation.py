@@ -242,8 +242,8 @@ def validation_pack(
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
     protocol = dataset.protocol
-    with warehouse.connect(read_only=True) as con:
-        log = con.execute(f"SELECT * FROM {INGESTION_LOG_TABLE}").df()
+    with warehouse.session(read_only=True) as session:
+        log = session.frame(f"SELECT * FROM {INGESTION_LOG_TABLE}")
     quality = data_quality_summary(log, protocol.train_start, protocol.test_end)
     subject = subject_for_version(
         version, dataset, data_quality=quality, policy_version=policy.version

@@ -97,19 +97,24 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def _partitions(start: str, end: str) -> list[dict[str, Any]]:
     """Raw data partitions of a period with their ingestion run and counts (warehouse log)."""
 
-    # Imported here: only the export reads the warehouse, and DuckDB need not slow ``verify``.
-    import duckdb
+    # Imported here: only the export reads the warehouse, and its drivers need not slow ``verify``.
+    from fin_resources.warehouse_engines import duckdb_path, open_warehouse
 
-    path = Settings.from_env().warehouse_path
-    if not Path(path).exists():
+    settings = Settings.from_env()
+    if (
+        settings.warehouse_dialect == "duckdb"
+        and not Path(duckdb_path(settings.warehouse_url)).exists()
+    ):
         return []
-    with duckdb.connect(path, read_only=True) as con:
-        rows = con.execute(
+    with open_warehouse(settings.warehouse_url, read_only=True) as session:
+        if not session.has_table(INGESTION_LOG_TABLE):
+            return []
+        rows = session.rows(
             f"SELECT partition_date, source, rows_in, accepted, quarantined, run_id, ingested_at "
-            f"FROM {INGESTION_LOG_TABLE} WHERE partition_date BETWEEN ? AND ? "
+            f"FROM {INGESTION_LOG_TABLE} WHERE partition_date BETWEEN ?::DATE AND ?::DATE "
             "ORDER BY partition_date",
             [start, end],
-        ).fetchall()
+        )
     names = ("day", "source", "rows_in", "accepted", "quarantined", "dagster_run_id", "ingested_at")
     text = ("day", "ingested_at")
     return [

@@ -108,7 +108,7 @@ def init_home() -> None:
             f"{settings.dagster_max_runs} runs at once, {settings.dagster_pool_limit} slot(s) "
             "per pool)"
         )
-    print(f"warehouse     {settings.warehouse_path}")
+    print(f"warehouse     {without_credentials(settings.warehouse_url)}")
     print(f"MLflow        {settings.mlflow_tracking_uri}")
     print(f"audit store   {settings.audit_url}")
     print(f"audit witness {settings.witness_path}")

@@ -1,4 +1,8 @@
-"""raw_transactions on a real Dagster instance and a real DuckDB warehouse."""
+"""raw_transactions on a real Dagster instance, on each warehouse engine (DuckDB, PostgreSQL).
+
+Every test runs twice: on the embedded DuckDB file and on a scratch PostgreSQL database named by
+``FIN_WAREHOUSE_URL``, with the same expectations, counts exact.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -19,9 +22,27 @@ from fin_assets.ingestion import raw_transactions
 from fin_assets.lib.common.policy import DEFAULT_POLICY_PATH
 from fin_assets.lib.ingestion.simulator import SimulatorConfig, simulate_day
 from fin_assets.lib.ingestion.sources import HANDBOOK_MAPPING
+from fin_resources.locations import Settings
+from fin_resources.warehouse_engines import open_warehouse
 from tests.bad_inputs import EXPECTED_ACCEPTED_IDS, EXPECTED_REASONS, write_bad_day
 
+#: Everything a re-run must leave unchanged (the run id changes).
+KEPT_COLUMNS = (
+    "SELECT transaction_id, tx_datetime, customer_id, terminal_id, tx_amount, tx_fraud, "
+    "tx_fraud_scenario, protected_age_band, protected_sex, partition_date, source "
+    "FROM raw.transactions ORDER BY 1"
+)
 SMALL_SIM = {"FIN_SIM_CUSTOMERS": "300", "FIN_SIM_TERMINALS": "600"}
+
+
+@pytest.fixture(params=["duckdb", "postgresql"], autouse=True)
+def warehouse_engine(
+    request: pytest.FixtureRequest, fin_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The engine under test: the default DuckDB file, or a scratch PostgreSQL database."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("FIN_WAREHOUSE_URL", request.getfixturevalue("postgres_url"))
+    return str(request.param)
 
 
 @pytest.fixture
@@ -53,13 +74,10 @@ def materialize(
     )
 
 
-def warehouse(home: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-
-
-def table(home: Path, sql: str) -> pd.DataFrame:
-    with warehouse(home) as con:
-        return con.execute(sql).df()
+def table(sql: str) -> pd.DataFrame:
+    """A query's result from the warehouse the environment names, read-only."""
+    with open_warehouse(Settings.from_env().warehouse_url, read_only=True) as session:
+        return session.frame(sql)
 
 
 def check_result(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
@@ -85,19 +103,16 @@ def test_bad_day_is_split_reconciled_and_blocked(
     assert result.get_step_failure_events()[0].event_specific_data.error.cls_name == (
         "DagsterAssetCheckFailedError"
     )
-    accepted = table(fin_home, "SELECT transaction_id FROM raw.transactions ORDER BY 1")
+    accepted = table("SELECT transaction_id FROM raw.transactions ORDER BY 1")
     assert accepted["transaction_id"].tolist() == EXPECTED_ACCEPTED_IDS
     quarantine = table(
-        fin_home,
         "SELECT source_row, reason, partition_date FROM raw.transactions_quarantine ORDER BY 1",
     )
     assert (
         dict(zip(quarantine["source_row"], quarantine["reason"], strict=True)) == EXPECTED_REASONS
     )
     assert set(quarantine["partition_date"].astype(str)) == {"2018-04-01"}
-    log = table(
-        fin_home, "SELECT rows_in, accepted, quarantined, ignored_columns FROM raw.ingestion_log"
-    )
+    log = table("SELECT rows_in, accepted, quarantined, ignored_columns FROM raw.ingestion_log")
     assert log.iloc[0].tolist() == [9, 3, 6, "merchant_note"]
 
     metadata = result.asset_materializations_for_node("raw_transactions")[0].metadata
@@ -118,7 +133,6 @@ def test_rematerialising_a_day_never_duplicates(
     for _ in range(2):
         materialize(instance, "2018-04-01")
     counts = table(
-        fin_home,
         "SELECT (SELECT count(*) FROM raw.transactions) AS t, "
         "(SELECT count(*) FROM raw.transactions_quarantine) AS q, "
         "(SELECT count(*) FROM raw.ingestion_log) AS l",
@@ -135,8 +149,8 @@ def test_file_level_defect_fails_and_leaves_the_warehouse_as_it_was(
     good.to_csv(feed / "tx_2018-04-01.csv", index=False)
     use_files(monkeypatch, feed / "tx_{date}.csv")
     assert materialize(instance, "2018-04-01").success
-    before = table(fin_home, "SELECT * EXCLUDE (run_id) FROM raw.transactions ORDER BY 1")
-    log_before = table(fin_home, "SELECT * FROM raw.ingestion_log")
+    before = table(KEPT_COLUMNS)
+    log_before = table("SELECT * FROM raw.ingestion_log")
 
     good.drop(columns=["tx_amount"]).to_csv(feed / "tx_2018-04-01.csv", index=False)
     result = materialize(instance, "2018-04-01")
@@ -147,9 +161,9 @@ def test_file_level_defect_fails_and_leaves_the_warehouse_as_it_was(
     assert str(feed / "tx_2018-04-01.csv") in message
     assert "tx_amount" in message
     assert "nothing was written" in message
-    after = table(fin_home, "SELECT * EXCLUDE (run_id) FROM raw.transactions ORDER BY 1")
+    after = table(KEPT_COLUMNS)
     pd.testing.assert_frame_equal(before, after)
-    pd.testing.assert_frame_equal(log_before, table(fin_home, "SELECT * FROM raw.ingestion_log"))
+    pd.testing.assert_frame_equal(log_before, table("SELECT * FROM raw.ingestion_log"))
 
 
 def test_a_failing_day_in_a_range_writes_no_day(
@@ -162,13 +176,9 @@ def test_a_failing_day_in_a_range_writes_no_day(
     use_files(monkeypatch, feed / "tx_{date}.csv")
     result = materialize(instance, "2018-04-01", "2018-04-02")
     assert not result.success
-    with warehouse(fin_home) as con:
-        tables = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'raw'"
-        ).fetchone()
-        rows = con.execute("SELECT count(*) FROM raw.transactions").fetchone()
-    assert tables == (3,)
-    assert rows == (0,)
+    tables = table("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'raw'")
+    assert tables["n"].tolist() == [3]
+    assert table("SELECT count(*) AS n FROM raw.transactions")["n"].tolist() == [0]
 
 
 def test_simulated_range_run_has_per_day_metadata(
@@ -181,7 +191,7 @@ def test_simulated_range_run_has_per_day_metadata(
     config = SimulatorConfig(n_customers=300, n_terminals=600)
     expected = [len(simulate_day(config, date(2018, 4, d))) for d in (1, 2, 3)]
     per_day = table(
-        fin_home, "SELECT partition_date, count(*) AS n FROM raw.transactions GROUP BY 1 ORDER BY 1"
+        "SELECT partition_date, count(*) AS n FROM raw.transactions GROUP BY 1 ORDER BY 1"
     )
     assert per_day["n"].tolist() == expected
     materializations = result.asset_materializations_for_node("raw_transactions")
@@ -221,10 +231,10 @@ def test_transaction_replayed_on_a_later_day_is_quarantined(
     monkeypatch.setenv("FIN_POLICY", str(permissive_policy(tmp_path)))
     assert materialize(instance, "2018-04-01").success
     assert materialize(instance, "2018-04-02").success
-    rows = table(fin_home, "SELECT transaction_id, partition_date FROM raw.transactions ORDER BY 1")
+    rows = table("SELECT transaction_id, partition_date FROM raw.transactions ORDER BY 1")
     assert rows["transaction_id"].tolist() == [100, 101]
     assert rows["partition_date"].astype(str).tolist() == ["2018-04-01", "2018-04-02"]
-    quarantine = table(fin_home, "SELECT reason, partition_date FROM raw.transactions_quarantine")
+    quarantine = table("SELECT reason, partition_date FROM raw.transactions_quarantine")
     assert quarantine["reason"].tolist() == ["transaction_id_already_ingested"]
 
 
@@ -242,10 +252,9 @@ def test_multi_day_csv_keeps_rows_without_a_usable_timestamp_once(
     use_files(monkeypatch, path)
     assert materialize(instance, "2018-04-01").success
     assert materialize(instance, "2018-04-02").success
-    accepted = table(fin_home, "SELECT transaction_id FROM raw.transactions ORDER BY 1")
+    accepted = table("SELECT transaction_id FROM raw.transactions ORDER BY 1")
     assert accepted["transaction_id"].tolist() == [1, 3]
     loose = table(
-        fin_home,
         "SELECT source_row, reason FROM raw.transactions_quarantine "
         "WHERE partition_date IS NULL ORDER BY 1",
     )
@@ -267,12 +276,12 @@ def test_handbook_day_counts_match_the_file(
     use_files(monkeypatch, handbook_file, "handbook")
     result = materialize(instance, "2018-04-01")
     assert result.success
-    stored = table(fin_home, "SELECT * FROM raw.transactions ORDER BY transaction_id")
+    stored = table("SELECT * FROM raw.transactions ORDER BY transaction_id")
     assert len(stored) == len(day)
     assert int(stored["tx_fraud"].sum()) == int(day["TX_FRAUD"].sum())
     assert stored["transaction_id"].tolist() == sorted(day["TRANSACTION_ID"].tolist())
     assert stored["tx_amount"].sum() == pytest.approx(day["TX_AMOUNT"].sum(), abs=1e-6)
-    assert table(fin_home, "SELECT count(*) AS n FROM raw.transactions_quarantine")["n"][0] == 0
+    assert table("SELECT count(*) AS n FROM raw.transactions_quarantine")["n"][0] == 0
     assert check_result(result, "contract_holds").passed
 
     csv_dir = tmp_path / "csv"
@@ -280,7 +289,7 @@ def test_handbook_day_counts_match_the_file(
     day.to_csv(csv_dir / "hb_2018-04-01.csv", index=False)
     use_files(monkeypatch, csv_dir / "hb_{date}.csv", "handbook")
     assert materialize(instance, "2018-04-01").success
-    from_csv = table(fin_home, "SELECT * FROM raw.transactions ORDER BY transaction_id")
+    from_csv = table("SELECT * FROM raw.transactions ORDER BY transaction_id")
     cols = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount", "tx_fraud"]
     pd.testing.assert_frame_equal(stored[cols], from_csv[cols])
 
@@ -313,7 +322,7 @@ def test_sql_source_on_sqlite(
     monkeypatch.setenv("FIN_SOURCE_TABLE", "card_tx")
     monkeypatch.setenv("FIN_SOURCE_MAPPING", "handbook")
     assert materialize(instance, "2018-04-01").success
-    stored = table(fin_home, "SELECT transaction_id FROM raw.transactions ORDER BY 1")
+    stored = table("SELECT transaction_id FROM raw.transactions ORDER BY 1")
     assert stored["transaction_id"].tolist() == sorted(rows["TRANSACTION_ID"].tolist())
 
 
@@ -331,7 +340,7 @@ def test_sql_source_on_postgres(
     monkeypatch.setenv("FIN_SOURCE_TABLE", "public.card_tx")
     monkeypatch.setenv("FIN_SOURCE_MAPPING", "handbook")
     assert materialize(instance, "2018-04-01").success
-    stored = table(fin_home, "SELECT transaction_id, tx_amount FROM raw.transactions ORDER BY 1")
+    stored = table("SELECT transaction_id, tx_amount FROM raw.transactions ORDER BY 1")
     assert stored["transaction_id"].tolist() == sorted(rows["TRANSACTION_ID"].tolist())
     assert stored["tx_amount"].sum() == pytest.approx(rows["TX_AMOUNT"].sum())
 
@@ -344,7 +353,7 @@ def test_pii_key_keeps_raw_identifiers_out_of_the_warehouse(
     use_files(monkeypatch, tmp_path / "day_{date}.parquet")
     monkeypatch.setenv("FIN_PII_KEY", "a-secret-key")
     assert materialize(instance, "2018-04-01").success
-    stored = table(fin_home, "SELECT customer_id, terminal_id FROM raw.transactions")
+    stored = table("SELECT customer_id, terminal_id FROM raw.transactions")
     assert len(stored) == len(rows)
     assert set(stored["customer_id"]).isdisjoint(set(rows["customer_id"]))
     assert set(stored["terminal_id"]).isdisjoint(set(rows["terminal_id"]))

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from types import ModuleType
 
-import duckdb
+import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from fin_assets.lib.common.hashing import frame_digest
-from fin_assets.lib.ingestion import raw_store, raw_store_postgres
+from fin_assets.lib.common.warehouse_contract import WarehouseSession
+from fin_assets.lib.ingestion import raw_store
 from fin_assets.lib.ingestion.contracts import ContractResult, split_day
 from fin_assets.lib.ingestion.raw_store import PartitionWrite
 from fin_assets.lib.ingestion.simulator import SimulatorConfig
@@ -69,17 +68,15 @@ def _unattributable_quarantine(batch: SourceBatch, day: date, pii_key: str) -> p
     return split_day(batch.unattributable, day, pii_key=pii_key).quarantined
 
 
-#: A warehouse connection: DuckDB (embedded) or PostgreSQL through SQLAlchemy (production).
-WarehouseConnection = duckdb.DuckDBPyConnection | sa.Connection
-
-
-def store_for(con: WarehouseConnection) -> ModuleType:
-    """The ingestion tables' implementation for ``con``'s engine (one contract, two engines)."""
-    return raw_store_postgres if isinstance(con, sa.Connection) else raw_store
+def _transaction_ids(frame: pd.DataFrame) -> set[int]:
+    """The whole-number transaction ids of a source batch, as the contract parses them."""
+    numeric = pd.to_numeric(frame["transaction_id"], errors="coerce")
+    whole = numeric.where(np.isfinite(numeric) & (numeric % 1 == 0)).astype("Int64")
+    return {int(v) for v in whole.dropna().tolist()}
 
 
 def ingest_days(
-    con: WarehouseConnection,
+    session: WarehouseSession,
     spec: SourceSpec,
     simulator: SimulatorConfig,
     days: list[date],
@@ -91,36 +88,44 @@ def ingest_days(
     Every day is read and judged before anything is written, so a file-level defect on any day
     raises ``SourceError`` with the warehouse untouched; the writes then share one transaction.
     A transaction id already held by another day (in the warehouse or earlier in this batch)
-    is quarantined as a replay.
+    is quarantined as a replay. That check runs inside the write transaction, under the lock
+    every ingestion write takes (``raw_store.ingestion_write``), so runs writing other days at
+    the same time cannot both accept one transaction; a day is judged again there only when the
+    check finds a replay the first judgement could not know of.
     """
-    store = store_for(con)
-    store.ensure_tables(con)
-    batches = [(day, read_day(spec, day, simulator)) for day in days]
+    raw_store.ensure_tables(session)
+    judged = []
+    for day in days:
+        batch = read_day(spec, day, simulator)
+        judged.append((day, batch, split_day(batch.frame, day, pii_key=pii_key)))
     writes: list[PartitionWrite] = []
     outcomes: list[IngestionOutcome] = []
     batch_ids: dict[date, set[int]] = {}
-    for day, batch in batches:
-        replayed = store.ids_in_other_partitions(con, batch.frame["transaction_id"], day)
-        for other, ids in batch_ids.items():
-            if other != day:
-                replayed |= ids
-        result = split_day(batch.frame, day, pii_key=pii_key, already_ingested=replayed)
-        batch_ids[day] = set(result.accepted["transaction_id"].tolist())
-        unattributable = _unattributable_quarantine(batch, day, pii_key)
-        writes.append(
-            PartitionWrite(
-                day=day,
-                source=batch.source,
-                run_id=run_id,
-                accepted=result.accepted,
-                quarantined=result.quarantined,
-                rows_in=result.rows_in,
-                ignored_columns=tuple(batch.ignored_columns),
-                unattributable=unattributable,
+    with raw_store.ingestion_write(session):
+        for day, batch, result in judged:
+            source_ids = batch.frame["transaction_id"]
+            replayed = raw_store.ids_in_other_partitions(session, source_ids, day)
+            for other, ids in batch_ids.items():
+                if other != day:
+                    replayed |= ids
+            if not replayed.isdisjoint(_transaction_ids(batch.frame)):
+                result = split_day(batch.frame, day, pii_key=pii_key, already_ingested=replayed)
+            batch_ids[day] = set(result.accepted["transaction_id"].tolist())
+            unattributable = _unattributable_quarantine(batch, day, pii_key)
+            writes.append(
+                PartitionWrite(
+                    day=day,
+                    source=batch.source,
+                    run_id=run_id,
+                    accepted=result.accepted,
+                    quarantined=result.quarantined,
+                    rows_in=result.rows_in,
+                    ignored_columns=tuple(batch.ignored_columns),
+                    unattributable=unattributable,
+                )
             )
-        )
-        outcomes.append(_outcome(day, batch, result, unattributable))
-    store.write_partitions(con, writes)
+            outcomes.append(_outcome(day, batch, result, unattributable))
+        raw_store.replace_partitions(session, writes)
     return outcomes
 
 
