@@ -69,9 +69,7 @@ _COLUMNS: Final[tuple[str, ...]] = (
 )
 
 #: Every column of SCORES_TABLE, in table order (what the history copies of a day).
-_STORED: Final[str] = ", ".join(
-    [*_COLUMNS, "partition_date", "run_id", "scored_at"],
-)
+_STORED: Final[str] = ", ".join([*_COLUMNS, "partition_date", "run_id", "scored_at"])
 
 
 def lock_for(session: WarehouseSession, scope: str, day: date | None = None) -> None:
