@@ -20,7 +20,7 @@ from fin_assets.features import (
     point_in_time_features,
 )
 from fin_assets.governance import audit_trail, champion_model, champion_was_approved
-from fin_assets.ingestion import raw_transactions
+from fin_assets.ingestion import raw_transactions_for
 from fin_assets.jobs import ALL_JOBS
 from fin_assets.lib.ingestion.simulator import SimulatorConfig
 from fin_assets.monitoring import monitoring_report, scored_transactions
@@ -111,7 +111,7 @@ def defs() -> dg.Definitions:
     """Every asset, check, job, schedule and sensor; resources read from the environment now."""
     return dg.Definitions(
         assets=[
-            raw_transactions,
+            raw_transactions_for(Settings.from_env().warehouse_dialect),
             point_in_time_features(),
             online_features,
             training_dataset,

@@ -83,9 +83,18 @@ def _per_day_table(outcomes: list[IngestionOutcome]) -> dg.TableMetadataValue:
     )
 
 
+#: Days per run of a backfill on the embedded DuckDB warehouse: one writing process at a time, so
+#: a month goes in one run and one transaction rather than runs queueing on the file's lock.
+DUCKDB_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=31)
+#: On PostgreSQL runs write in parallel (each run's write waits only for the others' writes, not
+#: their reading and judging): a week per run, so a month's backfill is five runs that the queued
+#: run coordinator runs up to ``FIN_DAGSTER_MAX_RUNS`` (default 4) at a time.
+POSTGRES_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=7)
+
+
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=31),
+    backfill_policy=DUCKDB_BACKFILL_POLICY,
     pool=names.WAREHOUSE_POOL,
     group_name=names.INGESTION_GROUP,
     code_version=group_code_version(names.INGESTION_GROUP),
@@ -119,7 +128,8 @@ def raw_transactions(
     Valid rows replace the day in `raw.transactions`; invalid rows go to
     `raw.transactions_quarantine` with a machine-readable reason, so that rows in = accepted +
     quarantined, always. A file-level defect (unreadable file, missing column) fails the run
-    and writes nothing. A backfill covers up to 31 days per run (written in one transaction);
+    and writes nothing. A backfill covers up to 31 days per run on DuckDB, a week per run on
+    PostgreSQL (a run's days are written in one transaction);
     the metadata then has a per-day table, and the checks judge every day of the run.
     """
     refuse_launch_overrides(context)
@@ -227,3 +237,10 @@ def raw_transactions(
             ),
         ],
     )
+
+
+def raw_transactions_for(dialect: str) -> dg.AssetsDefinition:
+    """``raw_transactions`` with the backfill policy of the warehouse's engine (see above)."""
+    if dialect == "postgresql":
+        return raw_transactions.with_attributes(backfill_policy=POSTGRES_BACKFILL_POLICY)
+    return raw_transactions

@@ -71,5 +71,6 @@ DATASETS_DIR: Final[str] = "datasets"
 #: Dagster concurrency pool of the steps that write the DuckDB warehouse (ingestion, features):
 #: DuckDB takes one writing process, so with the queued coordinator running several runs at
 #: once (FIN_DAGSTER_POOL_LIMIT slots, default one) they wait for a slot in Dagster, visibly,
-#: rather than on the file's lock.
+#: rather than on the file's lock. A PostgreSQL warehouse takes parallel writers (ingestion
+#: serialises its writes in the database): give the pool as many slots as runs there.
 WAREHOUSE_POOL: Final[str] = "fin_warehouse"
