@@ -105,13 +105,22 @@ def test_every_store_holds_its_evidence_in_postgres(postgres_demo: PostgresDemo)
     assert _scalar(warehouse, "SELECT count(*) FROM features.transaction_features") == _scalar(
         warehouse, "SELECT count(*) FROM raw.transactions"
     )
-    scored_days = _scalar(warehouse, "SELECT count(DISTINCT partition_date) FROM monitoring.scores")
+    scored_days = _scalar(
+        warehouse, "SELECT count(DISTINCT partition_date) FROM monitoring.scored_transactions"
+    )
     assert scored_days == len(MONITORED)
     registry = postgres_demo.urls["MLFLOW_TRACKING_URI"]
     assert _scalar(registry, "SELECT max(version) FROM model_versions") == 2
-    assert _scalar(registry, "SELECT version FROM registered_model_aliases") == 1
+    assert (
+        _scalar(
+            registry,
+            "SELECT string_agg(alias || '=' || version, ',') FROM registered_model_aliases",
+        )
+        == "champion=1"
+    )
     dagster = postgres_demo.urls["FIN_DAGSTER_PG_URL"]
-    assert int(str(_scalar(dagster, "SELECT count(*) FROM runs WHERE status = 'SUCCESS'"))) > 0
+    assert _scalar(dagster, "SELECT count(*) FROM runs WHERE status <> 'SUCCESS'") == 0
+    assert int(str(_scalar(dagster, "SELECT count(*) FROM runs"))) >= 10
     assert (
         _scalar(
             postgres_demo.urls["FIN_DECISION_LOG_URL"], "SELECT count(*) FROM serving_decisions"
