@@ -75,7 +75,7 @@ class FeatureTranslator(DagsterDbtTranslator):
         return OWNERS
 
 
-def dbt_resource(warehouse_url: str = "") -> DbtCliResource:
+def dbt_resource(warehouse_url: str) -> DbtCliResource:
     """dbt from this virtualenv (``dbt`` need not be on PATH), on the warehouse's target:
     ``postgres`` for a PostgreSQL URL, else ``duckdb``. The connection itself is given to each
     run by environment (:func:`dbt_target`), so no credential is written into the resource."""
