@@ -70,6 +70,11 @@ HANDBOOK_PUBLISHED_SECONDS = 240.0  # "about 4 minutes" (docs/architecture.md §
 DELAY = 7
 WINDOWS = (1, 7, 30)
 BACKFILL_FACTOR = 3.0
+#: DuckDB's memory cap for ours (offline path and dbt profile) and its spill folder: the bench
+#: keeps the defaults (FIN_DUCKDB_MEMORY_LIMIT, 1.5GB) and spills into its scratch folder.
+MEMORY_LIMIT_ENV = "FIN_DUCKDB_MEMORY_LIMIT"
+MEMORY_TEMP_ENV = "FIN_DUCKDB_TEMP_DIRECTORY"
+DEFAULT_MEMORY_LIMIT = "1.5GB"
 BACKFILL_START = "2018-04-01"
 
 
@@ -79,18 +84,22 @@ BACKFILL_START = "2018-04-01"
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident set size of this process, in MB.
+    """Peak resident set size of this worker's process tree, in MB.
 
-    VmHWM from /proc, not getrusage: ru_maxrss survives exec, so a worker would report at least
-    the driver's size; VmHWM belongs to the worker's own address space.
+    The worker's own VmHWM from /proc, not getrusage: ru_maxrss survives exec, so a worker would
+    report at least the driver's size; VmHWM belongs to the worker's own address space. Plus the
+    largest peak among the processes it started and waited for (RUSAGE_CHILDREN), e.g. the dbt
+    process dagster-dbt starts; dbt run in-process (run_dbt) is in the worker's own figure. The
+    sum bounds the tree's peak from above when the children run one at a time.
     """
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
+                own = int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
 def _timed(work: Callable[[], int]) -> dict[str, Any]:
@@ -110,6 +119,13 @@ def worker_compile(args: argparse.Namespace) -> dict[str, Any]:
 
     dbt_compile({"label_delay_days": DELAY, "start_date": "", "end_date": ""}, "bench")
     return {"seconds": time.perf_counter() - began, "rows": 0}
+
+
+def worker_warm(args: argparse.Namespace) -> dict[str, Any]:
+    """Load (or compile once) the feature SQL into the on-disk cache the offline path reads."""
+    from fin_assets.lib.features.compiled_sql import compiled_feature_sql
+
+    return _timed(lambda: len(compiled_feature_sql(DELAY).models))
 
 
 def worker_ours(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,6 +183,9 @@ def worker_duckdb(args: argparse.Namespace) -> dict[str, Any]:
             "threads": THREADS,
             "preserve_insertion_order": False,
         }
+        if args.memory_limit:
+            config["memory_limit"] = args.memory_limit
+            config["temp_directory"] = os.environ[MEMORY_TEMP_ENV]
         with duckdb.connect(config=config) as con:
             written = con.execute(f"copy ({query}) to '{args.output}' (format parquet)").fetchall()
         return int(written[0][0])
@@ -284,15 +303,22 @@ def worker_incremental(args: argparse.Namespace) -> dict[str, Any]:
     day = dt.date.fromisoformat(args.day)
     tmp = Path(args.output)
     target, logs = tmp / "target", tmp / "logs"
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     run_dbt(["run"], args.warehouse, {"end_date": day}, target_path=target, log_path=logs)
-    setup = time.perf_counter() - began
+    setup, setup_cpu = time.perf_counter() - began, time.process_time() - cpu
     one_day = {"start_date": day, "end_date": day + dt.timedelta(days=1)}
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     result = run_dbt(["run"], args.warehouse, one_day, target_path=target, log_path=logs)
     seconds = time.perf_counter() - began
     models = sum(float(r.execution_time) for r in getattr(result.result, "results", []))
-    return {"seconds": seconds, "model_seconds": models, "setup_seconds": setup, "rows": 0}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - cpu,
+        "model_seconds": models,
+        "setup_seconds": setup,
+        "setup_cpu_seconds": setup_cpu,
+        "rows": 0,
+    }
 
 
 def worker_postgres(args: argparse.Namespace) -> dict[str, Any]:
@@ -452,6 +478,7 @@ def worker_backfill(args: argparse.Namespace) -> dict[str, Any]:
 
 WORKERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "compile": worker_compile,
+    "warm": worker_warm,
     "ours": worker_ours,
     "duckdb": worker_duckdb,
     "polars": worker_polars,
@@ -566,21 +593,25 @@ def _scale_table(source: Path, tmp: Path, scale: int, postgres: str | None, pg_s
     began = time.perf_counter()
     scaled, rows = _scaled_input(source, tmp, scale)
     generated = time.perf_counter() - began
+    cap = os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
     results: list[tuple[str, int, dict[str, Any]]] = []
+    _spawn("warm")
     ours = _spawn("ours", input=scaled, output=tmp / "scaled_ours.parquet")
-    results.append(("ours: dbt SQL, offline path (DuckDB)", rows, ours))
+    results.append((f"ours: dbt SQL, offline path (DuckDB, {cap})", rows, ours))
     duck = _spawn("duckdb", input=scaled, output=tmp / "scaled_duckdb.parquet")
     results.append(("(c) plain DuckDB window query", rows, duck))
     polars = _spawn("polars", input=scaled, output=tmp / "scaled_polars.parquet")
     results.append(("(b) polars rolling_*_by.over", rows, polars))
+    capped = _spawn("duckdb", input=scaled, output=tmp / "scaled_duckdb.parquet", memory_limit=cap)
+    results.append((f"(c) with our memory cap ({cap}), for reference", rows, capped))
     for name in ("scaled_ours", "scaled_duckdb", "scaled_polars"):
         (tmp / f"{name}.parquet").unlink(missing_ok=True)
     warehouse = tmp / "scaled_warehouse.duckdb"
     raw_rows, day = _warehouse(warehouse, scaled, 1)
     inc = _spawn("incremental", warehouse=warehouse, day=day, output=tmp)
     warehouse.unlink()
-    build = {**inc, "seconds": inc["setup_seconds"]}
-    results.append(("dbt on DuckDB warehouse: full build", raw_rows, build))
+    build = {**inc, "seconds": inc["setup_seconds"], "cpu_seconds": inc["setup_cpu_seconds"]}
+    results.append((f"dbt on DuckDB warehouse: full build ({cap})", raw_rows, build))
     results.append((f"dbt on DuckDB warehouse: one day ({day})", 0, inc))
     if postgres:
         pg_input = scaled
@@ -601,26 +632,31 @@ def _scale_table(source: Path, tmp: Path, scale: int, postgres: str | None, pg_s
     faster = min(duck["seconds"], polars["seconds"])
     print()
     title = f"features at x{scale} the Handbook"
-    header = f"{title:<48} {'rows':>12} {'wall s':>9} {'peak RSS MB':>12}"
+    header = f"{title:<52} {'rows':>12} {'wall s':>9} {'cpu s':>8} {'peak RSS MB':>12}"
     print(header)
     print("-" * len(header))
     for name, count, r in results:
         shown = f"{count:,}" if count else ""
-        print(f"{name:<48} {shown:>12} {r['seconds']:>9.2f} {r['peak_rss_mb']:>12.0f}")
-    ok = ours["seconds"] <= 1.1 * faster and ours["peak_rss_mb"] <= BUDGET_RSS_MB
+        cpu = f"{r['cpu_seconds']:>8.1f}" if "cpu_seconds" in r else f"{'':>8}"
+        print(f"{name:<52} {shown:>12} {r['seconds']:>9.2f} {cpu} {r['peak_rss_mb']:>12.0f}")
+    in_time = ours["seconds"] <= 1.1 * faster
+    in_memory = max(ours["peak_rss_mb"], build["peak_rss_mb"]) <= BUDGET_RSS_MB
     print(
-        f"  generated x{scale} input in {generated:.0f} s (DuckDB, scratch, deleted). Budget: ours "
-        f"within 1.1x of the faster baseline ({faster:.1f} s) and <= 2 GB: {_verdict(ok)}."
+        f"  generated x{scale} input in {generated:.0f} s (DuckDB, scratch, deleted); load average "
+        f"{os.getloadavg()[0]:.2f} at the end. Budget: ours within 1.1x of the faster baseline "
+        f"({faster:.1f} s; ours {ours['seconds'] / faster:.2f}x): {_verdict(in_time)}; ours and "
+        f"the dbt build <= 2 GB: {_verdict(in_memory)}."
     )
     print(
-        "  Peak RSS is the worker process's VmHWM; for PostgreSQL it is the client only (the "
-        "server's backends are not counted). PostgreSQL runs with work_mem=256MB per session "
-        "(PGOPTIONS), an index on partition_date and ANALYZE after the load."
+        "  Peak RSS is the worker's VmHWM plus its largest child's (dbt runs in-process here); "
+        "for PostgreSQL it is the client only (the server's backends are not counted). "
+        "PostgreSQL runs with work_mem=256MB per session (PGOPTIONS), an index on "
+        "partition_date and ANALYZE after the load."
     )
     if postgres:
         print(f"  PostgreSQL sorts spilled {pg['temp_mb']:.0f} MB to temporary files (server).")
     print(f"  one day on DuckDB: model SQL {inc['model_seconds']:.2f} s of {inc['seconds']:.2f} s")
-    return 0 if ok else 1
+    return 0 if in_time and in_memory else 1
 
 
 def _verdict(ok: bool) -> str:
@@ -783,6 +819,7 @@ def _backfill_table(tmp: Path, days: int, postgres: str | None) -> int:
     home = tmp / "backfill_home"
     common = {"home": home, "days": days}
     ingest = _spawn("ingest", dagster_home=home / "dagster_ingest", **common)
+    _spawn("warm")  # the offline path's compiled SQL is cached on disk: not part of its cost
     offline = _spawn("ours", input=rows_file, output=tmp / "backfill_offline.parquet")
     instances = [("SQLite", None)] + ([("PostgreSQL", postgres)] if postgres else [])
     results = []
@@ -866,6 +903,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dagster-home", help=argparse.SUPPRESS)
     parser.add_argument("--instance-url", help=argparse.SUPPRESS)
     parser.add_argument("--events", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-limit", default="", help=argparse.SUPPRESS)
     parser.add_argument("--days", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -882,6 +920,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="fin_bench_features_") as tmp_name:
         tmp = Path(tmp_name)
+        # Every worker's DuckDB spills into the scratch folder (unless told otherwise).
+        os.environ.setdefault(MEMORY_TEMP_ENV, str(tmp / "duckdb_spill"))
         source, rows = _prepare_input(args.rows, tmp)
         print(
             f"Point-in-time features: {rows:,} transactions, {THREADS} threads, "
