@@ -40,7 +40,7 @@ DEFAULT_MEMORY_LIMIT: Final[str] = "1.5GB"
 TEMP_DIRECTORY_ENV: Final[str] = "FIN_DUCKDB_TEMP_DIRECTORY"
 
 
-def duckdb_config() -> dict[str, str | int | bool]:
+def duckdb_config() -> dict[str, str | bool | int | float | list[str]]:
     """The offline DuckDB's threads, memory cap and spill folder (environment, else defaults).
 
     Insertion order is not kept: every result that has an order says so (ORDER BY), and keeping
