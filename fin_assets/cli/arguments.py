@@ -102,6 +102,11 @@ def _add_pipeline_commands(sub: Any) -> None:
     protocol.add_argument("--tune-tree-methods", default="", help="comma list, e.g. hist,exact")
     protocol.add_argument("--params", default="", help="XGBoost parameters as JSON (over defaults)")
     protocol.add_argument("--seed", type=int, default=0)
+    protocol.add_argument(
+        "--features",
+        default="all",
+        help="all (the assets' inputs) or handbook (the Handbook's 15, as its tables used)",
+    )
     protocol.add_argument("--json", required=True, help="where to write the result")
     _runs(protocol, "fin_assets.cli.protocol_commands", "cmd_evaluate_protocol")
     validate = sub.add_parser(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 import pandas as pd
 
@@ -34,7 +34,11 @@ from fin_assets.lib.training.protocol_run import (
     read_window,
 )
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
-from fin_assets.lib.training.training_data import PASSTHROUGH_COLUMNS, default_feature_columns
+from fin_assets.lib.training.training_data import (
+    PASSTHROUGH_COLUMNS,
+    default_feature_columns,
+    handbook_feature_columns,
+)
 from fin_assets.lib.training.tuning import VALIDATION_SETS, TuningMetric
 
 _SETS = (("test_set", ""), ("handbook_test_set", metrics.HANDBOOK_PREFIX))
@@ -81,6 +85,7 @@ def evaluate_protocol(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     tuning: TuningSpec | None = None,
+    feature_set: FeatureSet = "all",
 ) -> dict[str, Any]:
     """Features of ``source``, the protocol's data set, (selection,) training and both metrics.
 
@@ -92,11 +97,26 @@ def evaluate_protocol(
     _refuse_short_delay(protocol)
     features = file_features(source, mapping)
     features_seconds = time.perf_counter() - began
-    report = evaluate_features(features, protocol, params=params, seed=seed, tuning=tuning)
+    report = evaluate_features(
+        features, protocol, params=params, seed=seed, tuning=tuning, feature_set=feature_set
+    )
     report["input"], report["mapping"] = str(source), mapping or ""
     report["wall_seconds"]["features"] = round(features_seconds, 2)
     report["wall_seconds"]["total"] = round(time.perf_counter() - began, 2)
     return report
+
+
+FeatureSet = Literal["all", "handbook"]
+FEATURE_SETS: Final[tuple[str, ...]] = ("all", "handbook")
+
+
+def feature_columns(feature_set: str) -> list[str]:
+    """The model inputs of a feature set: ``all`` (the assets') or ``handbook`` (its 15)."""
+    if feature_set == "all":
+        return default_feature_columns()
+    if feature_set == "handbook":
+        return handbook_feature_columns()
+    raise ValueError(f"feature set must be one of {FEATURE_SETS}, got {feature_set!r}")
 
 
 def _refuse_short_delay(protocol: TimeProtocol) -> None:
@@ -112,18 +132,24 @@ def evaluate_features(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     tuning: TuningSpec | None = None,
+    feature_set: FeatureSet = "all",
 ) -> dict[str, Any]:
     """One protocol on a file's features (:func:`file_features`): the rest of
-    :func:`evaluate_protocol`, for callers that run many protocols on one file (the benchmark)."""
+    :func:`evaluate_protocol`, for callers that run many protocols on one file (the benchmark).
+
+    ``feature_set`` ``all`` is the assets' (every registered feature); ``handbook`` the Handbook's
+    15 inputs, to compare with its published tables like for like."""
     began = time.perf_counter()
     _refuse_short_delay(protocol)
     when = pd.to_datetime(features["tx_datetime"])
     first_day, last_day = when.min().date(), when.max().date()
     start, end = read_window(protocol, first_day, tuning)
     rows = features[(when >= midnight(start)) & (when < midnight(end) + pd.Timedelta(days=1))]
-    columns = default_feature_columns()
+    columns = feature_columns(feature_set)
     versions = {c: v for c, v in feature_registry.feature_versions().items() if c in columns}
-    dataset = cut_dataset(rows, protocol, last_day, feature_versions=versions)
+    dataset = cut_dataset(
+        rows, protocol, last_day, feature_versions=versions, feature_columns=columns
+    )
     result = fit_and_evaluate(
         dataset,
         {**DEFAULT_PARAMS, **(params or {})},
@@ -139,6 +165,8 @@ def evaluate_features(
         "train_rows": len(dataset.train),
         "test_rows": len(dataset.test),
         "tuned": search is not None,
+        "feature_set": feature_set,
+        "feature_columns": list(dataset.feature_columns),
         "challenger": _by_set(result.metrics, "test_", k),
         "benchmark": _by_set(result.metrics, "benchmark_test_", k),
         "benchmark_error": result.benchmark_error,
@@ -178,6 +206,7 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
         params=json.loads(args.params) if args.params else None,
         seed=args.seed,
         tuning=tuning,
+        feature_set=_feature_set(args.features),
     )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -209,6 +238,12 @@ def _tuning_spec(args: argparse.Namespace) -> TuningSpec:
         budget=budget,
         validation_set=args.tune_validation_set,
     )
+
+
+def _feature_set(name: str) -> FeatureSet:
+    if name not in FEATURE_SETS:
+        raise ValueError(f"--features must be one of {FEATURE_SETS}, got {name!r}")
+    return name  # type: ignore[return-value]
 
 
 def _metric(name: str) -> TuningMetric:

@@ -22,6 +22,7 @@ from fin_assets.lib.features.feature_registry import (
     build_features,
     feature_names,
     feature_versions,
+    handbook_feature_names,
 )
 from fin_assets.lib.features.offline_features import compute_features_for_frame
 from fin_assets.lib.ingestion.sources import HANDBOOK_MAPPING
@@ -252,7 +253,38 @@ def test_registry_names_are_the_sql_columns_in_order() -> None:
     out = compute_features_for_frame(_frame([(1, "2018-04-07 03:00:00", 1, 1, 10.0, 0)]))
     base = ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"]
     assert list(out.columns) == [*base, "tx_fraud", "partition_date", *feature_names()]
-    assert len(feature_names()) == 14
+    assert len(feature_names()) == 19
+    # The Handbook's 14 first, then the 5 amount ratios derived from them.
+    assert handbook_feature_names() == feature_names()[:14]
+    assert feature_names()[14:] == [
+        "customer_id_amount_ratio_1day_window",
+        "customer_id_amount_ratio_7day_window",
+        "customer_id_amount_ratio_30day_window",
+        "customer_id_amount_trend_1day_window",
+        "customer_id_amount_trend_7day_window",
+    ]
+
+
+def test_amount_ratios_are_the_amount_over_the_customer_means() -> None:
+    # Customer 1: 10 on day 1, 30 on day 5 (both in 7 and 30 days, only 30 in 1 day), then 0
+    # amounts for customer 2, whose means are 0 (ratio 1 by definition).
+    out = compute_features_for_frame(
+        _frame(
+            [
+                (1, "2018-04-01 10:00:00", 1, 1, 10.0, 0),
+                (2, "2018-04-05 10:00:00", 1, 1, 30.0, 0),
+                (3, "2018-04-05 11:00:00", 2, 1, 0.0, 0),
+            ]
+        )
+    ).set_index("transaction_id")
+    assert out.loc[2, "customer_id_amount_ratio_1day_window"] == 1.0
+    assert out.loc[2, "customer_id_amount_ratio_7day_window"] == 1.5
+    assert out.loc[2, "customer_id_amount_ratio_30day_window"] == 1.5
+    assert out.loc[2, "customer_id_amount_trend_1day_window"] == 1.5
+    assert out.loc[2, "customer_id_amount_trend_7day_window"] == 1.0
+    assert out.loc[1, "customer_id_amount_ratio_30day_window"] == 1.0
+    ratios = [c for c in out.columns if "_amount_ratio_" in c or "_amount_trend_" in c]
+    assert out.loc[3, ratios].tolist() == [1.0] * 5
 
 
 def test_registry_versions_follow_the_definition() -> None:

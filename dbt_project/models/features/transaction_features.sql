@@ -1,8 +1,10 @@
 {#
   One row per transaction: the canonical columns, the calendar flags and every point-in-time
-  feature, with the names of the Fraud-Detection-Handbook lower-cased (docs/architecture.md §2). The
-  transaction's columns come with customer_spending_features (one row per transaction); the left
-  join keeps every transaction and the not_null tests in schema.yml catch a missing feature row.
+  feature, with the names of the Fraud-Detection-Handbook lower-cased (docs/architecture.md §2), then
+  the amount ratios derived from them (the amount against the customer's mean, recent against 30-day
+  spending: 1 when the mean is 0). The transaction's columns come with customer_spending_features
+  (one row per transaction); the left join keeps every transaction and the not_null tests in
+  schema.yml catch a missing feature row.
 #}
 {%- set windows = var('window_days') -%}
 
@@ -34,6 +36,18 @@ select
     {%- for w in windows %},
     terminal.terminal_id_nb_tx_{{ w }}day_window,
     terminal.terminal_id_risk_{{ w }}day_window
+    {%- endfor %}
+    {%- for w in windows %},
+    coalesce(
+        customer.tx_amount / nullif(customer.customer_id_avg_amount_{{ w }}day_window, 0), 1.0
+    ) as customer_id_amount_ratio_{{ w }}day_window
+    {%- endfor %}
+    {%- for w in windows if w != windows | max %},
+    coalesce(
+        customer.customer_id_avg_amount_{{ w }}day_window
+        / nullif(customer.customer_id_avg_amount_{{ windows | max }}day_window, 0),
+        1.0
+    ) as customer_id_amount_trend_{{ w }}day_window
     {%- endfor %}
 from customer
 left join terminal on terminal.transaction_id = customer.transaction_id

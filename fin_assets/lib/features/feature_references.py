@@ -99,6 +99,20 @@ def reference_features(
             frauds = sum(o.tx_fraud for o in matured)
             features[f"terminal_id_nb_tx_{w}day_window"] = len(matured)
             features[f"terminal_id_risk_{w}day_window"] = frauds / len(matured) if matured else 0.0
+        longest = max(windows_days)
+        for w in windows_days:
+            mean = features[f"customer_id_avg_amount_{w}day_window"]
+            features[f"customer_id_amount_ratio_{w}day_window"] = (
+                tx.tx_amount / mean if mean != 0 else 1.0
+            )
+        for w in windows_days:
+            if w != longest:
+                mean, long_mean = (
+                    features[f"customer_id_avg_amount_{d}day_window"] for d in (w, longest)
+                )
+                features[f"customer_id_amount_trend_{w}day_window"] = (
+                    mean / long_mean if long_mean != 0 else 1.0
+                )
         out.append(features)
     return pd.DataFrame(out).set_index("transaction_id").sort_index()
 

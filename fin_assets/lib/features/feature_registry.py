@@ -188,7 +188,55 @@ def build_features(label_delay_days: int | None = None) -> list[FeatureDefinitio
                 ),
             ),
         ]
+    longest = max(windows)
+    for w in windows:
+        features.append(
+            FeatureDefinition(
+                name=f"customer_id_amount_ratio_{w}day_window",
+                entity="customer_id",
+                window_days=w,
+                aggregation="tx_amount / mean(tx_amount)",
+                delay_days=0,
+                model="transaction_features",
+                description=(
+                    f"The amount divided by customer_id_avg_amount_{w}day_window (1 when that "
+                    "mean is 0): how far this payment is from the customer's usual spending."
+                ),
+                reason_text=(
+                    f"Amount high compared with this customer's average over the last {_period(w)}"
+                ),
+            )
+        )
+    for w in windows:
+        if w == longest:
+            continue
+        features.append(
+            FeatureDefinition(
+                name=f"customer_id_amount_trend_{w}day_window",
+                entity="customer_id",
+                window_days=w,
+                aggregation=f"mean(tx_amount) / mean(tx_amount) over {longest} days",
+                delay_days=0,
+                model="transaction_features",
+                description=(
+                    f"customer_id_avg_amount_{w}day_window divided by "
+                    f"customer_id_avg_amount_{longest}day_window (1 when that mean is 0): a "
+                    "customer whose recent spending jumped."
+                ),
+                reason_text=(
+                    f"This customer's spending in the last {_period(w)} is high compared with "
+                    f"the last {_period(longest)}"
+                ),
+            )
+        )
     return [_versioned(f) for f in features]
+
+
+#: The aggregations of the Fraud-Detection-Handbook's 14 features (with the amount, its 15 model
+#: inputs). The ratios added after them are this platform's.
+HANDBOOK_AGGREGATIONS: Final[frozenset[str]] = frozenset(
+    {"weekend_flag", "night_flag", "count", "mean(tx_amount)", "mean(tx_fraud)"}
+)
 
 
 #: Every feature with the project's default label delay, in column order.
@@ -198,6 +246,12 @@ FEATURES: Final[list[FeatureDefinition]] = build_features()
 def feature_names() -> list[str]:
     """Feature column names in the order of ``features.transaction_features``."""
     return [f.name for f in FEATURES]
+
+
+def handbook_feature_names() -> list[str]:
+    """The Handbook's features, in column order: what its published tables were measured on,
+    so what a like-for-like comparison with them trains on."""
+    return [f.name for f in FEATURES if f.aggregation in HANDBOOK_AGGREGATIONS]
 
 
 def lookback_days(features: Sequence[FeatureDefinition] | None = None) -> int:

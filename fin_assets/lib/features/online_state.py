@@ -156,6 +156,23 @@ def _features(
         labels = [f for s, f in zip(t_times, frauds, strict=True) if lower < s <= upper]
         out[f"terminal_id_nb_tx_{w}day_window"] = len(labels)
         out[f"terminal_id_risk_{w}day_window"] = sum(labels) / len(labels) if labels else 0.0
+    out.update(amount_ratios(out, amount))
+    return out
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 1.0
+
+
+def amount_ratios(features: dict[str, float], amount: float) -> dict[str, float]:
+    """The derived customer features (the amount against its window means, recent against
+    30-day spending) from the window means in ``features``, as transaction_features.sql has them."""
+    longest = max(WINDOWS)
+    means = {w: features[f"customer_id_avg_amount_{w}day_window"] for w in WINDOWS}
+    out = {f"customer_id_amount_ratio_{w}day_window": _ratio(amount, means[w]) for w in WINDOWS}
+    for w in WINDOWS:
+        if w != longest:
+            out[f"customer_id_amount_trend_{w}day_window"] = _ratio(means[w], means[longest])
     return out
 
 

@@ -83,15 +83,22 @@ def cut_dataset(
     protocol: TimeProtocol,
     last_day: date,
     feature_versions: Mapping[str, str] | None = None,
+    feature_columns: Sequence[str] | None = None,
 ) -> TrainingDataset:
     """The data set of ``protocol`` from feature rows, as of the end of ``last_day``.
 
     Nothing later than the last day with data is known: the cut-off is the protocol's (end of
     the test period + delay) or the day after ``last_day``, whichever is earlier, so labels that
-    had not matured by then are left out.
+    had not matured by then are left out. ``feature_columns`` default to every registered feature.
     """
     cutoff = min(protocol.default_cutoff, midnight(last_day + timedelta(days=1)))
-    return build_training_dataset(rows, protocol, cutoff, feature_versions=feature_versions)
+    return build_training_dataset(
+        rows,
+        protocol,
+        cutoff,
+        feature_columns=feature_columns,
+        feature_versions=feature_versions,
+    )
 
 
 def history_rows(rows: pd.DataFrame, protocol: TimeProtocol) -> pd.DataFrame:

@@ -65,8 +65,16 @@ SNAPSHOT_MANIFEST_FILE: Final[str] = "manifest.json"
 
 
 def default_feature_columns() -> list[str]:
-    """The Handbook's 15 input features: the amount, then the registry's features in order."""
+    """The model's inputs: the amount, then the registry's features in order (the Handbook's 14,
+    then the amount ratios derived from them)."""
     registered = feature_registry.feature_names()
+    return [*(c for c in RAW_FEATURES if c not in registered), *registered]
+
+
+def handbook_feature_columns() -> list[str]:
+    """The Handbook's 15 model inputs: the amount and its 14 features, for comparisons with the
+    tables it published (which were measured on exactly these)."""
+    registered = feature_registry.handbook_feature_names()
     return [*(c for c in RAW_FEATURES if c not in registered), *registered]
 
 
