@@ -160,6 +160,11 @@ class TrainingConfig(dg.Config):
         description="Constrain the features of the policy's validation.sensitivity."
         "expected_monotone to respond monotonically (XGBoost monotone_constraints).",
     )
+    calibrate: bool = Field(
+        default=False,
+        description="Platt calibration fitted on the prequential folds' out-of-time scores (never "
+        "the test period) and folded into the booster: scores read as probabilities, ranks kept.",
+    )
     seed: int = 0
     registered_model: str = DEFAULT_REGISTERED_MODEL
     experiment: str = DEFAULT_EXPERIMENT
@@ -209,6 +214,18 @@ class TrainingConfig(dg.Config):
             # a grid is asked for explicitly and fails instead.
             required=self.tune_method == "grid",
         )
+
+    def fold_spec(self) -> TuningSpec | None:
+        """The folds older rows are read for: tuning's, else calibration's (the default folds
+        with this config's sizes); None when neither is on."""
+        spec = self.tuning_spec()
+        if spec is None and self.calibrate:
+            spec = TuningSpec(
+                n_folds=self.tune_folds,
+                fold_train_days=self.tune_fold_train_days,
+                fold_valid_days=self.tune_fold_valid_days,
+            )
+        return spec
 
     def history_days(self) -> int:
         """Days the prequential folds reach back from the last training day (inclusive)."""
@@ -482,7 +499,7 @@ def training_dataset(
     with warehouse.session(read_only=True) as session:
         first_day, last_day = _feature_days(session)
         protocol, how = _resolve_protocol(config, last_day)
-        history_start, read_end = read_window(protocol, first_day, config.tuning_spec())
+        history_start, read_end = read_window(protocol, first_day, config.fold_spec())
         rows = _read_features(session, history_start, read_end, columns)
     _refuse_unusable_inputs(context.instance, rows, protocol, history_start, versions)
     # Nothing later than the warehouse's last day is known: labels after it have not matured.
@@ -494,7 +511,7 @@ def training_dataset(
     history = history_rows(rows, protocol)
     extra: dict[str, Any] = {"protocol_source": how, "rows_read": len(rows)}
     extra["tuning_history_rows"] = len(history)
-    if config.tune:
+    if config.fold_spec() is not None:
         path, digest = _save_history(history, Path(settings.home) / DATASETS_DIR / HISTORY_DIR)
         extra |= {"tuning_history_path": dg.MetadataValue.path(path)}
         extra |= {"tuning_history_sha256": digest}
@@ -617,11 +634,13 @@ def challenger_model(
             params,
             seed=config.seed,
             tuning=spec,
-            history=_load_history(upstream) if spec else None,
+            history=_load_history(upstream) if config.fold_spec() else None,
+            calibrate=config.calibrate,
+            calibration_folds=config.fold_spec(),
         )
     except ValueError as exc:
         hint = "" if "tuning_history_path" in upstream else " (training_dataset had tune off)"
-        raise dg.Failure(f"tuning failed: {exc}{hint}") from exc
+        raise dg.Failure(f"tuning or calibration failed: {exc}{hint}") from exc
     model, scores, tuning = result.model, result.metrics, result.tuning
     if result.benchmark_error:
         context.log.warning(f"no logistic benchmark: {result.benchmark_error}")

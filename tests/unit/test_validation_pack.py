@@ -71,6 +71,14 @@ def synthetic_transactions(start: date, days: int, per_day: int, seed: int) -> p
         frame[f"terminal_id_nb_tx_{w}day_window"] = rng.poisson(2.0 * w, size=n)
         risky = rng.random(n) < 0.25
         frame[f"terminal_id_risk_{w}day_window"] = np.where(risky, rng.beta(1.0, 3.0, n), 0.0)
+    for w in (1, 7, 30):
+        mean = frame[f"customer_id_avg_amount_{w}day_window"]
+        frame[f"customer_id_amount_ratio_{w}day_window"] = frame["tx_amount"] / mean
+    for w in (1, 7):
+        frame[f"customer_id_amount_trend_{w}day_window"] = (
+            frame[f"customer_id_avg_amount_{w}day_window"]
+            / frame["customer_id_avg_amount_30day_window"]
+        )
     frame["protected_age_band"] = np.where(rng.random(n) < 0.45, "18-35", "36+")
     logit = (
         -6.0

@@ -184,6 +184,8 @@ class TrainedModel:
         data_version: the snapshot it was trained on.
         train_seconds: wall time of the fit.
         model_digest: sha256 of the serialised booster (UBJSON): equal digests, equal models.
+        calibration: the Platt calibration folded into the booster, when one was fitted
+            (``calibration.PlattCalibration.to_dict``).
     """
 
     booster: xgb.Booster
@@ -194,6 +196,7 @@ class TrainedModel:
     data_version: str
     train_seconds: float
     model_digest: str
+    calibration: dict[str, Any] | None = None
 
     def predict(self, frame: pd.DataFrame) -> FloatArray:
         """Fraud probability of every row of ``frame`` (which must hold the feature columns)."""

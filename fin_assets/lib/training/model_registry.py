@@ -279,6 +279,8 @@ def _params(
         values["tuning.folds"] = len(tuning.folds)
         values["tuning.candidates"] = len(tuning.candidates)
         values["tuning.stopped_by"] = tuning.stopped_by or "none"
+    calibration = model.calibration or {"method": "none"}
+    values.update({f"calibration.{k}": v for k, v in calibration.items()})
     values.update({f"protocol.{k}": v for k, v in dataset.protocol.to_dict().items()})
     values["cutoff"] = dataset.cutoff.isoformat()
     values["data_version"] = dataset.data_version
@@ -359,6 +361,8 @@ def log_challenger(
         client.log_dict(run_id, dataset.summary(), "dataset/summary.json")
         if tuning is not None:
             client.log_dict(run_id, tuning.to_dict(), "tuning/result.json")
+        if model.calibration is not None:
+            client.log_dict(run_id, model.calibration, "calibration/platt.json")
         _ensure_registered_model(client, registered_model)
         with _fluent_uri(tracking.tracking_uri):
             with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):

@@ -12,17 +12,27 @@ Selection reads the training period and older rows only; the test period is read
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Final
 
+import numpy as np
 import pandas as pd
 
 from fin_assets.lib.training.benchmark import evaluate_benchmark
-from fin_assets.lib.training.model_fit import TrainedModel, evaluate, train_challenger
+from fin_assets.lib.training.calibration import calibrated_booster, fit_platt, fold_predictions
+from fin_assets.lib.training.model_fit import (
+    DEFAULT_NTHREAD,
+    FloatArray,
+    TrainedModel,
+    booster_digest,
+    evaluate,
+    train_challenger,
+)
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
-from fin_assets.lib.training.training_data import TrainingDataset, build_training_dataset
+from fin_assets.lib.training.training_data import LABEL, TrainingDataset, build_training_dataset
 from fin_assets.lib.training.tuning import (
     SearchBudget,
     SearchSpace,
@@ -121,6 +131,41 @@ class ProtocolResult:
     tuning_skipped: str | None = None
 
 
+def brier_score(labels: pd.Series, scores: FloatArray) -> float:
+    """Mean squared error of the probabilities: how far a score is from being a probability."""
+    y = labels.to_numpy(dtype=np.float64)
+    return float(np.mean((np.asarray(scores, dtype=np.float64) - y) ** 2)) if len(y) else math.nan
+
+
+def calibrate_model(
+    model: TrainedModel,
+    dataset: TrainingDataset,
+    history: pd.DataFrame | None,
+    params: Mapping[str, Any],
+    folds: TuningSpec,
+    seed: int,
+) -> TrainedModel:
+    """``model`` with a Platt calibration fitted on the folds' out-of-time scores folded in."""
+    scores, labels, used = fold_predictions(
+        dataset,
+        history,
+        params,
+        seed=seed,
+        nthread=int(model.params.get("nthread", DEFAULT_NTHREAD)),
+        n_folds=folds.n_folds,
+        fold_train_days=folds.fold_train_days,
+        fold_valid_days=folds.fold_valid_days,
+    )
+    calibration = fit_platt(scores, labels, folds=used)
+    booster = calibrated_booster(model.booster, calibration)
+    return dataclasses.replace(
+        model,
+        booster=booster,
+        model_digest=booster_digest(booster),
+        calibration=calibration.to_dict(),
+    )
+
+
 def fit_and_evaluate(
     dataset: TrainingDataset,
     params: Mapping[str, Any],
@@ -128,13 +173,18 @@ def fit_and_evaluate(
     seed: int = 0,
     tuning: TuningSpec | None = None,
     history: pd.DataFrame | None = None,
+    calibrate: bool = False,
+    calibration_folds: TuningSpec | None = None,
 ) -> ProtocolResult:
     """Select (optionally), train on the training rows, then measure on the test period.
 
     With ``tuning``, the parameters are chosen by prequential validation on the training rows and
-    ``history`` (older rows) only; ``params`` are the base the candidates override. Raises
-    ValueError when a required search cannot run (folds that do not fit, one class in a fold). The
-    benchmark's metrics are added when it can be fitted (``benchmark_error`` says why not).
+    ``history`` (older rows) only; ``params`` are the base the candidates override. With
+    ``calibrate``, a Platt calibration is fitted on the chosen parameters' out-of-time scores on
+    the same folds (``tuning``'s, else ``calibration_folds``, else the default recipe's) and
+    folded into the booster (``calibration.py``); the test period is read only to report. Raises
+    ValueError when a required search or the calibration cannot run (too short, one class).
+    The benchmark's metrics are added when it can be fitted (``benchmark_error`` says why not).
     """
     chosen, result, began, skipped = dict(params), None, time.perf_counter(), None
     if tuning is not None:
@@ -174,7 +224,14 @@ def fit_and_evaluate(
             chosen = result.best_params
     tune_seconds = time.perf_counter() - began
     model = train_challenger(dataset, chosen, seed=seed)
-    scores = evaluate(model, dataset)
+    extra: dict[str, float] = {}
+    if calibrate:
+        raw = model.predict(dataset.test)
+        spec = tuning or calibration_folds or TuningSpec()
+        model = calibrate_model(model, dataset, history, chosen, spec, seed)
+        extra["test_brier_score_uncalibrated"] = brier_score(dataset.test[LABEL], raw)
+    scores = evaluate(model, dataset) | extra
+    scores["test_brier_score"] = brier_score(dataset.test[LABEL], model.predict(dataset.test))
     error = None
     try:
         scores |= evaluate_benchmark(dataset)

@@ -245,6 +245,22 @@ def _fold_data(
     return fold_frames, fold_info
 
 
+def validation_folds(
+    dataset: TrainingDataset,
+    history: pd.DataFrame | None,
+    n_folds: int,
+    fold_train_days: int,
+    fold_valid_days: int,
+    *,
+    strict: bool = True,
+) -> tuple[list[tuple[pd.DataFrame, pd.DataFrame, dict[date, frozenset[int]]]], list[Fold]]:
+    """Model selection's folds (gap = the protocol's delay), for what is fitted on them after
+    selection (calibration): training rows and older history only, never the test period."""
+    return _fold_data(
+        dataset, history, n_folds, fold_train_days, fold_valid_days, None, strict=strict
+    )
+
+
 def tune(
     dataset: TrainingDataset,
     grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
