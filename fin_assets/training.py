@@ -55,11 +55,12 @@ from fin_assets.lib.training.protocol_run import (
 from fin_assets.lib.training.registry_tags import TAG_DEVELOPER, TAG_GIT_COMMIT
 from fin_assets.lib.training.time_protocol import TimeProtocol, preset
 from fin_assets.lib.training.training_data import (
+    DEFAULT_FEATURE_SET,
     KEY_COLUMNS,
     LABEL,
     PASSTHROUGH_COLUMNS,
     TrainingDataset,
-    default_feature_columns,
+    feature_set_columns,
     load_snapshot,
     partial_lookback,
     save_snapshot,
@@ -159,6 +160,11 @@ class TrainingConfig(dg.Config):
         default=False,
         description="Constrain the features of the policy's validation.sensitivity."
         "expected_monotone to respond monotonically (XGBoost monotone_constraints).",
+    )
+    feature_set: str = Field(
+        default=DEFAULT_FEATURE_SET,
+        description="Model inputs: handbook (the Handbook's 15) or all (with the customer amount "
+        "ratios, which lift average precision on the Handbook's file; see README).",
     )
     calibrate: bool = Field(
         default=False,
@@ -494,7 +500,10 @@ def training_dataset(
     versions, protocol and cut-off: the same inputs give the same version.
     """
     refuse_launch_overrides(context)
-    columns = default_feature_columns()
+    try:
+        columns = feature_set_columns(config.feature_set)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
     versions = {c: v for c, v in feature_registry.feature_versions().items() if c in columns}
     with warehouse.session(read_only=True) as session:
         first_day, last_day = _feature_days(session)
@@ -504,7 +513,9 @@ def training_dataset(
     _refuse_unusable_inputs(context.instance, rows, protocol, history_start, versions)
     # Nothing later than the warehouse's last day is known: labels after it have not matured.
     try:
-        built = cut_dataset(rows, protocol, last_day, feature_versions=versions)
+        built = cut_dataset(
+            rows, protocol, last_day, feature_versions=versions, feature_columns=columns
+        )
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
     dataset = save_snapshot(built, Path(settings.home) / DATASETS_DIR)

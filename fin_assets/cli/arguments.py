@@ -104,8 +104,8 @@ def _add_pipeline_commands(sub: Any) -> None:
     protocol.add_argument("--seed", type=int, default=0)
     protocol.add_argument(
         "--features",
-        default="all",
-        help="all (the assets' inputs) or handbook (the Handbook's 15, as its tables used)",
+        default="handbook",
+        help="handbook (its 15 inputs, the assets' default) or all (with the amount ratios)",
     )
     protocol.add_argument("--json", required=True, help="where to write the result")
     _runs(protocol, "fin_assets.cli.protocol_commands", "cmd_evaluate_protocol")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -35,9 +35,11 @@ from fin_assets.lib.training.protocol_run import (
 )
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
 from fin_assets.lib.training.training_data import (
+    DEFAULT_FEATURE_SET,
+    FEATURE_SETS,
     PASSTHROUGH_COLUMNS,
-    default_feature_columns,
-    handbook_feature_columns,
+    FeatureSet,
+    feature_set_columns,
 )
 from fin_assets.lib.training.tuning import VALIDATION_SETS, TuningMetric
 
@@ -85,7 +87,7 @@ def evaluate_protocol(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     tuning: TuningSpec | None = None,
-    feature_set: FeatureSet = "all",
+    feature_set: FeatureSet = DEFAULT_FEATURE_SET,
 ) -> dict[str, Any]:
     """Features of ``source``, the protocol's data set, (selection,) training and both metrics.
 
@@ -106,19 +108,6 @@ def evaluate_protocol(
     return report
 
 
-FeatureSet = Literal["all", "handbook"]
-FEATURE_SETS: Final[tuple[str, ...]] = ("all", "handbook")
-
-
-def feature_columns(feature_set: str) -> list[str]:
-    """The model inputs of a feature set: ``all`` (the assets') or ``handbook`` (its 15)."""
-    if feature_set == "all":
-        return default_feature_columns()
-    if feature_set == "handbook":
-        return handbook_feature_columns()
-    raise ValueError(f"feature set must be one of {FEATURE_SETS}, got {feature_set!r}")
-
-
 def _refuse_short_delay(protocol: TimeProtocol) -> None:
     feature_delay = max(f.delay_days for f in feature_registry.FEATURES)
     if protocol.delay_days < feature_delay:
@@ -132,20 +121,20 @@ def evaluate_features(
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
     tuning: TuningSpec | None = None,
-    feature_set: FeatureSet = "all",
+    feature_set: FeatureSet = DEFAULT_FEATURE_SET,
 ) -> dict[str, Any]:
     """One protocol on a file's features (:func:`file_features`): the rest of
     :func:`evaluate_protocol`, for callers that run many protocols on one file (the benchmark).
 
-    ``feature_set`` ``all`` is the assets' (every registered feature); ``handbook`` the Handbook's
-    15 inputs, to compare with its published tables like for like."""
+    ``feature_set`` is ``TrainingConfig.feature_set``'s: ``handbook`` (the Handbook's 15 inputs,
+    the assets' default) or ``all`` (with the amount ratios)."""
     began = time.perf_counter()
     _refuse_short_delay(protocol)
     when = pd.to_datetime(features["tx_datetime"])
     first_day, last_day = when.min().date(), when.max().date()
     start, end = read_window(protocol, first_day, tuning)
     rows = features[(when >= midnight(start)) & (when < midnight(end) + pd.Timedelta(days=1))]
-    columns = feature_columns(feature_set)
+    columns = feature_set_columns(feature_set)
     versions = {c: v for c, v in feature_registry.feature_versions().items() if c in columns}
     dataset = cut_dataset(
         rows, protocol, last_day, feature_versions=versions, feature_columns=columns

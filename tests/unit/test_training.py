@@ -778,3 +778,26 @@ def test_policy_monotone_features_become_constraints_that_hold_by_construction(
     free = train_challenger(synthetic_dataset, {"n_estimators": 20}, nthread=1)
     free_scores = np.stack([free.predict(rows.assign(tx_amount=a)) for a in amounts])
     assert (np.diff(free_scores, axis=0) > 0).any()
+
+
+def test_feature_sets_name_the_handbooks_inputs_or_all_of_them() -> None:
+    from fin_assets.lib.training.training_data import feature_set_columns
+
+    handbook = feature_set_columns("handbook")
+    assert len(handbook) == 15 and handbook[0] == "tx_amount"
+    assert not any("_amount_ratio_" in c or "_amount_trend_" in c for c in handbook)
+    everything = feature_set_columns("all")
+    assert everything[:15] == handbook and len(everything) == 20
+    with pytest.raises(ValueError, match="feature_set must be one of"):
+        feature_set_columns("mine")
+
+
+def test_a_model_on_the_amount_ratios_is_trained_on_exactly_those_columns(
+    synthetic: pd.DataFrame,
+) -> None:
+    from fin_assets.lib.training.training_data import feature_set_columns
+
+    columns = feature_set_columns("all")
+    dataset = build_training_dataset(synthetic, SYNTH_PROTOCOL, feature_columns=columns)
+    model = train_challenger(dataset, {"n_estimators": 5})
+    assert list(model.booster.feature_names or []) == columns

@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -65,10 +65,26 @@ SNAPSHOT_MANIFEST_FILE: Final[str] = "manifest.json"
 
 
 def default_feature_columns() -> list[str]:
-    """The model's inputs: the amount, then the registry's features in order (the Handbook's 14,
-    then the amount ratios derived from them)."""
+    """Every possible model input: the amount, then the registry's features in order (the
+    Handbook's 14, then the amount ratios derived from them)."""
     registered = feature_registry.feature_names()
     return [*(c for c in RAW_FEATURES if c not in registered), *registered]
+
+
+#: Feature sets a model may be trained on: ``handbook`` (its 15 inputs, the default) or ``all``
+#: (with the amount ratios derived from them).
+FeatureSet = Literal["handbook", "all"]
+FEATURE_SETS: Final[tuple[str, ...]] = ("handbook", "all")
+DEFAULT_FEATURE_SET: Final[FeatureSet] = "handbook"
+
+
+def feature_set_columns(feature_set: str) -> list[str]:
+    """The model inputs of a feature set; ValueError for an unknown one."""
+    if feature_set == "all":
+        return default_feature_columns()
+    if feature_set == "handbook":
+        return handbook_feature_columns()
+    raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
 
 
 def handbook_feature_columns() -> list[str]:
