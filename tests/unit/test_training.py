@@ -798,6 +798,9 @@ def test_a_model_on_the_amount_ratios_is_trained_on_exactly_those_columns(
     from fin_assets.lib.training.training_data import feature_set_columns
 
     columns = feature_set_columns("all")
-    dataset = build_training_dataset(synthetic, SYNTH_PROTOCOL, feature_columns=columns)
+    frame = synthetic.copy()
+    for column in columns[15:]:
+        frame[column] = frame["tx_amount"] / (1.0 + frame["customer_id_avg_amount_7day_window"])
+    dataset = build_training_dataset(frame, SYNTH_PROTOCOL, feature_columns=columns)
     model = train_challenger(dataset, {"n_estimators": 5})
     assert list(model.booster.feature_names or []) == columns

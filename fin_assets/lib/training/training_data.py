@@ -64,11 +64,16 @@ SNAPSHOT_TEST_FILE: Final[str] = "test.parquet"
 SNAPSHOT_MANIFEST_FILE: Final[str] = "manifest.json"
 
 
-def default_feature_columns() -> list[str]:
+def all_feature_columns() -> list[str]:
     """Every possible model input: the amount, then the registry's features in order (the
     Handbook's 14, then the amount ratios derived from them)."""
     registered = feature_registry.feature_names()
     return [*(c for c in RAW_FEATURES if c not in registered), *registered]
+
+
+def default_feature_columns() -> list[str]:
+    """The model inputs when nothing says otherwise: those of :data:`DEFAULT_FEATURE_SET`."""
+    return feature_set_columns(DEFAULT_FEATURE_SET)
 
 
 #: Feature sets a model may be trained on: ``handbook`` (its 15 inputs, the default) or ``all``
@@ -81,7 +86,7 @@ DEFAULT_FEATURE_SET: Final[FeatureSet] = "handbook"
 def feature_set_columns(feature_set: str) -> list[str]:
     """The model inputs of a feature set; ValueError for an unknown one."""
     if feature_set == "all":
-        return default_feature_columns()
+        return all_feature_columns()
     if feature_set == "handbook":
         return handbook_feature_columns()
     raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
