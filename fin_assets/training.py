@@ -56,6 +56,7 @@ from fin_assets.lib.training.registry_tags import TAG_DEVELOPER, TAG_GIT_COMMIT
 from fin_assets.lib.training.time_protocol import TimeProtocol, preset
 from fin_assets.lib.training.training_data import (
     DEFAULT_FEATURE_SET,
+    FEATURE_SETS,
     KEY_COLUMNS,
     LABEL,
     PASSTHROUGH_COLUMNS,
@@ -247,12 +248,21 @@ class TrainingConfig(dg.Config):
 #: its two challengers stay inside its 5-minute budget on the full-size simulator.
 TUNE_CANDIDATES_ENV = "FIN_TUNE_CANDIDATES"
 TUNE_MAX_SECONDS_ENV = "FIN_TUNE_MAX_SECONDS"
+#: The feature set of those launches (``handbook`` or ``all``): a platform that trains its
+#: champions on the amount ratios retrains on them too.
+FEATURE_SET_ENV = "FIN_FEATURE_SET"
 
 
-def default_training_config() -> TrainingConfig:
-    """``TrainingConfig()`` with the search budget of ``FIN_TUNE_CANDIDATES`` and
-    ``FIN_TUNE_MAX_SECONDS`` when they are set (a clear error when they are not numbers)."""
+def default_training_config(**fields: Any) -> TrainingConfig:
+    """``TrainingConfig(**fields)`` with the search budget of ``FIN_TUNE_CANDIDATES`` and
+    ``FIN_TUNE_MAX_SECONDS`` and the feature set of ``FIN_FEATURE_SET`` when they are set (a clear
+    error when they are not valid)."""
     overrides: dict[str, Any] = {}
+    feature_set = os.environ.get(FEATURE_SET_ENV, "").strip()
+    if feature_set:
+        if feature_set not in FEATURE_SETS:
+            raise ValueError(f"{FEATURE_SET_ENV}={feature_set!r} is not one of {FEATURE_SETS}")
+        overrides["feature_set"] = feature_set
     for variable, field, kind in (
         (TUNE_CANDIDATES_ENV, "tune_candidates", int),
         (TUNE_MAX_SECONDS_ENV, "tune_max_seconds", float),
@@ -263,7 +273,7 @@ def default_training_config() -> TrainingConfig:
                 overrides[field] = kind(value)
             except ValueError as exc:
                 raise ValueError(f"{variable}={value!r} is not a number") from exc
-    return TrainingConfig(**overrides)
+    return TrainingConfig(**{**overrides, **fields})
 
 
 def training_run_config(config: TrainingConfig | None = None) -> dg.RunConfig:

@@ -40,7 +40,7 @@ from fin_assets.lib.monitoring.followup_retrain import (
     followup_post_drift_days,
 )
 from fin_assets.lib.monitoring.retrain_rules import retrain_decision
-from fin_assets.training import TrainingConfig, training_run_config
+from fin_assets.training import TrainingConfig, default_training_config, training_run_config
 from fin_resources.settings import SettingsResource
 
 MONITORING_REPORT = dg.AssetKey(names.MONITORING_REPORT)
@@ -179,7 +179,7 @@ def _followup_request(
         )
     # a failed attempt is retried under a new run key (a run key launches at most once)
     run_key = f"followup-{drift_start}-{len(followups) + 1}"
-    config = TrainingConfig(
+    config = default_training_config(
         train_start=plan.protocol.train_start.isoformat(),
         train_days=plan.protocol.train_days,
         delay_days=plan.protocol.delay_days,

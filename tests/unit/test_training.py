@@ -716,6 +716,27 @@ def test_default_launches_take_the_search_budget_from_the_environment(
         default_training_config()
 
 
+def test_default_launches_take_the_feature_set_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fin_assets.training import default_training_config
+
+    monkeypatch.delenv("FIN_TUNE_CANDIDATES", raising=False)
+    monkeypatch.delenv("FIN_FEATURE_SET", raising=False)
+    assert default_training_config().feature_set == "handbook"
+    monkeypatch.setenv("FIN_FEATURE_SET", "all")
+    # The follow-up retrain's window comes as fields; the feature set from the environment.
+    followup = default_training_config(train_start="2018-06-01", train_days=14)
+    assert (followup.feature_set, followup.train_start, followup.train_days) == (
+        "all",
+        "2018-06-01",
+        14,
+    )
+    monkeypatch.setenv("FIN_FEATURE_SET", "everything")
+    with pytest.raises(ValueError, match="FIN_FEATURE_SET='everything' is not one of"):
+        default_training_config()
+
+
 def test_a_search_out_of_time_keeps_what_it_scored_and_says_so(
     synthetic: pd.DataFrame, synthetic_dataset: TrainingDataset
 ) -> None:
