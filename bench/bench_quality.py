@@ -116,6 +116,10 @@ def _print(rows: list[dict[str, Any]], features_seconds: float) -> None:
         if ref["week"] == r["week"] and ref["recipe"] == "handbook default"
         if r["hb_ap"] < ref["hb_ap"] or r["hb_auc"] < ref["hb_auc"]
     ]
+    compared = {r["week"] for r in rows if r["recipe"] == "handbook default"}
+    if not compared:
+        print("tuned vs handbook default: not compared (the handbook default was not run)")
+        return
     print(
         "tuned vs handbook default (hb AUC and AP): "
         + (f"worse on {', '.join(worse)}" if worse else "no worse on every week measured")
