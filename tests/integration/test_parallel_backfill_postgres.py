@@ -11,10 +11,10 @@ dequeues at most four at once, and each run ingests its days into the PostgreSQL
 The ``fin_warehouse`` pool is given four slots (``dagster instance concurrency set fin_warehouse
 4``): on PostgreSQL ingestion runs need not wait for each other's steps, because their writes are
 serialised in the database (``raw_store.ingestion_write``), and their reading and judging can
-overlap. What is asserted: from the run records, runs overlapped (how many at once depends on the
-machine's speed: a run may end before the daemon dequeues the fourth) and never more than four;
-their ingestion steps overlapped too; then the warehouse holds exactly what a sequential ingestion of the
-same 30 days into DuckDB holds (every row, every log line), with no duplicate.
+overlap. What is asserted: from the run records, runs overlapped (how many at once depends on
+the machine's speed: a run may end before the daemon dequeues the fourth) and never more than
+four; their ingestion steps overlapped too; then the warehouse holds exactly what a sequential
+ingestion of the same 30 days into DuckDB holds (every row, every log line), with no duplicate.
 """
 
 from __future__ import annotations
