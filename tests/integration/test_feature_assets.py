@@ -116,7 +116,7 @@ def test_a_range_run_records_each_dbt_test_once_and_resolved(
     # One evaluation per test for the 10 days (not one planned row per day), all passed.
     assert sorted(name for name, _, _ in rows) == sorted(tests)
     assert {(partition, status) for _, partition, status in rows} == {(None, "SUCCEEDED")}
-    assert len(tests) == 71
+    assert len(tests) == 61
 
 
 def test_a_failed_dbt_test_blocks_the_run(fin_home: Path, instance: dg.DagsterInstance) -> None:

@@ -78,7 +78,12 @@ class GovernedModelSource:
                 self.tracking, entries, self.model_name, self.policy, self.datasets_root
             )
         except Refusal:
-            if serving is not None and self._promotion_in_progress(entries, fingerprint[0]):
+            # In progress as first read (the refusal may come from a promotion finished since)
+            # or as read again (the first read may predate it): keep serving, look again.
+            if serving is not None and (
+                self._promotion_in_progress(entries, fingerprint[0])
+                or self._promotion_in_progress_now()
+            ):
                 return serving
             raise
         shadows = (
@@ -90,6 +95,14 @@ class GovernedModelSource:
         )
         self._seen = fingerprint
         return ServingModels(champion=champion, shadows=tuple(shadows))
+
+    def _promotion_in_progress_now(self) -> bool:
+        """Whether the alias names the target of a promotion started and not yet finished,
+        read afresh: the alias first, then the chain. The saga writes ``promotion_started``
+        before it moves the alias, so a moved alias read first is always matched by its entry in
+        the chain read after it (the entries read before the refusal may predate both)."""
+        alias_version = champion_version(self._client, self.model_name)
+        return self._promotion_in_progress(self.chain.entries(), alias_version)
 
     def _promotion_in_progress(self, entries: list[AuditEntry], alias_version: int | None) -> bool:
         """Whether the alias names the target of a promotion started and not yet finished."""
