@@ -34,6 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from fin_assets.lib.training.model_fit import fit, predict_scores
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 from fin_assets.lib.training.tuning import validation_folds
+from fin_assets.lib.validation.validation_statistics import brier_score
 
 #: Scores are clipped to this distance from 0 and 1 before taking log-odds.
 _EPSILON = 1e-7
@@ -87,9 +88,7 @@ def fit_platt(
     found = PlattCalibration(slope, intercept, len(y), int(y.sum()), folds, 0.0, 0.0)
     after = found.apply(np.asarray(scores, dtype=np.float64))
     return dataclasses.replace(
-        found,
-        brier_before=float(np.mean((np.asarray(scores) - y) ** 2)),
-        brier_after=float(np.mean((after - y) ** 2)),
+        found, brier_before=brier_score(y, scores), brier_after=brier_score(y, after)
     )
 
 

@@ -12,20 +12,17 @@ Selection reads the training period and older rows only; the test period is read
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Final
 
-import numpy as np
 import pandas as pd
 
 from fin_assets.lib.training.benchmark import evaluate_benchmark
 from fin_assets.lib.training.calibration import calibrated_booster, fit_platt, fold_predictions
 from fin_assets.lib.training.model_fit import (
     DEFAULT_NTHREAD,
-    FloatArray,
     TrainedModel,
     booster_digest,
     evaluate,
@@ -42,6 +39,7 @@ from fin_assets.lib.training.tuning import (
     search,
     tune,
 )
+from fin_assets.lib.validation.validation_statistics import brier_score
 
 #: The Handbook's grid (chapter "Model selection"): depth, trees, learning rate.
 HANDBOOK_GRID: Final[dict[str, list[Any]]] = {
@@ -99,7 +97,7 @@ def cut_dataset(
 
     Nothing later than the last day with data is known: the cut-off is the protocol's (end of
     the test period + delay) or the day after ``last_day``, whichever is earlier, so labels that
-    had not matured by then are left out. ``feature_columns`` default to every registered feature.
+    had not matured by then are left out. ``feature_columns`` default to the default feature set's.
     """
     cutoff = min(protocol.default_cutoff, midnight(last_day + timedelta(days=1)))
     return build_training_dataset(
@@ -129,12 +127,6 @@ class ProtocolResult:
     benchmark_error: str | None
     tune_seconds: float
     tuning_skipped: str | None = None
-
-
-def brier_score(labels: pd.Series, scores: FloatArray) -> float:
-    """Mean squared error of the probabilities: how far a score is from being a probability."""
-    y = labels.to_numpy(dtype=np.float64)
-    return float(np.mean((np.asarray(scores, dtype=np.float64) - y) ** 2)) if len(y) else math.nan
 
 
 def calibrate_model(
