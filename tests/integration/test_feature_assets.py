@@ -61,13 +61,32 @@ def test_lineage_reads_raw_transactions_to_dbt_models_to_online_features(fin_hom
     assert any("unique" in name for name in checks), checks
 
 
-def test_daily_runs_build_features_once_per_day(
+def _check_rows(instance: dg.DagsterInstance) -> list[tuple[str, str | None, str]]:
+    """Every recorded check execution of the dbt tests: (check, partition, status)."""
+    from fin_assets.features import dbt_test_checks
+
+    rows = []
+    for key in dbt_test_checks().check_keys:
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1000)
+        rows += [(key.name, r.partition, r.status.value) for r in history]
+    return rows
+
+
+def test_a_range_run_checks_once_and_daily_runs_build_features_once_per_day(
     fin_home: Path, instance: dg.DagsterInstance
 ) -> None:
+    from fin_assets.features import dbt_test_checks
+
     result = _run(instance, "2018-04-01", "2018-04-10")
     assert result.success
     raw = _count(fin_home, "SELECT count(*) FROM raw.transactions")
     assert _count(fin_home, "SELECT count(*) FROM features.transaction_features") == raw
+    # One evaluation per dbt test for the 10 days (not one planned row per day), all passed.
+    rows = _check_rows(instance)
+    tests = {key.name for key in dbt_test_checks().check_keys}
+    assert sorted(name for name, _, _ in rows) == sorted(tests)
+    assert {(partition, status) for _, partition, status in rows} == {(None, "SUCCEEDED")}
+    assert len(tests) == 61
 
     # One more day, then the same day again: features grow by exactly that day, never twice.
     for _ in range(2):
@@ -92,31 +111,6 @@ def test_daily_runs_build_features_once_per_day(
     online = result.asset_materializations_for_node("online_features")[0].metadata
     assert online["as_of"].value == "2018-04-11T00:00:00"
     assert online["customers"].value > 0
-
-
-def _check_rows(instance: dg.DagsterInstance) -> list[tuple[str, str | None, str]]:
-    """Every recorded check execution of the dbt tests: (check, partition, status)."""
-    from fin_assets.features import dbt_test_checks
-
-    rows = []
-    for key in dbt_test_checks().check_keys:
-        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1000)
-        rows += [(key.name, r.partition, r.status.value) for r in history]
-    return rows
-
-
-def test_a_range_run_records_each_dbt_test_once_and_resolved(
-    fin_home: Path, instance: dg.DagsterInstance
-) -> None:
-    from fin_assets.features import dbt_test_checks
-
-    assert _run(instance, "2018-04-01", "2018-04-10").success
-    rows = _check_rows(instance)
-    tests = {key.name for key in dbt_test_checks().check_keys}
-    # One evaluation per test for the 10 days (not one planned row per day), all passed.
-    assert sorted(name for name, _, _ in rows) == sorted(tests)
-    assert {(partition, status) for _, partition, status in rows} == {(None, "SUCCEEDED")}
-    assert len(tests) == 61
 
 
 def test_a_failed_dbt_test_blocks_the_run(fin_home: Path, instance: dg.DagsterInstance) -> None:
