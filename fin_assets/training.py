@@ -67,6 +67,7 @@ from fin_assets.lib.training.training_data import (
     save_snapshot,
 )
 from fin_assets.lib.training.tuning import (
+    DEFAULT_VALIDATION_SET,
     VALIDATION_SETS,
     SearchBudget,
     SearchSpace,
@@ -146,7 +147,7 @@ class TrainingConfig(dg.Config):
         description="Tree methods the search samples (add 'exact': 10-50x slower per fit).",
     )
     tune_validation_set: str = Field(
-        default="platform",
+        default=DEFAULT_VALIDATION_SET,
         description="Rows folds are scored on: platform (all) or handbook (known-compromised "
         "cards' rows removed).",
     )

@@ -11,7 +11,12 @@ import argparse
 from datetime import date
 from typing import Any
 
-from fin_assets.lib.common.names import DATA_START_DATE, DEFAULT_REGISTERED_MODEL
+from fin_assets.lib.common.names import (
+    DATA_START_DATE,
+    DEFAULT_FEATURE_SET,
+    DEFAULT_REGISTERED_MODEL,
+    DEFAULT_VALIDATION_SET,
+)
 
 _PIPELINE = "fin_assets.cli.pipeline_commands"
 _APPROVALS = "fin_assets.cli.approval_commands"
@@ -98,14 +103,16 @@ def _add_pipeline_commands(sub: Any) -> None:
     )
     protocol.add_argument("--tune-candidates", type=int, default=0, help="0: the default")
     protocol.add_argument("--tune-max-seconds", type=float, default=-1, help="0: none")
-    protocol.add_argument("--tune-validation-set", default="platform", help="or handbook")
+    protocol.add_argument(
+        "--tune-validation-set", default=DEFAULT_VALIDATION_SET, help="platform or handbook"
+    )
     protocol.add_argument("--tune-tree-methods", default="", help="comma list, e.g. hist,exact")
     protocol.add_argument("--params", default="", help="XGBoost parameters as JSON (over defaults)")
     protocol.add_argument("--seed", type=int, default=0)
     protocol.add_argument(
         "--features",
-        default="handbook",
-        help="handbook (its 15 inputs, the assets' default) or all (with the amount ratios)",
+        default=DEFAULT_FEATURE_SET,
+        help="all (with the amount ratios, the assets' default) or handbook (its 15 inputs)",
     )
     protocol.add_argument("--json", required=True, help="where to write the result")
     _runs(protocol, "fin_assets.cli.protocol_commands", "cmd_evaluate_protocol")

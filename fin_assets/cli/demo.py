@@ -333,7 +333,7 @@ def run_story(
     ok &= run_feature_build(recent)
     retrained: dict[str, Any] | None = None
     detected: str | None = None
-    print(f"{'day':<12}{'rows':>6}{'drift share':>13}{'max PSI':>9}  {'feature':<36}sensor")
+    print(f"{'day':<12}{'rows':>6}{'drift share':>13}{'max PSI':>9}  {'feature':<38}sensor")
     for day in recent:
         report = _score_and_monitor(day, instance)
         if report is None:
@@ -345,7 +345,7 @@ def run_story(
         share, psi = float(report.get("drift_share", 0.0)), float(report.get("max_psi", 0.0))
         print(
             f"{day.isoformat():<12}{report.get('rows', 0):>6}{share:>13.2f}{psi:>9.2f}"
-            f"  {report.get('max_psi_feature', '')!s:<36}{verdict}"
+            f"  {report.get('max_psi_feature', '')!s:<38}{verdict}"
         )
         for request in requests:
             result = _execute("retrain_challenger_job", request, instance, "drift_retrain_sensor")

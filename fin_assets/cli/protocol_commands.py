@@ -126,8 +126,8 @@ def evaluate_features(
     """One protocol on a file's features (:func:`file_features`): the rest of
     :func:`evaluate_protocol`, for callers that run many protocols on one file (the benchmark).
 
-    ``feature_set`` is ``TrainingConfig.feature_set``'s: ``handbook`` (the Handbook's 15 inputs,
-    the assets' default) or ``all`` (with the amount ratios)."""
+    ``feature_set`` is ``TrainingConfig.feature_set``'s: ``all`` (the assets' default: with the
+    amount ratios) or ``handbook`` (the Handbook's 15 inputs)."""
     began = time.perf_counter()
     _refuse_short_delay(protocol)
     when = pd.to_datetime(features["tx_datetime"])

@@ -46,6 +46,8 @@ LAST_DAY = DRIFT_START + timedelta(days=1)
 BEFORE = [DRIFT_START - timedelta(days=1)]
 AFTER = [DRIFT_START, DRIFT_START + timedelta(days=1)]
 AMOUNT_FEATURES = ["tx_amount", "customer_id_avg_amount_1day_window"]
+#: The champion's important amount features (the default recipe trains on the amount ratios).
+AMOUNT_RATIOS = ["customer_id_amount_ratio_30day_window", "customer_id_amount_trend_7day_window"]
 POLICY = load_policy()
 PROTECTED = ["protected_age_band", "protected_sex"]
 
@@ -128,8 +130,9 @@ def test_runs_are_identical_before_the_drift_and_the_model_uses_the_amount(
         pipeline.drifted[before].reset_index(drop=True),
         pipeline.control[control_before].reset_index(drop=True),
     )
-    # Scenario 1 (amount > 220 is fraud) makes the amount one of the champion's top features.
-    assert "tx_amount" in pipeline.important
+    # Scenarios 1 and 3 (amount > 220; a compromised card's amounts multiplied) put the amount,
+    # measured against the customer's own habits, among the champion's top features.
+    assert [name for name in pipeline.important if "amount" in name] == AMOUNT_RATIOS
     assert len(pipeline.important) == POLICY.section("monitoring")["important_features_top"]
 
 
@@ -153,15 +156,15 @@ def test_amount_drift_breaches_from_the_first_drifted_day(
         assert features[name]["band"] == "breach", (name, features[name])  # type: ignore[index]
         assert features[name]["drifted"]  # type: ignore[index]
     found = _breaches(summary)
-    assert ("psi_important_feature", "tx_amount") in [(b.kind, b.feature) for b in found]
+    assert [b.feature for b in found if b.kind == "psi_important_feature"] == AMOUNT_RATIOS
     # only amount-driven features breach their PSI band (the weekend flag aside: a day is all
     # weekend or none, so its daily PSI is always high and it is not an important feature)
     breached = {n for n, f in features.items() if f["band"] == "breach"}  # type: ignore[attr-defined]
     assert breached - {"tx_during_weekend"} <= {
         "tx_amount",
-        "customer_id_avg_amount_1day_window",
-        "customer_id_avg_amount_7day_window",
-        "customer_id_avg_amount_30day_window",
+        *(f"customer_id_avg_amount_{w}day_window" for w in (1, 7, 30)),
+        *(f"customer_id_amount_ratio_{w}day_window" for w in (1, 7, 30)),
+        *(f"customer_id_amount_trend_{w}day_window" for w in (1, 7)),
     }
     # the scores move with the amounts (prediction drift)
     assert summary["prediction"]["band"] != "stable"  # type: ignore[index]
@@ -212,9 +215,8 @@ def test_production_fairness_of_the_control_days_reports_without_a_breach(
     assert fairness is not None
     assert list(fairness["attributes"]) == PROTECTED
     assert fairness["day_rows"] == int((when == day).sum())
-    # no AIR disparity; FPR gaps on the smallest age band are large but not significant:
-    # inconclusive, reported, and not a breach
-    assert fairness["verdicts"] == {"adverse_impact_ratio": "pass", "fpr_parity": "inconclusive"}
+    # the simulator creates no disparity: neither alert rates nor false positive rates differ
+    assert fairness["verdicts"] == {"adverse_impact_ratio": "pass", "fpr_parity": "pass"}
     summary = {**summaries[("control", day)], "fairness": fairness}
     assert _breaches(summary) == []
     decision = retrain_decision(
@@ -225,7 +227,7 @@ def test_production_fairness_of_the_control_days_reports_without_a_breach(
         policy=POLICY,
     )
     assert not decision.fire
-    assert decision.reason.endswith("fairness AIR pass, FPR ratio inconclusive (no fail)")
+    assert decision.reason.endswith("fairness AIR pass, FPR ratio pass (no fail)")
 
 
 @pytest.fixture(scope="module")

@@ -112,10 +112,10 @@ def test_training_assets_register_a_reproducible_challenger(
     assert data["train_rows"] > 1000 and data["test_rows"] > 500
     assert data["train_frauds"] > 0 and data["test_frauds"] > 0
     assert data["cutoff"] == "2018-05-14T00:00:00"
-    # The default feature set's (the Handbook's 15 inputs): the amount ratios are not among them.
-    handbook = set(default_feature_columns())
-    versions = {k: v for k, v in feature_versions().items() if k in handbook}
-    assert len(versions) == 14
+    # The default feature set's: the Handbook's 15 inputs and the five amount ratios.
+    inputs = set(default_feature_columns())
+    versions = {k: v for k, v in feature_versions().items() if k in inputs}
+    assert len(inputs) == 20 and len(versions) == 19
     assert data["feature_versions"] == {"tx_amount": "canonical:float64", **versions}
     assert data["_tags"]["dagster/data_version"] == data["data_version"]
     snapshot = load_snapshot(data["snapshot_path"])

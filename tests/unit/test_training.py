@@ -723,12 +723,13 @@ def test_default_launches_take_the_feature_set_from_the_environment(
 
     monkeypatch.delenv("FIN_TUNE_CANDIDATES", raising=False)
     monkeypatch.delenv("FIN_FEATURE_SET", raising=False)
-    assert default_training_config().feature_set == "handbook"
-    monkeypatch.setenv("FIN_FEATURE_SET", "all")
+    default = default_training_config()
+    assert (default.feature_set, default.tune_validation_set) == ("all", "handbook")
+    monkeypatch.setenv("FIN_FEATURE_SET", "handbook")
     # The follow-up retrain's window comes as fields; the feature set from the environment.
     followup = default_training_config(train_start="2018-06-01", train_days=14)
     assert (followup.feature_set, followup.train_start, followup.train_days) == (
-        "all",
+        "handbook",
         "2018-06-01",
         14,
     )

@@ -31,6 +31,7 @@ from fin_assets.lib.training.model_fit import (
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset, build_training_dataset
 from fin_assets.lib.training.tuning import (
+    DEFAULT_VALIDATION_SET,
     SearchBudget,
     SearchSpace,
     TuningMetric,
@@ -67,7 +68,7 @@ class TuningSpec:
     fold_valid_days: int = 7
     space: SearchSpace = dataclasses.field(default_factory=SearchSpace)
     budget: SearchBudget = dataclasses.field(default_factory=SearchBudget)
-    validation_set: ValidationSet = "platform"
+    validation_set: ValidationSet = DEFAULT_VALIDATION_SET
     required: bool = True
 
     def history_days(self, delay_days: int) -> int:

@@ -23,12 +23,13 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from fin_assets.lib.common import names
 from fin_assets.lib.common.hashing import frame_digest
 from fin_assets.lib.common.schema import REQUIRED_COLUMNS
 from fin_assets.lib.features import feature_registry
@@ -76,11 +77,11 @@ def default_feature_columns() -> list[str]:
     return feature_set_columns(DEFAULT_FEATURE_SET)
 
 
-#: Feature sets a model may be trained on: ``handbook`` (its 15 inputs, the default) or ``all``
-#: (with the amount ratios derived from them).
+#: Feature sets a model may be trained on: ``all`` (the default: the Handbook's 15 inputs and the
+#: amount ratios derived from them) or ``handbook`` (its 15 inputs).
 FeatureSet = Literal["handbook", "all"]
 FEATURE_SETS: Final[tuple[str, ...]] = ("handbook", "all")
-DEFAULT_FEATURE_SET: Final[FeatureSet] = "handbook"
+DEFAULT_FEATURE_SET: Final[FeatureSet] = cast(FeatureSet, names.DEFAULT_FEATURE_SET)
 
 
 def feature_set_columns(feature_set: str) -> list[str]:
