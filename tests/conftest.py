@@ -25,28 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FIN_SHARED_DATA", REPO.parent / "shared" / "data"))
 HANDBOOK_FILE = SHARED_DATA / "handbook" / "transactions.parquet"
 
-#: The longest test files (minutes each, measured by ``--durations``), collected first: with
-#: ``--dist loadfile`` a file runs on one worker, so a long file handed out last would leave the
-#: other worker idle at the end of the run.
-LONGEST_FIRST = (
-    "tests/e2e/test_demo_postgres.py",
-    "tests/e2e/test_demo_story.py",
-    "tests/integration/test_parallel_backfill_postgres.py",
-    "tests/integration/test_governance_assets.py",
-    "tests/integration/test_feature_assets.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files of :data:`LONGEST_FIRST` first, in that order; the rest keep their order."""
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-
-    def key(item: pytest.Item) -> int:
-        return rank.get(Path(str(item.path)).relative_to(REPO).as_posix(), len(rank))
-
-    items.sort(key=key)
-
-
 #: Variables that would leak a developer's configuration into a test.
 _FIN_VARS = [
     "FIN_SOURCE",
