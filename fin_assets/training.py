@@ -31,7 +31,12 @@ from fin_assets.code_versions import group_code_version
 from fin_assets.handoff import audit_chain, upstream_metadata
 from fin_assets.launch_guard import launching_service, refuse_launch_overrides
 from fin_assets.lib.common import names
-from fin_assets.lib.common.names import DATASETS_DIR, FEATURE_TABLE, RAW_TRANSACTIONS_TABLE
+from fin_assets.lib.common.names import (
+    DATASETS_DIR,
+    DEFAULT_VALIDATION_SET,
+    FEATURE_TABLE,
+    RAW_TRANSACTIONS_TABLE,
+)
 from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.features import feature_registry
@@ -67,7 +72,6 @@ from fin_assets.lib.training.training_data import (
     save_snapshot,
 )
 from fin_assets.lib.training.tuning import (
-    DEFAULT_VALIDATION_SET,
     VALIDATION_SETS,
     SearchBudget,
     SearchSpace,

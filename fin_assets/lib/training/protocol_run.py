@@ -19,6 +19,7 @@ from typing import Any, Final
 
 import pandas as pd
 
+from fin_assets.lib.common.names import DEFAULT_VALIDATION_SET
 from fin_assets.lib.training.benchmark import evaluate_benchmark
 from fin_assets.lib.training.calibration import calibrated_booster, fit_platt, fold_predictions
 from fin_assets.lib.training.model_fit import (
@@ -31,7 +32,6 @@ from fin_assets.lib.training.model_fit import (
 from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset, build_training_dataset
 from fin_assets.lib.training.tuning import (
-    DEFAULT_VALIDATION_SET,
     SearchBudget,
     SearchSpace,
     TuningMetric,

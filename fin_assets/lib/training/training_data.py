@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -81,7 +81,7 @@ def default_feature_columns() -> list[str]:
 #: amount ratios derived from them) or ``handbook`` (its 15 inputs).
 FeatureSet = Literal["handbook", "all"]
 FEATURE_SETS: Final[tuple[str, ...]] = ("handbook", "all")
-DEFAULT_FEATURE_SET: Final[FeatureSet] = cast(FeatureSet, names.DEFAULT_FEATURE_SET)
+DEFAULT_FEATURE_SET: Final[FeatureSet] = names.DEFAULT_FEATURE_SET
 
 
 def feature_set_columns(feature_set: str) -> list[str]:

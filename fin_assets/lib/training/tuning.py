@@ -16,12 +16,12 @@ import math
 import time
 from collections.abc import Mapping, Sequence, Set
 from datetime import date, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from fin_assets.lib.common import metrics, names
+from fin_assets.lib.common import metrics
 from fin_assets.lib.training.halving import successive_halving
 from fin_assets.lib.training.model_fit import (
     DEFAULT_NTHREAD,
@@ -45,8 +45,6 @@ TuningMetric = Literal["average_precision", "auc_roc", "card_precision_top_k"]
 #: without the rows of cards already known compromised (``handbook``).
 ValidationSet = Literal["platform", "handbook"]
 VALIDATION_SETS: tuple[str, ...] = ("platform", "handbook")
-#: The default recipe's (:data:`fin_assets.lib.common.names.DEFAULT_VALIDATION_SET`).
-DEFAULT_VALIDATION_SET: ValidationSet = cast(ValidationSet, names.DEFAULT_VALIDATION_SET)
 
 
 @dataclasses.dataclass(frozen=True)
