@@ -42,6 +42,7 @@ from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
+from fin_assets.lib.training.bagging import DEFAULT_BAGS
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, TREE_METHODS, monotone_constraints
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,
@@ -176,6 +177,13 @@ class TrainingConfig(dg.Config):
         default=False,
         description="Platt calibration fitted on the prequential folds' out-of-time scores (never "
         "the test period) and folded into the booster: scores read as probabilities, ranks kept.",
+    )
+    bags: int = Field(
+        default=DEFAULT_BAGS,
+        ge=1,
+        description="Boosters (seeds seed, seed+1, ...) averaged into the final model when its "
+        "parameters sample rows or columns, so that its scores do not hang on one seed; 1 trains "
+        "one booster.",
     )
     seed: int = 0
     registered_model: str = DEFAULT_REGISTERED_MODEL
@@ -663,6 +671,7 @@ def challenger_model(
             history=_load_history(upstream) if config.fold_spec() else None,
             calibrate=config.calibrate,
             calibration_folds=config.fold_spec(),
+            bags=config.bags,
         )
     except ValueError as exc:
         hint = "" if "tuning_history_path" in upstream else " (training_dataset had tune off)"

@@ -13,6 +13,7 @@ from typing import Any
 
 from fin_assets.lib.common.names import (
     DATA_START_DATE,
+    DEFAULT_BAGS,
     DEFAULT_FEATURE_SET,
     DEFAULT_REGISTERED_MODEL,
     DEFAULT_VALIDATION_SET,
@@ -109,6 +110,12 @@ def _add_pipeline_commands(sub: Any) -> None:
     protocol.add_argument("--tune-tree-methods", default="", help="comma list, e.g. hist,exact")
     protocol.add_argument("--params", default="", help="XGBoost parameters as JSON (over defaults)")
     protocol.add_argument("--seed", type=int, default=0)
+    protocol.add_argument(
+        "--bags",
+        type=int,
+        default=DEFAULT_BAGS,
+        help="boosters averaged into the final model (1: one; only when the parameters sample)",
+    )
     protocol.add_argument(
         "--features",
         default=DEFAULT_FEATURE_SET,

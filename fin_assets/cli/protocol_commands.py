@@ -24,6 +24,7 @@ import pandas as pd
 from fin_assets.lib.common import metrics
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.offline_features import compute_features_for_frame, resolve_mapping
+from fin_assets.lib.training.bagging import DEFAULT_BAGS
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
 from fin_assets.lib.training.protocol_run import (
     HANDBOOK_GRID,
@@ -88,6 +89,7 @@ def evaluate_protocol(
     seed: int = 0,
     tuning: TuningSpec | None = None,
     feature_set: FeatureSet = DEFAULT_FEATURE_SET,
+    bags: int = DEFAULT_BAGS,
 ) -> dict[str, Any]:
     """Features of ``source``, the protocol's data set, (selection,) training and both metrics.
 
@@ -100,7 +102,13 @@ def evaluate_protocol(
     features = file_features(source, mapping)
     features_seconds = time.perf_counter() - began
     report = evaluate_features(
-        features, protocol, params=params, seed=seed, tuning=tuning, feature_set=feature_set
+        features,
+        protocol,
+        params=params,
+        seed=seed,
+        tuning=tuning,
+        feature_set=feature_set,
+        bags=bags,
     )
     report["input"], report["mapping"] = str(source), mapping or ""
     report["wall_seconds"]["features"] = round(features_seconds, 2)
@@ -122,6 +130,7 @@ def evaluate_features(
     seed: int = 0,
     tuning: TuningSpec | None = None,
     feature_set: FeatureSet = DEFAULT_FEATURE_SET,
+    bags: int = DEFAULT_BAGS,
 ) -> dict[str, Any]:
     """One protocol on a file's features (:func:`file_features`): the rest of
     :func:`evaluate_protocol`, for callers that run many protocols on one file (the benchmark).
@@ -145,6 +154,7 @@ def evaluate_features(
         seed=seed,
         tuning=tuning,
         history=history_rows(rows, protocol) if tuning else None,
+        bags=bags,
     )
     k = metrics.DEFAULT_TOP_K
     search = result.tuning
@@ -196,6 +206,7 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
         seed=args.seed,
         tuning=tuning,
         feature_set=_feature_set(args.features),
+        bags=args.bags,
     )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

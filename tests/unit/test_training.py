@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import xgboost as xgb
 
 from fin_assets.lib.common.metrics import auc_roc, known_compromised_mask
 from fin_assets.lib.features import feature_registry
+from fin_assets.lib.training.bagging import averaged_booster
 from fin_assets.lib.training.benchmark import evaluate_benchmark
-from fin_assets.lib.training.model_fit import evaluate, train_challenger
+from fin_assets.lib.training.model_fit import evaluate, feature_matrix, train_challenger
 from fin_assets.lib.training.protocol_run import (
     TuningSpec,
     cut_dataset,
@@ -355,6 +357,63 @@ def test_retraining_gives_bit_identical_predictions(synthetic_dataset: TrainingD
     # The seed matters (row and column sampling), so the equality above is not vacuous.
     other = train_challenger(synthetic_dataset, params, seed=8)
     assert other.predict(synthetic_dataset.test).tobytes() != p1.tobytes()
+
+
+def _margins(booster: xgb.Booster, dataset: TrainingDataset) -> np.ndarray:
+    columns = list(dataset.feature_columns)
+    matrix = xgb.DMatrix(feature_matrix(dataset.test, columns), feature_names=columns)
+    return np.asarray(booster.predict(matrix, output_margin=True))
+
+
+def test_bagging_averages_the_margins_of_one_booster_per_seed(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    params = {"n_estimators": 12, "max_depth": 3, "subsample": 0.7}
+    bagged = train_challenger(synthetic_dataset, params, seed=3, bags=3)
+    singles = [train_challenger(synthetic_dataset, params, seed=s) for s in (3, 4, 5)]
+    expected = np.mean([_margins(m.booster, synthetic_dataset) for m in singles], axis=0)
+    np.testing.assert_allclose(_margins(bagged.booster, synthetic_dataset), expected, atol=1e-5)
+    # The seeds differ, so the average is not one booster's scores.
+    assert not np.allclose(_margins(singles[0].booster, synthetic_dataset), expected, atol=1e-3)
+    assert (bagged.bags, bagged.seed, bagged.n_estimators) == (3, 3, 12)
+    assert bagged.booster.num_boosted_rounds() == 36
+    assert bagged.hyperparameters()["bags"] == 3
+    again = train_challenger(synthetic_dataset, params, seed=3, bags=3)
+    assert again.model_digest == bagged.model_digest
+    # One ordinary booster: TreeSHAP contributions still add up to its margin.
+    columns = list(synthetic_dataset.feature_columns)
+    matrix = xgb.DMatrix(feature_matrix(synthetic_dataset.test, columns), feature_names=columns)
+    contributions = bagged.booster.predict(matrix, pred_contribs=True)
+    np.testing.assert_allclose(
+        contributions.sum(axis=1), _margins(bagged.booster, synthetic_dataset), atol=1e-4
+    )
+
+
+def test_bagging_without_sampling_trains_one_booster(synthetic_dataset: TrainingDataset) -> None:
+    params = {"n_estimators": 10, "max_depth": 3}
+    one = train_challenger(synthetic_dataset, params, bags=1)
+    five = train_challenger(synthetic_dataset, params, bags=5)
+    assert five.bags == 1 and five.model_digest == one.model_digest
+    with pytest.raises(ValueError, match="bags must be >= 1"):
+        train_challenger(synthetic_dataset, params, bags=0)
+
+
+def test_averaged_booster_takes_the_mean_base_margin_and_refuses_other_features(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    low = train_challenger(synthetic_dataset, {"n_estimators": 4, "base_score": 0.2}).booster
+    high = train_challenger(synthetic_dataset, {"n_estimators": 4, "base_score": 0.5}).booster
+    merged = averaged_booster([low, high])
+    expected = (_margins(low, synthetic_dataset) + _margins(high, synthetic_dataset)) / 2
+    np.testing.assert_allclose(_margins(merged, synthetic_dataset), expected, atol=1e-5)
+    narrower = dataclasses.replace(
+        synthetic_dataset, feature_columns=synthetic_dataset.feature_columns[:-1]
+    )
+    other = train_challenger(narrower, {"n_estimators": 4}).booster
+    with pytest.raises(ValueError, match="different features"):
+        averaged_booster([low, other])
+    with pytest.raises(ValueError, match="no booster"):
+        averaged_booster([])
 
 
 def test_exact_trees_and_a_fixed_base_score_are_reproducible(

@@ -23,6 +23,7 @@ import pandas as pd
 import xgboost as xgb
 
 from fin_assets.lib.common import metrics
+from fin_assets.lib.training.bagging import averaged_booster, effective_bags
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 
 #: XGBoost defaults of the Handbook's baseline (``XGBClassifier()``): 100 trees, depth 6, eta 0.3.
@@ -179,13 +180,14 @@ class TrainedModel:
         booster: the XGBoost model.
         feature_columns: its inputs, in order.
         params: the full XGBoost parameters used (including seed, nthread, objective).
-        n_estimators: boosting rounds.
-        seed: the seed.
+        n_estimators: boosting rounds (of each booster, when several were averaged).
+        seed: the seed (of the first booster; the others have the next seeds).
         data_version: the snapshot it was trained on.
         train_seconds: wall time of the fit.
         model_digest: sha256 of the serialised booster (UBJSON): equal digests, equal models.
         calibration: the Platt calibration folded into the booster, when one was fitted
             (``calibration.PlattCalibration.to_dict``).
+        bags: boosters averaged into ``booster`` (``bagging.averaged_booster``); 1 for one.
     """
 
     booster: xgb.Booster
@@ -197,6 +199,7 @@ class TrainedModel:
     train_seconds: float
     model_digest: str
     calibration: dict[str, Any] | None = None
+    bags: int = 1
 
     def predict(self, frame: pd.DataFrame) -> FloatArray:
         """Fraud probability of every row of ``frame`` (which must hold the feature columns)."""
@@ -204,7 +207,7 @@ class TrainedModel:
 
     def hyperparameters(self) -> dict[str, Any]:
         """Parameters as they should be recorded (the rounds included)."""
-        return {**self.params, "n_estimators": self.n_estimators}
+        return {**self.params, "n_estimators": self.n_estimators, "bags": self.bags}
 
 
 def booster_digest(booster: xgb.Booster) -> str:
@@ -222,17 +225,23 @@ def train_challenger(
     seed: int = 0,
     *,
     nthread: int = DEFAULT_NTHREAD,
+    bags: int = 1,
 ) -> TrainedModel:
     """Train XGBoost (``hist``, or ``exact`` when asked) on the training rows; deterministic.
 
     ``params`` are XGBoost parameters over :data:`DEFAULT_PARAMS` (``n_estimators`` is the number
     of boosting rounds); the seed and thread count are arguments so a configuration cannot
-    silently make training irreproducible.
+    silently make training irreproducible. With ``bags`` > 1 and parameters that sample rows or
+    columns, that many boosters (seeds ``seed``, ``seed + 1``, ...) are averaged into one
+    (``bagging.py``).
     """
     began = time.perf_counter()
-    booster, booster_params, rounds = fit(
-        dataset.train, dataset.feature_columns, params, seed, nthread
-    )
+    count = effective_bags(params or {}, bags)
+    fitted = [
+        fit(dataset.train, dataset.feature_columns, params, seed + i, nthread) for i in range(count)
+    ]
+    _, booster_params, rounds = fitted[0]
+    booster = averaged_booster([b for b, _, _ in fitted])
     elapsed = time.perf_counter() - began
     return TrainedModel(
         booster=booster,
@@ -243,6 +252,7 @@ def train_challenger(
         data_version=dataset.data_version,
         train_seconds=elapsed,
         model_digest=booster_digest(booster),
+        bags=count,
     )
 
 

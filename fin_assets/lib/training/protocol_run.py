@@ -168,6 +168,7 @@ def fit_and_evaluate(
     history: pd.DataFrame | None = None,
     calibrate: bool = False,
     calibration_folds: TuningSpec | None = None,
+    bags: int = 1,
 ) -> ProtocolResult:
     """Select (optionally), train on the training rows, then measure on the test period.
 
@@ -175,7 +176,9 @@ def fit_and_evaluate(
     ``history`` (older rows) only; ``params`` are the base the candidates override. With
     ``calibrate``, a Platt calibration is fitted on the chosen parameters' out-of-time scores on
     the same folds (``tuning``'s, else ``calibration_folds``, else the default recipe's) and
-    folded into the booster (``calibration.py``); the test period is read only to report. Raises
+    folded into the booster (``calibration.py``); the test period is read only to report.
+    ``bags`` boosters with the chosen parameters are averaged into the final model
+    (``train_challenger``); the search and the calibration's folds fit one booster per fold. Raises
     ValueError when a required search or the calibration cannot run (too short, one class).
     The benchmark's metrics are added when it can be fitted (``benchmark_error`` says why not).
     """
@@ -216,7 +219,7 @@ def fit_and_evaluate(
         else:
             chosen = result.best_params
     tune_seconds = time.perf_counter() - began
-    model = train_challenger(dataset, chosen, seed=seed)
+    model = train_challenger(dataset, chosen, seed=seed, bags=bags)
     extra: dict[str, float] = {}
     if calibrate:
         raw = model.predict(dataset.test)
