@@ -20,6 +20,7 @@ from fin_assets.definitions import build_resources
 from fin_assets.features import point_in_time_features
 from fin_assets.ingestion import raw_transactions
 from fin_assets.jobs import train_challenger_job
+from fin_assets.lib.common.names import DEFAULT_BAGS
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.feature_registry import feature_versions
 from fin_assets.lib.governance.audit_chain import AuditChain
@@ -263,6 +264,12 @@ def test_training_assets_register_a_reproducible_challenger(
         assert value == searched[name], name
     run = tracking.client().get_run(searched["mlflow_run_id"])
     assert run.data.params["tuning.method"] == "successive_halving"
+    # Parameters that sample rows or columns make the final model the average of the default
+    # number of boosters (one otherwise), recorded with the version.
+    chosen = searched["hyperparameters"]
+    sampled = any(float(chosen.get(k, 1.0)) < 1.0 for k in ("subsample", "colsample_bytree"))
+    assert chosen["bags"] == (DEFAULT_BAGS if sampled else 1)
+    assert run.data.params["bags"] == str(chosen["bags"])
     history = tracking.client().get_metric_history(
         searched["mlflow_run_id"], "tuning_fold_average_precision"
     )
