@@ -744,8 +744,9 @@ def test_the_daily_batch_scores_a_waiting_challenger_in_shadow_beside_the_champi
 
 
 def _train_validated(world: dict[str, Any], seed: int) -> int:
-    # Row subsampling makes the seed matter, so each seed gives a model of its own.
-    config = CONFIG.model_copy(update={"seed": seed, "subsample": 0.8})
+    # Row subsampling makes the seed matter, so each seed gives a model of its own (one booster:
+    # bagging is the training tests' concern).
+    config = CONFIG.model_copy(update={"seed": seed, "subsample": 0.8, "bags": 1})
     train = load_definitions().resolve_job_def("retrain_challenger_job")
     result = train.execute_in_process(
         instance=world["instance"], run_config=training_run_config(config)
