@@ -13,7 +13,12 @@ trains on labels matured before the drift, so it cannot learn it: once the polic
 ``followup_post_drift_days`` days from the drift start have matured labels (and so has a test
 period after them), the sensor launches a follow-up retraining on a window that includes them
 (``fin_assets.lib.monitoring.followup_retrain``), once per drift start; a failed follow-up is
-retried under a new run key.
+retried under a new run key unless it registered its challenger.
+
+A retraining that failed after registering its challenger (its validation gate blocked it) has
+trained what it was asked to: it counts for the cool-down and is not retried, because the same
+window would train the same model and fail the same gate, day after day; its version waits, with
+its failed verdict, for people.
 
 A breach inside the cool-down launches no first run, but it may still be the start of a drift:
 unless it falls inside the post-drift days of a drift already known (then that drift's follow-up
@@ -44,22 +49,13 @@ from fin_assets.training import TrainingConfig, default_training_config, trainin
 from fin_resources.settings import SettingsResource
 
 MONITORING_REPORT = dg.AssetKey(names.MONITORING_REPORT)
+CHALLENGER_MODEL = dg.AssetKey(names.CHALLENGER_MODEL)
 TRIGGER_TAG = "fin/trigger"
 #: The breach a retraining run answers (its run key, also as a tag so the history is queryable).
 RUN_KEY_TAG = "fin/breach_key"
 #: ``first`` (launched on the breach) or ``followup`` (on the drifted days' matured labels).
 RETRAIN_TAG = "fin/retrain"
 FAILED_STATUSES = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-
-
-#: Run statuses that count as "a retraining fired" for the cool-down (not failed or canceled).
-COOL_DOWN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.SUCCESS,
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +65,35 @@ class CooledDownBreach:
 
     reason: str
     partition: str
+
+
+def registered_challenger(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether ``run`` materialized ``challenger_model`` (trained and registered a version)."""
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    return any(
+        r.event_log_entry.dagster_event is not None
+        and r.event_log_entry.dagster_event.asset_key == CHALLENGER_MODEL
+        for r in records
+    )
+
+
+def _counts_as_fired(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """A retraining that did not fail, or failed only after registering its challenger."""
+    return run.status not in FAILED_STATUSES or registered_challenger(instance, run)
+
+
+def _last_fired_at(instance: dg.DagsterInstance) -> datetime | None:
+    """When the latest retraining that counts for the cool-down was launched.
+
+    A run that failed before registering its challenger trained nothing, and the next breach must
+    not wait for it; one that failed at the validation gate did train (see the module's note).
+    """
+    for record in instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"})):
+        if _counts_as_fired(instance, record.dagster_run):
+            return record.create_timestamp.astimezone(UTC)
+    return None
 
 
 def _drift_retrain_request(
@@ -86,12 +111,7 @@ def _drift_retrain_request(
         dg.RunsFilter(tags={TRIGGER_TAG: "drift", RUN_KEY_TAG: breach.run_key}), limit=1
     ):
         return f"already fired for this breach ({breach.run_key})"
-    # Only a retraining that did not fail starts the cool-down: a failed run trained nothing, and
-    # the next breach must not wait for it.
-    latest = context.instance.get_run_records(
-        dg.RunsFilter(tags={TRIGGER_TAG: "drift"}, statuses=COOL_DOWN_STATUSES), limit=1
-    )
-    last_fired_at = latest[0].create_timestamp.astimezone(UTC) if latest else None
+    last_fired_at = _last_fired_at(context.instance)
     decision = retrain_decision(
         summary, partition=partition, last_fired_at=last_fired_at, now=now, policy=policy
     )
@@ -164,7 +184,7 @@ def _followup_request(
             tags={TRIGGER_TAG: "drift", RETRAIN_TAG: "followup", DRIFT_START_TAG: str(drift_start)}
         )
     )
-    if any(run.status not in FAILED_STATUSES for run in followups):
+    if any(_counts_as_fired(context.instance, run) for run in followups):
         if not report_launched:
             return None
         return f"follow-up for the drift of {drift_start} already launched"
@@ -177,7 +197,8 @@ def _followup_request(
             f"{plan.protocol.test_end} once their labels have matured; "
             f"{(plan.due_on - today).days} days to go)"
         )
-    # a failed attempt is retried under a new run key (a run key launches at most once)
+    # an attempt that failed before registering its challenger is retried under a new run key (a
+    # run key launches at most once)
     run_key = f"followup-{drift_start}-{len(followups) + 1}"
     config = default_training_config(
         train_start=plan.protocol.train_start.isoformat(),

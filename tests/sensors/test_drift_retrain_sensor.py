@@ -226,6 +226,46 @@ def test_a_lost_or_unreadable_cursor_fires_nothing_twice(
         )
 
 
+@dg.op
+def _register_challenger(context) -> None:  # type: ignore[no-untyped-def]  # dagster reads it
+    context.log_event(dg.AssetMaterialization(asset_key="challenger_model"))
+
+
+@dg.op(ins={"after": dg.In(dg.Nothing)})
+def _blocking_validation_gate() -> None:
+    raise dg.Failure("validation_pack: champion_auc_not_worse")
+
+
+@dg.job
+def _trained_then_blocked() -> None:
+    _blocking_validation_gate(after=_register_challenger())
+
+
+def _run_blocked_at_validation(instance: dg.DagsterInstance, request: dg.RunRequest) -> None:
+    """A retraining as the sensor asked, really executed, that registers its challenger and then
+    fails its blocking validation gate (instead of recording a run that never ran)."""
+    result = _trained_then_blocked.execute_in_process(
+        instance=instance, tags=request.tags, raise_on_error=False
+    )
+    assert not result.success
+
+
+def test_a_retraining_blocked_by_its_validation_gate_holds_the_cool_down(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    """It trained and registered a version: the next breach must not train the same window
+    again (the default demo world did, day after day, before this rule)."""
+    _report(instance, "2018-07-28", summaries["breach"])
+    (request,) = _evaluate(instance).run_requests
+    _run_blocked_at_validation(instance, request)
+    _report(instance, "2018-07-29", summaries["breach"])
+    result = _evaluate(instance)
+    assert isinstance(result, dg.SkipReason), result
+    assert str(result.skip_message).startswith(
+        "monitoring_report 2018-07-29: cool-down: last retraining fired at"
+    )
+
+
 def test_a_failed_retraining_does_not_consume_the_cool_down(
     instance: dg.DagsterInstance, summaries: dict[str, Path]
 ) -> None:
@@ -331,8 +371,16 @@ def test_the_follow_up_trains_on_the_drifted_days_once_their_labels_have_matured
     assert str(again.skip_message).endswith(
         "follow-up for the drift of 2018-07-28 already launched"
     )
-    # a failed follow-up is retried under a new run key
+    # a follow-up that failed before registering its challenger is retried under a new run key
     (run,) = instance.get_runs(dg.RunsFilter(tags={"fin/breach_key": followup.run_key}))
     instance.report_run_failed(run)
     (retry,) = _evaluate(instance).run_requests
     assert retry.run_key == "followup-2018-07-28-2"
+    # one that registered it and was blocked by its validation gate is not: same window, same model
+    _run_blocked_at_validation(instance, retry)
+    _report(instance, "2018-08-25", summaries["calm"])
+    after = _evaluate(instance)
+    assert isinstance(after, dg.SkipReason), after
+    assert str(after.skip_message).endswith(
+        "follow-up for the drift of 2018-07-28 already launched"
+    )
