@@ -21,13 +21,6 @@ os.environ["DAGSTER_HOME"] = str(_SESSION_HOME / "dagster")
 os.environ.pop("FIN_WITNESS_PATH", None)
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="fin_test_state_")
 
-# Two test workers share two cores and XGBoost trains on two OpenMP threads: OpenMP's default
-# spin-waiting then burns the core the other worker needs (measured here: one training took 9.5 s
-# with another beside it, 3.4 s with passive waiting, 1.6 s alone). How threads wait changes no
-# result, only who gets the CPU; it must be set before XGBoost loads its OpenMP runtime, and
-# subprocesses (the demo, the daemon's runs) inherit it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FIN_SHARED_DATA", REPO.parent / "shared" / "data"))
 HANDBOOK_FILE = SHARED_DATA / "handbook" / "transactions.parquet"
