@@ -254,7 +254,8 @@ def test_a_retraining_blocked_by_its_validation_gate_holds_the_cool_down(
     instance: dg.DagsterInstance, summaries: dict[str, Path]
 ) -> None:
     """It trained and registered a version: the next breach must not train the same window
-    again (the default demo world did, day after day, before this rule)."""
+    again (`fin-mlops demo --days 72 --drift-days 3` on the default world did, day after day,
+    before this rule)."""
     _report(instance, "2018-07-28", summaries["breach"])
     (request,) = _evaluate(instance).run_requests
     _run_blocked_at_validation(instance, request)
