@@ -16,7 +16,7 @@ from fin_assets.lib.common.metrics import auc_roc, known_compromised_mask
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.training.bagging import averaged_booster
 from fin_assets.lib.training.benchmark import evaluate_benchmark
-from fin_assets.lib.training.model_fit import evaluate, feature_matrix, train_challenger
+from fin_assets.lib.training.model_fit import evaluate, feature_matrix, fit, train_challenger
 from fin_assets.lib.training.protocol_run import (
     TuningSpec,
     cut_dataset,
@@ -414,6 +414,29 @@ def test_averaged_booster_takes_the_mean_base_margin_and_refuses_other_features(
         averaged_booster([low, other])
     with pytest.raises(ValueError, match="no booster"):
         averaged_booster([])
+
+
+def test_scale_pos_weight_is_divided_back_out_of_the_odds(
+    synthetic_dataset: TrainingDataset,
+) -> None:
+    params = {"n_estimators": 15, "max_depth": 3, "scale_pos_weight": 4.0}
+    model = train_challenger(synthetic_dataset, params, seed=1)
+    raw, _, _ = fit(synthetic_dataset.train, synthetic_dataset.feature_columns, params, 1, 2)
+    # the same trees, every log-odds lowered by log(4): rankings are the raw model's
+    np.testing.assert_allclose(
+        _margins(model.booster, synthetic_dataset),
+        _margins(raw, synthetic_dataset) - np.log(4.0),
+        atol=1e-5,
+    )
+    assert model.odds_shift == pytest.approx(-np.log(4.0))
+    assert model.hyperparameters()["odds_shift"] == round(-np.log(4.0), 6)
+    # scores read as probabilities again: the mean score meets the fraud rate, the raw one not
+    y = synthetic_dataset.test[LABEL].to_numpy()
+    corrected = model.predict(synthetic_dataset.test)
+    uncorrected = 1 / (1 + np.exp(-_margins(raw, synthetic_dataset)))
+    assert abs(corrected.mean() - y.mean()) < abs(uncorrected.mean() - y.mean())
+    unweighted = train_challenger(synthetic_dataset, {**params, "scale_pos_weight": 1.0})
+    assert unweighted.odds_shift == 0.0
 
 
 def test_exact_trees_and_a_fixed_base_score_are_reproducible(

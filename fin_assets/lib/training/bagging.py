@@ -56,6 +56,40 @@ def _base_margin(learner: Mapping[str, Any]) -> float:
     return math.log(base / (1.0 - base))
 
 
+def shifted_booster(booster: xgb.Booster, shift: float) -> xgb.Booster:
+    """``booster`` with ``shift`` added to its base margin: every score's log-odds move by it, no
+    ranking changes (what :func:`odds_corrected` needs)."""
+    model = json.loads(bytes(booster.save_raw("json")))
+    learner = model["learner"]
+    margin = _base_margin(learner) + shift
+    learner["learner_model_param"]["base_score"] = f"[{1.0 / (1.0 + math.exp(-margin)):.9E}]"
+    out = xgb.Booster()
+    out.load_model(bytearray(json.dumps(model).encode()))
+    return out
+
+
+def odds_shift(params: Mapping[str, Any] | None) -> float:
+    """The log-odds correction of a model trained with ``scale_pos_weight`` w: ``-log(w)``.
+
+    Why: weighting every fraud by w makes the weighted logistic loss minimal at w times the odds,
+    so the trees estimate ``logit(p) + log(w)`` and the scores overstate the fraud probability
+    (on the long demo's follow-up, w = 3 gave an expected calibration error of 0.058 against the
+    policy's 0.05 ceiling; shifted, 0.026). Subtracting ``log(w)`` restores probabilities and
+    keeps every ranking metric.
+    """
+    weight = float((params or {}).get("scale_pos_weight", 1.0))
+    if weight <= 0:
+        raise ValueError(f"scale_pos_weight must be > 0, got {weight}")
+    return -math.log(weight)
+
+
+def odds_corrected(booster: xgb.Booster, params: Mapping[str, Any] | None) -> xgb.Booster:
+    """``booster`` whose scores are probabilities again after ``scale_pos_weight`` (see
+    :func:`odds_shift`); unchanged when the weight is 1."""
+    shift = odds_shift(params)
+    return booster if shift == 0.0 else shifted_booster(booster, shift)
+
+
 def averaged_booster(boosters: Sequence[xgb.Booster]) -> xgb.Booster:
     """One booster whose margin is the mean of ``boosters``' margins.
 

@@ -31,6 +31,7 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
+from fin_assets.lib.training.bagging import odds_corrected
 from fin_assets.lib.training.model_fit import fit, predict_scores
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 from fin_assets.lib.training.tuning import validation_folds
@@ -110,6 +111,8 @@ def fold_predictions(
     scores, labels = [], []
     for train, valid, _ in frames:
         booster, _, _ = fit(train, dataset.feature_columns, params, seed, nthread)
+        # scored as the final model scores (train_challenger's correction of scale_pos_weight)
+        booster = odds_corrected(booster, params)
         scores.append(predict_scores(booster, valid, dataset.feature_columns))
         labels.append(valid[LABEL].to_numpy(dtype=np.float64))
     return np.concatenate(scores), np.concatenate(labels), len(frames)

@@ -23,7 +23,12 @@ import pandas as pd
 import xgboost as xgb
 
 from fin_assets.lib.common import metrics
-from fin_assets.lib.training.bagging import averaged_booster, effective_bags
+from fin_assets.lib.training.bagging import (
+    averaged_booster,
+    effective_bags,
+    odds_corrected,
+    odds_shift,
+)
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 
 #: XGBoost defaults of the Handbook's baseline (``XGBClassifier()``): 100 trees, depth 6, eta 0.3.
@@ -188,6 +193,8 @@ class TrainedModel:
         calibration: the Platt calibration folded into the booster, when one was fitted
             (``calibration.PlattCalibration.to_dict``).
         bags: boosters averaged into ``booster`` (``bagging.averaged_booster``); 1 for one.
+        odds_shift: added to the base margin so that scores are probabilities despite
+            ``scale_pos_weight`` (``bagging.odds_shift``: ``-log(w)``; 0 when w is 1).
     """
 
     booster: xgb.Booster
@@ -200,6 +207,7 @@ class TrainedModel:
     model_digest: str
     calibration: dict[str, Any] | None = None
     bags: int = 1
+    odds_shift: float = 0.0
 
     def predict(self, frame: pd.DataFrame) -> FloatArray:
         """Fraud probability of every row of ``frame`` (which must hold the feature columns)."""
@@ -207,7 +215,12 @@ class TrainedModel:
 
     def hyperparameters(self) -> dict[str, Any]:
         """Parameters as they should be recorded (the rounds included)."""
-        return {**self.params, "n_estimators": self.n_estimators, "bags": self.bags}
+        return {
+            **self.params,
+            "n_estimators": self.n_estimators,
+            "bags": self.bags,
+            "odds_shift": round(self.odds_shift, 6),
+        }
 
 
 def booster_digest(booster: xgb.Booster) -> str:
@@ -233,7 +246,8 @@ def train_challenger(
     of boosting rounds); the seed and thread count are arguments so a configuration cannot
     silently make training irreproducible. With ``bags`` > 1 and parameters that sample rows or
     columns, that many boosters (seeds ``seed``, ``seed + 1``, ...) are averaged into one
-    (``bagging.py``).
+    (``bagging.py``). With ``scale_pos_weight`` w != 1 the base margin is shifted by
+    ``-log(w)``, so that the scores stay probabilities (``bagging.odds_shift``).
     """
     began = time.perf_counter()
     count = effective_bags(params or {}, bags)
@@ -241,7 +255,7 @@ def train_challenger(
         fit(dataset.train, dataset.feature_columns, params, seed + i, nthread) for i in range(count)
     ]
     _, booster_params, rounds = fitted[0]
-    booster = averaged_booster([b for b, _, _ in fitted])
+    booster = odds_corrected(averaged_booster([b for b, _, _ in fitted]), params)
     elapsed = time.perf_counter() - began
     return TrainedModel(
         booster=booster,
@@ -253,6 +267,7 @@ def train_challenger(
         train_seconds=elapsed,
         model_digest=booster_digest(booster),
         bags=count,
+        odds_shift=odds_shift(params),
     )
 
 
