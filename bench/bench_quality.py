@@ -47,7 +47,7 @@ from typing import Any
 import pandas as pd
 
 from fin_assets.cli.protocol_commands import evaluate_features, file_features
-from fin_assets.lib.training.bagging import DEFAULT_BAGS
+from fin_assets.lib.common.names import DEFAULT_BAGS
 from fin_assets.lib.training.protocol_run import TuningSpec
 from fin_assets.lib.training.time_protocol import TimeProtocol
 from fin_assets.lib.training.training_data import FeatureSet

@@ -33,6 +33,7 @@ from fin_assets.launch_guard import launching_service, refuse_launch_overrides
 from fin_assets.lib.common import names
 from fin_assets.lib.common.names import (
     DATASETS_DIR,
+    DEFAULT_BAGS,
     DEFAULT_VALIDATION_SET,
     FEATURE_TABLE,
     RAW_TRANSACTIONS_TABLE,
@@ -42,7 +43,6 @@ from fin_assets.lib.common.warehouse_contract import WarehouseSession
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.governance.chain_state import ACTION_REGISTERED
 from fin_assets.lib.governance.decision_rules import version_subject
-from fin_assets.lib.training.bagging import DEFAULT_BAGS
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS, TREE_METHODS, monotone_constraints
 from fin_assets.lib.training.model_registry import (
     DEFAULT_EXPERIMENT,

@@ -22,9 +22,9 @@ from typing import Any
 import pandas as pd
 
 from fin_assets.lib.common import metrics
+from fin_assets.lib.common.names import DEFAULT_BAGS
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.offline_features import compute_features_for_frame, resolve_mapping
-from fin_assets.lib.training.bagging import DEFAULT_BAGS
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
 from fin_assets.lib.training.protocol_run import (
     HANDBOOK_GRID,

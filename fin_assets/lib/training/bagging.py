@@ -1,4 +1,5 @@
-"""Seed bagging of the final model: K boosters averaged, saved as one XGBoost model.
+"""Seed bagging of the final model: K boosters averaged, saved as one XGBoost model; and the
+edits of a booster's JSON model that it, the odds correction and the calibration share.
 
 Why: the tuned recipe samples rows and columns (``subsample``, ``colsample_bytree``), so the model
 it trains depends on its seed, and a validator would see the test metrics move with a number no one
@@ -24,12 +25,6 @@ from typing import Any, Final
 
 import xgboost as xgb
 
-from fin_assets.lib.common import names
-
-#: Boosters averaged by the challenger's default recipe (``TrainingConfig.bags``,
-#: ``evaluate-protocol --bags``).
-DEFAULT_BAGS: Final = names.DEFAULT_BAGS
-
 #: XGBoost parameters that make a fit depend on its seed when below 1.
 _SAMPLING: Final[tuple[str, ...]] = (
     "subsample",
@@ -51,21 +46,45 @@ def effective_bags(params: Mapping[str, Any], bags: int) -> int:
     return bags if samples else 1
 
 
-def _base_margin(learner: Mapping[str, Any]) -> float:
+def booster_json(booster: xgb.Booster) -> dict[str, Any]:
+    """The booster's JSON model, to edit (see :func:`booster_from_json`)."""
+    model: dict[str, Any] = json.loads(bytes(booster.save_raw("json")))
+    return model
+
+
+def booster_from_json(model: Mapping[str, Any]) -> xgb.Booster:
+    """A booster loaded from an (edited) JSON model."""
+    out = xgb.Booster()
+    out.load_model(bytearray(json.dumps(model).encode()))
+    return out
+
+
+def base_margin(learner: Mapping[str, Any]) -> float:
+    """The log-odds every score starts from (the JSON model's ``base_score``, a probability)."""
     base = float(str(learner["learner_model_param"]["base_score"]).strip("[]"))
     return math.log(base / (1.0 - base))
+
+
+def set_base_margin(learner: dict[str, Any], margin: float) -> None:
+    """Make ``margin`` the log-odds every score starts from."""
+    learner["learner_model_param"]["base_score"] = f"[{1.0 / (1.0 + math.exp(-margin)):.9E}]"
+
+
+def scale_leaves(tree: dict[str, Any], factor: float) -> None:
+    """Multiply a JSON tree's leaf values (and node weights) by ``factor``: its margin scales."""
+    tree["base_weights"] = [w * factor for w in tree["base_weights"]]
+    tree["split_conditions"] = [
+        value * factor if left == -1 else value
+        for value, left in zip(tree["split_conditions"], tree["left_children"], strict=True)
+    ]
 
 
 def shifted_booster(booster: xgb.Booster, shift: float) -> xgb.Booster:
     """``booster`` with ``shift`` added to its base margin: every score's log-odds move by it, no
     ranking changes (what :func:`odds_corrected` needs)."""
-    model = json.loads(bytes(booster.save_raw("json")))
-    learner = model["learner"]
-    margin = _base_margin(learner) + shift
-    learner["learner_model_param"]["base_score"] = f"[{1.0 / (1.0 + math.exp(-margin)):.9E}]"
-    out = xgb.Booster()
-    out.load_model(bytearray(json.dumps(model).encode()))
-    return out
+    model = booster_json(booster)
+    set_base_margin(model["learner"], base_margin(model["learner"]) + shift)
+    return booster_from_json(model)
 
 
 def odds_shift(params: Mapping[str, Any] | None) -> float:
@@ -100,35 +119,28 @@ def averaged_booster(boosters: Sequence[xgb.Booster]) -> xgb.Booster:
         raise ValueError("no booster to average")
     if len(boosters) == 1:
         return boosters[0]
-    models = [json.loads(bytes(b.save_raw("json"))) for b in boosters]
+    models = [booster_json(b) for b in boosters]
     learners = [m["learner"] for m in models]
     if {ln["objective"]["name"] for ln in learners} != {"binary:logistic"}:
         raise ValueError("averaging is defined for binary:logistic boosters only")
     if len({tuple(ln.get("feature_names", ())) for ln in learners}) != 1:
         raise ValueError("the boosters to average were trained on different features")
     scale = 1.0 / len(models)
-    merged = models[0]
     trees: list[dict[str, Any]] = []
     tree_info: list[int] = []
     for learner in learners:
         model = learner["gradient_booster"]["model"]
         for tree, group in zip(model["trees"], model["tree_info"], strict=True):
             tree["id"] = len(trees)
-            tree["base_weights"] = [w * scale for w in tree["base_weights"]]
-            tree["split_conditions"] = [
-                value * scale if left == -1 else value
-                for value, left in zip(tree["split_conditions"], tree["left_children"], strict=True)
-            ]
+            scale_leaves(tree, scale)
             trees.append(tree)
             tree_info.append(group)
-    margin = sum(_base_margin(ln) for ln in learners) * scale
+    merged = models[0]
     target = merged["learner"]
-    target["learner_model_param"]["base_score"] = f"[{1.0 / (1.0 + math.exp(-margin)):.9E}]"
+    set_base_margin(target, sum(base_margin(ln) for ln in learners) * scale)
     model = target["gradient_booster"]["model"]
     model["trees"] = trees
     model["tree_info"] = tree_info
     model["iteration_indptr"] = list(range(len(trees) + 1))
     model["gbtree_model_param"]["num_trees"] = str(len(trees))
-    out = xgb.Booster()
-    out.load_model(bytearray(json.dumps(merged).encode()))
-    return out
+    return booster_from_json(merged)

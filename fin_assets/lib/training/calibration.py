@@ -20,8 +20,6 @@ need no second step that could be forgotten.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +29,14 @@ import pandas as pd
 import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
-from fin_assets.lib.training.bagging import odds_corrected
+from fin_assets.lib.training.bagging import (
+    base_margin,
+    booster_from_json,
+    booster_json,
+    odds_corrected,
+    scale_leaves,
+    set_base_margin,
+)
 from fin_assets.lib.training.model_fit import fit, predict_scores
 from fin_assets.lib.training.training_data import LABEL, TrainingDataset
 from fin_assets.lib.training.tuning import validation_folds
@@ -120,21 +125,11 @@ def fold_predictions(
 
 def calibrated_booster(booster: xgb.Booster, calibration: PlattCalibration) -> xgb.Booster:
     """The same trees, giving ``calibration.apply(booster's score)`` (see the module's note)."""
-    model = json.loads(bytes(booster.save_raw("json")))
+    model = booster_json(booster)
     learner = model["learner"]
     if learner["objective"]["name"] != "binary:logistic":
         raise ValueError("calibration is defined for binary:logistic boosters only")
-    params = learner["learner_model_param"]
-    base = float(str(params["base_score"]).strip("[]"))
-    margin = math.log(base / (1.0 - base))
-    calibrated = calibration.slope * margin + calibration.intercept
-    params["base_score"] = f"[{1.0 / (1.0 + math.exp(-calibrated)):.9E}]"
+    set_base_margin(learner, calibration.slope * base_margin(learner) + calibration.intercept)
     for tree in learner["gradient_booster"]["model"]["trees"]:
-        tree["base_weights"] = [w * calibration.slope for w in tree["base_weights"]]
-        tree["split_conditions"] = [
-            value * calibration.slope if left == -1 else value
-            for value, left in zip(tree["split_conditions"], tree["left_children"], strict=True)
-        ]
-    out = xgb.Booster()
-    out.load_model(bytearray(json.dumps(model).encode()))
-    return out
+        scale_leaves(tree, calibration.slope)
+    return booster_from_json(model)
