@@ -12,6 +12,7 @@ import pytest
 from fin_assets.lib.common.metrics import (
     auc_roc,
     average_precision,
+    card_precision_ceiling,
     card_precision_top_k,
     known_compromised_mask,
     protocol_metrics,
@@ -78,6 +79,32 @@ def test_card_precision_top_k_hand_computed_handbook_rule() -> None:
     assert result.detected_per_day == {DAY1: frozenset({1}), DAY2: frozenset({2})}
     # Compromised cards left after exclusions: day 1 {1, 3, 4}; day 2 {2, 6} (1 dropped).
     assert result.compromised_per_day == {DAY1: 3, DAY2: 2}
+
+
+def test_card_precision_ceiling_ranks_foreseeable_frauds_first() -> None:
+    frame = _two_days()
+    # Unforeseeable: card 3's fraud on day 1 and card 6's on day 2; card 2's genuine day-1 row is
+    # flagged too, which must change nothing (only frauds are ever ranked first).
+    unforeseeable = {(DAY1, 3), (DAY2, 6)}
+    days = frame["tx_datetime"].dt.date
+    foreseeable = [
+        (day, customer) not in unforeseeable
+        for day, customer in zip(days, frame["customer_id"], strict=True)
+    ]
+    result = card_precision_ceiling(frame, foreseeable, k=2)
+    # Day 1: cards 1 and 4 (foreseeable frauds) first -> 2/2; both are then blocked.
+    # Day 2: card 2 first, then the ties at 0 in customer order: 3 (genuine) before 6 -> 1/2.
+    assert result.per_day == {DAY1: 1.0, DAY2: 0.5}
+    assert result.mean == 0.75
+    assert result.detected_per_day == {DAY1: frozenset({1, 4}), DAY2: frozenset({2})}
+    # Every fraud foreseeable: day 1 finds cards 1 and 3, day 2 cards 2 and 6.
+    everything = card_precision_ceiling(frame, [True] * len(frame), k=2)
+    assert everything.per_day == {DAY1: 1.0, DAY2: 1.0}
+    # Known-compromised cards are skipped as card_precision_top_k skips them.
+    known = card_precision_ceiling(frame, foreseeable, k=2, known_compromised={DAY1: {1}})
+    assert known.detected_per_day[DAY1] == frozenset({4})
+    with pytest.raises(ValueError, match="foreseeable flags"):
+        card_precision_ceiling(frame, [True], k=2)
 
 
 def test_card_precision_without_removing_detected_cards() -> None:

@@ -157,6 +157,30 @@ def card_precision_top_k(
     )
 
 
+def card_precision_ceiling(
+    frame: pd.DataFrame,
+    foreseeable: ArrayLike,
+    k: int = DEFAULT_TOP_K,
+    known_compromised: Mapping[date, Set[int]] | None = None,
+) -> CardPrecision:
+    """The card precision of an oracle that knows every foreseeable fraud and nothing else.
+
+    Why: a goal on card precision is only meaningful below what the data allows. Some frauds
+    cannot be foreseen by any model that respects the label delay (a terminal compromised less
+    than the delay ago looks clean to every feature); ``foreseeable`` marks, row by row, the
+    frauds that some information available at the time could reveal. The oracle scores those
+    rows 1 and every other row 0, so each day its top k holds every card with a foreseeable
+    fraud first (then cards in ``customer_id`` order), under the same rules as
+    :func:`card_precision_top_k`. While a day has no more than ``k`` such cards, no ranking
+    that cannot see the other frauds finds more cards that day, except by chance among the rest.
+    """
+    mask = np.asarray(foreseeable, dtype=bool).ravel()
+    if mask.shape[0] != len(frame):
+        raise ValueError(f"{len(frame)} transactions but {mask.shape[0]} foreseeable flags")
+    oracle = (mask & (frame["tx_fraud"].to_numpy(dtype=np.int64) == 1)).astype(np.float64)
+    return card_precision_top_k(frame, oracle, k=k, known_compromised=known_compromised)
+
+
 def known_compromised_mask(
     frame: pd.DataFrame, known_compromised: Mapping[date, Set[int]]
 ) -> npt.NDArray[np.bool_]:
