@@ -44,7 +44,7 @@ from fin_assets.lib.monitoring.followup_retrain import (
     followup_plan,
     followup_post_drift_days,
 )
-from fin_assets.lib.monitoring.retrain_rules import retrain_decision
+from fin_assets.lib.monitoring.retrain_rules import retrain_cooldown, retrain_decision
 from fin_assets.training import TrainingConfig, default_training_config, training_run_config
 from fin_resources.settings import SettingsResource
 
@@ -84,13 +84,17 @@ def _counts_as_fired(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     return run.status not in FAILED_STATUSES or registered_challenger(instance, run)
 
 
-def _last_fired_at(instance: dg.DagsterInstance) -> datetime | None:
-    """When the latest retraining that counts for the cool-down was launched.
+def _last_fired_at(instance: dg.DagsterInstance, since: datetime) -> datetime | None:
+    """When the latest retraining launched after ``since`` that counts for the cool-down was.
 
     A run that failed before registering its challenger trained nothing, and the next breach must
     not wait for it; one that failed at the validation gate did train (see the module's note).
+    Only runs created after ``since`` (the start of the cool-down) are read: an older one cannot
+    hold it, and each failed run costs a read of its events, so the scan stays as short as the
+    cool-down however many retrainings the instance has seen.
     """
-    for record in instance.get_run_records(dg.RunsFilter(tags={TRIGGER_TAG: "drift"})):
+    recent = dg.RunsFilter(tags={TRIGGER_TAG: "drift"}, created_after=since)
+    for record in instance.get_run_records(recent):
         if _counts_as_fired(instance, record.dagster_run):
             return record.create_timestamp.astimezone(UTC)
     return None
@@ -111,7 +115,7 @@ def _drift_retrain_request(
         dg.RunsFilter(tags={TRIGGER_TAG: "drift", RUN_KEY_TAG: breach.run_key}), limit=1
     ):
         return f"already fired for this breach ({breach.run_key})"
-    last_fired_at = _last_fired_at(context.instance)
+    last_fired_at = _last_fired_at(context.instance, since=now - retrain_cooldown(policy))
     decision = retrain_decision(
         summary, partition=partition, last_fired_at=last_fired_at, now=now, policy=policy
     )

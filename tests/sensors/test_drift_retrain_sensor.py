@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from fin_assets.lib.common.policy import load_policy
 from fin_assets.lib.monitoring.drift_report import drift_report, monitoring_summary
 from fin_assets.lib.monitoring.production_fairness import production_fairness
 from fin_assets.lib.monitoring.retrain_rules import breach_key, breaches
-from fin_sensors.drift import MONITORING_REPORT
+from fin_sensors.drift import MONITORING_REPORT, _last_fired_at
 
 FEATURES = ["tx_amount", "customer_id_nb_tx_7day_window"]
 
@@ -280,6 +280,20 @@ def test_a_failed_retraining_does_not_consume_the_cool_down(
     assert isinstance(result, dg.SensorResult), result
     (retry,) = result.run_requests
     assert retry.run_key.startswith("retrain-2018-07-29-")
+
+
+def test_the_cool_down_reads_only_the_retrainings_launched_inside_it(
+    instance: dg.DagsterInstance, summaries: dict[str, Path]
+) -> None:
+    """Older runs cannot hold the cool-down, and each one costs a read of its events: the scan
+    stops at the cool-down's start however long the instance's history is."""
+    _report(instance, "2018-07-28", summaries["breach"])
+    (request,) = _evaluate(instance).run_requests
+    _launch(instance, request)
+    (record,) = instance.get_run_records(dg.RunsFilter(tags={"fin/trigger": "drift"}))
+    launched = record.create_timestamp.astimezone(UTC)
+    assert _last_fired_at(instance, since=launched - timedelta(hours=1)) == launched
+    assert _last_fired_at(instance, since=launched + timedelta(seconds=1)) is None
 
 
 def test_no_breach_is_skipped_with_the_numbers_that_were_checked(

@@ -420,6 +420,11 @@ def _no_breach_reason(summary: Mapping[str, Any], policy: Policy, important: Seq
     return "no breach: " + ", ".join(parts)
 
 
+def retrain_cooldown(policy: Policy) -> timedelta:
+    """The policy's least time between two retrainings fired by breaches."""
+    return timedelta(hours=float(monitoring_section(policy)["retrain_cooldown_hours"]))
+
+
 def retrain_decision(
     summary: Mapping[str, Any],
     *,
@@ -447,7 +452,7 @@ def retrain_decision(
             breaches=[],
         )
     described = "; ".join(b.message for b in found)
-    cooldown = timedelta(hours=float(monitoring_section(policy)["retrain_cooldown_hours"]))
+    cooldown = retrain_cooldown(policy)
     if last_fired_at is not None and now - last_fired_at < cooldown:
         return RetrainDecision(
             fire=False,
