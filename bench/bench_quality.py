@@ -169,17 +169,17 @@ def _print_ceilings(ceilings: list[dict[str, Any]], rows: list[dict[str, Any]]) 
     found = {(r["week"], r["recipe"]): r["hb_cp"] for r in rows}
     header = (
         f"{'train start':<11} {'ceiling hb CP':>13} {'unforeseeable':>13} {'max cards/day':>13}"
-        + "".join(f" | {name[:28]:>28}" for name in recipes)
+        + "".join(f" | {name[:40]:>40}" for name in recipes)
     )
     print()
     print(header)
     print("-" * len(header))
     for c in ceilings:
         shares = "".join(
-            f" | {found[(c['week'], name)]:>9.3f} = {found[(c['week'], name)] / c['hb_cp']:>5.1%} "
+            f" | {found[(c['week'], name)]:>21.3f} = {found[(c['week'], name)] / c['hb_cp']:>5.1%} "
             f"{'of ceiling':<10}"
             if (c["week"], name) in found
-            else f" | {'':>28}"
+            else f" | {'':>40}"
             for name in recipes
         )
         print(
