@@ -26,14 +26,13 @@ Handbook's (known-compromised cards' rows removed); card precision top-100 is th
 Wall time per row is the protocol's (data set, search, training, metrics); the feature time is
 printed once. The machine may be shared: timings are indicative.
 
-Each week also gets a ``ceiling`` row: the card precision of an oracle that knows every
-foreseeable fraud of the Handbook's test set and nothing else (``metrics.card_precision_ceiling``).
-A fraud is unforeseeable when it is a compromised-terminal fraud (the file's scenario 2: every
-transaction on the terminal is fraud for 28 days, amounts unchanged) and its terminal shows no
-matured fraud in any window: no feature that respects the 7-day label delay can tell it from a
-genuine payment. Card frauds of the other scenarios (amount over 220, a customer's amounts
-multiplied) show in the transaction and the customer's history. On the baseline week this
-ceiling is below the goal's 0.31, which no honest model can then reach except by chance.
+Each week also gets its ceiling (``evaluate-protocol``'s ``ceiling``, ``fraud_ceiling.py``):
+the card precision of an oracle that knows every foreseeable fraud of the Handbook's test set and
+nothing else. A fraud is unforeseeable when it is a compromised-terminal fraud (the file's scenario
+2: every transaction on the terminal is fraud for 28 days, amounts unchanged) and its terminal
+shows no matured fraud in any window: no feature that respects the 7-day label delay can tell it
+from a genuine payment. On the baseline week this ceiling is below the goal's 0.31, which no
+honest model can then reach except by chance.
 
 ``--weeks all`` runs every week of the file whose folds, feature windows and test labels fit in
 it (17, the baseline's weekday), to judge "no worse than the Handbook's default" beyond the five
@@ -56,11 +55,9 @@ from typing import Any
 import pandas as pd
 
 from fin_assets.cli.protocol_commands import evaluate_features, file_features
-from fin_assets.lib.common.metrics import card_precision_ceiling, known_compromised_mask
 from fin_assets.lib.common.names import DEFAULT_BAGS
-from fin_assets.lib.features.feature_registry import feature_names
-from fin_assets.lib.training.protocol_run import TuningSpec, cut_dataset, read_window
-from fin_assets.lib.training.time_protocol import TimeProtocol, midnight
+from fin_assets.lib.training.protocol_run import TuningSpec
+from fin_assets.lib.training.time_protocol import TimeProtocol
 from fin_assets.lib.training.training_data import FeatureSet
 
 DEFAULT_HANDBOOK_FILE = (
@@ -109,38 +106,6 @@ def every_week(features: pd.DataFrame, tuning: TuningSpec) -> list[str]:
     return weeks
 
 
-#: The file's scenario of compromised terminals (``TX_FRAUD_SCENARIO``).
-COMPROMISED_TERMINAL_SCENARIO = 2
-TERMINAL_RISK_COLUMNS = [c for c in feature_names() if c.startswith("terminal_id_risk_")]
-
-
-def foreseeable_frauds(test: pd.DataFrame) -> pd.Series:
-    """False for the frauds no label-delay-respecting feature can reveal (module docstring)."""
-    unseen_terminal = (test[TERMINAL_RISK_COLUMNS] == 0).all(axis=1)
-    fresh_compromise = test["tx_fraud_scenario"] == COMPROMISED_TERMINAL_SCENARIO
-    return (test["tx_fraud"] == 1) & ~(fresh_compromise & unseen_terminal)
-
-
-def ceiling_row(features: pd.DataFrame, week: str) -> dict[str, Any]:
-    """The oracle's card precision on the week's Handbook test set, as a table row."""
-    protocol = TimeProtocol(date.fromisoformat(week), 7, 7, 7)
-    when = pd.to_datetime(features["tx_datetime"])
-    start, end = read_window(protocol, when.min().date(), None)
-    rows = features[(when >= midnight(start)) & (when < midnight(end) + pd.Timedelta(days=1))]
-    dataset = cut_dataset(rows, protocol, when.max().date(), feature_columns=feature_names())
-    kept = dataset.test[~known_compromised_mask(dataset.test, dataset.known_compromised)]
-    found = card_precision_ceiling(kept, foreseeable_frauds(kept).to_numpy())
-    unforeseeable = int(((kept["tx_fraud"] == 1) & ~foreseeable_frauds(kept)).sum())
-    return {
-        "week": week,
-        "recipe": "ceiling",
-        "hb_cp": found.mean,
-        "unforeseeable": unforeseeable,
-        "frauds": int(kept["tx_fraud"].sum()),
-        "most_cards_a_day": max(found.compromised_per_day.values()),
-    }
-
-
 def _row(week: str, recipe: str, report: dict[str, Any]) -> dict[str, Any]:
     platform, handbook = report["challenger"]["test_set"], report["challenger"]["handbook_test_set"]
     tuning = report.get("tuning") or {}
@@ -175,18 +140,19 @@ def _print_ceilings(ceilings: list[dict[str, Any]], rows: list[dict[str, Any]]) 
     print(header)
     print("-" * len(header))
     for c in ceilings:
+        ceiling = c["handbook_card_precision_top_100"]
         shares = "".join(
-            f" | {found[(c['week'], name)]:>21.3f} = {found[(c['week'], name)] / c['hb_cp']:>5.1%} "
+            f" | {found[(c['week'], name)]:>21.3f} = {found[(c['week'], name)] / ceiling:>5.1%} "
             f"{'of ceiling':<10}"
             if (c["week"], name) in found
             else f" | {'':>40}"
             for name in recipes
         )
         print(
-            f"{c['week']:<11} {c['hb_cp']:>13.3f} {c['unforeseeable']:>6} / {c['frauds']:<5} "
-            f"{c['most_cards_a_day']:>13}{shares}"
+            f"{c['week']:<11} {ceiling:>13.3f} {c['unforeseeable_frauds']:>6} / {c['frauds']:<5} "
+            f"{c['most_fraud_cards_a_day']:>13}{shares}"
         )
-    mean = sum(c["hb_cp"] for c in ceilings) / len(ceilings)
+    mean = sum(c["handbook_card_precision_top_100"] for c in ceilings) / len(ceilings)
     print(
         f"ceiling = card precision top-100 of an oracle that ranks every foreseeable fraud's card "
         f"first (mean {mean:.4f}); unforeseeable = compromised-terminal frauds whose terminal "
@@ -265,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     features = file_features(args.handbook_file, "handbook")
     features_seconds = time.perf_counter() - began
     weeks = every_week(features, TuningSpec()) if args.weeks == "all" else args.weeks.split(",")
-    rows, ceilings = [], []
+    rows: list[dict[str, Any]] = []
+    ceilings: list[dict[str, Any]] = []
     for week in weeks:
-        ceilings.append(ceiling_row(features, week))
         protocol = TimeProtocol(date.fromisoformat(week), 7, 7, 7)
         for recipe, params, tuning, feature_set, bags in RECIPES:
             if recipe not in wanted:
@@ -282,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 bags=bags,
             )
             row = _row(week, recipe, report)
+            if report["ceiling"] is not None and not any(c["week"] == week for c in ceilings):
+                ceilings.append({"week": week, **report["ceiling"]})
             rows.append(row)
             print(
                 f"  {week} {recipe}: hb {row['hb_auc']:.3f}/{row['hb_ap']:.3f}/{row['hb_cp']:.3f}"

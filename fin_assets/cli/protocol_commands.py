@@ -25,6 +25,7 @@ from fin_assets.lib.common import metrics
 from fin_assets.lib.common.names import DEFAULT_BAGS
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.offline_features import compute_features_for_frame, resolve_mapping
+from fin_assets.lib.training.fraud_ceiling import SCENARIO_COLUMN, fraud_ceiling
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
 from fin_assets.lib.training.protocol_run import (
     HANDBOOK_GRID,
@@ -136,7 +137,9 @@ def evaluate_features(
     :func:`evaluate_protocol`, for callers that run many protocols on one file (the benchmark).
 
     ``feature_set`` is ``TrainingConfig.feature_set``'s: ``all`` (the assets' default: with the
-    amount ratios) or ``handbook`` (the Handbook's 15 inputs)."""
+    amount ratios) or ``handbook`` (the Handbook's 15 inputs). When the file carries the
+    simulator's fraud scenarios, ``ceiling`` is the card precision the label delay allows on
+    the test period (``training/fraud_ceiling.py``); otherwise it is None."""
     began = time.perf_counter()
     _refuse_short_delay(protocol)
     when = pd.to_datetime(features["tx_datetime"])
@@ -169,6 +172,9 @@ def evaluate_features(
         "challenger": _by_set(result.metrics, "test_", k),
         "benchmark": _by_set(result.metrics, "benchmark_test_", k),
         "benchmark_error": result.benchmark_error,
+        "ceiling": fraud_ceiling(dataset, k).to_dict()
+        if SCENARIO_COLUMN in dataset.test.columns
+        else None,
         "metrics": {name: round(v, 6) for name, v in sorted(result.metrics.items())},
         "params": result.model.hyperparameters(),
         "tuning": None
@@ -214,6 +220,13 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
     for label, found in report["challenger"].items():
         shown = ", ".join(f"{n} {v:.3f}" for n, v in found.items())
         print(f"challenger {label}: {shown}")
+    if report["ceiling"] is not None:
+        ceiling = report["ceiling"]
+        print(
+            f"ceiling handbook_test_set: card_precision_top_{metrics.DEFAULT_TOP_K} "
+            f"{ceiling[f'handbook_card_precision_top_{metrics.DEFAULT_TOP_K}']:.3f} "
+            f"({ceiling['unforeseeable_frauds']} of {ceiling['frauds']} frauds unforeseeable)"
+        )
     print(f"params {report['params']}; {report['wall_seconds']['total']:.1f} s; wrote {out}")
     return 0
 
