@@ -46,6 +46,7 @@ class FraudCeiling:
     """The oracle's card precision top-k on the Handbook's test set, and what it leaves out.
 
     Attributes:
+        k: cards checked per day.
         card_precision: the oracle's mean daily card precision top-k.
         frauds: frauds in the Handbook's test set.
         unforeseeable: those no label-delay-respecting feature can reveal.
