@@ -36,9 +36,10 @@ honest model can then reach except by chance.
 
 ``--weeks all`` runs every week of the file whose folds, feature windows and test labels fit in
 it (17, the baseline's weekday), to judge "no worse than the Handbook's default" beyond the five
-default weeks; the table then ends with each recipe's mean over the weeks.
+default weeks; the table then ends with each recipe's mean over the weeks. ``--weeks every-day``
+runs every start day that fits (120, 2018-05-06 .. 2018-09-02; about 40 minutes for two recipes).
 
-Run: ``.venv/bin/python bench/bench_quality.py [--weeks 2018-07-25,2018-06-20|all]
+Run: ``.venv/bin/python bench/bench_quality.py [--weeks 2018-07-25,2018-06-20|all|every-day]
 [--recipes "handbook default|tuned"] [--json OUT]``.
 """
 
@@ -86,8 +87,9 @@ RECIPES: tuple[tuple[str, dict[str, Any], TuningSpec | None, FeatureSet, int], .
 )
 
 
-def every_week(features: pd.DataFrame, tuning: TuningSpec) -> list[str]:
-    """Train start days, on the baseline's weekday, whose search history and matured test fit.
+def every_week(features: pd.DataFrame, tuning: TuningSpec, step_days: int = 7) -> list[str]:
+    """Train start days whose search history and matured test fit: every ``step_days`` from the
+    baseline (7: on its weekday; 1: every day).
 
     The first needs ``tuning.history_days`` of rows up to its last training day; the last needs
     its test labels matured (test end + delay) by the file's last day.
@@ -98,11 +100,11 @@ def every_week(features: pd.DataFrame, tuning: TuningSpec) -> list[str]:
     span = TimeProtocol(baseline, 7, 7, 7)
     earliest = first + timedelta(days=tuning.history_days(span.delay_days) - span.train_days)
     latest = last - (span.test_end - baseline) - timedelta(days=span.delay_days)
-    day = baseline - timedelta(days=7 * ((baseline - earliest).days // 7))
+    day = baseline - timedelta(days=step_days * ((baseline - earliest).days // step_days))
     weeks = []
     while day <= latest:
         weeks.append(day.isoformat())
-        day += timedelta(days=7)
+        day += timedelta(days=step_days)
     return weeks
 
 
@@ -217,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run every week and recipe, print the table (and write JSON when asked)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--handbook-file", type=Path, default=DEFAULT_HANDBOOK_FILE)
-    parser.add_argument("--weeks", default=",".join(DEFAULT_WEEKS), help="train start days, or all")
+    parser.add_argument(
+        "--weeks",
+        default=",".join(DEFAULT_WEEKS),
+        help="train start days, all (every week on the baseline's weekday) or every-day",
+    )
     parser.add_argument(
         "--recipes", default="|".join(r[0] for r in RECIPES), help="a subset, |-separated"
     )
@@ -230,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     features = file_features(args.handbook_file, "handbook")
     features_seconds = time.perf_counter() - began
-    weeks = every_week(features, TuningSpec()) if args.weeks == "all" else args.weeks.split(",")
+    steps = {"all": 7, "every-day": 1}
+    weeks = (
+        every_week(features, TuningSpec(), steps[args.weeks])
+        if args.weeks in steps
+        else args.weeks.split(",")
+    )
     rows: list[dict[str, Any]] = []
     ceilings: list[dict[str, Any]] = []
     for week in weeks:
