@@ -111,6 +111,7 @@ def every_week(features: pd.DataFrame, tuning: TuningSpec, step_days: int = 7) -
 def _row(week: str, recipe: str, report: dict[str, Any]) -> dict[str, Any]:
     platform, handbook = report["challenger"]["test_set"], report["challenger"]["handbook_test_set"]
     tuning = report.get("tuning") or {}
+    split = report.get("foreseeability") or {}
     return {
         "week": week,
         "recipe": recipe,
@@ -120,6 +121,9 @@ def _row(week: str, recipe: str, report: dict[str, Any]) -> dict[str, Any]:
         "hb_auc": handbook["auc_roc"],
         "hb_ap": handbook["average_precision"],
         "hb_cp": handbook["card_precision_top_100"],
+        "hb_auc_foreseeable": split.get("auc_roc_foreseeable"),
+        "hb_auc_unforeseeable": split.get("auc_roc_unforeseeable"),
+        "unforeseeable_terminals": split.get("unforeseeable_terminals"),
         "fits": tuning.get("fits", ""),
         "stopped_by": tuning.get("stopped_by") or "",
         "tune_s": report["wall_seconds"]["tuning"],
@@ -213,6 +217,39 @@ def _print(rows: list[dict[str, Any]], features_seconds: float) -> None:
             f"{recipe} vs handbook default (hb AUC, AP, CP@100): "
             + (f"worse on {'; '.join(worse)}" if worse else "no worse on every week measured")
         )
+        _print_foreseeable(recipe, [r for r in rows if r["recipe"] == recipe], reference)
+
+
+def _print_foreseeable(
+    recipe: str, mine: list[dict[str, Any]], reference: dict[str, dict[str, Any]]
+) -> None:
+    """Where ``recipe``'s hb AUC is below the reference's: the same AUC on the foreseeable and on
+    the unforeseeable frauds apart (``fraud_ceiling.auc_by_foreseeability``), and the verdict on
+    the foreseeable ones over every week."""
+    compared = [
+        (r, reference[r["week"]])
+        for r in mine
+        if r["week"] in reference and r["hb_auc_foreseeable"] is not None
+    ]
+    if not compared:
+        return
+    for r, ref in compared:
+        if r["hb_auc"] < ref["hb_auc"]:
+            print(
+                f"  {r['week']}: hb AUC {r['hb_auc']:.4f} < {ref['hb_auc']:.4f}; foreseeable "
+                f"frauds {r['hb_auc_foreseeable']:.4f} vs {ref['hb_auc_foreseeable']:.4f}, "
+                f"unforeseeable {r['hb_auc_unforeseeable']:.4f} vs "
+                f"{ref['hb_auc_unforeseeable']:.4f} ({r['unforeseeable_terminals']} terminals)"
+            )
+    worse = [
+        f"{r['week']} {r['hb_auc_foreseeable']:.4f} < {ref['hb_auc_foreseeable']:.4f}"
+        for r, ref in compared
+        if r["hb_auc_foreseeable"] < ref["hb_auc_foreseeable"]
+    ]
+    print(
+        f"{recipe} vs handbook default, hb AUC on the foreseeable frauds: "
+        + (f"worse on {'; '.join(worse)}" if worse else f"no worse on all {len(compared)} weeks")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,11 @@ from fin_assets.lib.common import metrics
 from fin_assets.lib.common.names import DEFAULT_BAGS
 from fin_assets.lib.features import feature_registry
 from fin_assets.lib.features.offline_features import compute_features_for_frame, resolve_mapping
-from fin_assets.lib.training.fraud_ceiling import SCENARIO_COLUMN, fraud_ceiling
+from fin_assets.lib.training.fraud_ceiling import (
+    SCENARIO_COLUMN,
+    auc_by_foreseeability,
+    fraud_ceiling,
+)
 from fin_assets.lib.training.model_fit import DEFAULT_PARAMS
 from fin_assets.lib.training.protocol_run import (
     HANDBOOK_GRID,
@@ -139,7 +143,8 @@ def evaluate_features(
     ``feature_set`` is ``TrainingConfig.feature_set``'s: ``all`` (the assets' default: with the
     amount ratios) or ``handbook`` (the Handbook's 15 inputs). When the file carries the
     simulator's fraud scenarios, ``ceiling`` is the card precision the label delay allows on
-    the test period (``training/fraud_ceiling.py``); otherwise it is None."""
+    the test period (``training/fraud_ceiling.py``) and ``foreseeability`` the challenger's AUC
+    ROC on the foreseeable and the unforeseeable frauds apart; otherwise both are None."""
     began = time.perf_counter()
     _refuse_short_delay(protocol)
     when = pd.to_datetime(features["tx_datetime"])
@@ -161,6 +166,7 @@ def evaluate_features(
     )
     k = metrics.DEFAULT_TOP_K
     search = result.tuning
+    scenarios = SCENARIO_COLUMN in dataset.test.columns
     return {
         "protocol": protocol.to_dict(),
         "data_version": dataset.data_version,
@@ -172,8 +178,11 @@ def evaluate_features(
         "challenger": _by_set(result.metrics, "test_", k),
         "benchmark": _by_set(result.metrics, "benchmark_test_", k),
         "benchmark_error": result.benchmark_error,
-        "ceiling": fraud_ceiling(dataset, k).to_dict()
-        if SCENARIO_COLUMN in dataset.test.columns
+        "ceiling": fraud_ceiling(dataset, k).to_dict() if scenarios else None,
+        "foreseeability": auc_by_foreseeability(
+            dataset, result.model.predict(dataset.test)
+        ).to_dict()
+        if scenarios
         else None,
         "metrics": {name: round(v, 6) for name, v in sorted(result.metrics.items())},
         "params": result.model.hyperparameters(),
@@ -226,6 +235,12 @@ def cmd_evaluate_protocol(args: argparse.Namespace) -> int:
             f"ceiling handbook_test_set: card_precision_top_{metrics.DEFAULT_TOP_K} "
             f"{ceiling[f'handbook_card_precision_top_{metrics.DEFAULT_TOP_K}']:.3f} "
             f"({ceiling['unforeseeable_frauds']} of {ceiling['frauds']} frauds unforeseeable)"
+        )
+        split = report["foreseeability"]
+        print(
+            f"challenger handbook_test_set: auc_roc on foreseeable frauds "
+            f"{split['auc_roc_foreseeable']:.3f}, on unforeseeable frauds "
+            f"{split['auc_roc_unforeseeable']:.3f} ({split['unforeseeable_terminals']} terminals)"
         )
     print(f"params {report['params']}; {report['wall_seconds']['total']:.1f} s; wrote {out}")
     return 0

@@ -235,6 +235,14 @@ def test_training_assets_register_a_reproducible_challenger(
     for name, value in offline["metrics"].items():
         assert value == model[name], name
     assert set(offline["challenger"]) == {"test_set", "handbook_test_set"}
+    # The simulator's data carry the fraud scenarios: the ceiling and the AUC split are reported.
+    assert offline["ceiling"]["frauds"] >= offline["ceiling"]["unforeseeable_frauds"] > 0
+    assert set(offline["foreseeability"]) == {
+        "auc_roc_foreseeable",
+        "auc_roc_unforeseeable",
+        "unforeseeable_terminals",
+    }
+    assert offline["foreseeability"]["unforeseeable_terminals"] >= 1
     spec = TuningSpec(
         grid={"max_depth": [2, 4], "n_estimators": [20], "learning_rate": [0.3]}, n_folds=1
     )

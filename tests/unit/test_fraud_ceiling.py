@@ -3,21 +3,27 @@ the Handbook's baseline week (below a goal of 0.31 for the model)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fin_assets.lib.features.offline_features import compute_features_for_frame, resolve_mapping
 from fin_assets.lib.training.fraud_ceiling import (
     TERMINAL_RISK_COLUMNS,
+    auc_by_foreseeability,
     foreseeable_frauds,
     fraud_ceiling,
 )
 from fin_assets.lib.training.protocol_run import cut_dataset
 from fin_assets.lib.training.time_protocol import TimeProtocol
-from fin_assets.lib.training.training_data import PASSTHROUGH_COLUMNS, feature_set_columns
+from fin_assets.lib.training.training_data import (
+    PASSTHROUGH_COLUMNS,
+    TrainingDataset,
+    feature_set_columns,
+)
 
 
 def _row(fraud: int, scenario: int, risk: tuple[float, float, float]) -> dict[str, object]:
@@ -47,6 +53,57 @@ def test_only_frauds_on_terminals_that_look_clean_to_matured_labels_are_unforese
     assert foreseeable_frauds(rows).tolist() == [False, True, False, True, True, True]
     with pytest.raises(ValueError, match="tx_fraud_scenario"):
         foreseeable_frauds(rows.drop(columns="tx_fraud_scenario"))
+
+
+def test_auc_is_split_between_the_frauds_a_model_can_foresee_and_those_it_cannot() -> None:
+    """Each part ranks its frauds against every genuine row of the Handbook's test set: the rows
+    of a card already known compromised (customer 8) are left out of both, fraud or not."""
+    rows = [
+        # (customer, terminal, fraud, scenario, risk, score)
+        (1, 10, 0, 0, (0.0, 0.0, 0.0), 0.1),
+        (2, 11, 0, 0, (0.0, 0.0, 0.2), 0.3),
+        (3, 12, 0, 0, (0.0, 0.0, 0.0), 0.6),
+        (4, 13, 1, 1, (0.0, 0.0, 0.0), 0.9),  # amount above 220
+        (5, 14, 1, 2, (0.0, 0.5, 0.1), 0.2),  # compromised terminal with a matured fraud
+        (6, 15, 1, 2, (0.0, 0.0, 0.0), 0.4),  # compromised terminal, nothing matured yet
+        (7, 15, 1, 2, (0.0, 0.0, 0.0), 0.05),
+        (8, 16, 1, 2, (0.0, 0.0, 0.0), 0.99),  # known compromised: not in the test set
+        (8, 17, 0, 0, (0.0, 0.0, 0.0), 0.0),
+    ]
+    test = pd.DataFrame(
+        {
+            "transaction_id": range(len(rows)),
+            "tx_datetime": pd.Timestamp("2018-08-08 10:00"),
+            "customer_id": [r[0] for r in rows],
+            "terminal_id": [r[1] for r in rows],
+            "tx_fraud": [r[2] for r in rows],
+            "tx_fraud_scenario": [r[3] for r in rows],
+            **{c: [r[4][i] for r in rows] for i, c in enumerate(TERMINAL_RISK_COLUMNS)},
+        }
+    )
+    dataset = TrainingDataset(
+        protocol=TimeProtocol(date(2018, 7, 25), 7, 7, 7),
+        cutoff=datetime(2018, 8, 22),
+        feature_columns=TERMINAL_RISK_COLUMNS,
+        feature_versions={},
+        train=test.iloc[:0],
+        test=test,
+        known_compromised={date(2018, 8, 8): frozenset({8})},
+        data_version="hand-made",
+    )
+    split = auc_by_foreseeability(dataset, np.array([r[5] for r in rows]))
+    # Foreseeable 0.9 and 0.2 against genuine 0.1, 0.3, 0.6: 3 + 1 of 6 pairs won.
+    assert split.foreseeable == pytest.approx(4 / 6, abs=1e-12)
+    # Unforeseeable 0.4 and 0.05 against the same: 2 + 0 of 6, on one terminal.
+    assert split.unforeseeable == pytest.approx(2 / 6, abs=1e-12)
+    assert split.unforeseeable_terminals == 1
+    assert split.to_dict() == {
+        "auc_roc_foreseeable": 0.666667,
+        "auc_roc_unforeseeable": 0.333333,
+        "unforeseeable_terminals": 1,
+    }
+    with pytest.raises(ValueError, match="9 test transactions but 8 scores"):
+        auc_by_foreseeability(dataset, np.zeros(8))
 
 
 def test_the_handbook_baseline_week_allows_a_card_precision_of_215_cards_in_700(

@@ -25,6 +25,7 @@ import pandas as pd
 
 from fin_assets.lib.common.metrics import (
     DEFAULT_TOP_K,
+    auc_roc,
     card_precision_ceiling,
     known_compromised_mask,
 )
@@ -98,4 +99,57 @@ def fraud_ceiling(dataset: TrainingDataset, k: int = DEFAULT_TOP_K) -> FraudCeil
         frauds=frauds,
         unforeseeable=frauds - int(foreseeable.sum()),
         most_fraud_cards_a_day=max(found.compromised_per_day.values(), default=0),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class AucByForeseeability:
+    """A model's AUC ROC on the Handbook's test set, split by what the label delay lets it see.
+
+    Why: AUC ranks every fraud against every genuine payment, so the unforeseeable frauds (about a
+    fifth of a week's) count in it as much as any other. They score like genuine payments, and
+    where a model happens to place them among millions of genuine pairs is a draw. They come from
+    a handful of terminals each week, so it is a draw with few tickets. Split, the foreseeable part
+    says how well the model ranks what it can know, and the unforeseeable part shows the draw.
+
+    Attributes:
+        foreseeable: AUC of the foreseeable frauds against every genuine row.
+        unforeseeable: AUC of the unforeseeable frauds against every genuine row (NaN without any).
+        unforeseeable_terminals: the distinct terminals the unforeseeable frauds happened on.
+    """
+
+    foreseeable: float
+    unforeseeable: float
+    unforeseeable_terminals: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            "auc_roc_foreseeable": round(self.foreseeable, 6),
+            "auc_roc_unforeseeable": round(self.unforeseeable, 6),
+            "unforeseeable_terminals": self.unforeseeable_terminals,
+        }
+
+
+def auc_by_foreseeability(dataset: TrainingDataset, scores: npt.ArrayLike) -> AucByForeseeability:
+    """AUC ROC of ``scores`` (one per ``dataset.test`` row) on the Handbook's test set, foreseeable
+    and unforeseeable frauds apart, each against every genuine row (see
+    :class:`AucByForeseeability`)."""
+    test = dataset.test
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    if values.shape[0] != len(test):
+        raise ValueError(f"{len(test)} test transactions but {values.shape[0]} scores")
+    kept = ~known_compromised_mask(test, dataset.known_compromised)
+    rows, values = test[kept], values[kept]
+    fraud = (rows[LABEL] == 1).to_numpy()
+    foreseeable = foreseeable_frauds(rows)
+    unforeseeable = fraud & ~foreseeable
+
+    def against_genuine(positives: npt.NDArray[np.bool_]) -> float:
+        chosen = positives | ~fraud
+        return auc_roc(positives[chosen].astype(np.int64), values[chosen])
+
+    return AucByForeseeability(
+        foreseeable=against_genuine(foreseeable),
+        unforeseeable=against_genuine(unforeseeable),
+        unforeseeable_terminals=int(rows.loc[unforeseeable, "terminal_id"].nunique()),
     )
