@@ -32,7 +32,10 @@ nothing else. A fraud is unforeseeable when it is a compromised-terminal fraud (
 2: every transaction on the terminal is fraud for 28 days, amounts unchanged) and its terminal
 shows no matured fraud in any window: no feature that respects the 7-day label delay can tell it
 from a genuine payment. On the baseline week this ceiling is below the goal's 0.31, which no
-honest model can then reach except by chance.
+honest model can then reach except by chance. Where a tuned recipe's AUC (Handbook test set) is
+below the Handbook default's, the bench prints both AUCs split between the foreseeable and the
+unforeseeable frauds (``evaluate-protocol``'s ``foreseeability``), and its verdict on the
+foreseeable ones over every week.
 
 ``--weeks all`` runs every week of the file whose folds, feature windows and test labels fit in
 it (17, the baseline's weekday), to judge "no worse than the Handbook's default" beyond the five
