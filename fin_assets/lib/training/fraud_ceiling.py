@@ -10,6 +10,10 @@ in the transaction and the customer's history. The ceiling is then the card prec
 oracle that ranks first the card of every other fraud (``metrics.card_precision_ceiling``), on the
 Handbook's test set (known-compromised cards' rows removed), as the goal is judged.
 
+The same frauds make part of AUC ROC a draw; :func:`auc_by_foreseeability` splits a model's AUC
+between the frauds it could foresee and the others, so that a comparison of two models can tell
+what they know from where the draw fell.
+
 It needs the simulator's ``tx_fraud_scenario`` column (a pass-through of the raw data); sources
 without it have no ceiling.
 """
