@@ -179,9 +179,7 @@ def evaluate_features(
         "benchmark": _by_set(result.metrics, "benchmark_test_", k),
         "benchmark_error": result.benchmark_error,
         "ceiling": fraud_ceiling(dataset, k).to_dict() if scenarios else None,
-        "foreseeability": auc_by_foreseeability(
-            dataset, result.model.predict(dataset.test)
-        ).to_dict()
+        "foreseeability": auc_by_foreseeability(dataset, result.test_scores).to_dict()
         if scenarios
         else None,
         "metrics": {name: round(v, 6) for name, v in sorted(result.metrics.items())},

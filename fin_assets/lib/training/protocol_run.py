@@ -24,6 +24,7 @@ from fin_assets.lib.training.benchmark import evaluate_benchmark
 from fin_assets.lib.training.calibration import calibrated_booster, fit_platt, fold_predictions
 from fin_assets.lib.training.model_fit import (
     DEFAULT_NTHREAD,
+    FloatArray,
     TrainedModel,
     booster_digest,
     evaluate,
@@ -119,7 +120,9 @@ def history_rows(rows: pd.DataFrame, protocol: TimeProtocol) -> pd.DataFrame:
 class ProtocolResult:
     """The chosen model, its test metrics (challenger and benchmark) and the search, if any.
 
-    ``tuning_skipped`` says why a search that was not required could not run.
+    ``test_scores`` are the model's scores on ``dataset.test``, row by row, for reports that
+    need more than the metrics; ``tuning_skipped`` says why a search that was not required could
+    not run.
     """
 
     model: TrainedModel
@@ -127,6 +130,7 @@ class ProtocolResult:
     tuning: TuningResult | None
     benchmark_error: str | None
     tune_seconds: float
+    test_scores: FloatArray
     tuning_skipped: str | None = None
 
 
@@ -227,10 +231,11 @@ def fit_and_evaluate(
         model = calibrate_model(model, dataset, history, chosen, spec, seed)
         extra["test_brier_score_uncalibrated"] = brier_score(dataset.test[LABEL], raw)
     scores = evaluate(model, dataset) | extra
-    scores["test_brier_score"] = brier_score(dataset.test[LABEL], model.predict(dataset.test))
+    test_scores = model.predict(dataset.test)
+    scores["test_brier_score"] = brier_score(dataset.test[LABEL], test_scores)
     error = None
     try:
         scores |= evaluate_benchmark(dataset)
     except ValueError as exc:
         error = str(exc)
-    return ProtocolResult(model, scores, result, error, tune_seconds, skipped)
+    return ProtocolResult(model, scores, result, error, tune_seconds, test_scores, skipped)
